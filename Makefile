@@ -1,0 +1,71 @@
+# Two commands do everything on a fresh Debian machine (as root):
+#   make run    venv + deps + SoftHSM2 token + CA under var/, then twistd -n est
+#   make test   the same set-up, then the whole trial suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= etc/estappliance.toml
+SOFTHSM_LIB := /usr/lib/softhsm/libsofthsm2.so
+APT_STAMP := .venv/.apt-ok
+
+.PHONY: run test deps system venv token ca bench clean
+
+system: $(APT_STAMP)
+$(APT_STAMP):
+	@missing=""; \
+	[ -e $(SOFTHSM_LIB) ] && command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+venv: $(BIN)/twistd
+$(BIN)/twistd: setup.cfg pyproject.toml | $(APT_STAMP)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+	@touch $@
+
+deps: system venv
+
+token: deps
+	@bash softhsm/init-token.sh var
+
+var/ca/ca.pem: | token
+	$(BIN)/estctl -c $(CONFIG) init
+
+ca: token var/ca/ca.pem
+
+var/demo.password: | ca
+	@umask 077; od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > $@
+	@$(BIN)/estctl -c $(CONFIG) client add demo --password-file $@ --labels '*'
+
+run: ca var/demo.password
+	@echo ""
+	@echo "EST server on https://127.0.0.1:8443/.well-known/est/ (Ctrl-C stops it)"
+	@echo "Enroll a device (client 'demo', password in var/demo.password):"
+	@echo "  $(BIN)/est enroll --server https://127.0.0.1:8443 --anchor var/ca/ca.pem \\"
+	@echo "      --user demo --password-file var/demo.password --subject 'CN=device-1' --key-out device.key -o device.pem"
+	@echo "or with curl + openssl:"
+	@echo "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key -subj /CN=device-1 -outform DER | base64 > device.csr.b64"
+	@echo "  curl --cacert var/ca/ca.pem -u demo:\$$(cat var/demo.password) -H 'Content-Type: application/pkcs10' \\"
+	@echo "      --data-binary @device.csr.b64 https://127.0.0.1:8443/.well-known/est/simpleenroll | base64 -d > device.p7"
+	@echo "  openssl pkcs7 -inform DER -in device.p7 -print_certs"
+	@echo ""
+	$(BIN)/twistd -n --pidfile= est -c $(CONFIG)
+
+test: deps
+	@mkdir -p var
+	@set -o pipefail; $(BIN)/trial --temp-directory=var/_trial_temp $(TRIAL_ARGS) tests 2>&1 | tee var/trial.log; \
+	status=$$?; $(BIN)/python -m tests.summary var/trial.log; exit $$status
+
+bench: ca var/demo.password
+	$(BIN)/python bench/enroll.py --config $(CONFIG)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,1 @@
+"""``estctl``: initialise the token and CA, manage clients, read the store."""

@@ -1,0 +1,172 @@
+"""``estctl``: the operator's command line. Blocking; no reactor runs here."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+
+from ..ca import setup
+from ..config import DEFAULT_LABEL, ConfigError, load
+from ..errors import TokenUnavailable
+from ..ra.passwords import hash_password
+from ..store import DuplicateClient, Store
+from ..token import Token
+
+DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
+
+
+def _token(config) -> Token:
+    return Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
+
+
+def _read_password(path: str) -> str:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    password = text.rstrip("\r\n")
+    if not password:
+        raise SystemExit("estctl: the password file is empty")
+    return password
+
+
+def cmd_init(args, config) -> None:
+    token = _token(config)
+    store = Store(config.store)
+    if args.subordinate:
+        if not args.csr_out:
+            raise SystemExit("estctl: --subordinate needs --csr-out FILE")
+        setup.init_subordinate(config, token, Path(args.csr_out))
+        print(f"CA key {config.ca.key_label!r} ({config.ca.key_type}) is in token {config.token.label!r}.")
+        print(f"CSR written to {args.csr_out}; have it signed, then run: estctl ca import CERT [--chain FILE]")
+        return
+    cert = setup.init_root(config, token, store)
+    _print_ca(cert, config)
+
+
+def cmd_ca_import(args, config) -> None:
+    cert = setup.import_subordinate(config, _token(config), Store(config.store), Path(args.cert),
+                                    Path(args.chain) if args.chain else None)
+    _print_ca(cert, config)
+
+
+def cmd_ca_show(args, config) -> None:
+    from cryptography import x509
+    if not config.ca.cert_file.exists():
+        raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
+    _print_ca(x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes()), config)
+
+
+def _print_ca(cert, config) -> None:
+    print(f"CA: {cert.subject.rfc4514_string()}")
+    print(f"  key: {config.ca.key_label!r} in token {config.token.label!r} ({config.ca.key_type})")
+    print(f"  valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    print(f"  SHA-256 fingerprint: {cert.fingerprint(hashes.SHA256()).hex(':')}")
+    print(f"  certificate: {config.ca.cert_file}")
+    print(f"  TLS server certificate: {config.server.tls_cert}")
+
+
+def cmd_client_add(args, config) -> None:
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+    for label in labels:
+        if label != "*" and label not in config.labels:
+            raise SystemExit(f"estctl: no label {label!r} in {config.path}")
+    try:
+        Store(config.store).add_client(args.name, hash_password(_read_password(args.password_file)), labels)
+    except DuplicateClient:
+        raise SystemExit(f"estctl: client {args.name!r} already exists") from None
+    print(f"client {args.name!r} added (labels: {', '.join(labels)})")
+
+
+def cmd_client_passwd(args, config) -> None:
+    if not Store(config.store).set_client_password(args.name, hash_password(_read_password(args.password_file))):
+        raise SystemExit(f"estctl: no client {args.name!r}")
+    print(f"password of {args.name!r} changed")
+
+
+def cmd_client_remove(args, config) -> None:
+    if not Store(config.store).remove_client(args.name):
+        raise SystemExit(f"estctl: no client {args.name!r}")
+    print(f"client {args.name!r} removed")
+
+
+def cmd_client_list(args, config) -> None:
+    for c in Store(config.store).clients():
+        print(f"{c.name}\tlabels={','.join(c.labels)}\tcreated={c.created_at}")
+
+
+def cmd_cert_list(args, config) -> None:
+    for c in Store(config.store).certificates(args.client):
+        print(f"{c.serial:x}\t{c.status}\t{c.not_after}\t{c.label}\t{c.client or '-'}\t{c.subject}")
+
+
+def cmd_audit(args, config) -> None:
+    for e in reversed(Store(config.store).audit_events(args.limit)):
+        print(f"{e.at}\t{e.operation}\t{e.outcome}\t{e.client or '-'}\t{e.label or '-'}\t{e.detail or ''}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="estctl", description="Operate the estappliance CA/RA.")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="path to estappliance.toml")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="create the CA key in the token and the CA certificate")
+    init.add_argument("--subordinate", action="store_true", help="write a CSR for a parent CA instead of a root")
+    init.add_argument("--csr-out", help="where --subordinate writes the CSR (PEM)")
+    init.set_defaults(func=cmd_init)
+
+    ca = sub.add_parser("ca", help="the CA certificate").add_subparsers(dest="ca_command", required=True)
+    imp = ca.add_parser("import", help="install the parent-signed CA certificate")
+    imp.add_argument("cert", help="PEM: the CA certificate (may be followed by its chain)")
+    imp.add_argument("--chain", help="PEM: the parent CA chain up to its root")
+    imp.set_defaults(func=cmd_ca_import)
+    ca.add_parser("show", help="print the CA certificate's details").set_defaults(func=cmd_ca_show)
+
+    client = sub.add_parser("client", help="EST clients (HTTP Basic)").add_subparsers(dest="client_command",
+                                                                                     required=True)
+    add = client.add_parser("add", help="add a client with a password")
+    add.add_argument("name")
+    add.add_argument("--password-file", required=True, help="file holding the password ('-' for stdin)")
+    add.add_argument("--labels", default=DEFAULT_LABEL,
+                     help=f"comma-separated labels the client may use ('*' for all; default {DEFAULT_LABEL})")
+    add.set_defaults(func=cmd_client_add)
+    pw = client.add_parser("passwd", help="set a client's password")
+    pw.add_argument("name")
+    pw.add_argument("--password-file", required=True)
+    pw.set_defaults(func=cmd_client_passwd)
+    rm = client.add_parser("remove", help="remove a client")
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_client_remove)
+    client.add_parser("list", help="list clients").set_defaults(func=cmd_client_list)
+
+    cert = sub.add_parser("cert", help="issued certificates").add_subparsers(dest="cert_command", required=True)
+    ls = cert.add_parser("list", help="list issued certificates")
+    ls.add_argument("--client")
+    ls.set_defaults(func=cmd_cert_list)
+
+    audit = sub.add_parser("audit", help="show the audit log")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.set_defaults(func=cmd_audit)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load(args.config)
+        args.func(args, config)
+    except (ConfigError, setup.SetupError) as e:
+        print(f"estctl: {e}", file=sys.stderr)
+        return 2
+    except TokenUnavailable as e:
+        cause = f" ({e.__cause__!r})" if e.__cause__ else ""
+        print(f"estctl: {e.reason}{cause}", file=sys.stderr)
+        return 3
+    except OSError as e:
+        print(f"estctl: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

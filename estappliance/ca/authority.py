@@ -1,0 +1,110 @@
+"""The issuing CA: signs in the token, records in the store, then answers.
+
+The certificate is durably in the store before the Deferred that carries it
+fires, so nothing is handed out that the appliance does not know about.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from twisted.internet import defer
+
+from ..config import Profile
+from ..pki import certs
+from ..store import DuplicateSerial, Store, on_store_thread
+from ..token import Token, on_token_thread, signature_hash, token_private_key
+
+SERIAL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    subject: x509.Name
+    public_key: object
+    san: x509.SubjectAlternativeName | None
+    profile: Profile
+    label: str
+    client: str | None
+
+
+def load_pem_certs(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file; an empty file holds none."""
+    data = path.read_bytes()
+    return x509.load_pem_x509_certificates(data) if data.strip() else []
+
+
+class TokenSigner:
+    """Signs builders with one token key. Blocking: use on the PKCS#11 thread."""
+
+    def __init__(self, token: Token, key_label: str):
+        self.token = token
+        self.key_label = key_label
+        self._key = None
+
+    def key(self):
+        if self._key is None:
+            self._key = token_private_key(self.token, self.key_label)
+        return self._key
+
+    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        key = self.key()
+        return builder.sign(key, signature_hash(key.public_key()))
+
+    def sign_csr(self, builder: x509.CertificateSigningRequestBuilder) -> x509.CertificateSigningRequest:
+        key = self.key()
+        return builder.sign(key, signature_hash(key.public_key()))
+
+
+class CertificateAuthority:
+    def __init__(self, signer: TokenSigner, certificate: x509.Certificate, chain: list[x509.Certificate],
+                 store: Store):
+        self.signer = signer
+        self.certificate = certificate
+        self.chain = chain
+        self.store = store
+
+    @classmethod
+    def from_files(cls, signer: TokenSigner, cert_file: Path, chain_file: Path | None, store: Store):
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        chain = load_pem_certs(chain_file) if chain_file is not None and chain_file.exists() else []
+        return cls(signer, cert, chain, store)
+
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """What /cacerts serves: the issuing CA, then the rest of its chain."""
+        return [self.certificate, *[c for c in self.chain if c != self.certificate]]
+
+    def check_key_matches(self) -> defer.Deferred:
+        """Fires with True if the token key is the CA certificate's key."""
+        def compare():
+            spki = self.signer.token.public_key_der(self.signer.key_label)
+            return spki == self.certificate.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return on_token_thread(compare)
+
+    def builder(self, req: IssueRequest, now: datetime.datetime | None = None) -> x509.CertificateBuilder:
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        return certs.end_entity(
+            subject=req.subject, public_key=req.public_key, issuer=self.certificate,
+            serial=x509.random_serial_number(), now=now, days=req.profile.validity_days,
+            key_usages=req.profile.key_usage, extended_key_usages=req.profile.extended_key_usage,
+            san=req.san if req.profile.copy_san else None)
+
+    @defer.inlineCallbacks
+    def issue(self, req: IssueRequest):
+        """Sign in the token and record durably; fires with the certificate."""
+        for attempt in range(SERIAL_ATTEMPTS):
+            cert = yield on_token_thread(self.signer.sign_certificate, self.builder(req))
+            try:
+                yield on_store_thread(
+                    self.store.record_certificate, serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, label=req.label,
+                    client=req.client, der=cert.public_bytes(serialization.Encoding.DER))
+            except DuplicateSerial:
+                if attempt == SERIAL_ATTEMPTS - 1:
+                    raise
+                continue
+            return cert

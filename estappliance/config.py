@@ -1,0 +1,216 @@
+"""Typed settings, loaded from a TOML file (stdlib tomllib).
+
+Relative paths in the file are resolved against the directory that holds the
+file, so a config can sit next to the state it describes. Secrets (the token
+PIN) are never in the file itself: it names a file or an environment variable.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_LABEL = "default"
+
+KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa2048", "rsa3072", "rsa4096")
+AUTH_MODES = ("basic", "cert")
+# RFC 7030 3.2.2: a label must not equal an operation path segment.
+RESERVED_LABELS = frozenset({
+    "cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen", "csrattrs",
+    "pal", "eecerts", "crls", "symmetrickeys", "firmware", "tamp",
+})
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing something or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    module: Path
+    label: str
+    pin_file: Path | None = None
+    pin_env: str | None = None
+    softhsm2_conf: Path | None = None
+
+    def read_pin(self) -> str:
+        if self.pin_env and os.environ.get(self.pin_env):
+            return os.environ[self.pin_env]
+        if self.pin_file is not None:
+            try:
+                return self.pin_file.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"token PIN file unreadable: {self.pin_file}: {e.strerror}") from None
+        raise ConfigError("token: set pin_file or pin_env (the PIN is never stored in the config)")
+
+
+@dataclass(frozen=True)
+class CAConfig:
+    key_label: str
+    key_type: str
+    subject: str
+    validity_days: int
+    cert_file: Path
+    chain_file: Path | None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    tls_key: Path
+    tls_cert: Path
+    server_names: tuple[str, ...]
+    max_body: int
+    realm: str
+    retry_after: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    validity_days: int
+    key_types: tuple[str, ...]
+    key_usage: tuple[str, ...]
+    extended_key_usage: tuple[str, ...]
+    copy_san: bool
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    profile: Profile
+    auth: tuple[str, ...]
+    cert_anchors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    server: ServerConfig
+    token: TokenConfig
+    ca: CAConfig
+    store: Path
+    trust_anchors: dict[str, Path]
+    profiles: dict[str, Profile]
+    labels: dict[str, Label]
+    workers: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def label(self, name: str | None) -> Label | None:
+        return self.labels.get(name or DEFAULT_LABEL)
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _require(table: dict, key: str, where: str):
+    if key not in table:
+        raise ConfigError(f"[{where}] needs '{key}'")
+    return table[key]
+
+
+def _profile(name: str, t: dict) -> Profile:
+    key_types = tuple(t.get("key_types", KEY_TYPES))
+    for k in key_types:
+        if k not in KEY_TYPES:
+            raise ConfigError(f"[profiles.{name}] unknown key type {k!r}; known: {', '.join(KEY_TYPES)}")
+    return Profile(
+        name=name,
+        validity_days=int(t.get("validity_days", 365)),
+        key_types=key_types,
+        key_usage=tuple(t.get("key_usage", ("digitalSignature", "keyEncipherment"))),
+        extended_key_usage=tuple(t.get("extended_key_usage", ("clientAuth",))),
+        copy_san=bool(t.get("copy_san", True)),
+    )
+
+
+def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, Path]) -> Label:
+    if name in RESERVED_LABELS or "/" in name or not name:
+        raise ConfigError(f"[labels.{name}] a label cannot be empty, contain '/' or name an EST operation")
+    pname = t.get("profile", "default")
+    if pname not in profiles:
+        raise ConfigError(f"[labels.{name}] names unknown profile {pname!r}")
+    auth = tuple(t.get("auth", AUTH_MODES))
+    for a in auth:
+        if a not in AUTH_MODES:
+            raise ConfigError(f"[labels.{name}] unknown auth mode {a!r}; known: {', '.join(AUTH_MODES)}")
+    cert_anchors = tuple(t.get("cert_anchors", ("ca",)))
+    for a in cert_anchors:
+        if a != "ca" and a not in anchors:
+            raise ConfigError(f"[labels.{name}] names unknown trust anchor {a!r}")
+    return Label(name=name, profile=profiles[pname], auth=auth, cert_anchors=cert_anchors)
+
+
+def load(path: str | os.PathLike) -> Config:
+    path = Path(path).resolve()
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict, path: Path) -> Config:
+    base = path.parent
+    s = raw.get("server", {})
+    server = ServerConfig(
+        host=s.get("host", "127.0.0.1"),
+        port=int(s.get("port", 8443)),
+        tls_key=_path(base, s.get("tls_key", "tls/server.key")),
+        tls_cert=_path(base, s.get("tls_cert", "tls/server.pem")),
+        server_names=tuple(s.get("server_names", ("localhost", "127.0.0.1"))),
+        max_body=int(s.get("max_body", 64 * 1024)),
+        realm=s.get("realm", "estappliance"),
+        retry_after=int(s.get("retry_after", 10)),
+    )
+    t = raw.get("token")
+    if not t:
+        raise ConfigError("the config needs a [token] table")
+    token = TokenConfig(
+        module=_path(base, _require(t, "module", "token")),
+        label=_require(t, "label", "token"),
+        pin_file=_path(base, t.get("pin_file")),
+        pin_env=t.get("pin_env"),
+        softhsm2_conf=_path(base, t.get("softhsm2_conf")),
+    )
+    c = raw.get("ca", {})
+    key_type = c.get("key_type", "ec-p256")
+    if key_type not in KEY_TYPES:
+        raise ConfigError(f"[ca] unknown key_type {key_type!r}; known: {', '.join(KEY_TYPES)}")
+    ca = CAConfig(
+        key_label=c.get("key_label", "est-ca"),
+        key_type=key_type,
+        subject=c.get("subject", "CN=estappliance CA"),
+        validity_days=int(c.get("validity_days", 3650)),
+        cert_file=_path(base, c.get("cert_file", "ca/ca.pem")),
+        chain_file=_path(base, c.get("chain_file", "ca/chain.pem")),
+    )
+    anchors = {n: _path(base, p) for n, p in raw.get("trust_anchors", {}).items()}
+    if "ca" in anchors:
+        raise ConfigError("[trust_anchors] 'ca' is reserved for this appliance's own CA")
+    profiles = {"default": _profile("default", {})}
+    for name, pt in raw.get("profiles", {}).items():
+        profiles[name] = _profile(name, pt)
+    labels_raw = dict(raw.get("labels", {}))
+    labels_raw.setdefault(DEFAULT_LABEL, {})
+    labels = {n: _label(n, lt, profiles, anchors) for n, lt in labels_raw.items()}
+    return Config(
+        path=path,
+        server=server,
+        token=token,
+        ca=ca,
+        store=_path(base, raw.get("store", {}).get("path", "est.sqlite")),
+        trust_anchors=anchors,
+        profiles=profiles,
+        labels=labels,
+        workers=int(raw.get("server", {}).get("workers", 1)),
+    )

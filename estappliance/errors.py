@@ -1,0 +1,50 @@
+"""Domain errors shared by every layer.
+
+Each carries a short, client-safe reason. The web layer alone maps them to
+HTTP statuses; nothing below it knows about HTTP.
+"""
+from __future__ import annotations
+
+
+class EstError(Exception):
+    """A refusal whose reason may be shown to the client."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedRequest(EstError):
+    """The request body or parameters cannot be understood."""
+
+
+class PolicyRefused(EstError):
+    """The request is well formed but the label's profile refuses it."""
+
+
+class AuthenticationRequired(EstError):
+    """No credentials, or credentials that do not identify a known client."""
+
+
+class NotAuthorized(EstError):
+    """The client is known but may not do this under this label."""
+
+
+class NotFound(EstError):
+    """No such label or resource."""
+
+
+class UnsupportedMediaType(EstError):
+    """The request's Content-Type is not one this operation takes."""
+
+
+class TooLarge(EstError):
+    """The request body is over the configured limit."""
+
+
+class Unavailable(EstError):
+    """A back end (the token, the store) cannot serve right now; retry later."""
+
+
+class TokenUnavailable(Unavailable):
+    """The PKCS#11 token cannot be reached or refused an operation."""

@@ -1,0 +1,1 @@
+"""Pure builders and parsers: bytes in, bytes out, no token, no I/O."""

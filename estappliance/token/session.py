@@ -1,0 +1,197 @@
+"""A logged-in PKCS#11 session that survives the token going away.
+
+Every method here is blocking and must run on the PKCS#11 thread (see
+``worker.on_token_thread``) when called from a running service. Any PKCS#11
+failure drops the session and raises ``TokenUnavailable``; the next call
+re-initialises the library and logs in again, so the service recovers by
+itself once the token is back.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.exceptions import NoSuchKey, PKCS11Error
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11.util.rsa import encode_rsa_public_key
+from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
+
+from ..errors import TokenUnavailable
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A key type as the config names it (``ec-p256``, ``rsa3072`` ...)."""
+
+    name: str
+    kind: str  # "ec" or "rsa"
+    curve: str | None = None
+    bits: int | None = None
+
+
+KEY_SPECS = {
+    "ec-p256": KeySpec("ec-p256", "ec", curve="secp256r1"),
+    "ec-p384": KeySpec("ec-p384", "ec", curve="secp384r1"),
+    "ec-p521": KeySpec("ec-p521", "ec", curve="secp521r1"),
+    "rsa2048": KeySpec("rsa2048", "rsa", bits=2048),
+    "rsa3072": KeySpec("rsa3072", "rsa", bits=3072),
+    "rsa4096": KeySpec("rsa4096", "rsa", bits=4096),
+}
+
+
+class Token:
+    """One PKCS#11 token, found by label, logged in as the user."""
+
+    def __init__(self, module: str | os.PathLike, label: str, pin: Callable[[], str],
+                 softhsm2_conf: str | os.PathLike | None = None):
+        self._module = str(module)
+        self._label = label
+        self._pin = pin
+        if softhsm2_conf is not None:
+            # SoftHSM2 reads this once, when the library is first loaded.
+            os.environ.setdefault("SOFTHSM2_CONF", str(softhsm2_conf))
+        self._session: pkcs11.Session | None = None
+        self._stale = False
+        self._keys: dict[str, tuple[object, bytes]] = {}
+
+    # -- session lifecycle -------------------------------------------------
+
+    def _open(self) -> pkcs11.Session:
+        if self._session is not None:
+            return self._session
+        try:
+            lib = pkcs11.lib(self._module)
+            if self._stale:
+                lib.reinitialize()
+                self._stale = False
+            token = lib.get_token(token_label=self._label)
+            self._session = token.open(rw=True, user_pin=self._pin())
+        except (PKCS11Error, RuntimeError) as e:
+            self._stale = True
+            raise TokenUnavailable(f"token {self._label!r} unavailable") from e
+        return self._session
+
+    def _drop(self) -> None:
+        session, self._session = self._session, None
+        self._keys.clear()
+        self._stale = True
+        if session is not None:
+            try:
+                session.close()
+            except PKCS11Error:
+                pass
+
+    def close(self) -> None:
+        """Log out and close the session (the token itself is untouched)."""
+        session, self._session = self._session, None
+        self._keys.clear()
+        if session is not None:
+            try:
+                session.close()
+            except PKCS11Error:
+                pass
+
+    def _run(self, op: Callable[[pkcs11.Session], T]) -> T:
+        session = self._open()
+        try:
+            return op(session)
+        except (PKCS11Error, RuntimeError) as e:
+            self._drop()
+            raise TokenUnavailable(f"token {self._label!r} unavailable") from e
+
+    # -- keys ----------------------------------------------------------------
+
+    def _private_key(self, session: pkcs11.Session, label: str):
+        cached = self._keys.get(label)
+        if cached is None:
+            priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            cached = (priv, _public_spki(session, label, priv))
+            self._keys[label] = cached
+        return cached
+
+    def has_key(self, label: str) -> bool:
+        def op(session):
+            try:
+                session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+                return True
+            except NoSuchKey:
+                return False
+        return self._run(op)
+
+    def public_key_der(self, label: str) -> bytes:
+        """SubjectPublicKeyInfo (DER) of the key pair with this label."""
+        return self._run(lambda s: self._private_key(s, label)[1])
+
+    def private_key_attributes(self, label: str) -> dict[str, bool]:
+        """The security attributes a CA key must have, as the token reports them."""
+        def op(session):
+            priv = self._private_key(session, label)[0]
+            return {
+                "sensitive": bool(priv[Attribute.SENSITIVE]),
+                "extractable": bool(priv[Attribute.EXTRACTABLE]),
+                "always_sensitive": bool(priv[Attribute.ALWAYS_SENSITIVE]),
+                "never_extractable": bool(priv[Attribute.NEVER_EXTRACTABLE]),
+            }
+        return self._run(op)
+
+    def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
+        return self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
+
+    def generate_keypair(self, label: str, spec: KeySpec, *, extractable: bool = False) -> bytes:
+        """Make a key pair inside the token; returns the public key (SPKI DER).
+
+        The private key is always sensitive; it is extractable (wrappable) only
+        when asked, for keys made on behalf of a device.
+        """
+        private_template = {
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: extractable,
+            Attribute.SIGN: True,
+            Attribute.DECRYPT: spec.kind == "rsa",
+            Attribute.UNWRAP: False,
+        }
+        public_template = {Attribute.VERIFY: True, Attribute.ENCRYPT: spec.kind == "rsa",
+                           Attribute.WRAP: False}
+
+        def op(session):
+            try:
+                session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+                raise ValueError(f"the token already holds a key labelled {label!r}")
+            except NoSuchKey:
+                pass
+            if spec.kind == "ec":
+                params = session.create_domain_parameters(
+                    KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(spec.curve)}, local=True)
+                pub, _ = params.generate_keypair(store=True, label=label, public_template=public_template,
+                                                 private_template=private_template)
+                return encode_ec_public_key(pub)
+            pub, _ = session.generate_keypair(KeyType.RSA, spec.bits, store=True, label=label,
+                                              public_template=public_template,
+                                              private_template=private_template)
+            return _rsa_spki(pub)
+        return self._run(op)
+
+    def destroy_keypair(self, label: str) -> None:
+        def op(session):
+            for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for obj in session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label}):
+                    obj.destroy()
+            self._keys.pop(label, None)
+        self._run(op)
+
+
+def _public_spki(session: pkcs11.Session, label: str, priv) -> bytes:
+    pub = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
+    if priv.key_type == KeyType.EC:
+        return encode_ec_public_key(pub)
+    return _rsa_spki(pub)
+
+
+def _rsa_spki(pub) -> bytes:
+    # python-pkcs11 encodes RSA public keys as PKCS#1; callers want SPKI.
+    return PublicKeyInfo.wrap(RSAPublicKey.load(encode_rsa_public_key(pub)), "rsa").dump()

@@ -1,0 +1,189 @@
+"""``/.well-known/est/[label/]<operation>``: routing, bodies, status codes.
+
+The resource only translates HTTP to calls on the RA and back. Every answer,
+success or error, is written with its headers in one go, and every error is a
+one-line text/plain reason with the status the design card assigns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cryptography import x509
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from .. import errors
+from ..pki.cms import certs_only
+from ..pki.encoding import NotBase64OrDer, decode_body, encode_body
+from ..ra import Credentials, Registrar
+from . import media
+from .peer import peer_chain
+
+log = Logger()
+
+STATUS = [
+    (errors.MalformedRequest, 400),
+    (errors.PolicyRefused, 400),
+    (errors.AuthenticationRequired, 401),
+    (errors.NotAuthorized, 403),
+    (errors.NotFound, 404),
+    (errors.TooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
+    (errors.Unavailable, 503),
+]
+
+
+@dataclass
+class Response:
+    body: bytes = b""
+    content_type: bytes | None = None
+    status: int = 200
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class MethodNotAllowed(Exception):
+    def __init__(self, allowed):
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One EST operation: its handlers by HTTP method, and request media types."""
+
+    handlers: dict[bytes, Callable]
+    accepts: tuple[str, ...] = ()
+
+
+def _base64_response(der: bytes, content_type: bytes) -> Response:
+    return Response(encode_body(der), content_type, headers={b"content-transfer-encoding": b"base64"})
+
+
+class EstResource(resource.Resource):
+    """The whole site: one leaf resource, so every path gets a plain-text answer."""
+
+    isLeaf = True
+
+    def __init__(self, registrar: Registrar, realm: str, retry_after: int):
+        super().__init__()
+        self.registrar = registrar
+        self.realm = realm
+        self.retry_after = retry_after
+        self.operations: dict[tuple[str, ...], Operation] = {
+            ("cacerts",): Operation({b"GET": self.get_cacerts}),
+            ("simpleenroll",): Operation({b"POST": self.post_simpleenroll}, accepts=(media.PKCS10,)),
+        }
+        self._first_segments = {path[0] for path in self.operations}
+
+    # -- routing ---------------------------------------------------------------
+
+    def _route(self, segments: list[str]) -> tuple[str | None, Operation]:
+        while segments and segments[-1] == "":
+            segments = segments[:-1]  # tolerate a trailing slash
+        if not segments:
+            raise errors.NotFound("no operation given")
+        label = None
+        if segments[0] not in self._first_segments:
+            label, segments = segments[0], segments[1:]
+            self.registrar.label(label)  # 404 for an unknown label
+        op = self.operations.get(tuple(segments))
+        if op is None:
+            raise errors.NotFound("no such EST operation")
+        return label, op
+
+    def render(self, request: server.Request):
+        d = defer.maybeDeferred(self._dispatch, request)
+        d.addErrback(self._error, request)
+        d.addCallback(self._send, request)
+        d.addErrback(lambda f: log.failure("sending the response failed", f))
+        return server.NOT_DONE_YET
+
+    def _dispatch(self, request: server.Request):
+        try:
+            segments = [s.decode("utf-8") for s in request.postpath]
+        except UnicodeDecodeError:
+            raise errors.NotFound("no such EST operation") from None
+        if segments[:2] != [".well-known", "est"]:
+            raise errors.NotFound("not an EST path (try /.well-known/est/cacerts)")
+        label, op = self._route(segments[2:])
+        method = b"GET" if request.method == b"HEAD" else request.method
+        handler = op.handlers.get(method)
+        if handler is None:
+            raise MethodNotAllowed(sorted(op.handlers))
+        if op.accepts:
+            self._check_body(request, op)
+        return handler(request, label)
+
+    def _check_body(self, request: server.Request, op: Operation) -> None:
+        if getattr(request, "body_too_large", False):
+            raise errors.TooLarge("request body too large")
+        ctype = media.essence(request.getHeader(b"content-type"))
+        # A missing Content-Type is tolerated; a wrong one is not.
+        if ctype is not None and ctype not in op.accepts:
+            raise errors.UnsupportedMediaType(f"Content-Type must be {' or '.join(op.accepts)}")
+
+    # -- request pieces --------------------------------------------------------
+
+    @staticmethod
+    def _credentials(request: server.Request) -> Credentials:
+        username = password = None
+        auth = request.getHeader(b"authorization")
+        if auth and auth.split(b" ", 1)[0].lower() == b"basic":
+            username = request.getUser().decode("utf-8", "replace")
+            password = request.getPassword().decode("utf-8", "replace")
+        return Credentials(username=username, password=password, peer_chain=peer_chain(request))
+
+    @staticmethod
+    def _der_body(request: server.Request) -> bytes:
+        try:
+            return decode_body(request.content.read())
+        except NotBase64OrDer as e:
+            raise errors.MalformedRequest(f"body is not base64 DER: {e}") from None
+
+    # -- operations -------------------------------------------------------------
+
+    def get_cacerts(self, request: server.Request, label: str | None) -> Response:
+        return _base64_response(certs_only(self.registrar.cacerts(label)), media.PKCS7_MIME)
+
+    @defer.inlineCallbacks
+    def post_simpleenroll(self, request: server.Request, label: str | None):
+        cert: x509.Certificate = yield self.registrar.simpleenroll(
+            label, self._credentials(request), self._der_body(request))
+        return _base64_response(certs_only([cert]), media.CERTS_ONLY)
+
+    # -- answers ----------------------------------------------------------------
+
+    def _error(self, failure, request: server.Request) -> Response:
+        exc = failure.value
+        if isinstance(exc, MethodNotAllowed):
+            return Response(b"method not allowed\n", media.TEXT, 405,
+                            {b"allow": b", ".join(exc.allowed)})
+        if isinstance(exc, errors.EstError):
+            status = next(code for cls, code in STATUS if isinstance(exc, cls))
+            headers = {}
+            if status == 401:
+                headers[b"www-authenticate"] = f'Basic realm="{self.realm}"'.encode()
+            if status == 503:
+                headers[b"retry-after"] = str(self.retry_after).encode()
+            return Response(_one_line(exc.reason), media.TEXT, status, headers)
+        log.failure("unexpected error answering {uri}", failure, uri=request.uri)
+        return Response(b"internal error\n", media.TEXT, 500)
+
+    @staticmethod
+    def _send(response: Response, request: server.Request) -> None:
+        if request._disconnected:
+            return
+        request.setResponseCode(response.status)
+        if response.content_type is not None:
+            request.setHeader(b"content-type", response.content_type)
+        for name, value in response.headers.items():
+            request.setHeader(name, value)
+        request.setHeader(b"content-length", str(len(response.body)).encode())
+        if request.method != b"HEAD":
+            request.write(response.body)
+        request.finish()
+
+
+def _one_line(reason: str) -> bytes:
+    return (" ".join(reason.split())[:200] + "\n").encode("utf-8")

@@ -1,0 +1,1 @@
+"""estappliance tests (trial). tests/support.py builds real tokens and listeners."""
