@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store as TrustStore, VerificationError
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from ..config import Label
 from ..errors import AuthenticationRequired, NotAuthorized
 from ..store import ClientRecord, Store, on_store_thread
+from ..threads import SingleThread
 from .passwords import verify_password
 
 # A verified password is remembered this long so that keep-alive clients do not
 # pay for scrypt on every request; changes made with estctl apply after it.
 PASSWORD_CACHE_SECONDS = 30.0
+# scrypt is deliberately slow; it gets its own thread so it never starves others.
+PASSWORD_THREAD = SingleThread("scrypt")
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,9 @@ class Authenticator:
         record = yield on_store_thread(self.store.client, username)
         if record is None:
             # Spend the same time as a real check so names cannot be probed.
-            yield threads.deferToThread(verify_password, password, _DUMMY_HASH)
+            yield PASSWORD_THREAD.run(verify_password, password, _DUMMY_HASH)
             return None
-        ok = yield threads.deferToThread(verify_password, password, record.password_hash)
+        ok = yield PASSWORD_THREAD.run(verify_password, password, record.password_hash)
         if not ok:
             self._verified.pop(key, None)
             return None

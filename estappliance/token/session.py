@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import NoSuchKey, PKCS11Error
+from pkcs11.exceptions import NoSuchKey, PKCS11Error, UserAlreadyLoggedIn
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
@@ -22,6 +22,12 @@ from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
 from ..errors import TokenUnavailable
 
 T = TypeVar("T")
+
+# One logged-in session per (module, token) for the whole process: PKCS#11
+# login state is per application, and every call runs on the one PKCS#11
+# thread anyway, so Token objects share it.
+_SESSIONS: dict[tuple[str, str], pkcs11.Session] = {}
+_STALE: dict[tuple[str, str], bool] = {}
 
 
 @dataclass(frozen=True)
@@ -56,39 +62,39 @@ class Token:
             # SoftHSM2 reads this once, when the library is first loaded.
             os.environ.setdefault("SOFTHSM2_CONF", str(softhsm2_conf))
         self._session: pkcs11.Session | None = None
-        self._stale = False
         self._keys: dict[str, tuple[object, bytes]] = {}
 
     # -- session lifecycle -------------------------------------------------
 
     def _open(self) -> pkcs11.Session:
-        if self._session is not None:
-            return self._session
-        try:
-            lib = pkcs11.lib(self._module)
-            if self._stale:
-                lib.reinitialize()
-                self._stale = False
-            token = lib.get_token(token_label=self._label)
-            self._session = token.open(rw=True, user_pin=self._pin())
-        except (PKCS11Error, RuntimeError) as e:
-            self._stale = True
-            raise TokenUnavailable(f"token {self._label!r} unavailable") from e
-        return self._session
+        key = (self._module, self._label)
+        session = _SESSIONS.get(key)
+        if session is None:
+            try:
+                lib = pkcs11.lib(self._module)
+                if _STALE.pop(key, False):
+                    lib.reinitialize()
+                token = lib.get_token(token_label=self._label)
+                try:
+                    session = token.open(rw=True, user_pin=self._pin())
+                except UserAlreadyLoggedIn:
+                    # Login is per application: another session already did it.
+                    session = token.open(rw=True)
+            except (PKCS11Error, RuntimeError) as e:
+                _STALE[key] = True
+                raise TokenUnavailable(f"token {self._label!r} unavailable") from e
+            _SESSIONS[key] = session
+        if session is not self._session:
+            self._session = session
+            self._keys.clear()
+        return session
 
     def _drop(self) -> None:
-        session, self._session = self._session, None
-        self._keys.clear()
-        self._stale = True
-        if session is not None:
-            try:
-                session.close()
-            except PKCS11Error:
-                pass
-
-    def close(self) -> None:
-        """Log out and close the session (the token itself is untouched)."""
-        session, self._session = self._session, None
+        """Forget the session after a failure; the next call starts afresh."""
+        key = (self._module, self._label)
+        session = _SESSIONS.pop(key, None)
+        _STALE[key] = True
+        self._session = None
         self._keys.clear()
         if session is not None:
             try:
