@@ -290,3 +290,18 @@ class EnrollTests(unittest.TestCase):
         self.assertEqual((events[0].client, events[0].label, events[0].operation),
                          ("alice", "iot", "simpleenroll"))
         self.assertIn("refused", events[0].outcome)
+
+    @defer.inlineCallbacks
+    def test_token_unavailable_is_503_then_recovers(self):
+        tokens = support.hsm_dir() / "tokens"
+        hidden = support.hsm_dir() / "tokens.away"
+        os.rename(tokens, hidden)
+        try:
+            resp = yield self.assertRefused(503, "POST", "/.well-known/est/simpleenroll", self.enroll_headers(),
+                                            base64.b64encode(csr_der()), reason="unavailable")
+            self.assertEqual(resp.header("retry-after"), "7")
+        finally:
+            os.rename(hidden, tokens)
+        resp = yield self.raw("POST", "/.well-known/est/simpleenroll", self.enroll_headers(),
+                              base64.b64encode(csr_der()))
+        self.assertEqual(resp.status, 200, resp.body)
