@@ -7,6 +7,7 @@ PIN) are never in the file itself: it names a file or an environment variable.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,10 @@ from pathlib import Path
 DEFAULT_LABEL = "default"
 
 KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa2048", "rsa3072", "rsa4096")
-AUTH_MODES = ("basic", "cert")
+AUTH_MODES = ("basic", "digest", "cert")
+SAN_TYPES = ("DNS", "IP", "email", "URI")
+EXTENSION_NAMES = ("subjectAltName",)
+APPROVAL_MODES = ("auto", "manual")
 # RFC 7030 3.2.2: a label must not equal an operation path segment.
 RESERVED_LABELS = frozenset({
     "cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen", "csrattrs",
@@ -75,6 +79,15 @@ class Profile:
     key_usage: tuple[str, ...]
     extended_key_usage: tuple[str, ...]
     copy_san: bool
+    # None: the CSR subject as is; else an RFC 4514 template such as
+    # "CN={CN},O=Example" ({RDN} from the CSR subject, {client} the identity).
+    subject_template: str | None = None
+    required_rdns: tuple[str, ...] = ()
+    # (RDN short name or SAN type, regex the whole value must match)
+    name_patterns: tuple[tuple[str, str], ...] = ()
+    required_extensions: tuple[str, ...] = ()
+    allow_subject_change: bool = False  # on /simplereenroll
+    csrattrs: bool = True  # False: /csrattrs answers 204
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ class Label:
     profile: Profile
     auth: tuple[str, ...]
     cert_anchors: tuple[str, ...]
+    pop_linking: bool = False  # require challengePassword = channel binding
+    approval: str = "auto"  # or "manual": 202 until an operator approves
 
 
 @dataclass(frozen=True)
@@ -116,17 +131,52 @@ def _require(table: dict, key: str, where: str):
 
 
 def _profile(name: str, t: dict) -> Profile:
+    from .pki import certs  # pure; imported here to keep config importable alone
+
+    where = f"[profiles.{name}]"
     key_types = tuple(t.get("key_types", KEY_TYPES))
     for k in key_types:
         if k not in KEY_TYPES:
-            raise ConfigError(f"[profiles.{name}] unknown key type {k!r}; known: {', '.join(KEY_TYPES)}")
+            raise ConfigError(f"{where} unknown key type {k!r}; known: {', '.join(KEY_TYPES)}")
+    if not key_types:
+        raise ConfigError(f"{where} key_types is empty")
+    key_usage = tuple(t.get("key_usage", ("digitalSignature", "keyEncipherment")))
+    eku = tuple(t.get("extended_key_usage", ("clientAuth",)))
+    try:
+        certs.key_usage(key_usage)
+        certs.extended_key_usage(eku)
+    except ValueError as e:
+        raise ConfigError(f"{where} {e}") from None
+    template = t.get("subject_template")
+    if template is not None:
+        try:
+            certs.parse_name(template.replace("{", "").replace("}", ""))
+        except ValueError as e:
+            raise ConfigError(f"{where} subject_template: {e}") from None
+    patterns = []
+    for key, pattern in dict(t.get("name_patterns", {})).items():
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"{where} name_patterns.{key}: bad regular expression: {e}") from None
+        patterns.append((key, pattern))
+    required_ext = tuple(t.get("required_extensions", ()))
+    for e in required_ext:
+        if e not in EXTENSION_NAMES:
+            raise ConfigError(f"{where} unknown extension {e!r}; known: {', '.join(EXTENSION_NAMES)}")
     return Profile(
         name=name,
         validity_days=int(t.get("validity_days", 365)),
         key_types=key_types,
-        key_usage=tuple(t.get("key_usage", ("digitalSignature", "keyEncipherment"))),
-        extended_key_usage=tuple(t.get("extended_key_usage", ("clientAuth",))),
+        key_usage=key_usage,
+        extended_key_usage=eku,
         copy_san=bool(t.get("copy_san", True)),
+        subject_template=template,
+        required_rdns=tuple(t.get("required_rdns", ())),
+        name_patterns=tuple(patterns),
+        required_extensions=required_ext,
+        allow_subject_change=bool(t.get("allow_subject_change", False)),
+        csrattrs=bool(t.get("csrattrs", True)),
     )
 
 
@@ -144,7 +194,11 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
     for a in cert_anchors:
         if a != "ca" and a not in anchors:
             raise ConfigError(f"[labels.{name}] names unknown trust anchor {a!r}")
-    return Label(name=name, profile=profiles[pname], auth=auth, cert_anchors=cert_anchors)
+    approval = t.get("approval", "auto")
+    if approval not in APPROVAL_MODES:
+        raise ConfigError(f"[labels.{name}] approval must be one of {', '.join(APPROVAL_MODES)}")
+    return Label(name=name, profile=profiles[pname], auth=auth, cert_anchors=cert_anchors,
+                 pop_linking=bool(t.get("pop_linking", False)), approval=approval)
 
 
 def load(path: str | os.PathLike) -> Config:

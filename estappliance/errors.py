@@ -23,7 +23,16 @@ class PolicyRefused(EstError):
 
 
 class AuthenticationRequired(EstError):
-    """No credentials, or credentials that do not identify a known client."""
+    """No credentials, or credentials that do not identify a known client.
+
+    ``challenges`` are the schemes to offer (filled in by the RA, which knows
+    the label); ``stale`` marks an expired Digest nonce.
+    """
+
+    def __init__(self, reason: str, *, stale: bool = False):
+        super().__init__(reason)
+        self.stale = stale
+        self.challenges: list[str] = []
 
 
 class NotAuthorized(EstError):
@@ -40,6 +49,14 @@ class UnsupportedMediaType(EstError):
 
 class TooLarge(EstError):
     """The request body is over the configured limit."""
+
+
+class Pending(EstError):
+    """Accepted, not decided yet (manual approval): ask again after ``retry_after`` s."""
+
+    def __init__(self, reason: str, retry_after: int):
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class Unavailable(EstError):

@@ -89,11 +89,32 @@ class AuthenticatorTests(unittest.TestCase):
         return self.assertFailure(self.auth.authenticate(Credentials("alice", "pw"), label(auth=("cert",))),
                                   AuthenticationRequired)
 
+    def record(self, cert, client="alice"):
+        return on_store_thread(
+            self.store.record_certificate, serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, label="default",
+            client=client, der=cert.public_bytes(Encoding.DER))
+
     @defer.inlineCallbacks
-    def test_certificate_from_our_ca(self):
+    def test_certificate_from_our_ca_acts_for_its_enroller(self):
         _, cert = issue(self.ca_key, self.ca, "CN=device-7")
+        yield self.record(cert)
         who = yield self.auth.authenticate(Credentials(peer_chain=(cert,)), label())
-        self.assertEqual((who.name, who.method, who.anchor), ("CN=device-7", "cert", "ca"))
+        self.assertEqual((who.name, who.method, who.anchor), ("alice", "cert", "ca"))
+        self.assertEqual(who.certificate, cert)
+        self.assertFalse(who.is_ra)
+
+    @defer.inlineCallbacks
+    def test_certificate_from_our_ca_must_be_on_record_and_not_revoked(self):
+        _, cert = issue(self.ca_key, self.ca, "CN=device-8")
+        err = yield self.assertFailure(self.auth.authenticate(Credentials(peer_chain=(cert,)), label()),
+                                       AuthenticationRequired)
+        self.assertIn("unknown", err.reason)
+        yield self.record(cert)
+        yield on_store_thread(self.store.revoke, cert.serial_number, "keyCompromise")
+        err = yield self.assertFailure(self.auth.authenticate(Credentials(peer_chain=(cert,)), label()),
+                                       AuthenticationRequired)
+        self.assertIn("revoked", err.reason)
 
     @defer.inlineCallbacks
     def test_manufacturer_certificate_only_where_label_accepts_that_anchor(self):

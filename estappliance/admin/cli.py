@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from ..ca import setup
 from ..config import DEFAULT_LABEL, ConfigError, load
 from ..errors import TokenUnavailable
+from ..ra.digest import ha1_all
 from ..ra.passwords import hash_password
 from ..store import DuplicateClient, Store
 from ..token import Token
@@ -71,15 +72,19 @@ def cmd_client_add(args, config) -> None:
     for label in labels:
         if label != "*" and label not in config.labels:
             raise SystemExit(f"estctl: no label {label!r} in {config.path}")
+    password = _read_password(args.password_file)
     try:
-        Store(config.store).add_client(args.name, hash_password(_read_password(args.password_file)), labels)
+        Store(config.store).add_client(args.name, hash_password(password), labels,
+                                       ha1_all(args.name, config.server.realm, password))
     except DuplicateClient:
         raise SystemExit(f"estctl: client {args.name!r} already exists") from None
     print(f"client {args.name!r} added (labels: {', '.join(labels)})")
 
 
 def cmd_client_passwd(args, config) -> None:
-    if not Store(config.store).set_client_password(args.name, hash_password(_read_password(args.password_file))):
+    password = _read_password(args.password_file)
+    if not Store(config.store).set_client_password(args.name, hash_password(password),
+                                                   ha1_all(args.name, config.server.realm, password)):
         raise SystemExit(f"estctl: no client {args.name!r}")
     print(f"password of {args.name!r} changed")
 
@@ -98,6 +103,40 @@ def cmd_client_list(args, config) -> None:
 def cmd_cert_list(args, config) -> None:
     for c in Store(config.store).certificates(args.client):
         print(f"{c.serial:x}\t{c.status}\t{c.not_after}\t{c.label}\t{c.client or '-'}\t{c.subject}")
+
+
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise")
+
+
+def _serial(text: str) -> int:
+    try:
+        return int(text.replace(":", ""), 16)
+    except ValueError:
+        raise SystemExit(f"estctl: {text!r} is not a hexadecimal serial number") from None
+
+
+def cmd_cert_revoke(args, config) -> None:
+    record = Store(config.store).revoke(_serial(args.serial), args.reason)
+    if record is None:
+        raise SystemExit(f"estctl: no certificate with serial {args.serial}")
+    if record.revoked:
+        print(f"{record.serial:x} was already revoked ({record.revocation_reason})")
+    else:
+        print(f"revoked {record.serial:x} ({record.subject}): {args.reason}")
+
+
+def cmd_pending_list(args, config) -> None:
+    for p in Store(config.store).pending_requests(None if args.all else "pending"):
+        print(f"{p.id}\t{p.state}\t{p.created_at}\t{p.label}\t{p.client}\t{p.operation}\t{p.subject}")
+
+
+def _decide(args, config, approve: bool) -> None:
+    decided = Store(config.store).decide_pending(args.id, approve)
+    if decided is None:
+        raise SystemExit(f"estctl: no pending request {args.id}")
+    print(f"request {decided.id} {decided.state}: {decided.subject} for {decided.client}"
+          " (delivered when the client asks again)")
 
 
 def cmd_audit(args, config) -> None:
@@ -122,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_ca_import)
     ca.add_parser("show", help="print the CA certificate's details").set_defaults(func=cmd_ca_show)
 
-    client = sub.add_parser("client", help="EST clients (HTTP Basic)").add_subparsers(dest="client_command",
+    client = sub.add_parser("client", help="EST clients (HTTP Basic and Digest)").add_subparsers(dest="client_command",
                                                                                      required=True)
     add = client.add_parser("add", help="add a client with a password")
     add.add_argument("name")
@@ -143,6 +182,20 @@ def parser() -> argparse.ArgumentParser:
     ls = cert.add_parser("list", help="list issued certificates")
     ls.add_argument("--client")
     ls.set_defaults(func=cmd_cert_list)
+    rv = cert.add_parser("revoke", help="revoke a certificate")
+    rv.add_argument("serial", help="serial number, hexadecimal (as 'cert list' shows it)")
+    rv.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
+    rv.set_defaults(func=cmd_cert_revoke)
+
+    pending = sub.add_parser("pending", help="enrollment requests waiting for approval").add_subparsers(
+        dest="pending_command", required=True)
+    pl = pending.add_parser("list", help="list waiting requests")
+    pl.add_argument("--all", action="store_true", help="include decided and issued requests")
+    pl.set_defaults(func=cmd_pending_list)
+    for verb, approve in (("approve", True), ("reject", False)):
+        d = pending.add_parser(verb, help=f"{verb} a request")
+        d.add_argument("id", type=int)
+        d.set_defaults(func=lambda args, config, approve=approve: _decide(args, config, approve))
 
     audit = sub.add_parser("audit", help="show the audit log")
     audit.add_argument("--limit", type=int, default=50)

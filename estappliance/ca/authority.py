@@ -29,6 +29,8 @@ class IssueRequest:
     profile: Profile
     label: str
     client: str | None
+    replaces: int | None = None  # serial of the certificate renewed or rekeyed
+    pending_id: int | None = None  # the approved request this fulfils
 
 
 def load_pem_certs(path: Path) -> list[x509.Certificate]:
@@ -102,7 +104,8 @@ class CertificateAuthority:
                 yield on_store_thread(
                     self.store.record_certificate, serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                     not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, label=req.label,
-                    client=req.client, der=cert.public_bytes(serialization.Encoding.DER))
+                    client=req.client, der=cert.public_bytes(serialization.Encoding.DER), replaces=req.replaces,
+                    pending_id=req.pending_id)
             except DuplicateSerial:
                 if attempt == SERIAL_ATTEMPTS - 1:
                     raise

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from .est import BasicAuth, EstClient, EstClientError, make_csr, new_key
+from .est import BasicAuth, DigestAuth, EnrollmentPending, EstClient, EstClientError, new_key
 from .http import TLSError
 
 
@@ -36,7 +36,8 @@ def _client(args) -> EstClient:
     if args.user is not None:
         if not args.password_file:
             raise SystemExit("est: --user needs --password-file")
-        auth = BasicAuth(args.user, Path(args.password_file).read_text().rstrip("\r\n"))
+        password = Path(args.password_file).read_text().rstrip("\r\n")
+        auth = DigestAuth(args.user, password) if args.digest else BasicAuth(args.user, password)
     client_cert = client_key = None
     if args.cert:
         if not args.key:
@@ -58,21 +59,74 @@ def cmd_cacerts(args) -> None:
     _write(args.out, _pem_certs(certs))
 
 
+def _write_key(path: str, key) -> None:
+    _write(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()), mode=0o600)
+
+
+def _link(args) -> bool | None:
+    return True if args.link else (False if args.no_link else None)
+
+
 def cmd_enroll(args) -> None:
     with _client(args) as c:
         if args.csr:
             data = Path(args.csr).read_bytes()
             csr = x509.load_pem_x509_csr(data) if b"-----BEGIN" in data else x509.load_der_x509_csr(data)
+            cert = c.simpleenroll(csr)
         else:
             if not args.subject or not args.key_out:
                 raise SystemExit("est enroll: give --csr FILE, or --subject and --key-out to make a key")
-            key = new_key(args.key_type)
-            _write(args.key_out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()), mode=0o600)
-            csr = make_csr(key, args.subject, dns_names=tuple(args.dns or ()))
-        cert = c.simpleenroll(csr)
+            key_type = args.key_type
+            if key_type is None:
+                hints = c.csrattrs()
+                key_type = (hints.key_type if hints else None) or "ec-p256"
+            key = new_key(key_type)
+            _write_key(args.key_out, key)
+            cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
+                            max_polls=args.max_polls)
     _write(args.out, _pem_certs([cert]))
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
+
+
+def cmd_reenroll(args) -> None:
+    if not args.cert or not args.key:
+        raise SystemExit("est reenroll: --cert and --key (the certificate being renewed) are required")
+    current = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
+    with _client(args) as c:
+        key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+        if args.rekey:
+            if not args.key_out:
+                raise SystemExit("est reenroll --rekey: --key-out is required for the new key")
+            key = new_key(args.key_type or "ec-p256")
+            _write_key(args.key_out, key)
+        try:
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns = tuple(san.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            dns = ()
+        cert = c.enroll(key, current.subject.rfc4514_string(), dns_names=dns, link=_link(args), reenroll=True,
+                        max_polls=args.max_polls)
+    _write(args.out, _pem_certs([cert]))
+    print(f"re-enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}"
+          f" ({'rekey' if args.rekey else 'renewal'})", file=sys.stderr)
+
+
+def cmd_csrattrs(args) -> None:
+    with _client(args) as c:
+        hints = c.csrattrs()
+    if hints is None:
+        print("no CSR attributes (the server asks nothing)")
+        return
+    print(f"proof-of-possession linking (challengePassword): {'required' if hints.challenge_password else 'no'}")
+    print(f"key type: {hints.key_type or 'any'}")
+    print(f"signature algorithm: {hints.signature_algorithm or 'any'}")
+    if hints.extensions:
+        print(f"extensions requested: {', '.join(sorted(hints.extensions))}")
+    for oid in hints.oids:
+        print(f"oid: {oid}")
+    for oid in hints.attributes:
+        print(f"attribute: {oid}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,7 +139,15 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--password-file", help="file holding the HTTP Basic password")
     common.add_argument("--cert", help="PEM client certificate (TLS client authentication)")
     common.add_argument("--key", help="PEM private key of --cert")
+    common.add_argument("--digest", action="store_true", help="use HTTP Digest instead of Basic")
     common.add_argument("--tls", choices=("1.2", "1.3"), help="force a TLS version")
+    enrolling = argparse.ArgumentParser(add_help=False)
+    enrolling.add_argument("--link", action="store_true",
+                           help="put this TLS session's channel binding in challengePassword (RFC 7030 3.5)")
+    enrolling.add_argument("--no-link", action="store_true", help="never link, whatever /csrattrs says")
+    enrolling.add_argument("--max-polls", type=int, default=10,
+                           help="how often to follow 202 + Retry-After (manual approval)")
+    enrolling.add_argument("-o", "--out", help="write the certificate (PEM) here (default stdout)")
 
     p = argparse.ArgumentParser(prog="est", description="EST client (RFC 7030, RFC 8951).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,14 +156,22 @@ def parser() -> argparse.ArgumentParser:
     ca.add_argument("--insecure-bootstrap", action="store_true",
                     help="no anchor: print fingerprints to check out of band (RFC 7030 4.1.1)")
     ca.set_defaults(func=cmd_cacerts)
-    en = sub.add_parser("enroll", parents=[common], help="enroll: get a certificate for a key")
-    en.add_argument("--csr", help="send this CSR (PEM or DER) instead of making a key")
+    en = sub.add_parser("enroll", parents=[common, enrolling], help="enroll: get a certificate for a key")
+    en.add_argument("--csr", help="send this CSR (PEM or DER) as is instead of making a key")
     en.add_argument("--subject", help="subject of the CSR to make, e.g. 'CN=device-1'")
     en.add_argument("--dns", action="append", help="subjectAltName DNS name (repeatable)")
-    en.add_argument("--key-type", default="ec-p256", help="ec-p256 (default), ec-p384, rsa2048, rsa3072 ...")
+    en.add_argument("--key-type", help="ec-p256, ec-p384, rsa2048, rsa3072 ... (default: what /csrattrs asks,"
+                                       " else ec-p256)")
     en.add_argument("--key-out", help="where to write the new private key (PEM, 0600)")
-    en.add_argument("-o", "--out", help="write the certificate (PEM) here (default stdout)")
     en.set_defaults(func=cmd_enroll)
+    re_ = sub.add_parser("reenroll", parents=[common, enrolling],
+                         help="renew (same key) or rekey (--rekey) the certificate given with --cert/--key")
+    re_.add_argument("--rekey", action="store_true", help="make a new key pair")
+    re_.add_argument("--key-type", help="key type of the new key with --rekey (default ec-p256)")
+    re_.add_argument("--key-out", help="where --rekey writes the new private key")
+    re_.set_defaults(func=cmd_reenroll)
+    at = sub.add_parser("csrattrs", parents=[common], help="show what the server asks CSRs to contain")
+    at.set_defaults(func=cmd_csrattrs)
     return p
 
 
@@ -109,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
+    except EnrollmentPending as e:
+        print(f"est: still pending after the allowed polls: {e}", file=sys.stderr)
+        return 4
     except (EstClientError, TLSError) as e:
         print(f"est: {e}", file=sys.stderr)
         return 1

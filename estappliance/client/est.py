@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -9,8 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..pki import csrattrs
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
+from ..ra.digest import ALGORITHMS, parse_authorization
 from .http import HttpResponse, HttpsConnection
 
 
@@ -22,6 +26,14 @@ class EstClientError(Exception):
         self.status = status
 
 
+class EnrollmentPending(EstClientError):
+    """202: the request waits (manual approval); send it again after retry_after s."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, 202)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class BasicAuth:
     username: str
@@ -29,6 +41,38 @@ class BasicAuth:
 
     def header(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+
+class DigestAuth:
+    """RFC 7616 Digest (qop=auth), SHA-256 preferred, MD5 if that is all the server offers."""
+
+    def __init__(self, username: str, password: str):
+        self.username, self.password = username, password
+        self._challenge: dict[str, str] | None = None
+        self._nc = 0
+
+    def use_challenge(self, headers: list[str]) -> bool:
+        offers = [p for p in (parse_authorization(h) for h in headers) if p is not None]
+        for wanted in ("SHA-256", "MD5"):
+            for offer in offers:
+                if offer.get("algorithm", "MD5").upper() == wanted and "auth" in offer.get("qop", ""):
+                    self._challenge, self._nc = offer, 0
+                    return True
+        return False
+
+    def header(self, method: str, uri: str) -> str | None:
+        c = self._challenge
+        if c is None:
+            return None
+        self._nc += 1
+        algorithm = c.get("algorithm", "MD5").upper()
+        h = ALGORITHMS[algorithm]
+        nc, cnonce = f"{self._nc:08x}", os.urandom(8).hex()
+        ha1 = h(f"{self.username}:{c['realm']}:{self.password}".encode()).hexdigest()
+        ha2 = h(f"{method}:{uri}".encode()).hexdigest()
+        response = h(f"{ha1}:{c['nonce']}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+        return (f'Digest username="{self.username}", realm="{c["realm"]}", nonce="{c["nonce"]}", uri="{uri}", '
+                f'algorithm={algorithm}, qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}"')
 
 
 def new_key(key_type: str = "ec-p256"):
@@ -88,19 +132,29 @@ class EstClient:
         self.close()
 
     def _request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None) -> HttpResponse:
-        headers = {}
-        if self.auth is not None and method == "POST":
-            headers["Authorization"] = self.auth.header()
-        if content_type:
-            headers["Content-Type"] = content_type
-            headers["Content-Transfer-Encoding"] = "base64"
-        return self.conn.request(method, f"{self.base}/{op}", headers, body)
+        path = f"{self.base}/{op}"
+        for attempt in range(2):
+            headers = {}
+            if isinstance(self.auth, BasicAuth) and method == "POST":
+                headers["Authorization"] = self.auth.header()
+            elif isinstance(self.auth, DigestAuth) and method == "POST":
+                value = self.auth.header(method, path)
+                if value:
+                    headers["Authorization"] = value
+            if content_type:
+                headers["Content-Type"] = content_type
+                headers["Content-Transfer-Encoding"] = "base64"
+            resp = self.conn.request(method, path, headers, body)
+            if (resp.status == 401 and isinstance(self.auth, DigestAuth) and attempt == 0
+                    and self.auth.use_challenge(resp.header_values("www-authenticate"))):
+                continue  # answer the Digest challenge once
+            return resp
+        return resp
 
     @staticmethod
     def _certs(resp: HttpResponse, op: str) -> list[x509.Certificate]:
         if resp.status != 200:
-            reason = resp.body.decode("utf-8", "replace").strip().splitlines()
-            raise EstClientError(f"{op}: HTTP {resp.status} {reason[0] if reason else resp.reason}", resp.status)
+            raise EstClientError(f"{op}: HTTP {resp.status} {_first_line(resp)}", resp.status)
         ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
         if ctype != "application/pkcs7-mime":
             raise EstClientError(f"{op}: unexpected Content-Type {resp.header('content-type')!r}")
@@ -117,13 +171,62 @@ class EstClient:
         self.conn.connect()
         return base64.b64encode(self.conn.channel_binding()).decode()
 
-    def simpleenroll(self, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
-        return self._enroll("simpleenroll", csr)
+    def csrattrs(self) -> csrattrs.CsrHints | None:
+        """What the server asks CSRs to hold, or None (204/404: nothing)."""
+        resp = self._request("GET", "csrattrs")
+        if resp.status in (204, 404):
+            return None
+        if resp.status != 200:
+            raise EstClientError(f"csrattrs: HTTP {resp.status} {_first_line(resp)}", resp.status)
+        try:
+            return csrattrs.parse(decode_body(resp.body)) if resp.body.strip() else None
+        except (NotBase64OrDer, csrattrs.BadCsrAttrs) as e:
+            raise EstClientError(f"csrattrs: unreadable response: {e}") from None
 
-    def _enroll(self, op: str, csr) -> x509.Certificate:
+    def simpleenroll(self, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
+        """One POST; raises EnrollmentPending on 202."""
+        return self._post_csr("simpleenroll", csr)
+
+    def simplereenroll(self, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
+        return self._post_csr("simplereenroll", csr)
+
+    def enroll(self, key, subject: str, *, dns_names: tuple[str, ...] = (), link: bool | None = None,
+               reenroll: bool = False, max_polls: int = 10, max_wait: float = 300.0,
+               sleep=time.sleep) -> x509.Certificate:
+        """Build the CSR (linked to this TLS session when asked, or when the
+        server's CSR attributes ask) and enroll, following 202 + Retry-After
+        at most ``max_polls`` times. The CSR is rebuilt for every attempt: a
+        new connection has a new channel binding (RFC 7030 3.5)."""
+        if link is None:
+            hints = self.csrattrs()
+            link = bool(hints and hints.challenge_password)
+        op = "simplereenroll" if reenroll else "simpleenroll"
+        for attempt in range(max_polls + 1):
+            csr = make_csr(key, subject, dns_names=dns_names,
+                           challenge_password=self.channel_binding() if link else None)
+            try:
+                return self._post_csr(op, csr)
+            except EnrollmentPending as pending:
+                if attempt == max_polls:
+                    raise
+                sleep(min(max(pending.retry_after, 1), max_wait))
+        raise AssertionError("unreachable")
+
+    def _post_csr(self, op: str, csr) -> x509.Certificate:
         der = csr if isinstance(csr, bytes) else csr.public_bytes(serialization.Encoding.DER)
         resp = self._request("POST", op, base64.encodebytes(der), "application/pkcs10")
+        if resp.status == 202:
+            try:
+                retry_after = int(resp.header("retry-after", "60"))
+            except ValueError:
+                retry_after = 60
+            raise EnrollmentPending(f"{op}: {_first_line(resp) or 'pending'}", retry_after)
         certs = self._certs(resp, op)
         if len(certs) != 1:
             raise EstClientError(f"{op}: expected one certificate, got {len(certs)}")
         return certs[0]
+
+
+def _first_line(resp: HttpResponse) -> str:
+    lines = resp.body.decode("utf-8", "replace").strip().splitlines()
+    return lines[0] if lines else resp.reason

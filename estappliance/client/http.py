@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -28,9 +28,14 @@ class HttpResponse:
     reason: str
     headers: dict[str, str]
     body: bytes
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header that may repeat (WWW-Authenticate)."""
+        return [v for k, v in self.raw_headers if k == name.lower()]
 
 
 class HttpsConnection:
@@ -189,9 +194,11 @@ class HttpsConnection:
         head = self._read_until(b"\r\n\r\n").decode("latin-1").split("\r\n")
         version, status, *reason = head[0].split(" ", 2)
         headers: dict[str, str] = {}
+        raw: list[tuple[str, str]] = []
         for line in head[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+            raw.append((name.strip().lower(), value.strip()))
         status_code = int(status)
         if method == "HEAD" or status_code in (204, 304) or 100 <= status_code < 200:
             body = b""
@@ -207,7 +214,7 @@ class HttpsConnection:
             self.close()
         if headers.get("connection", "").lower() == "close" or version == "HTTP/1.0":
             self.close()
-        return HttpResponse(status_code, reason[0] if reason else "", headers, body)
+        return HttpResponse(status_code, reason[0] if reason else "", headers, body, raw)
 
     def _read_chunked(self) -> bytes:
         body = b""

@@ -1,15 +1,17 @@
-"""Who is the client: TLS client certificate or HTTP Basic.
+"""Who is the client: TLS client certificate, HTTP Basic or HTTP Digest.
 
 The TLS layer accepts any client certificate; it is judged here, against the
 trust anchors the label accepts, so an untrusted certificate earns a clear 401
-(and a chance to use a password) rather than a failed handshake.
+(and a chance to use a password) rather than a failed handshake. A
+certificate from this appliance's own CA must also be on record here and not
+revoked.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store as TrustStore, VerificationError
@@ -17,8 +19,10 @@ from twisted.internet import defer
 
 from ..config import Label
 from ..errors import AuthenticationRequired, NotAuthorized
+from ..pki.certs import ID_KP_CMC_RA
 from ..store import ClientRecord, Store, on_store_thread
 from ..threads import SingleThread
+from .digest import DigestVerifier
 from .passwords import verify_password
 
 # A verified password is remembered this long so that keep-alive clients do not
@@ -26,6 +30,7 @@ from .passwords import verify_password
 PASSWORD_CACHE_SECONDS = 30.0
 # scrypt is deliberately slow; it gets its own thread so it never starves others.
 PASSWORD_THREAD = SingleThread("scrypt")
+OWN_CA = "ca"
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,29 @@ class Credentials:
     username: str | None = None
     password: str | None = None
     peer_chain: tuple[x509.Certificate, ...] = ()  # leaf first
+    digest: dict[str, str] | None = None  # Authorization: Digest parameters
+    method: str = "GET"
+    uri: str = ""
+    channel_binding: bytes | None = None  # tls-unique (1.2) or tls-exporter (1.3)
 
 
 @dataclass(frozen=True)
 class Identity:
     name: str
-    method: str  # "basic" or "cert"
+    method: str  # "basic", "digest" or "cert"
     certificate: x509.Certificate | None = None
     anchor: str | None = None
-    labels: tuple[str, ...] = field(default=())
+
+    @property
+    def is_ra(self) -> bool:
+        """RFC 7030 3.7: a certificate from our CA with id-kp-cmcRA marks an RA."""
+        if self.certificate is None or self.anchor != OWN_CA:
+            return False
+        try:
+            eku = self.certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            return False
+        return ID_KP_CMC_RA in eku
 
 
 class TrustAnchors:
@@ -75,11 +94,21 @@ class TrustAnchors:
 
 
 class Authenticator:
-    def __init__(self, store: Store, anchors: TrustAnchors, realm: str):
+    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None):
         self.store = store
         self.anchors = anchors
         self.realm = realm
+        self.digest = DigestVerifier(realm, digest_secret)
         self._verified: dict[tuple[str, bytes], tuple[float, ClientRecord]] = {}
+
+    def challenge(self, label: Label, stale: bool = False) -> list[str]:
+        """WWW-Authenticate values for a 401 under this label."""
+        values = []
+        if "digest" in label.auth:
+            values += self.digest.challenges(stale)
+        if "basic" in label.auth:
+            values.append(f'Basic realm="{self.realm}"')
+        return values
 
     @defer.inlineCallbacks
     def authenticate(self, creds: Credentials, label: Label):
@@ -87,23 +116,56 @@ class Authenticator:
         AuthenticationRequired (401) / NotAuthorized (403)."""
         refusal = None
         if creds.peer_chain and "cert" in label.auth:
-            anchor = self.anchors.verify(creds.peer_chain)
-            leaf = creds.peer_chain[0]
-            if anchor is None:
-                refusal = AuthenticationRequired("client certificate not trusted")
-            elif anchor not in label.cert_anchors:
-                refusal = NotAuthorized(f"certificates from anchor {anchor!r} are not accepted under this label")
-            else:
-                return Identity(name=leaf.subject.rfc4514_string() or f"serial:{leaf.serial_number:x}",
-                                method="cert", certificate=leaf, anchor=anchor)
+            identity, refusal = yield self._certificate(creds.peer_chain, label)
+            if identity is not None:
+                return identity
+        if creds.digest is not None and "digest" in label.auth:
+            record = yield self._check_digest(creds, label)
+            return self._authorized(record, label, "digest")
         if creds.username is not None and "basic" in label.auth:
             record = yield self._check_password(creds.username, creds.password or "")
             if record is None:
                 raise AuthenticationRequired("wrong username or password")
-            if not record.may_use(label.name):
-                raise NotAuthorized(f"client {record.name!r} may not use label {label.name!r}")
-            return Identity(name=record.name, method="basic", labels=record.labels)
+            return self._authorized(record, label, "basic")
         raise refusal or AuthenticationRequired("authentication required")
+
+    @staticmethod
+    def _authorized(record: ClientRecord, label: Label, method: str) -> Identity:
+        if not record.may_use(label.name):
+            raise NotAuthorized(f"client {record.name!r} may not use label {label.name!r}")
+        return Identity(name=record.name, method=method)
+
+    @defer.inlineCallbacks
+    def _certificate(self, chain: tuple[x509.Certificate, ...], label: Label):
+        """(Identity, None) if the chain is good for this label, else (None, refusal)."""
+        anchor = self.anchors.verify(chain)
+        leaf = chain[0]
+        if anchor is None:
+            return None, AuthenticationRequired("client certificate not trusted")
+        if anchor not in label.cert_anchors:
+            return None, NotAuthorized(f"certificates from anchor {anchor!r} are not accepted under this label")
+        name = leaf.subject.rfc4514_string() or f"serial:{leaf.serial_number:x}"
+        if anchor == OWN_CA:
+            record = yield on_store_thread(self.store.certificate, leaf.serial_number)
+            if record is None:
+                return None, AuthenticationRequired("client certificate unknown to this CA")
+            if record.revoked:
+                return None, AuthenticationRequired("client certificate revoked")
+            # A device using the certificate acts for the client that enrolled it.
+            name = record.client or name
+        return Identity(name=name, method="cert", certificate=leaf, anchor=anchor), None
+
+    @defer.inlineCallbacks
+    def _check_digest(self, creds: Credentials, label: Label):
+        params = creds.digest
+        username = params.get("username", "")
+        record = yield on_store_thread(self.store.client, username)
+        verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {})
+        if verdict == "stale":
+            raise AuthenticationRequired("digest nonce expired or reused; retry", stale=True)
+        if verdict != "ok" or record is None:
+            raise AuthenticationRequired("wrong username or password")
+        return record
 
     @defer.inlineCallbacks
     def _check_password(self, username: str, password: str):

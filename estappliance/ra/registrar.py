@@ -6,15 +6,36 @@ returned, and changes nothing else.
 """
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import hmac
+from typing import Callable, Union
+
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from twisted.internet import defer
 
 from ..ca import CertificateAuthority, IssueRequest
 from ..config import Config, Label
-from ..errors import EstError, MalformedRequest, NotFound, PolicyRefused
+from ..errors import AuthenticationRequired, EstError, MalformedRequest, NotAuthorized, NotFound, Pending, \
+    PolicyRefused
 from ..pki import csr as csrs
+from ..pki import csrattrs
 from ..store import Store, on_store_thread
-from .auth import Authenticator, Credentials, Identity
+from . import profiles
+from .auth import OWN_CA, Authenticator, Credentials, Identity
+
+
+# The request's DER, or a callable giving it (raising MalformedRequest).
+Body = Union[bytes, Callable[[], bytes]]
+
+
+def key_hash(public_key) -> str:
+    """Identifies a request across retries: a new TLS session means a new CSR
+    (new challengePassword), but the same key (RFC 7030 3.5, 4.2.3)."""
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
 
 
 class Registrar:
@@ -34,46 +55,149 @@ class Registrar:
         self.label(label_name)
         return self.ca.ca_certificates()
 
+    def csrattrs(self, label_name: str | None) -> bytes | None:
+        """DER CsrAttrs for the label, or None when it asks nothing (204)."""
+        label = self.label(label_name)
+        profile = label.profile
+        if not profile.csrattrs:
+            return None
+        return csrattrs.build(key_type=profile.key_types[0], pop_linking=label.pop_linking,
+                              required_extensions=profile.required_extensions)
+
     def check_csr(self, der: bytes, label: Label) -> x509.CertificateSigningRequest:
         """Parse and judge a CSR against the label's profile; raises on refusal."""
-        try:
-            csr = csrs.load_csr(der)
-        except csrs.BadCSR as e:
-            raise MalformedRequest(str(e)) from None
-        if not csrs.signature_ok(csr):
-            raise MalformedRequest("CSR signature does not verify (proof of possession failed)")
-        key_type = csrs.key_type(csr.public_key())
-        profile = label.profile
-        if key_type not in profile.key_types:
-            raise PolicyRefused(f"key type {key_type} not allowed by profile {profile.name!r}"
-                                f" (allowed: {', '.join(profile.key_types)})")
-        if not len(csr.subject) and csrs.requested_san(csr) is None:
-            raise PolicyRefused("CSR has neither a subject nor a subjectAltName")
-        return csr
+        return profiles.load_checked(der, label.profile)
+
+    @staticmethod
+    def check_linking(csr: x509.CertificateSigningRequest, label: Label, creds: Credentials,
+                      identity: Identity) -> None:
+        """RFC 7030 3.5: a challengePassword present must be this TLS session's
+        channel binding; a label may require it. RAs relay other sessions' CSRs."""
+        if identity.is_ra:
+            return
+        given = csrs.challenge_password(csr)
+        if given is None:
+            if label.pop_linking:
+                raise PolicyRefused("this label requires proof-of-possession linking: challengePassword must be"
+                                    " the base64 tls-unique (TLS 1.2) or tls-exporter (TLS 1.3) value")
+            return
+        if creds.channel_binding is None:
+            raise PolicyRefused("challengePassword given but this connection has no channel binding")
+        expected = base64.b64encode(creds.channel_binding)
+        if not hmac.compare_digest(b"".join(given.split()), expected):
+            raise PolicyRefused("challengePassword does not match this TLS session's channel binding")
 
     @defer.inlineCallbacks
-    def simpleenroll(self, label_name: str | None, creds: Credentials, der: bytes):
+    def simpleenroll(self, label_name: str | None, creds: Credentials, body: Body):
         """Fires with the issued certificate."""
+        return (yield self._enroll("simpleenroll", label_name, creds, body))
+
+    @defer.inlineCallbacks
+    def simplereenroll(self, label_name: str | None, creds: Credentials, body: Body):
+        """Renew or rekey the certificate the client authenticated with."""
+        return (yield self._enroll("simplereenroll", label_name, creds, body))
+
+    @defer.inlineCallbacks
+    def _enroll(self, operation: str, label_name: str | None, creds: Credentials, body: Body):
         identity: Identity | None = None
         label = None
         try:
             label = self.label(label_name)
             identity = yield self.authenticator.authenticate(creds, label)
-            csr = self.check_csr(der, label)
+            # The body is read only now: clients probe with an empty body
+            # before they answer an authentication challenge.
+            csr = self.check_csr(body() if callable(body) else body, label)
+            self.check_linking(csr, label, creds, identity)
+            subject = profiles.subject_for(csr, label.profile, identity.name)
+            replaces = None
+            if operation == "simplereenroll":
+                replaces = self._check_renewal(csr, subject, label, identity)
+            cert = yield self._issue(operation, label, identity, csr, subject, replaces)
         except EstError as e:
-            yield self._refused("simpleenroll", e, identity, label, creds)
+            yield self._refused(operation, e, identity, label, creds)
             raise
-        cert = yield self.ca.issue(IssueRequest(
-            subject=csr.subject, public_key=csr.public_key(), san=csrs.requested_san(csr),
-            profile=label.profile, label=label.name, client=identity.name))
         return cert
+
+    @staticmethod
+    def _check_renewal(csr: x509.CertificateSigningRequest, subject: x509.Name, label: Label,
+                       identity: Identity) -> int:
+        """RFC 7030 4.2.2: same subject and subjectAltName as the certificate
+        being renewed (unless the profile allows a change). Renew or rekey."""
+        current = identity.certificate
+        if identity.method != "cert" or identity.anchor != OWN_CA or current is None:
+            raise NotAuthorized("re-enrollment needs the certificate being renewed as TLS client certificate")
+        if label.profile.allow_subject_change:
+            return current.serial_number
+        if subject != current.subject:
+            raise PolicyRefused("CSR subject differs from the certificate being renewed")
+        try:
+            current_san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            current_san = None
+        requested = csrs.requested_san(csr) if label.profile.copy_san else None
+        if set(current_san or ()) != set(requested or ()):
+            raise PolicyRefused("CSR subjectAltName differs from the certificate being renewed")
+        return current.serial_number
+
+    @defer.inlineCallbacks
+    def _issue(self, operation: str, label: Label, identity: Identity, csr: x509.CertificateSigningRequest,
+               subject: x509.Name, replaces: int | None):
+        pending_id = None
+        if label.approval == "manual":
+            decided = yield self._approval(operation, label, identity, csr, subject)
+            if isinstance(decided, x509.Certificate):
+                return decided
+            pending_id = decided
+        cert = yield self.ca.issue(IssueRequest(
+            subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
+            label=label.name, client=identity.name, replaces=replaces, pending_id=pending_id))
+        return cert
+
+    @defer.inlineCallbacks
+    def _approval(self, operation: str, label: Label, identity: Identity, csr: x509.CertificateSigningRequest,
+                  subject: x509.Name):
+        """RFC 7030 4.2.3: the first request waits for an operator (202); the
+        client's repeat gets the decision. Returns the approved request's id
+        (issue now) or the certificate already issued for it."""
+        khash = key_hash(csr.public_key())
+        subject_text = subject.rfc4514_string()
+        found = yield on_store_thread(self.store.find_pending, label.name, identity.name, khash)
+        if found is not None and found.subject == subject_text and found.operation == operation:
+            if found.state == "pending":
+                raise Pending(f"request {found.id} is waiting for approval", self.config.server.retry_after)
+            if found.state == "rejected":
+                raise NotAuthorized(f"request {found.id} was rejected by an operator")
+            if found.state == "approved":
+                return found.id
+            if found.state == "issued" and found.serial is not None:
+                record = yield on_store_thread(self.store.certificate, found.serial)
+                if record is not None and not record.revoked:
+                    cert = x509.load_der_x509_certificate(record.der)
+                    if cert.not_valid_after_utc > _now():
+                        return cert
+        der = csr.public_bytes(serialization.Encoding.DER)
+        request = yield on_store_thread(self.store.add_pending, label=label.name, client=identity.name,
+                                        key_hash=khash, subject=subject_text, operation=operation, csr=der)
+        raise Pending(f"request {request.id} is waiting for approval", self.config.server.retry_after)
 
     def _refused(self, operation: str, error: EstError, identity: Identity | None, label: Label | None,
                  creds: Credentials) -> defer.Deferred:
-        who = identity.name if identity else (creds.username or _cert_name(creds) or None)
+        if isinstance(error, AuthenticationRequired) and label is not None:
+            error.challenges = self.authenticator.challenge(label, error.stale)
+        if isinstance(error, Pending):
+            return defer.succeed(None)  # recorded with the request itself
+        who = identity.name if identity else (creds.username or _digest_user(creds) or _cert_name(creds))
         return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}",
                                client=who, label=label.name if label else None, detail=error.reason)
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def _cert_name(creds: Credentials) -> str | None:
     return creds.peer_chain[0].subject.rfc4514_string() if creds.peer_chain else None
+
+
+def _digest_user(creds: Credentials) -> str | None:
+    return creds.digest.get("username") if creds.digest else None

@@ -1,10 +1,10 @@
 """Persistence (SQLite). Blocking; the service uses it on ``STORE_THREAD``."""
 from ..threads import SingleThread
-from .db import (AuditEvent, CertificateRecord, ClientRecord, DuplicateClient, DuplicateSerial, Store,
+from .db import (AuditEvent, CertificateRecord, ClientRecord, DuplicateClient, DuplicateSerial, PendingRequest, Store,
                  serial_key)
 
 STORE_THREAD = SingleThread("store")
 on_store_thread = STORE_THREAD.run
 
-__all__ = ["AuditEvent", "CertificateRecord", "ClientRecord", "DuplicateClient", "DuplicateSerial", "Store",
+__all__ = ["AuditEvent", "CertificateRecord", "ClientRecord", "DuplicateClient", "DuplicateSerial", "PendingRequest", "Store",
            "on_store_thread", "serial_key", "STORE_THREAD"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS clients (
     name TEXT PRIMARY KEY,
     password_hash TEXT,
     labels TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    digest_ha1_sha256 TEXT,
+    digest_ha1_md5 TEXT
 );
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY,
@@ -32,9 +34,24 @@ CREATE TABLE IF NOT EXISTS certificates (
     der BLOB NOT NULL,
     status TEXT NOT NULL DEFAULT 'valid',
     revoked_at TEXT,
-    revocation_reason TEXT
+    revocation_reason TEXT,
+    replaces TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_client ON certificates(client);
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    client TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    csr BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    created_at TEXT NOT NULL,
+    decided_at TEXT,
+    serial TEXT
+);
+CREATE INDEX IF NOT EXISTS pending_lookup ON pending(label, client, key_hash);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -62,6 +79,7 @@ class ClientRecord:
     password_hash: str | None
     labels: tuple[str, ...]
     created_at: str
+    digest_ha1: dict[str, str] = field(default_factory=dict)  # algorithm -> H(user:realm:password)
 
     def may_use(self, label: str) -> bool:
         return "*" in self.labels or label in self.labels
@@ -80,6 +98,26 @@ class CertificateRecord:
     status: str
     revoked_at: str | None
     revocation_reason: str | None
+    replaces: int | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.status == "revoked"
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    id: int
+    label: str
+    client: str
+    key_hash: str
+    subject: str
+    operation: str
+    csr: bytes
+    state: str  # pending | approved | rejected | issued
+    created_at: str
+    decided_at: str | None
+    serial: int | None
 
 
 @dataclass(frozen=True)
@@ -117,48 +155,71 @@ class Store:
 
     # -- clients -------------------------------------------------------------
 
-    def add_client(self, name: str, password_hash: str | None, labels: Iterable[str]) -> None:
+    def add_client(self, name: str, password_hash: str | None, labels: Iterable[str],
+                   digest_ha1: dict[str, str] | None = None) -> None:
+        ha1 = digest_ha1 or {}
         try:
-            self._db.execute("INSERT INTO clients VALUES (?, ?, ?, ?)",
-                             (name, password_hash, ",".join(labels), _now()))
+            self._db.execute("INSERT INTO clients (name, password_hash, labels, created_at, digest_ha1_sha256,"
+                             " digest_ha1_md5) VALUES (?, ?, ?, ?, ?, ?)",
+                             (name, password_hash, ",".join(labels), _now(), ha1.get("SHA-256"), ha1.get("MD5")))
         except sqlite3.IntegrityError:
             raise DuplicateClient(name) from None
 
-    def set_client_password(self, name: str, password_hash: str) -> bool:
-        cur = self._db.execute("UPDATE clients SET password_hash=? WHERE name=?", (password_hash, name))
+    def set_client_password(self, name: str, password_hash: str, digest_ha1: dict[str, str] | None = None) -> bool:
+        ha1 = digest_ha1 or {}
+        cur = self._db.execute("UPDATE clients SET password_hash=?, digest_ha1_sha256=?, digest_ha1_md5=?"
+                               " WHERE name=?", (password_hash, ha1.get("SHA-256"), ha1.get("MD5"), name))
         return cur.rowcount == 1
 
     def remove_client(self, name: str) -> bool:
         return self._db.execute("DELETE FROM clients WHERE name=?", (name,)).rowcount == 1
 
     def client(self, name: str) -> ClientRecord | None:
-        row = self._db.execute("SELECT name, password_hash, labels, created_at FROM clients WHERE name=?",
-                               (name,)).fetchone()
+        row = self._db.execute(_CLIENT_SELECT + " WHERE name=?", (name,)).fetchone()
         return None if row is None else _client(row)
 
     def clients(self) -> list[ClientRecord]:
-        rows = self._db.execute("SELECT name, password_hash, labels, created_at FROM clients ORDER BY name")
-        return [_client(r) for r in rows]
+        return [_client(r) for r in self._db.execute(_CLIENT_SELECT + " ORDER BY name")]
 
     # -- certificates --------------------------------------------------------
 
     def record_certificate(self, *, serial: int, subject: str, not_before: datetime.datetime,
                            not_after: datetime.datetime, label: str, client: str | None, der: bytes,
-                           audit_detail: str | None = None) -> None:
-        """Record an issued certificate and its audit event in one durable commit."""
+                           audit_detail: str | None = None, replaces: int | None = None,
+                           pending_id: int | None = None) -> None:
+        """Record an issued certificate and its audit event in one durable commit
+        (and, for an approved request, mark it issued in the same commit)."""
         now = _now()
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(
-                    "INSERT INTO certificates (serial, subject, not_before, not_after, label, client, issued_at, der)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO certificates (serial, subject, not_before, not_after, label, client, issued_at, der,"
+                    " replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (serial_key(serial), subject, not_before.isoformat(), not_after.isoformat(), label, client,
-                     now, der))
+                     now, der, None if replaces is None else serial_key(replaces)))
                 self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                                  " VALUES (?, ?, ?, 'issue', 'ok', ?)", (now, client, label, audit_detail))
+                if pending_id is not None:
+                    self._db.execute("UPDATE pending SET state='issued', serial=? WHERE id=?",
+                                     (serial_key(serial), pending_id))
         except sqlite3.IntegrityError:
             raise DuplicateSerial(serial) from None
+
+    def revoke(self, serial: int, reason: str) -> CertificateRecord | None:
+        """Mark a certificate revoked; returns the record as it was (None if unknown)."""
+        record = self.certificate(serial)
+        if record is None:
+            return None
+        if not record.revoked:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("UPDATE certificates SET status='revoked', revoked_at=?, revocation_reason=?"
+                                 " WHERE serial=?", (_now(), reason, serial_key(serial)))
+                self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
+                                 " VALUES (?, ?, ?, 'revoke', 'ok', ?)",
+                                 (_now(), record.client, record.label, f"serial {serial_key(serial)}: {reason}"))
+        return record
 
     def certificate(self, serial: int) -> CertificateRecord | None:
         row = self._db.execute(_CERT_SELECT + " WHERE serial=?", (serial_key(serial),)).fetchone()
@@ -174,6 +235,52 @@ class Store:
     def count_certificates(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
 
+    # -- requests waiting for an operator (RFC 7030 4.2.3) ---------------------
+
+    def add_pending(self, *, label: str, client: str, key_hash: str, subject: str, operation: str,
+                    csr: bytes) -> PendingRequest:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute(
+                "INSERT INTO pending (label, client, key_hash, subject, operation, csr, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (label, client, key_hash, subject, operation, csr, _now()))
+            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
+                             " VALUES (?, ?, ?, ?, 'pending', ?)",
+                             (_now(), client, label, operation, f"request {cur.lastrowid}: {subject}"))
+        return self.pending(cur.lastrowid)
+
+    def pending(self, request_id: int) -> PendingRequest | None:
+        row = self._db.execute(_PENDING_SELECT + " WHERE id=?", (request_id,)).fetchone()
+        return None if row is None else _pending(row)
+
+    def find_pending(self, label: str, client: str, key_hash: str) -> PendingRequest | None:
+        """The newest request of this client, under this label, for this key."""
+        row = self._db.execute(_PENDING_SELECT + " WHERE label=? AND client=? AND key_hash=? ORDER BY id DESC LIMIT 1",
+                               (label, client, key_hash)).fetchone()
+        return None if row is None else _pending(row)
+
+    def pending_requests(self, state: str | None = "pending") -> list[PendingRequest]:
+        if state is None:
+            rows = self._db.execute(_PENDING_SELECT + " ORDER BY id")
+        else:
+            rows = self._db.execute(_PENDING_SELECT + " WHERE state=? ORDER BY id", (state,))
+        return [_pending(r) for r in rows]
+
+    def decide_pending(self, request_id: int, approve: bool) -> PendingRequest | None:
+        """Approve or reject a pending request; None if there is no such pending request."""
+        state = "approved" if approve else "rejected"
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("UPDATE pending SET state=?, decided_at=? WHERE id=? AND state='pending'",
+                                   (state, _now(), request_id))
+            if cur.rowcount != 1:
+                return None
+            row = self._db.execute(_PENDING_SELECT + " WHERE id=?", (request_id,)).fetchone()
+            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
+                             " VALUES (?, ?, ?, 'approval', ?, ?)", (_now(), row[2], row[1], state,
+                                                                     f"request {request_id}"))
+        return _pending(row)
+
     # -- audit ---------------------------------------------------------------
 
     def audit(self, operation: str, outcome: str, *, client: str | None = None, label: str | None = None,
@@ -188,13 +295,23 @@ class Store:
 
 
 _CERT_SELECT = ("SELECT serial, subject, not_before, not_after, label, client, issued_at, der, status,"
-                " revoked_at, revocation_reason FROM certificates")
+                " revoked_at, revocation_reason, replaces FROM certificates")
+_CLIENT_SELECT = "SELECT name, password_hash, labels, created_at, digest_ha1_sha256, digest_ha1_md5 FROM clients"
+_PENDING_SELECT = ("SELECT id, label, client, key_hash, subject, operation, csr, state, created_at, decided_at,"
+                   " serial FROM pending")
 
 
 def _client(row) -> ClientRecord:
     labels = tuple(x for x in row[2].split(",") if x)
-    return ClientRecord(name=row[0], password_hash=row[1], labels=labels, created_at=row[3])
+    ha1 = {alg: v for alg, v in (("SHA-256", row[4]), ("MD5", row[5])) if v}
+    return ClientRecord(name=row[0], password_hash=row[1], labels=labels, created_at=row[3], digest_ha1=ha1)
 
 
 def _certificate(row) -> CertificateRecord:
-    return CertificateRecord(int(row[0], 16), *row[1:])
+    replaces = None if row[11] is None else int(row[11], 16)
+    return CertificateRecord(int(row[0], 16), *row[1:11], replaces=replaces)
+
+
+def _pending(row) -> PendingRequest:
+    serial = None if row[10] is None else int(row[10], 16)
+    return PendingRequest(*row[:10], serial=serial)

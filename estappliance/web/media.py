@@ -4,6 +4,7 @@ from __future__ import annotations
 PKCS7_MIME = b"application/pkcs7-mime"
 # One space after the semicolon: libest compares the first 45 bytes.
 CERTS_ONLY = b"application/pkcs7-mime; smime-type=certs-only"
+CSRATTRS = b"application/csrattrs"
 PKCS10 = "application/pkcs10"
 TEXT = b"text/plain; charset=utf-8"
 

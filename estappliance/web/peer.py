@@ -29,3 +29,24 @@ def peer_chain(request: server.Request) -> tuple[x509.Certificate, ...]:
             chain = (leaf, *[c for c in rest if c != leaf])
     setattr(channel, _ATTR, chain)
     return chain
+
+
+def _session_reused(conn) -> bool:
+    # pyOpenSSL has no public call for this; its binding has the OpenSSL one.
+    try:
+        from OpenSSL.SSL import _lib
+        return bool(_lib.SSL_session_reused(conn._ssl))
+    except (ImportError, AttributeError):
+        return False
+
+
+def channel_binding(request: server.Request) -> bytes | None:
+    """RFC 5929 tls-unique (TLS 1.2) or RFC 9266 tls-exporter (TLS 1.3)."""
+    conn = tls_connection(request)
+    if conn is None:
+        return None
+    if conn.get_protocol_version_name() == "TLSv1.3":
+        return conn.export_keying_material(b"EXPORTER-Channel-Binding", 32)
+    # tls-unique is the first Finished of the latest handshake: the client's on
+    # a full handshake, ours on an abbreviated (resumed) one.
+    return conn.get_finished() if _session_reused(conn) else conn.get_peer_finished()

@@ -18,12 +18,14 @@ from .. import errors
 from ..pki.cms import certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body, encode_body
 from ..ra import Credentials, Registrar
+from ..ra.digest import parse_authorization
 from . import media
-from .peer import peer_chain
+from .peer import channel_binding, peer_chain
 
 log = Logger()
 
 STATUS = [
+    (errors.Pending, 202),
     (errors.MalformedRequest, 400),
     (errors.PolicyRefused, 400),
     (errors.AuthenticationRequired, 401),
@@ -40,7 +42,7 @@ class Response:
     body: bytes = b""
     content_type: bytes | None = None
     status: int = 200
-    headers: dict[bytes, bytes] = field(default_factory=dict)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 class MethodNotAllowed(Exception):
@@ -57,7 +59,7 @@ class Operation:
 
 
 def _base64_response(der: bytes, content_type: bytes) -> Response:
-    return Response(encode_body(der), content_type, headers={b"content-transfer-encoding": b"base64"})
+    return Response(encode_body(der), content_type, headers=[(b"content-transfer-encoding", b"base64")])
 
 
 class EstResource(resource.Resource):
@@ -73,6 +75,8 @@ class EstResource(resource.Resource):
         self.operations: dict[tuple[str, ...], Operation] = {
             ("cacerts",): Operation({b"GET": self.get_cacerts}),
             ("simpleenroll",): Operation({b"POST": self.post_simpleenroll}, accepts=(media.PKCS10,)),
+            ("simplereenroll",): Operation({b"POST": self.post_simplereenroll}, accepts=(media.PKCS10,)),
+            ("csrattrs",): Operation({b"GET": self.get_csrattrs}),
         }
         self._first_segments = {path[0] for path in self.operations}
 
@@ -127,12 +131,17 @@ class EstResource(resource.Resource):
 
     @staticmethod
     def _credentials(request: server.Request) -> Credentials:
-        username = password = None
+        username = password = digest = None
         auth = request.getHeader(b"authorization")
-        if auth and auth.split(b" ", 1)[0].lower() == b"basic":
+        scheme = auth.split(b" ", 1)[0].lower() if auth else b""
+        if scheme == b"basic":
             username = request.getUser().decode("utf-8", "replace")
             password = request.getPassword().decode("utf-8", "replace")
-        return Credentials(username=username, password=password, peer_chain=peer_chain(request))
+        elif scheme == b"digest":
+            digest = parse_authorization(auth.decode("utf-8", "replace")) or {}
+        return Credentials(username=username, password=password, peer_chain=peer_chain(request), digest=digest,
+                           method=request.method.decode("ascii", "replace"),
+                           uri=request.uri.decode("utf-8", "replace"), channel_binding=channel_binding(request))
 
     @staticmethod
     def _der_body(request: server.Request) -> bytes:
@@ -149,23 +158,37 @@ class EstResource(resource.Resource):
     @defer.inlineCallbacks
     def post_simpleenroll(self, request: server.Request, label: str | None):
         cert: x509.Certificate = yield self.registrar.simpleenroll(
-            label, self._credentials(request), self._der_body(request))
+            label, self._credentials(request), lambda: self._der_body(request))
         return _base64_response(certs_only([cert]), media.CERTS_ONLY)
+
+    @defer.inlineCallbacks
+    def post_simplereenroll(self, request: server.Request, label: str | None):
+        cert: x509.Certificate = yield self.registrar.simplereenroll(
+            label, self._credentials(request), lambda: self._der_body(request))
+        return _base64_response(certs_only([cert]), media.CERTS_ONLY)
+
+    def get_csrattrs(self, request: server.Request, label: str | None) -> Response:
+        der = self.registrar.csrattrs(label)
+        if der is None:
+            return Response(status=204)
+        return _base64_response(der, media.CSRATTRS)
 
     # -- answers ----------------------------------------------------------------
 
     def _error(self, failure, request: server.Request) -> Response:
         exc = failure.value
         if isinstance(exc, MethodNotAllowed):
-            return Response(b"method not allowed\n", media.TEXT, 405,
-                            {b"allow": b", ".join(exc.allowed)})
+            return Response(b"method not allowed\n", media.TEXT, 405, [(b"allow", b", ".join(exc.allowed))])
         if isinstance(exc, errors.EstError):
             status = next(code for cls, code in STATUS if isinstance(exc, cls))
-            headers = {}
+            headers = []
             if status == 401:
-                headers[b"www-authenticate"] = f'Basic realm="{self.realm}"'.encode()
+                challenges = exc.challenges or [f'Basic realm="{self.realm}"']
+                headers += [(b"www-authenticate", c.encode()) for c in challenges]
+            if status == 202:
+                headers.append((b"retry-after", str(exc.retry_after).encode()))
             if status == 503:
-                headers[b"retry-after"] = str(self.retry_after).encode()
+                headers.append((b"retry-after", str(self.retry_after).encode()))
             return Response(_one_line(exc.reason), media.TEXT, status, headers)
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         return Response(b"internal error\n", media.TEXT, 500)
@@ -177,10 +200,11 @@ class EstResource(resource.Resource):
         request.setResponseCode(response.status)
         if response.content_type is not None:
             request.setHeader(b"content-type", response.content_type)
-        for name, value in response.headers.items():
-            request.setHeader(name, value)
-        request.setHeader(b"content-length", str(len(response.body)).encode())
-        if request.method != b"HEAD":
+        for name, value in response.headers:
+            request.responseHeaders.addRawHeader(name, value)
+        if response.status != 204:  # RFC 9110 8.6: no Content-Length on 204
+            request.setHeader(b"content-length", str(len(response.body)).encode())
+        if request.method != b"HEAD" and response.body:
             request.write(response.body)
         request.finish()
 

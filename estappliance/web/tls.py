@@ -26,7 +26,8 @@ class ServerContextFactory:
     def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]):
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+        # No renegotiation: the channel binding of a connection must not change.
+        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
         ctx.set_cipher_list(b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!DSS")
         ctx.use_certificate_chain_file(str(cert_file))
         ctx.use_privatekey_file(str(key_file))

@@ -1,0 +1,109 @@
+"""HTTP Digest access authentication (RFC 7616), qop=auth, SHA-256 and MD5.
+
+MD5 stays because the EST clients in the field (libest and its derivatives,
+RFC 7030 Appendix A.3) speak only MD5 Digest. The server keeps
+H(username:realm:password) per algorithm, so a realm change needs new
+passwords. Nonces are stateless (a time stamp and its HMAC); nonce counts
+must grow, which stops a captured Authorization header being replayed.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import time
+
+ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+NONCE_LIFETIME = 300  # seconds
+
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^,\s]*)\s*(?:,|$)')
+
+
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    return ALGORITHMS[algorithm](f"{username}:{realm}:{password}".encode()).hexdigest()
+
+
+def ha1_all(username: str, realm: str, password: str) -> dict[str, str]:
+    return {alg: ha1(alg, username, realm, password) for alg in ALGORITHMS}
+
+
+def parse_authorization(value: str) -> dict[str, str] | None:
+    """The parameters of a ``Digest ...`` Authorization header, or None."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return None
+    params: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        m = _PARAM.match(rest, pos)
+        if m is None or m.end() == pos:
+            return None
+        value = m.group(3) if m.group(3) is not None else m.group(2)
+        params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
+        pos = m.end()
+    return params
+
+
+class DigestVerifier:
+    def __init__(self, realm: str, secret: bytes | None = None):
+        self.realm = realm
+        self._secret = secret or os.urandom(32)
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def nonce(self, now: float | None = None) -> str:
+        stamp = str(int(now if now is not None else time.time())).encode()
+        mac = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(stamp + b":" + mac).decode().rstrip("=")
+
+    def _nonce_age(self, nonce: str, now: float) -> float | None:
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+            stamp, mac = raw.split(b":", 1)
+            issued = int(stamp)
+        except (ValueError, TypeError):
+            return None
+        good = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        return now - issued if hmac.compare_digest(mac, good) else None
+
+    def challenges(self, stale: bool = False) -> list[str]:
+        """WWW-Authenticate values, SHA-256 first (RFC 7616 3.7)."""
+        nonce = self.nonce()
+        extra = ", stale=true" if stale else ""
+        return [f'Digest realm="{self.realm}", qop="auth", algorithm={alg}, nonce="{nonce}"{extra}'
+                for alg in ALGORITHMS]
+
+    def check(self, params: dict[str, str], method: str, uri: str, stored_ha1: dict[str, str],
+              now: float | None = None) -> str:
+        """'ok', 'stale' (retry with a fresh nonce) or 'bad'."""
+        now = time.time() if now is None else now
+        algorithm = params.get("algorithm", "MD5").upper().replace("SHA256", "SHA-256")
+        if algorithm not in ALGORITHMS or algorithm not in stored_ha1:
+            return "bad"
+        if params.get("realm") != self.realm or params.get("qop") != "auth":
+            return "bad"
+        if params.get("uri") != uri:
+            return "bad"
+        nonce, nc, cnonce = params.get("nonce", ""), params.get("nc", ""), params.get("cnonce", "")
+        age = self._nonce_age(nonce, now)
+        if age is None or not cnonce or not re.fullmatch(r"[0-9a-fA-F]{8}", nc):
+            return "bad"
+        h = ALGORITHMS[algorithm]
+        ha2 = h(f"{method}:{uri}".encode()).hexdigest()
+        expected = h(f"{stored_ha1[algorithm]}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+        if not hmac.compare_digest(expected, params.get("response", "").lower()):
+            return "bad"
+        if age > NONCE_LIFETIME or age < -60:
+            return "stale"
+        count = int(nc, 16)
+        last = self._counts.get(nonce)
+        if last is not None and count <= last[1]:
+            return "stale"  # a replayed (or reordered) request: make the client start afresh
+        self._forget_old(now)
+        self._counts[nonce] = (now, count)
+        return "ok"
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._counts) > 10000:
+            self._counts = {n: v for n, v in self._counts.items() if now - v[0] < NONCE_LIFETIME}

@@ -1,0 +1,83 @@
+"""A label's certificate profile applied to a CSR: names, key, extensions.
+
+Pure functions over cryptography objects; each refusal names the rule.
+"""
+from __future__ import annotations
+
+import re
+
+from cryptography import x509
+
+from ..config import Profile
+from ..errors import MalformedRequest, PolicyRefused
+from ..pki import csr as csrs
+
+_SAN_TYPES = {"DNS": x509.DNSName, "IP": x509.IPAddress, "email": x509.RFC822Name,
+              "URI": x509.UniformResourceIdentifier}
+_EXTENSIONS = {"subjectAltName": x509.SubjectAlternativeName}
+
+
+def attribute_names(attr: x509.NameAttribute) -> set[str]:
+    """The names a config may use for an RDN type: 'CN', 'commonName', '2.5.4.3'."""
+    names = {attr.oid.dotted_string, attr.oid._name}
+    try:
+        names.add(attr.rfc4514_attribute_name)
+    except AttributeError:
+        pass
+    return names
+
+
+def load_checked(der: bytes, profile: Profile) -> x509.CertificateSigningRequest:
+    """Parse a CSR and apply the profile's rules; raises on the first refusal."""
+    try:
+        csr = csrs.load_csr(der)
+    except csrs.BadCSR as e:
+        raise MalformedRequest(str(e)) from None
+    if not csrs.signature_ok(csr):
+        raise MalformedRequest("CSR signature does not verify (proof of possession failed)")
+    key_type = csrs.key_type(csr.public_key())
+    if key_type not in profile.key_types:
+        raise PolicyRefused(f"key type {key_type} not allowed by profile {profile.name!r}"
+                            f" (allowed: {', '.join(profile.key_types)})")
+    san = csrs.requested_san(csr)
+    if not len(csr.subject) and san is None:
+        raise PolicyRefused("CSR has neither a subject nor a subjectAltName")
+    for rdn in profile.required_rdns:
+        if not any(rdn in attribute_names(a) for a in csr.subject):
+            raise PolicyRefused(f"profile {profile.name!r} requires {rdn} in the subject")
+    for ext in profile.required_extensions:
+        try:
+            csr.extensions.get_extension_for_class(_EXTENSIONS[ext])
+        except x509.ExtensionNotFound:
+            raise PolicyRefused(f"profile {profile.name!r} requires the {ext} extension") from None
+    check_names(csr.subject, san, profile)
+    return csr
+
+
+def check_names(subject: x509.Name, san: x509.SubjectAlternativeName | None, profile: Profile) -> None:
+    for key, pattern in profile.name_patterns:
+        if key in _SAN_TYPES:
+            values = [str(v) for v in san.get_values_for_type(_SAN_TYPES[key])] if san is not None else []
+        else:
+            values = [a.value for a in subject if key in attribute_names(a)]
+        for value in values:
+            if not isinstance(value, str) or not re.fullmatch(pattern, value):
+                raise PolicyRefused(f"{key} {value!r} does not match the pattern of profile {profile.name!r}")
+
+
+def subject_for(csr: x509.CertificateSigningRequest, profile: Profile, client: str) -> x509.Name:
+    """The subject to issue: the CSR's, or the profile's template filled in."""
+    if profile.subject_template is None:
+        return csr.subject
+    values = {"client": client}
+    for attr in csr.subject:
+        for name in attribute_names(attr):
+            values.setdefault(name, attr.value)
+    out = []
+    for attr in x509.Name.from_rfc4514_string(profile.subject_template):
+        try:
+            text = attr.value.format_map(values)
+        except (KeyError, ValueError) as e:
+            raise PolicyRefused(f"profile {profile.name!r} needs {e} in the CSR subject") from None
+        out.append(x509.NameAttribute(attr.oid, text))
+    return x509.Name(out)
