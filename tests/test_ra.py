@@ -14,7 +14,7 @@ from twisted.trial import unittest
 from estappliance.client import make_csr, new_key
 from estappliance.config import Label, Profile
 from estappliance.errors import AuthenticationRequired, MalformedRequest, NotAuthorized, NotFound, PolicyRefused
-from estappliance.ra import Authenticator, Credentials, Registrar, TrustAnchors
+from estappliance.ra import Authenticator, Credentials, Identity, Registrar, TrustAnchors
 from estappliance.ra.passwords import hash_password
 from estappliance.store import Store, on_store_thread
 
@@ -184,3 +184,220 @@ class CsrPolicyTests(unittest.TestCase):
         key = new_key("ec-p256")
         csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
         self.assertRaises(PolicyRefused, self.registrar.check_csr, csr.public_bytes(Encoding.DER), self.label)
+
+
+class FakeAuthenticator:
+    def __init__(self, identity):
+        self.identity = identity
+
+    def authenticate(self, creds, label):
+        return defer.succeed(self.identity)
+
+    def challenge(self, label, stale=False):
+        return ["Basic realm=x"]
+
+
+class IssuingCA:
+    """Signs with a software key and records in the store, like the real CA."""
+
+    def __init__(self, store):
+        self.store = store
+        self.key, self.certificate = make_ca("CN=Fake CA")
+        self.issued = []
+
+    def ca_certificates(self):
+        return [self.certificate]
+
+    def issue(self, req):
+        builder = (x509.CertificateBuilder().subject_name(req.subject).issuer_name(self.certificate.subject)
+                   .public_key(req.public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(NOW).not_valid_after(NOW + datetime.timedelta(days=1)))
+        if req.san is not None:
+            builder = builder.add_extension(req.san, critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        self.issued.append(req)
+        d = on_store_thread(self.store.record_certificate, serial=cert.serial_number,
+                            subject=req.subject.rfc4514_string(), not_before=NOW, not_after=NOW, label=req.label,
+                            client=req.client, der=cert.public_bytes(Encoding.DER), replaces=req.replaces,
+                            pending_id=req.pending_id)
+        return d.addCallback(lambda _: cert)
+
+
+class RegistrarFlowTests(unittest.TestCase):
+    """Whole enrollment decisions with plain objects: no TLS, no token."""
+
+    def setUp(self):
+        self.state = Path(self.mktemp())
+        self.store = Store(self.state / "s.sqlite")
+        self.addCleanup(lambda: on_store_thread(self.store.close))
+        self.ca = IssuingCA(self.store)
+        self.key = new_key("ec-p256")
+
+    def registrar(self, identity, **sections):
+        cfg = support.config(self.state, **sections)
+        return Registrar(cfg, FakeAuthenticator(identity), self.ca, self.store)
+
+    def der(self, subject="CN=dev", key=None, **kw):
+        return make_csr(key or self.key, subject, **kw).public_bytes(Encoding.DER)
+
+    # -- proof-of-possession linking ------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_linking_required_and_matching(self):
+        import base64
+        reg = self.registrar(Identity("alice", "basic"), labels={"default": {"pop_linking": True}})
+        binding = b"\x01" * 12
+        creds = Credentials("alice", "pw", channel_binding=binding)
+        err = yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), PolicyRefused)
+        self.assertIn("linking", err.reason)
+        wrong = self.der(challenge_password=base64.b64encode(b"\x02" * 12).decode())
+        err = yield self.assertFailure(reg.simpleenroll(None, creds, wrong), PolicyRefused)
+        self.assertIn("does not match", err.reason)
+        good = self.der(challenge_password=base64.b64encode(binding).decode())
+        cert = yield reg.simpleenroll(None, creds, good)
+        self.assertEqual(cert.subject.rfc4514_string(), "CN=dev")
+
+    @defer.inlineCallbacks
+    def test_challenge_password_is_checked_even_where_not_required(self):
+        reg = self.registrar(Identity("alice", "basic"))
+        creds = Credentials("alice", "pw", channel_binding=b"\x01" * 32)
+        yield self.assertFailure(reg.simpleenroll(None, creds, self.der(challenge_password="secret")),
+                                 PolicyRefused)
+        self.assertEqual(self.ca.issued, [])
+
+    @defer.inlineCallbacks
+    def test_ra_certificate_may_relay_another_sessions_csr(self):
+        _, ra_cert = make_ca("CN=ra")  # any cert; the EKU is what counts
+        ra_cert = (x509.CertificateBuilder().subject_name(ra_cert.subject).issuer_name(ra_cert.subject)
+                   .public_key(self.key.public_key()).serial_number(3).not_valid_before(NOW)
+                   .not_valid_after(NOW + datetime.timedelta(days=1))
+                   .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.3.6.1.5.5.7.3.28")]), False)
+                   .sign(self.key, hashes.SHA256()))
+        reg = self.registrar(Identity("ra", "cert", ra_cert, "ca"), labels={"default": {"pop_linking": True}})
+        cert = yield reg.simpleenroll(None, Credentials(channel_binding=b"\x09" * 12),
+                                      self.der(challenge_password="linked-elsewhere"))
+        self.assertIsNotNone(cert)
+
+    # -- re-enrollment ------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def enrolled(self, subject="CN=dev", dns=("dev.example",)):
+        reg = self.registrar(Identity("alice", "basic"))
+        cert = yield reg.simpleenroll(None, Credentials("alice", "pw"), self.der(subject, dns_names=dns))
+        return cert
+
+    @defer.inlineCallbacks
+    def test_renew_and_rekey_link_to_the_old_certificate(self):
+        old = yield self.enrolled()
+        reg = self.registrar(Identity("alice", "cert", old, "ca"))
+        renewed = yield reg.simplereenroll(None, Credentials(), self.der(dns_names=("dev.example",)))
+        self.assertEqual(renewed.public_key(), old.public_key())
+        rekeyed = yield reg.simplereenroll(None, Credentials(),
+                                           self.der(key=new_key(), dns_names=("dev.example",)))
+        self.assertNotEqual(rekeyed.public_key(), old.public_key())
+        for cert in (renewed, rekeyed):
+            record = yield on_store_thread(self.store.certificate, cert.serial_number)
+            self.assertEqual(record.replaces, old.serial_number)
+
+    @defer.inlineCallbacks
+    def test_reenroll_refusals(self):
+        old = yield self.enrolled()
+        reg = self.registrar(Identity("alice", "basic"))
+        err = yield self.assertFailure(reg.simplereenroll(None, Credentials("alice", "pw"), self.der()),
+                                       NotAuthorized)
+        self.assertIn("certificate being renewed", err.reason)
+        reg = self.registrar(Identity("alice", "cert", old, "ca"))
+        err = yield self.assertFailure(
+            reg.simplereenroll(None, Credentials(), self.der("CN=other", dns_names=("dev.example",))),
+            PolicyRefused)
+        self.assertIn("subject differs", err.reason)
+        err = yield self.assertFailure(
+            reg.simplereenroll(None, Credentials(), self.der(dns_names=("evil.example",))), PolicyRefused)
+        self.assertIn("subjectAltName differs", err.reason)
+        count = yield on_store_thread(self.store.count_certificates)
+        self.assertEqual(count, 1)
+        events = yield on_store_thread(self.store.audit_events, 3)
+        self.assertEqual({e.operation for e in events}, {"simplereenroll"})
+        self.assertEqual({e.client for e in events}, {"alice"})
+
+    @defer.inlineCallbacks
+    def test_profile_may_allow_a_subject_change(self):
+        old = yield self.enrolled()
+        reg = self.registrar(Identity("alice", "cert", old, "ca"),
+                             profiles={"default": {"allow_subject_change": True}})
+        cert = yield reg.simplereenroll(None, Credentials(), self.der("CN=renamed"))
+        self.assertEqual(cert.subject.rfc4514_string(), "CN=renamed")
+
+    # -- profile rules ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_subject_template_rewrites(self):
+        reg = self.registrar(Identity("alice", "basic"),
+                             profiles={"default": {"subject_template": "CN={CN},OU={client},O=Example"}})
+        cert = yield reg.simpleenroll(None, Credentials("alice", "pw"), self.der("CN=dev-9,O=Whatever"))
+        self.assertEqual(cert.subject.rfc4514_string(), "CN=dev-9,OU=alice,O=Example")
+        err = yield self.assertFailure(reg.simpleenroll(None, Credentials("alice", "pw"),
+                                                        self.der("O=NoCN", dns_names=("x.example",))),
+                                       PolicyRefused)
+        self.assertIn("CN", err.reason)
+
+    @defer.inlineCallbacks
+    def test_required_rdns_patterns_and_extensions(self):
+        reg = self.registrar(Identity("alice", "basic"), profiles={"default": {
+            "required_rdns": ["O"], "required_extensions": ["subjectAltName"],
+            "name_patterns": {"CN": "dev-[0-9]+", "DNS": "[a-z0-9-]+\\.example"}}})
+        creds = Credentials("alice", "pw")
+        cases = [("CN=dev-1", ("dev-1.example",), "requires O"),
+                 ("CN=dev-1,O=X", (), "requires the subjectAltName"),
+                 ("CN=laptop,O=X", ("dev-1.example",), "CN 'laptop' does not match"),
+                 ("CN=dev-1,O=X", ("dev-1.evil.org",), "DNS 'dev-1.evil.org' does not match")]
+        for subject, dns, reason in cases:
+            err = yield self.assertFailure(reg.simpleenroll(None, creds, self.der(subject, dns_names=dns)),
+                                           PolicyRefused)
+            self.assertIn(reason, err.reason)
+        cert = yield reg.simpleenroll(None, creds, self.der("CN=dev-1,O=X", dns_names=("dev-1.example",)))
+        self.assertEqual(cert.subject.rfc4514_string(), "CN=dev-1,O=X")
+
+    # -- manual approval ------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_manual_approval_flow(self):
+        from estappliance.errors import Pending
+        reg = self.registrar(Identity("alice", "basic"), labels={"default": {"approval": "manual"}})
+        creds = Credentials("alice", "pw")
+        err = yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), Pending)
+        self.assertEqual(err.retry_after, 7)
+        waiting = yield on_store_thread(self.store.pending_requests)
+        self.assertEqual([(p.client, p.subject, p.state) for p in waiting], [("alice", "CN=dev", "pending")])
+        # asking again before a decision: still pending, no second request
+        yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), Pending)
+        self.assertEqual(len((yield on_store_thread(self.store.pending_requests, None))), 1)
+        yield on_store_thread(self.store.decide_pending, waiting[0].id, True)
+        cert = yield reg.simpleenroll(None, creds, self.der())
+        again = yield reg.simpleenroll(None, creds, self.der())
+        self.assertEqual(cert, again)
+        self.assertEqual(len(self.ca.issued), 1)
+        done = yield on_store_thread(self.store.pending, waiting[0].id)
+        self.assertEqual((done.state, done.serial), ("issued", cert.serial_number))
+
+    @defer.inlineCallbacks
+    def test_rejected_request_is_refused(self):
+        from estappliance.errors import Pending
+        reg = self.registrar(Identity("alice", "basic"), labels={"default": {"approval": "manual"}})
+        creds = Credentials("alice", "pw")
+        yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), Pending)
+        request = (yield on_store_thread(self.store.pending_requests))[0]
+        yield on_store_thread(self.store.decide_pending, request.id, False)
+        err = yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), NotAuthorized)
+        self.assertIn("rejected", err.reason)
+        self.assertEqual(self.ca.issued, [])
+
+    def test_csrattrs_per_label(self):
+        reg = self.registrar(Identity("alice", "basic"), labels={
+            "strict": {"profile": "p384", "pop_linking": True}, "quiet": {"profile": "none"}},
+            profiles={"p384": {"key_types": ["ec-p384"]}, "none": {"csrattrs": False}})
+        from estappliance.pki import csrattrs
+        hints = csrattrs.parse(reg.csrattrs("strict"))
+        self.assertEqual((hints.challenge_password, hints.key_type), (True, "ec-p384"))
+        self.assertIsNone(reg.csrattrs("quiet"))
+        self.assertRaises(NotFound, reg.csrattrs, "nope")

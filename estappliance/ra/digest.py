@@ -53,18 +53,19 @@ class DigestVerifier:
         self._counts: dict[str, tuple[float, int]] = {}
 
     def nonce(self, now: float | None = None) -> str:
-        stamp = str(int(now if now is not None else time.time())).encode()
-        mac = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(stamp + b":" + mac).decode().rstrip("=")
+        """time stamp, 8 random bytes (so no two challenges share a nonce), MAC."""
+        body = str(int(now if now is not None else time.time())).encode() + b":" + os.urandom(8).hex().encode()
+        mac = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(body + b":" + mac).decode().rstrip("=")
 
     def _nonce_age(self, nonce: str, now: float) -> float | None:
         try:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-            stamp, mac = raw.split(b":", 1)
-            issued = int(stamp)
+            body, mac = raw.rsplit(b":", 1)
+            issued = int(body.split(b":", 1)[0])
         except (ValueError, TypeError):
             return None
-        good = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        good = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
         return now - issued if hmac.compare_digest(mac, good) else None
 
     def challenges(self, stale: bool = False) -> list[str]:

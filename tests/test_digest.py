@@ -1,0 +1,93 @@
+"""HTTP Digest (RFC 7616) checks, with the arithmetic done independently here."""
+from __future__ import annotations
+
+import hashlib
+
+from twisted.trial import unittest
+
+from estappliance.client import DigestAuth
+from estappliance.ra.digest import DigestVerifier, ha1_all, parse_authorization
+
+REALM = "estrealm"
+
+
+def answer(verifier, algorithm="SHA-256", user="estuser", password="pw", method="POST",
+           uri="/.well-known/est/simpleenroll", nc=1):
+    client = DigestAuth(user, password)
+    challenges = [c for c in verifier.challenges() if f"algorithm={algorithm}" in c]
+    assert client.use_challenge(challenges)
+    client._nc = nc - 1
+    return parse_authorization(client.header(method, uri))
+
+
+class DigestTests(unittest.TestCase):
+    def setUp(self):
+        self.v = DigestVerifier(REALM, secret=b"k" * 32)
+        self.stored = ha1_all("estuser", REALM, "pw")
+
+    def test_parse_rfc7030_appendix_a3_header(self):
+        header = ('Digest username="estuser", realm="estrealm", nonce="1368141352", '
+                  'uri="/.well-known/est/simpleenroll", cnonce="MTYwMzg3", nc=00000001, qop="auth", '
+                  'response="144cc27f96046f1d70eb16db20f75f22"')
+        p = parse_authorization(header)
+        self.assertEqual((p["username"], p["nc"], p["qop"], p["response"]),
+                         ("estuser", "00000001", "auth", "144cc27f96046f1d70eb16db20f75f22"))
+        self.assertIsNone(parse_authorization('Basic dXNlcjpwdw=='))
+
+    def test_ha1_is_the_rfc_formula(self):
+        self.assertEqual(self.stored["MD5"], hashlib.md5(b"estuser:estrealm:pw").hexdigest())
+        self.assertEqual(self.stored["SHA-256"], hashlib.sha256(b"estuser:estrealm:pw").hexdigest())
+
+    def test_challenges_offer_sha256_first_then_md5(self):
+        challenges = self.v.challenges()
+        self.assertIn("algorithm=SHA-256", challenges[0])
+        self.assertIn("algorithm=MD5", challenges[1])
+        self.assertTrue(all('qop="auth"' in c and 'realm="estrealm"' in c for c in challenges))
+
+    def test_nonces_are_unique(self):
+        self.assertEqual(len({self.v.nonce() for _ in range(100)}), 100)
+
+    def test_good_answers_for_both_algorithms(self):
+        for alg in ("SHA-256", "MD5"):
+            p = answer(self.v, alg)
+            self.assertEqual(self.v.check(p, "POST", "/.well-known/est/simpleenroll", self.stored), "ok", alg)
+
+    def test_response_computed_independently(self):
+        p = answer(self.v, "MD5")
+        h = lambda s: hashlib.md5(s.encode()).hexdigest()  # noqa: E731
+        expected = h(f"{h('estuser:estrealm:pw')}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:"
+                     f"{h('POST:/.well-known/est/simpleenroll')}")
+        self.assertEqual(p["response"], expected)
+
+    def test_wrong_password_uri_method_realm(self):
+        self.assertEqual(self.v.check(answer(self.v, password="bad"), "POST", "/.well-known/est/simpleenroll",
+                                      self.stored), "bad")
+        p = answer(self.v)
+        self.assertEqual(self.v.check(p, "POST", "/.well-known/est/other", self.stored), "bad")
+        self.assertEqual(self.v.check(answer(self.v, method="GET"), "POST", "/.well-known/est/simpleenroll",
+                                      self.stored), "bad")
+        other = DigestVerifier("other-realm", secret=b"k" * 32)
+        self.assertEqual(other.check(answer(self.v), "POST", "/.well-known/est/simpleenroll", self.stored), "bad")
+
+    def test_forged_nonce_is_bad_old_nonce_is_stale(self):
+        p = answer(self.v)
+        p["nonce"] = "MTIzNDU2Nzg5MDphYmNkZWY"
+        self.assertEqual(self.v.check(p, "POST", "/.well-known/est/simpleenroll", self.stored), "bad")
+        p = answer(self.v)
+        later = __import__("time").time() + 3600
+        self.assertEqual(self.v.check(p, "POST", "/.well-known/est/simpleenroll", self.stored, now=later),
+                         "stale")
+
+    def test_replayed_nonce_count_is_stale(self):
+        p = answer(self.v)
+        uri = "/.well-known/est/simpleenroll"
+        self.assertEqual(self.v.check(p, "POST", uri, self.stored), "ok")
+        self.assertEqual(self.v.check(p, "POST", uri, self.stored), "stale")
+        client = DigestAuth("estuser", "pw")
+        client.use_challenge([c for c in self.v.challenges() if "SHA-256" in c])
+        first, second = (parse_authorization(client.header("POST", uri)) for _ in range(2))
+        self.assertEqual(self.v.check(first, "POST", uri, self.stored), "ok")
+        self.assertEqual(self.v.check(second, "POST", uri, self.stored), "ok")
+
+    def test_client_without_digest_credentials_is_bad(self):
+        self.assertEqual(self.v.check(answer(self.v), "POST", "/.well-known/est/simpleenroll", {}), "bad")
