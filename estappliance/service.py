@@ -15,7 +15,7 @@ from .errors import TokenUnavailable
 from .ra import Authenticator, Registrar, TrustAnchors
 from .store import STORE_THREAD, Store
 from .token import Token
-from .web import ServerContextFactory, make_site
+from .web import ServerContextFactory, enroll, make_site
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
@@ -56,6 +56,14 @@ def build(config: Config) -> Appliance:
     return Appliance(config, token, store, ca, registrar)
 
 
+def site(appliance: Appliance):
+    """The HTTP site: every operation the appliance serves, under every label."""
+    s = appliance.config.server
+    route_sets = [enroll.routes(appliance.registrar)]
+    return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
+                     max_body=s.max_body)
+
+
 def tls_factory(appliance: Appliance) -> ServerContextFactory:
     s = appliance.config.server
     anchors = appliance.registrar.authenticator.anchors.certificates()
@@ -94,9 +102,7 @@ def makeService(options: Options) -> service.IService:
     except (ConfigError, OSError, ValueError) as e:
         sys.exit(f"est: {e}")
     port = options["port"] if options["port"] is not None else config.server.port
-    site = make_site(appliance.registrar, realm=config.server.realm, retry_after=config.server.retry_after,
-                     max_body=config.server.max_body)
     top = ApplianceService(appliance)
-    listener = internet.SSLServer(port, site, tls_factory(appliance), interface=config.server.host)
+    listener = internet.SSLServer(port, site(appliance), tls_factory(appliance), interface=config.server.host)
     listener.setServiceParent(top)
     return top

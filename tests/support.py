@@ -21,10 +21,9 @@ from twisted.python.threadpool import ThreadPool
 from estappliance.ca import setup
 from estappliance.config import Config, from_dict
 from estappliance.ra.passwords import hash_password
-from estappliance.service import Appliance, build, tls_factory
+from estappliance.service import Appliance, build, site, tls_factory
 from estappliance.store import Store, on_store_thread
 from estappliance.token import Token, on_token_thread
-from estappliance.web import make_site
 
 SOFTHSM_LIB = os.environ.get("EST_TEST_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 TOKEN_LABEL = "est-test"
@@ -120,9 +119,7 @@ def start_server(testcase, **sections):
     cfg = config(state, **sections)
     ca_cert = yield init_ca(cfg)
     appliance = build(cfg)
-    site = make_site(appliance.registrar, realm=cfg.server.realm, retry_after=cfg.server.retry_after,
-                     max_body=cfg.server.max_body)
-    listener = reactor.listenSSL(0, site, tls_factory(appliance), interface="127.0.0.1")
+    listener = reactor.listenSSL(0, site(appliance), tls_factory(appliance), interface="127.0.0.1")
     server = RunningServer(appliance, listener.getHost().port, listener, ca_cert)
     testcase.addCleanup(server.stop)
     return server

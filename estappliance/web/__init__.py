@@ -1,19 +1,28 @@
 """HTTP over TLS: the only package that imports twisted.web."""
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 from twisted.web import server
 
-from ..ra import Registrar
+from .http import Operation, Response, Routes
 from .request import EstRequest
 from .resource import EstResource
 from .tls import ServerContextFactory
 
 
-def make_site(registrar: Registrar, *, realm: str, retry_after: int, max_body: int) -> server.Site:
-    site = server.Site(EstResource(registrar, realm, retry_after))
+def make_site(route_sets: Iterable[Routes], check_label: Callable[[str], object], *, realm: str,
+              retry_after: int, max_body: int) -> server.Site:
+    routes: Routes = {}
+    for rs in route_sets:
+        clash = set(routes) & set(rs)
+        if clash:
+            raise ValueError(f"operations defined twice: {sorted(clash)}")
+        routes.update(rs)
+    site = server.Site(EstResource(routes, check_label, realm, retry_after))
     site.requestFactory = type("SiteRequest", (EstRequest,), {"max_body": max_body})
     site.displayTracebacks = False
     return site
 
 
-__all__ = ["EstResource", "ServerContextFactory", "make_site"]
+__all__ = ["EstResource", "Operation", "Response", "Routes", "ServerContextFactory", "make_site"]

@@ -6,21 +6,15 @@ one-line text/plain reason with the status the design card assigns.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
-from cryptography import x509
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from .. import errors
-from ..pki.cms import certs_only
-from ..pki.encoding import NotBase64OrDer, decode_body, encode_body
-from ..ra import Credentials, Registrar
-from ..ra.digest import parse_authorization
 from . import media
-from .peer import channel_binding, peer_chain
+from .http import Operation, Response, Routes
 
 log = Logger()
 
@@ -37,29 +31,9 @@ STATUS = [
 ]
 
 
-@dataclass
-class Response:
-    body: bytes = b""
-    content_type: bytes | None = None
-    status: int = 200
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
 class MethodNotAllowed(Exception):
     def __init__(self, allowed):
         self.allowed = allowed
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One EST operation: its handlers by HTTP method, and request media types."""
-
-    handlers: dict[bytes, Callable]
-    accepts: tuple[str, ...] = ()
-
-
-def _base64_response(der: bytes, content_type: bytes) -> Response:
-    return Response(encode_body(der), content_type, headers=[(b"content-transfer-encoding", b"base64")])
 
 
 class EstResource(resource.Resource):
@@ -67,17 +41,13 @@ class EstResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, registrar: Registrar, realm: str, retry_after: int):
+    def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int):
+        """``check_label`` raises NotFound for a label the appliance does not serve."""
         super().__init__()
-        self.registrar = registrar
+        self.operations = dict(routes)
+        self.check_label = check_label
         self.realm = realm
         self.retry_after = retry_after
-        self.operations: dict[tuple[str, ...], Operation] = {
-            ("cacerts",): Operation({b"GET": self.get_cacerts}),
-            ("simpleenroll",): Operation({b"POST": self.post_simpleenroll}, accepts=(media.PKCS10,)),
-            ("simplereenroll",): Operation({b"POST": self.post_simplereenroll}, accepts=(media.PKCS10,)),
-            ("csrattrs",): Operation({b"GET": self.get_csrattrs}),
-        }
         self._first_segments = {path[0] for path in self.operations}
 
     # -- routing ---------------------------------------------------------------
@@ -90,7 +60,7 @@ class EstResource(resource.Resource):
         label = None
         if segments[0] not in self._first_segments:
             label, segments = segments[0], segments[1:]
-            self.registrar.label(label)  # 404 for an unknown label
+            self.check_label(label)  # 404 for an unknown label
         op = self.operations.get(tuple(segments))
         if op is None:
             raise errors.NotFound("no such EST operation")
@@ -126,52 +96,6 @@ class EstResource(resource.Resource):
         # A missing Content-Type is tolerated; a wrong one is not.
         if ctype is not None and ctype not in op.accepts:
             raise errors.UnsupportedMediaType(f"Content-Type must be {' or '.join(op.accepts)}")
-
-    # -- request pieces --------------------------------------------------------
-
-    @staticmethod
-    def _credentials(request: server.Request) -> Credentials:
-        username = password = digest = None
-        auth = request.getHeader(b"authorization")
-        scheme = auth.split(b" ", 1)[0].lower() if auth else b""
-        if scheme == b"basic":
-            username = request.getUser().decode("utf-8", "replace")
-            password = request.getPassword().decode("utf-8", "replace")
-        elif scheme == b"digest":
-            digest = parse_authorization(auth.decode("utf-8", "replace")) or {}
-        return Credentials(username=username, password=password, peer_chain=peer_chain(request), digest=digest,
-                           method=request.method.decode("ascii", "replace"),
-                           uri=request.uri.decode("utf-8", "replace"), channel_binding=channel_binding(request))
-
-    @staticmethod
-    def _der_body(request: server.Request) -> bytes:
-        try:
-            return decode_body(request.content.read())
-        except NotBase64OrDer as e:
-            raise errors.MalformedRequest(f"body is not base64 DER: {e}") from None
-
-    # -- operations -------------------------------------------------------------
-
-    def get_cacerts(self, request: server.Request, label: str | None) -> Response:
-        return _base64_response(certs_only(self.registrar.cacerts(label)), media.PKCS7_MIME)
-
-    @defer.inlineCallbacks
-    def post_simpleenroll(self, request: server.Request, label: str | None):
-        cert: x509.Certificate = yield self.registrar.simpleenroll(
-            label, self._credentials(request), lambda: self._der_body(request))
-        return _base64_response(certs_only([cert]), media.CERTS_ONLY)
-
-    @defer.inlineCallbacks
-    def post_simplereenroll(self, request: server.Request, label: str | None):
-        cert: x509.Certificate = yield self.registrar.simplereenroll(
-            label, self._credentials(request), lambda: self._der_body(request))
-        return _base64_response(certs_only([cert]), media.CERTS_ONLY)
-
-    def get_csrattrs(self, request: server.Request, label: str | None) -> Response:
-        der = self.registrar.csrattrs(label)
-        if der is None:
-            return Response(status=204)
-        return _base64_response(der, media.CSRATTRS)
 
     # -- answers ----------------------------------------------------------------
 
