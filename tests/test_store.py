@@ -1,0 +1,261 @@
+"""estappliance.store: the SQLite store of clients, certificates and the audit
+trail; durable settings, duplicate refusals, and survival across reopening."""
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from pathlib import Path
+
+from twisted.trial import unittest
+
+from estappliance.store import DuplicateClient, DuplicateSerial, Store, serial_key
+
+UTC = datetime.timezone.utc
+NOT_BEFORE = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+NOT_AFTER = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class StoreTestCase(unittest.TestCase):
+    def setUp(self):
+        self.path = Path(self.mktemp()) / "state" / "est.sqlite"
+        self.store = self.open()
+
+    def open(self) -> Store:
+        store = Store(self.path)
+        self.addCleanup(store.close)
+        return store
+
+    def record(self, store=None, serial=0x1234567890ABCDEF1234, **kw):
+        fields = dict(serial=serial, subject="CN=device-1", not_before=NOT_BEFORE, not_after=NOT_AFTER,
+                      label="default", client="alice", der=b"\x30\x03\x02\x01\x01")
+        fields.update(kw)
+        (store or self.store).record_certificate(**fields)
+        return fields
+
+
+class SchemaTests(StoreTestCase):
+    def test_file_and_parent_directory_created(self):
+        self.assertTrue(self.path.is_file())
+
+    def test_tables_created(self):
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        self.assertTrue({"meta", "clients", "certificates", "audit"} <= tables, tables)
+        version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        self.assertIsNotNone(version)
+        columns = {r[1] for r in db.execute("PRAGMA table_info(certificates)")}
+        self.assertTrue({"serial", "subject", "not_before", "not_after", "label", "client", "der", "status"}
+                        <= columns, columns)
+
+    def test_opening_twice_keeps_one_schema_version_row(self):
+        self.open()
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("SELECT COUNT(*) FROM meta WHERE key='schema_version'").fetchone()[0], 1)
+
+    def test_wal_journal_mode(self):
+        self.assertEqual(self.store._db.execute("PRAGMA journal_mode").fetchone()[0].lower(), "wal")
+        # WAL is a property of the file: a fresh connection sees it too.
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0].lower(), "wal")
+
+    def test_synchronous_full(self):
+        # 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
+        self.assertEqual(self.store._db.execute("PRAGMA synchronous").fetchone()[0], 2)
+
+    def test_serial_key_is_lower_hex(self):
+        self.assertEqual(serial_key(0xABCDEF), "abcdef")
+        self.assertEqual(serial_key(0x0F), "f")
+
+
+class ClientTests(StoreTestCase):
+    def test_add_and_list(self):
+        self.store.add_client("bob", "hash-b", ["default", "iot"])
+        self.store.add_client("alice", "hash-a", ["*"])
+        clients = self.store.clients()
+        self.assertEqual([c.name for c in clients], ["alice", "bob"])
+        bob = self.store.client("bob")
+        self.assertEqual(bob.password_hash, "hash-b")
+        self.assertEqual(bob.labels, ("default", "iot"))
+        self.assertTrue(bob.created_at)
+        self.assertTrue(bob.may_use("iot"))
+        self.assertFalse(bob.may_use("factory"))
+        self.assertTrue(self.store.client("alice").may_use("anything"))
+
+    def test_unknown_client(self):
+        self.assertIsNone(self.store.client("nobody"))
+
+    def test_client_without_password(self):
+        self.store.add_client("device", None, ["default"])
+        self.assertIsNone(self.store.client("device").password_hash)
+
+    def test_duplicate_client(self):
+        self.store.add_client("alice", "hash-1", ["default"])
+        err = self.assertRaises(DuplicateClient, self.store.add_client, "alice", "hash-2", ["*"])
+        self.assertIn("alice", str(err))
+        alice = self.store.client("alice")
+        self.assertEqual((alice.password_hash, alice.labels), ("hash-1", ("default",)))
+        self.assertEqual(len(self.store.clients()), 1)
+
+    def test_set_password(self):
+        self.store.add_client("alice", "old", ["default"])
+        self.assertTrue(self.store.set_client_password("alice", "new"))
+        self.assertEqual(self.store.client("alice").password_hash, "new")
+        self.assertFalse(self.store.set_client_password("nobody", "new"))
+        self.assertIsNone(self.store.client("nobody"))
+
+    def test_remove(self):
+        self.store.add_client("alice", "h", ["default"])
+        self.store.add_client("bob", "h", ["default"])
+        self.assertTrue(self.store.remove_client("alice"))
+        self.assertIsNone(self.store.client("alice"))
+        self.assertEqual([c.name for c in self.store.clients()], ["bob"])
+        self.assertFalse(self.store.remove_client("alice"))
+        self.store.add_client("alice", "again", ["default"])  # the name is free again
+        self.assertEqual(self.store.client("alice").password_hash, "again")
+
+
+class CertificateTests(StoreTestCase):
+    def test_round_trip(self):
+        serial = (1 << 158) | 0xDEADBEEF  # a 159-bit serial, like x509.random_serial_number()
+        der = bytes(range(256)) * 3
+        self.record(serial=serial, subject="CN=device-1,O=Example", label="iot", client="alice", der=der)
+        rec = self.store.certificate(serial)
+        self.assertEqual(rec.serial, serial)
+        self.assertEqual(rec.subject, "CN=device-1,O=Example")
+        self.assertEqual(rec.label, "iot")
+        self.assertEqual(rec.client, "alice")
+        self.assertEqual(rec.der, der)
+        self.assertEqual(rec.status, "valid")
+        self.assertIsNone(rec.revoked_at)
+        self.assertEqual(datetime.datetime.fromisoformat(rec.not_before), NOT_BEFORE)
+        self.assertEqual(datetime.datetime.fromisoformat(rec.not_after), NOT_AFTER)
+        self.assertTrue(rec.issued_at)
+        self.assertEqual(self.store.count_certificates(), 1)
+
+    def test_unknown_serial(self):
+        self.record(serial=5)
+        self.assertIsNone(self.store.certificate(6))
+
+    def test_client_none_for_server_certificates(self):
+        self.record(serial=7, client=None, label="(tls-server)")
+        self.assertIsNone(self.store.certificate(7).client)
+
+    def test_list_by_client(self):
+        self.record(serial=1, client="alice")
+        self.record(serial=2, client="bob")
+        self.record(serial=3, client="alice")
+        self.assertEqual(sorted(c.serial for c in self.store.certificates("alice")), [1, 3])
+        self.assertEqual(len(self.store.certificates()), 3)
+        self.assertEqual(self.store.certificates("carol"), [])
+
+    def test_duplicate_serial(self):
+        first = self.record(serial=42, subject="CN=first", der=b"first-der")
+        events_before = self.store.audit_events()
+        self.assertRaises(DuplicateSerial, self.record, serial=42, subject="CN=second", der=b"second-der",
+                          client="mallory")
+        rec = self.store.certificate(42)
+        self.assertEqual((rec.subject, rec.der, rec.client), ("CN=first", b"first-der", first["client"]))
+        self.assertEqual(self.store.count_certificates(), 1)
+        # The failed attempt left no audit event and no open transaction behind.
+        self.assertEqual(self.store.audit_events(), events_before)
+        self.record(serial=43)
+        self.assertEqual(self.store.count_certificates(), 2)
+
+    def test_issue_is_audited(self):
+        self.record(serial=9, client="alice", label="iot", audit_detail="enrolled CN=device-1")
+        event = self.store.audit_events(1)[0]
+        self.assertEqual((event.operation, event.outcome, event.client, event.label, event.detail),
+                         ("issue", "ok", "alice", "iot", "enrolled CN=device-1"))
+
+    def test_recorded_certificate_visible_to_another_connection(self):
+        """Committed on return: a second connection to the file sees it at once."""
+        self.record(serial=0xABC)
+        db = sqlite3.connect(self.path)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("SELECT COUNT(*) FROM certificates WHERE serial='abc'").fetchone()[0], 1)
+
+
+class AuditTests(StoreTestCase):
+    def test_newest_first(self):
+        for i in range(5):
+            self.store.audit(f"op{i}", "ok", client=f"c{i}", label="default", detail=f"d{i}")
+        events = self.store.audit_events()
+        self.assertEqual([e.operation for e in events], ["op4", "op3", "op2", "op1", "op0"])
+        self.assertEqual((events[0].client, events[0].label, events[0].detail), ("c4", "default", "d4"))
+        self.assertTrue(events[0].at)
+
+    def test_limit(self):
+        for i in range(5):
+            self.store.audit(f"op{i}", "ok")
+        self.assertEqual([e.operation for e in self.store.audit_events(2)], ["op4", "op3"])
+
+    def test_optional_fields(self):
+        self.store.audit("simpleenroll", "refused: NotAuthorized")
+        event = self.store.audit_events(1)[0]
+        self.assertEqual((event.client, event.label, event.detail), (None, None, None))
+        self.assertEqual(event.outcome, "refused: NotAuthorized")
+
+
+class ReopenTests(StoreTestCase):
+    def test_data_survives_close_and_reopen(self):
+        self.store.add_client("alice", "hash-a", ["default", "iot"])
+        self.record(serial=0xFEED, subject="CN=kept", der=b"kept-der")
+        self.store.audit("simpleenroll", "refused: TooLarge", client="alice", label="iot")
+        self.store.close()
+
+        store = self.open()
+        alice = store.client("alice")
+        self.assertEqual((alice.password_hash, alice.labels), ("hash-a", ("default", "iot")))
+        rec = store.certificate(0xFEED)
+        self.assertEqual((rec.subject, rec.der), ("CN=kept", b"kept-der"))
+        events = store.audit_events()
+        self.assertEqual([e.operation for e in events], ["simpleenroll", "issue"])
+        self.assertRaises(DuplicateSerial, self.record, store, serial=0xFEED)
+        self.assertRaises(DuplicateClient, store.add_client, "alice", "x", ["default"])
+
+
+# The schema as the first release (commit f73caef, schema_version "1") wrote it.
+FIRST_RELEASE_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE clients (
+    name TEXT PRIMARY KEY, password_hash TEXT, labels TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY, subject TEXT NOT NULL, not_before TEXT NOT NULL, not_after TEXT NOT NULL,
+    label TEXT NOT NULL, client TEXT, issued_at TEXT NOT NULL, der BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'valid', revoked_at TEXT, revocation_reason TEXT);
+CREATE INDEX certificates_client ON certificates(client);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, client TEXT, label TEXT, operation TEXT NOT NULL,
+    outcome TEXT NOT NULL, detail TEXT);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO clients VALUES ('alice', 'hash-a', 'default', '2025-01-01T00:00:00+00:00');
+INSERT INTO certificates (serial, subject, not_before, not_after, label, client, issued_at, der)
+    VALUES ('feed', 'CN=old', '2025-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', 'default', 'alice',
+            '2025-01-01T00:00:00+00:00', x'300302010a');
+"""
+
+
+class UpgradeTests(unittest.TestCase):
+    def test_store_written_by_the_first_release_still_opens(self):
+        """An appliance's existing est.sqlite keeps working after an upgrade:
+        its clients and certificates are readable and new ones can be added."""
+        path = Path(self.mktemp()) / "est.sqlite"
+        path.parent.mkdir(parents=True)
+        db = sqlite3.connect(path)
+        db.executescript(FIRST_RELEASE_SCHEMA)
+        db.commit()
+        db.close()
+
+        store = Store(path)
+        self.addCleanup(store.close)
+        self.assertEqual([c.name for c in store.clients()], ["alice"])
+        self.assertEqual(store.client("alice").password_hash, "hash-a")
+        record = store.certificate(0xFEED)
+        self.assertEqual((record.subject, record.der), ("CN=old", b"\x30\x03\x02\x01\x0a"))
+        store.add_client("bob", "hash-b", ["default"])
+        store.record_certificate(serial=0xBEEF, subject="CN=new", not_before=NOT_BEFORE, not_after=NOT_AFTER,
+                                 label="default", client="bob", der=b"\x30\x00")
+        self.assertEqual(store.count_certificates(), 2)
