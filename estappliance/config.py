@@ -124,6 +124,18 @@ def _path(base: Path, value: str | None) -> Path | None:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _int(table: dict, key: str, default: int, where: str, minimum: int = 0) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value), 10)
+        except ValueError:
+            raise ConfigError(f"[{where}] {key} must be a whole number, not {value!r}") from None
+    if value < minimum:
+        raise ConfigError(f"[{where}] {key} must be at least {minimum}")
+    return value
+
+
 def _require(table: dict, key: str, where: str):
     if key not in table:
         raise ConfigError(f"[{where}] needs '{key}'")
@@ -166,7 +178,7 @@ def _profile(name: str, t: dict) -> Profile:
             raise ConfigError(f"{where} unknown extension {e!r}; known: {', '.join(EXTENSION_NAMES)}")
     return Profile(
         name=name,
-        validity_days=int(t.get("validity_days", 365)),
+        validity_days=_int(t, "validity_days", 365, f"profiles.{name}", 1),
         key_types=key_types,
         key_usage=key_usage,
         extended_key_usage=eku,
@@ -181,8 +193,9 @@ def _profile(name: str, t: dict) -> Profile:
 
 
 def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, Path]) -> Label:
-    if name in RESERVED_LABELS or "/" in name or not name:
-        raise ConfigError(f"[labels.{name}] a label cannot be empty, contain '/' or name an EST operation")
+    if name in RESERVED_LABELS or not re.fullmatch(r"[A-Za-z0-9._~-]+", name):
+        raise ConfigError(f"[labels.{name}] a label is letters, digits and . _ ~ - only, and not an EST"
+                          " operation name")
     pname = t.get("profile", "default")
     if pname not in profiles:
         raise ConfigError(f"[labels.{name}] names unknown profile {pname!r}")
@@ -218,13 +231,13 @@ def from_dict(raw: dict, path: Path) -> Config:
     s = raw.get("server", {})
     server = ServerConfig(
         host=s.get("host", "127.0.0.1"),
-        port=int(s.get("port", 8443)),
+        port=_int(s, "port", 8443, "server"),
         tls_key=_path(base, s.get("tls_key", "tls/server.key")),
         tls_cert=_path(base, s.get("tls_cert", "tls/server.pem")),
         server_names=tuple(s.get("server_names", ("localhost", "127.0.0.1"))),
-        max_body=int(s.get("max_body", 64 * 1024)),
+        max_body=_int(s, "max_body", 64 * 1024, "server", 1024),
         realm=s.get("realm", "estappliance"),
-        retry_after=int(s.get("retry_after", 10)),
+        retry_after=_int(s, "retry_after", 10, "server", 1),
     )
     t = raw.get("token")
     if not t:
@@ -244,7 +257,7 @@ def from_dict(raw: dict, path: Path) -> Config:
         key_label=c.get("key_label", "est-ca"),
         key_type=key_type,
         subject=c.get("subject", "CN=estappliance CA"),
-        validity_days=int(c.get("validity_days", 3650)),
+        validity_days=_int(c, "validity_days", 3650, "ca", 1),
         cert_file=_path(base, c.get("cert_file", "ca/ca.pem")),
         chain_file=_path(base, c.get("chain_file", "ca/chain.pem")),
     )
@@ -266,5 +279,5 @@ def from_dict(raw: dict, path: Path) -> Config:
         trust_anchors=anchors,
         profiles=profiles,
         labels=labels,
-        workers=int(raw.get("server", {}).get("workers", 1)),
+        workers=_int(s, "workers", 1, "server", 1),
     )

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -134,8 +135,8 @@ def _verify_chain(ca_cert: x509.Certificate, chain: list[x509.Certificate]) -> N
             if issuer is None:
                 raise SetupError(f"no issuer in the chain for {cert.subject.rfc4514_string()}")
             cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError) as e:
-        raise SetupError(f"the chain does not verify: {e}") from None
+    except (InvalidSignature, ValueError, TypeError) as e:
+        raise SetupError(f"the chain does not verify: {e or type(e).__name__}") from None
 
 
 def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certificate, store: Store) -> None:

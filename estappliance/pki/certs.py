@@ -9,6 +9,7 @@ import datetime
 import ipaddress
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 ID_KP_CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")
@@ -50,6 +51,18 @@ def key_usage(names) -> x509.KeyUsage:
         encipher_only=flags["encipherOnly"], decipher_only=flags["decipherOnly"])
 
 
+def usable_key_usages(public_key, names) -> tuple[str, ...]:
+    """The profile's key usages that fit the key: no key or data encipherment
+    for EC keys (RFC 8813), no key agreement for RSA keys."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        banned = {"keyEncipherment", "dataEncipherment"}
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        banned = {"keyAgreement", "encipherOnly", "decipherOnly"}
+    else:  # Ed25519/Ed448 sign only
+        banned = {"keyEncipherment", "dataEncipherment", "keyAgreement", "encipherOnly", "decipherOnly"}
+    return tuple(n for n in names if n not in banned)
+
+
 def extended_key_usage(names) -> x509.ExtendedKeyUsage:
     unknown = set(names) - set(EXTENDED_KEY_USAGES)
     if unknown:
@@ -85,6 +98,7 @@ def end_entity(*, subject: x509.Name, public_key, issuer: x509.Certificate, seri
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
          .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
          .add_extension(_aki(issuer), critical=False))
+    key_usages = usable_key_usages(public_key, key_usages)
     if key_usages:
         b = b.add_extension(key_usage(key_usages), critical=True)
     if extended_key_usages:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AttributeOID
 
 _CURVE_NAMES = {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}
@@ -26,10 +26,28 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
 
 
 def signature_ok(csr: x509.CertificateSigningRequest) -> bool:
+    """The CSR's self-signature (its proof of possession) verifies.
+
+    Checked by hand rather than with ``is_signature_valid``, which refuses
+    SHA-1: a SHA-1 self-signature still proves possession of the key, and
+    RFC 7030's own example requests use it.
+    """
+    key = csr.public_key()
     try:
-        return csr.is_signature_valid
-    except (ValueError, UnsupportedAlgorithm):
+        algorithm = csr.signature_hash_algorithm
+        data, signature = csr.tbs_certrequest_bytes, csr.signature
+        if isinstance(key, rsa.RSAPublicKey):
+            pad = csr.signature_algorithm_parameters
+            key.verify(signature, data, pad if pad is not None else padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
+    return True
 
 
 def key_type(public_key) -> str:

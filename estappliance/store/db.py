@@ -62,7 +62,13 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT
 );
 """
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Columns added since version 1, added in place when an older file is opened.
+MIGRATIONS = [
+    ("clients", "digest_ha1_sha256", "TEXT"),
+    ("clients", "digest_ha1_md5", "TEXT"),
+    ("certificates", "replaces", "TEXT"),
+]
 
 
 class DuplicateSerial(Exception):
@@ -148,7 +154,16 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for table, column, kind in MIGRATIONS:
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         self._db.close()

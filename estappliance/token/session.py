@@ -59,8 +59,10 @@ class Token:
         self._label = label
         self._pin = pin
         if softhsm2_conf is not None:
-            # SoftHSM2 reads this once, when the library is first loaded.
-            os.environ.setdefault("SOFTHSM2_CONF", str(softhsm2_conf))
+            # SoftHSM2 reads this once, when the library is first loaded; the
+            # config names it so that an inherited variable cannot point us at
+            # another token store.
+            os.environ["SOFTHSM2_CONF"] = str(softhsm2_conf)
         self._session: pkcs11.Session | None = None
         self._keys: dict[str, tuple[object, bytes]] = {}
 
