@@ -14,10 +14,12 @@ from typing import Callable, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import NoSuchKey, PKCS11Error, UserAlreadyLoggedIn
+from pkcs11.exceptions import (AttributeReadOnly, AttributeSensitive, KeyTypeInconsistent, KeyUnextractable,
+                               MechanismInvalid, NoSuchKey, PKCS11Error, UserAlreadyLoggedIn)
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
 from ..errors import TokenUnavailable
 
@@ -48,6 +50,14 @@ KEY_SPECS = {
     "rsa3072": KeySpec("rsa3072", "rsa", bits=3072),
     "rsa4096": KeySpec("rsa4096", "rsa", bits=4096),
 }
+
+
+class TokenRefused(Exception):
+    """The token is there but refuses the operation (e.g. the key is not extractable)."""
+
+
+# Errors that say "not this operation", not "no token": the session is kept.
+_REFUSALS = (KeyUnextractable, AttributeReadOnly, AttributeSensitive, MechanismInvalid, KeyTypeInconsistent)
 
 
 class Token:
@@ -108,6 +118,9 @@ class Token:
         session = self._open()
         try:
             return op(session)
+        except _REFUSALS as e:
+            # The token works; it refuses this operation on this key.
+            raise TokenRefused(f"{type(e).__name__}") from e
         except (PKCS11Error, RuntimeError) as e:
             self._drop()
             raise TokenUnavailable(f"token {self._label!r} unavailable") from e
@@ -184,10 +197,71 @@ class Token:
             return _rsa_spki(pub)
         return self._run(op)
 
+    # -- keys made for devices: they leave only wrapped -----------------------
+
+    def _export(self, session, key) -> bytes:
+        """Wrap ``key`` under a throw-away session AES key and unwrap it here.
+
+        The caller (the CA building a package for one device) needs the bytes
+        to encrypt them again for that device; the transport key never
+        outlives this call.
+        """
+        transport = session.generate_key(KeyType.AES, 256, store=False, template={
+            Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True, Attribute.WRAP: True, Attribute.UNWRAP: False,
+            Attribute.ENCRYPT: False, Attribute.DECRYPT: False})
+        try:
+            wrapped = transport.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP)
+            return aes_key_unwrap(bytes(transport[Attribute.VALUE]), wrapped)
+        finally:
+            transport.destroy()
+
+    def export_private_key(self, label: str) -> bytes:
+        """PKCS#8 PrivateKeyInfo (DER) of an extractable key pair."""
+        def op(session):
+            priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            padded = self._export(session, priv)
+            # SoftHSM2 pads the wrapped PKCS#8 with zeros to a multiple of 8.
+            return padded[:_der_length(padded)]
+        return self._run(op)
+
+    def generate_secret_key(self, label: str, bits: int = 256, *, extractable: bool = True) -> None:
+        """An AES key inside the token (sensitive; wrappable when extractable)."""
+        def op(session):
+            if list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})):
+                raise ValueError(f"the token already holds a secret key labelled {label!r}")
+            session.generate_key(KeyType.AES, bits, store=True, label=label, template={
+                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: extractable, Attribute.ENCRYPT: False,
+                Attribute.DECRYPT: False, Attribute.WRAP: False, Attribute.UNWRAP: False})
+        self._run(op)
+
+    def export_secret_key(self, label: str) -> bytes:
+        def op(session):
+            return self._export(session, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
+        return self._run(op)
+
+    def seal(self, label: str) -> None:
+        """Make a key non-extractable for good (escrow after delivery)."""
+        def op(session):
+            for obj in session.get_objects({Attribute.LABEL: label}):
+                if obj.object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
+                    obj[Attribute.EXTRACTABLE] = False
+        self._run(op)
+
+    def key_labels(self, prefix: str = "") -> list[str]:
+        """Labels of the private and secret keys in the token (for audits and tests)."""
+        def op(session):
+            labels = set()
+            for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
+                for obj in session.get_objects({Attribute.CLASS: cls}):
+                    if obj.label and obj.label.startswith(prefix):
+                        labels.add(obj.label)
+            return sorted(labels)
+        return self._run(op)
+
     def destroy_keypair(self, label: str) -> None:
         def op(session):
-            for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
-                for obj in session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label}):
+            for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.SECRET_KEY):
+                for obj in list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label})):
                     obj.destroy()
             self._keys.pop(label, None)
         self._run(op)
@@ -198,6 +272,17 @@ def _public_spki(session: pkcs11.Session, label: str, priv) -> bytes:
     if priv.key_type == KeyType.EC:
         return encode_ec_public_key(pub)
     return _rsa_spki(pub)
+
+
+def _der_length(der: bytes) -> int:
+    """Total length of the DER TLV at the start of ``der``."""
+    if len(der) < 2:
+        raise ValueError("truncated DER")
+    first = der[1]
+    if first < 0x80:
+        return 2 + first
+    n = first & 0x7F
+    return 2 + n + int.from_bytes(der[2:2 + n], "big")
 
 
 def _rsa_spki(pub) -> bytes:
