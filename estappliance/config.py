@@ -57,6 +57,10 @@ class CAConfig:
     validity_days: int
     cert_file: Path
     chain_file: Path | None
+    # The key that signs CMS content (key packages, CMC responses, packages):
+    # a token key with a certificate from this CA.
+    signer_key_label: str = "est-signer"
+    signer_cert_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,8 @@ def from_dict(raw: dict, path: Path) -> Config:
         validity_days=_int(c, "validity_days", 3650, "ca", 1),
         cert_file=_path(base, c.get("cert_file", "ca/ca.pem")),
         chain_file=_path(base, c.get("chain_file", "ca/chain.pem")),
+        signer_key_label=c.get("signer_key_label", "est-signer"),
+        signer_cert_file=_path(base, c.get("signer_cert_file", "ca/signer.pem")),
     )
     anchors = {n: _path(base, p) for n, p in raw.get("trust_anchors", {}).items()}
     if "ca" in anchors:

@@ -9,7 +9,7 @@ from twisted.application import internet, service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from .ca import CertificateAuthority, TokenSigner, load_pem_certs
+from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
 from .ra import Authenticator, Registrar, TrustAnchors
@@ -37,6 +37,7 @@ class Appliance:
     store: Store
     ca: CertificateAuthority
     registrar: Registrar
+    content_signer: ContentSigner
 
     def close(self) -> None:
         STORE_THREAD.run(self.store.close)
@@ -53,7 +54,9 @@ def build(config: Config) -> Appliance:
     for name, path in config.trust_anchors.items():
         anchors[name] = load_pem_certs(path)
     registrar = Registrar(config, Authenticator(store, TrustAnchors(anchors), config.server.realm), ca, store)
-    return Appliance(config, token, store, ca, registrar)
+    content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
+                                   ca.ca_certificates())
+    return Appliance(config, token, store, ca, registrar, content_signer)
 
 
 def site(appliance: Appliance):

@@ -417,7 +417,7 @@ class ListingTests(EstctlTestCase):
         code, out, err = yield self.estctl("cert", "list")
         self.assertEqual(code, 0, err)
         lines = out.splitlines()
-        self.assertEqual(len(lines), 1)
+        self.assertEqual(len(lines), 2)  # the TLS server and the content signer
         fields = lines[0].split("\t")
         self.assertEqual(int(fields[0], 16), leaf.serial_number)
         self.assertEqual(fields[1], "valid")
@@ -434,10 +434,12 @@ class ListingTests(EstctlTestCase):
         code, out, err = yield self.estctl("audit")
         self.assertEqual(code, 0, err)
         lines = out.splitlines()
-        self.assertEqual(len(lines), 2)
+        self.assertEqual(len(lines), 3)
         # Oldest first, like a log.
         self.assertEqual(lines[0].split("\t")[1:], ["issue", "ok", "-", "(tls-server)", "TLS server certificate"])
-        self.assertEqual(lines[1].split("\t")[1:], ["simpleenroll", "refused: NotAuthorized", "mallory", "iot",
+        self.assertEqual(lines[1].split("\t")[1:], ["issue", "ok", "-", "(content-signer)",
+                                                   "CMS content signer certificate"])
+        self.assertEqual(lines[2].split("\t")[1:], ["simpleenroll", "refused: NotAuthorized", "mallory", "iot",
                                                     "no"])
         code, out, _ = yield self.estctl("audit", "--limit", "1")
-        self.assertEqual(out.splitlines(), lines[1:])
+        self.assertEqual(out.splitlines(), lines[2:])

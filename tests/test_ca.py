@@ -102,7 +102,7 @@ class IssueTests(unittest.TestCase):
         _, second = self.request("CN=second")
         yield self.assertFailure(self.ca.issue(second), DuplicateSerial)
         count = yield on_store_thread(self.store.count_certificates)
-        self.assertEqual(count, 2)  # TLS server certificate + first
+        self.assertEqual(count, 3)  # TLS server, content signer, first
 
     @defer.inlineCallbacks
     def test_signing_happens_on_the_token_thread_only(self):

@@ -155,7 +155,7 @@ class EnrollTests(unittest.TestCase):
             cert.verify_directly_issued_by(self.server.ca_cert)
             self.assertEqual(cert.subject.rfc4514_string(), f"CN=concurrent-{i}")
         count = yield self.server.count_certificates()
-        self.assertEqual(count, n + 1)  # plus the TLS server certificate
+        self.assertEqual(count, n + 2)  # plus the TLS server and content signer certificates
 
     @defer.inlineCallbacks
     def test_keep_alive_serves_several_requests_on_one_connection(self):

@@ -698,7 +698,7 @@ class LifecycleTests(InteropBase):
             self.assertIn(serial, by_serial, listing.stdout)
             row = by_serial[serial]
             self.assertEqual((row[1], row[3], row[4], row[5]), ("valid", "default", USER, f"CN={cn}"))
-        self.assertEqual(len(rows), 3, listing.stdout)  # plus the TLS server certificate
+        self.assertEqual(len(rows), 4, listing.stdout)  # plus the TLS server and content signer certificates
 
     @defer.inlineCallbacks
     def test_restart_serves_same_ca_and_clients(self):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ from ..store import DuplicateClient, Store
 from ..token import Token
 
 DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
+# Modules adding their own sub-commands: each has register(subparsers); a
+# command's func(args, config) runs with the config loaded.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 def _token(config) -> Token:
@@ -56,6 +60,20 @@ def cmd_ca_show(args, config) -> None:
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     _print_ca(x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes()), config)
+
+
+def cmd_ca_signer(args, config) -> None:
+    from cryptography import x509
+    from ..ca import TokenSigner
+    if not config.ca.cert_file.exists():
+        raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
+    if config.ca.signer_cert_file.exists() and not args.renew:
+        raise SystemExit(f"estctl: the content signer exists ({config.ca.signer_cert_file}); --renew replaces it")
+    token = _token(config)
+    ca_cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
+    cert = setup.issue_content_signer(config, token, TokenSigner(token, config.ca.key_label), ca_cert,
+                                      Store(config.store))
+    print(f"content signer: {cert.subject.rfc4514_string()} (key {config.ca.signer_key_label!r} in the token)")
 
 
 def _print_ca(cert, config) -> None:
@@ -160,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--chain", help="PEM: the parent CA chain up to its root")
     imp.set_defaults(func=cmd_ca_import)
     ca.add_parser("show", help="print the CA certificate's details").set_defaults(func=cmd_ca_show)
+    sg = ca.add_parser("signer", help="create the CMS content-signer key and certificate (done by init)")
+    sg.add_argument("--renew", action="store_true", help="issue a new certificate for it")
+    sg.set_defaults(func=cmd_ca_signer)
 
     client = sub.add_parser("client", help="EST clients (HTTP Basic and Digest)").add_subparsers(dest="client_command",
                                                                                      required=True)
@@ -200,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="show the audit log")
     audit.add_argument("--limit", type=int, default=50)
     audit.set_defaults(func=cmd_audit)
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(sub)
     return p
 
 

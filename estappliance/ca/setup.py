@@ -68,6 +68,7 @@ def init_root(config: Config, token: Token, store: Store) -> x509.Certificate:
     if config.ca.chain_file is not None:
         _write(config.ca.chain_file, b"")
     issue_tls_server(config, signer, ca_cert, store)
+    issue_content_signer(config, token, signer, ca_cert, store)
     return ca_cert
 
 
@@ -119,6 +120,7 @@ def import_subordinate(config: Config, token: Token, store: Store, cert_path: Pa
     if config.ca.chain_file is not None:
         _write(config.ca.chain_file, b"".join(_pem(c) for c in chain))
     issue_tls_server(config, signer, ca_cert, store)
+    issue_content_signer(config, token, signer, ca_cert, store)
     return ca_cert
 
 
@@ -162,3 +164,35 @@ def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certific
                                                     serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()), mode=0o600)
     _write(config.server.tls_cert, _pem(cert) + _pem(ca_cert))
+
+
+def _named_after(ca_subject: x509.Name, role: str) -> x509.Name:
+    """The CA's subject with its CN replaced by '<CA CN> <role>'."""
+    cn = x509.NameOID.COMMON_NAME
+    names = ca_subject.get_attributes_for_oid(cn)
+    base = f"{names[0].value} {role}" if names else role
+    return x509.Name([a for a in ca_subject if a.oid != cn] + [x509.NameAttribute(cn, base)])
+
+
+def issue_content_signer(config: Config, token: Token, ca_signer: TokenSigner, ca_cert: x509.Certificate,
+                         store: Store) -> x509.Certificate:
+    """The token key that signs CMS content, and its certificate from the CA.
+
+    Kept apart from the CA key so that the CA key signs only certificates
+    and CRLs.
+    """
+    label = config.ca.signer_key_label
+    if not token.has_key(label):
+        token.generate_keypair(label, KEY_SPECS[config.ca.key_type], extractable=False)
+    public_key = TokenSigner(token, label).key().public_key()
+    builder = certs.end_entity(
+        subject=_named_after(ca_cert.subject, "content signer"), public_key=public_key, issuer=ca_cert,
+        serial=x509.random_serial_number(), now=_now(),
+        days=config.ca.validity_days, key_usages=("digitalSignature",), extended_key_usages=(), san=None)
+    cert = ca_signer.sign_certificate(builder)
+    store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+                             not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                             label="(content-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
+                             audit_detail="CMS content signer certificate")
+    _write(config.ca.signer_cert_file, _pem(cert))
+    return cert

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from .est import BasicAuth, DigestAuth, EnrollmentPending, EstClient, EstClientError, new_key
 from .http import TLSError
+
+
+# Modules adding their own sub-commands: each has register(subparsers, common)
+# where ``common`` is the parent parser with the connection options; their
+# commands call ``client_from_args(args)``.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 def _pem_certs(certs) -> bytes:
@@ -26,7 +33,7 @@ def _write(path: str | None, data: bytes, mode: int = 0o644) -> None:
         f.write(data)
 
 
-def _client(args) -> EstClient:
+def client_from_args(args) -> EstClient:
     anchors = None
     if args.anchor:
         anchors = x509.load_pem_x509_certificates(Path(args.anchor).read_bytes())
@@ -49,7 +56,7 @@ def _client(args) -> EstClient:
 
 
 def cmd_cacerts(args) -> None:
-    with _client(args) as c:
+    with client_from_args(args) as c:
         certs = c.cacerts()
     if args.anchor is None:
         for cert in certs:
@@ -69,7 +76,7 @@ def _link(args) -> bool | None:
 
 
 def cmd_enroll(args) -> None:
-    with _client(args) as c:
+    with client_from_args(args) as c:
         if args.csr:
             data = Path(args.csr).read_bytes()
             csr = x509.load_pem_x509_csr(data) if b"-----BEGIN" in data else x509.load_der_x509_csr(data)
@@ -93,7 +100,7 @@ def cmd_reenroll(args) -> None:
     if not args.cert or not args.key:
         raise SystemExit("est reenroll: --cert and --key (the certificate being renewed) are required")
     current = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
-    with _client(args) as c:
+    with client_from_args(args) as c:
         key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
         if args.rekey:
             if not args.key_out:
@@ -113,7 +120,7 @@ def cmd_reenroll(args) -> None:
 
 
 def cmd_csrattrs(args) -> None:
-    with _client(args) as c:
+    with client_from_args(args) as c:
         hints = c.csrattrs()
     if hints is None:
         print("no CSR attributes (the server asks nothing)")
@@ -172,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     re_.set_defaults(func=cmd_reenroll)
     at = sub.add_parser("csrattrs", parents=[common], help="show what the server asks CSRs to contain")
     at.set_defaults(func=cmd_csrattrs)
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(sub, common)
     return p
 
 

@@ -154,6 +154,11 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        # Feature tables live in their own modules as mixins with a TABLES script.
+        for cls in reversed(type(self).__mro__):
+            tables = cls.__dict__.get("TABLES")
+            if tables:
+                self._db.executescript(tables)
         self._migrate()
 
     def _migrate(self) -> None:
