@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
+from .ca.crl import CrlIssuer
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
 from .ra import Authenticator, Registrar, TrustAnchors
@@ -38,6 +39,7 @@ class Appliance:
     ca: CertificateAuthority
     registrar: Registrar
     content_signer: ContentSigner
+    crls: CrlIssuer
 
     def close(self) -> None:
         STORE_THREAD.run(self.store.close)
@@ -56,7 +58,8 @@ def build(config: Config) -> Appliance:
     registrar = Registrar(config, Authenticator(store, TrustAnchors(anchors), config.server.realm), ca, store)
     content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
                                    ca.ca_certificates())
-    return Appliance(config, token, store, ca, registrar, content_signer)
+    crls = CrlIssuer(ca.signer, ca.certificate, store)
+    return Appliance(config, token, store, ca, registrar, content_signer, crls)
 
 
 def site(appliance: Appliance):

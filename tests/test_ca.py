@@ -118,3 +118,65 @@ class IssueTests(unittest.TestCase):
         yield self.ca.issue(req)
         self.assertTrue(seen)
         self.assertEqual(set(seen), {"PoolThread-pkcs11-0"})
+
+
+class CrlTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from estappliance.ca.crl import CrlIssuer
+        self.cfg = support.config(Path(self.mktemp()))
+        self.ca_cert = yield support.init_ca(self.cfg)
+        self.store = Store(self.cfg.store)
+        self.addCleanup(lambda: on_store_thread(self.store.close))
+        signer = TokenSigner(support.token(), self.cfg.ca.key_label)
+        self.ca = CertificateAuthority.from_files(signer, self.cfg.ca.cert_file, self.cfg.ca.chain_file, self.store)
+        self.crls = CrlIssuer(signer, self.ca_cert, self.store)
+
+    @defer.inlineCallbacks
+    def test_revocations_appear_with_reason_and_numbers_grow(self):
+        _, req = IssueTests.request(self)
+        cert = yield self.ca.issue(req)
+        first = yield self.crls.issue("crl")
+        yield on_store_thread(self.store.revoke, cert.serial_number, "keyCompromise")
+        second = yield self.crls.issue("crl")
+        self.assertEqual((first.number, second.number), (1, 2))
+        crl = x509.load_der_x509_crl(second.der)
+        self.assertTrue(crl.is_signature_valid(self.ca_cert.public_key()))
+        self.assertEqual(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number, 2)
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        self.assertEqual(entry.extensions.get_extension_for_class(x509.CRLReason).value.reason,
+                         x509.ReasonFlags.key_compromise)
+        self.assertIsNone(x509.load_der_x509_crl(first.der).get_revoked_certificate_by_serial_number(
+            cert.serial_number))
+        aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        self.assertEqual(aki, self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+
+    @defer.inlineCallbacks
+    def test_arl_is_for_ca_certificates_only(self):
+        arl = yield self.crls.issue("arl")
+        crl = x509.load_der_x509_crl(arl.der)
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+        self.assertTrue(idp.critical and idp.value.only_contains_ca_certs)
+        self.assertEqual(len(crl), 0)
+
+    @defer.inlineCallbacks
+    def test_current_reissues_only_when_needed(self):
+        a = yield self.crls.current("crl")
+        b = yield self.crls.current("crl")
+        self.assertEqual(a.number, b.number)
+        c = yield self.crls.current("crl", refresh_before=datetime.timedelta(days=2))
+        self.assertEqual(c.number, a.number + 1)
+
+    @defer.inlineCallbacks
+    def test_openssl_verifies_the_crl(self):
+        record = yield self.crls.issue("crl")
+        tmp = Path(self.mktemp())
+        tmp.mkdir()
+        (tmp / "crl.der").write_bytes(record.der)
+        (tmp / "ca.pem").write_bytes(self.ca_cert.public_bytes(Encoding.PEM))
+        out = yield support.run_tool("openssl", "crl", "-inform", "DER", "-in", str(tmp / "crl.der"),
+                                     "-CAfile", str(tmp / "ca.pem"), "-noout")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(b"verify OK", out.stderr + out.stdout)

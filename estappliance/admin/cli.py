@@ -144,6 +144,20 @@ def cmd_cert_revoke(args, config) -> None:
         print(f"revoked {record.serial:x} ({record.subject}): {args.reason}")
 
 
+def cmd_crl_issue(args, config) -> None:
+    from cryptography import x509
+    from ..ca import TokenSigner
+    from ..ca.crl import CrlIssuer
+    if not config.ca.cert_file.exists():
+        raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
+    ca_cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
+    issuer = CrlIssuer(TokenSigner(_token(config), config.ca.key_label), ca_cert, Store(config.store),
+                       validity_hours=args.hours)
+    for kind in (("crl", "arl") if args.both else ("arl",) if args.arl else ("crl",)):
+        record = issuer.issue_blocking(kind)
+        print(f"{kind.upper()} number {record.number} issued, next update {record.next_update}")
+
+
 def cmd_pending_list(args, config) -> None:
     for p in Store(config.store).pending_requests(None if args.all else "pending"):
         print(f"{p.id}\t{p.state}\t{p.created_at}\t{p.label}\t{p.client}\t{p.operation}\t{p.subject}")
@@ -207,6 +221,14 @@ def parser() -> argparse.ArgumentParser:
     rv.add_argument("serial", help="serial number, hexadecimal (as 'cert list' shows it)")
     rv.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
     rv.set_defaults(func=cmd_cert_revoke)
+
+    crl = sub.add_parser("crl", help="certificate revocation lists").add_subparsers(dest="crl_command",
+                                                                                  required=True)
+    ci = crl.add_parser("issue", help="issue a new CRL (or ARL) signed by the CA key in the token")
+    ci.add_argument("--arl", action="store_true", help="the authority revocation list (revoked CA certificates)")
+    ci.add_argument("--both", action="store_true", help="issue the CRL and the ARL")
+    ci.add_argument("--hours", type=int, default=24, help="hours until nextUpdate (default 24)")
+    ci.set_defaults(func=cmd_crl_issue)
 
     pending = sub.add_parser("pending", help="enrollment requests waiting for approval").add_subparsers(
         dest="pending_command", required=True)

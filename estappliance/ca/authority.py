@@ -56,6 +56,10 @@ class TokenSigner:
         key = self.key()
         return builder.sign(key, signature_hash(key.public_key()))
 
+    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        key = self.key()
+        return builder.sign(key, signature_hash(key.public_key()))
+
     def sign_csr(self, builder: x509.CertificateSigningRequestBuilder) -> x509.CertificateSigningRequest:
         key = self.key()
         return builder.sign(key, signature_hash(key.public_key()))

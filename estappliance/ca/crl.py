@@ -1,0 +1,100 @@
+"""CRLs and ARLs signed with the CA key in the token (RFC 5280 5).
+
+The CRL lists revoked end-entity certificates, the ARL revoked CA
+certificates (issuingDistributionPoint onlyContainsCACerts). Each carries a
+CRL number that only grows, and the authority key identifier.
+"""
+from __future__ import annotations
+
+import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from twisted.internet import defer
+
+from ..store import CrlRecord, Store, on_store_thread
+from ..token import on_token_thread
+from .authority import TokenSigner
+
+REASONS = {r.name: r for r in x509.ReasonFlags}
+_CAMEL = {"keyCompromise": "key_compromise", "cACompromise": "ca_compromise",
+          "affiliationChanged": "affiliation_changed", "superseded": "superseded",
+          "cessationOfOperation": "cessation_of_operation", "certificateHold": "certificate_hold",
+          "privilegeWithdrawn": "privilege_withdrawn", "aACompromise": "aa_compromise", "unspecified": "unspecified"}
+
+
+def _reason(name: str | None) -> x509.ReasonFlags | None:
+    flag = REASONS.get(_CAMEL.get(name or "", name or ""))
+    return None if flag in (None, x509.ReasonFlags.unspecified) else flag
+
+
+def build_crl(*, issuer: x509.Certificate, number: int, revoked: list[tuple[int, str, str]],
+              now: datetime.datetime, next_update: datetime.datetime,
+              ca_only: bool) -> x509.CertificateRevocationListBuilder:
+    """A CRL builder (pure); ``revoked`` is (serial, revoked_at ISO, reason name)."""
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+               .last_update(now).next_update(next_update)
+               .add_extension(x509.CRLNumber(number), critical=False))
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
+    except x509.ExtensionNotFound:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), False)
+    if ca_only:
+        builder = builder.add_extension(x509.IssuingDistributionPoint(
+            full_name=None, relative_name=None, only_contains_user_certs=False, only_contains_ca_certs=True,
+            only_some_reasons=None, indirect_crl=False, only_contains_attribute_certs=False), critical=True)
+    for serial, revoked_at, reason in revoked:
+        entry = (x509.RevokedCertificateBuilder().serial_number(serial)
+                 .revocation_date(datetime.datetime.fromisoformat(revoked_at)))
+        flag = _reason(reason)
+        if flag is not None:
+            entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder
+
+
+class CrlIssuer:
+    """Issues and keeps the current CRL and ARL."""
+
+    def __init__(self, signer: TokenSigner, issuer: x509.Certificate, store: Store, validity_hours: int = 24):
+        self.signer = signer
+        self.issuer = issuer
+        self.store = store
+        self.validity = datetime.timedelta(hours=validity_hours)
+
+    def issue_blocking(self, kind: str) -> CrlRecord:
+        """Build, sign and record one CRL ('crl') or ARL ('arl'). Blocking:
+        for estctl, or on the PKCS#11 thread (the store calls are quick)."""
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        number = self.store.next_crl_number(kind)
+        builder = build_crl(issuer=self.issuer, number=number,
+                            revoked=self.store.revoked_certificates(ca_certificates=kind == "arl"),
+                            now=now, next_update=now + self.validity, ca_only=kind == "arl")
+        crl = self.signer.sign_crl(builder)
+        der = crl.public_bytes(serialization.Encoding.DER)
+        self.store.record_crl(kind, number, now.isoformat(), (now + self.validity).isoformat(), der)
+        return CrlRecord(kind, number, now.isoformat(), (now + self.validity).isoformat(), der)
+
+    @defer.inlineCallbacks
+    def issue(self, kind: str):
+        """Fires with the new CrlRecord; signing on the PKCS#11 thread, recording on the store thread."""
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        number = yield on_store_thread(self.store.next_crl_number, kind)
+        revoked = yield on_store_thread(self.store.revoked_certificates, ca_certificates=kind == "arl")
+        builder = build_crl(issuer=self.issuer, number=number, revoked=revoked, now=now,
+                            next_update=now + self.validity, ca_only=kind == "arl")
+        crl = yield on_token_thread(self.signer.sign_crl, builder)
+        der = crl.public_bytes(serialization.Encoding.DER)
+        record = CrlRecord(kind, number, now.isoformat(), (now + self.validity).isoformat(), der)
+        yield on_store_thread(self.store.record_crl, kind, number, record.this_update, record.next_update, der)
+        return record
+
+    @defer.inlineCallbacks
+    def current(self, kind: str, refresh_before: datetime.timedelta = datetime.timedelta(hours=1)):
+        """The latest CRL of that kind, re-issued first if missing or near its nextUpdate."""
+        record = yield on_store_thread(self.store.latest_crl, kind)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if record is None or datetime.datetime.fromisoformat(record.next_update) - now < refresh_before:
+            record = yield self.issue(kind)
+        return record
