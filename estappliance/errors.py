@@ -9,6 +9,9 @@ from __future__ import annotations
 class EstError(Exception):
     """A refusal whose reason may be shown to the client."""
 
+    # Who was refused, when known before authentication completed (for the audit log).
+    client: str | None = None
+
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason

@@ -114,14 +114,25 @@ class EnrollTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_enroll_with_client_certificate(self):
         key = new_key("ec-p256")
-        first = yield support.in_thread(self.client(auth=BasicAuth("alice", PASSWORD)).simpleenroll,
+        first = yield support.in_thread(self.client(auth=BasicAuth("bob", PASSWORD)).simpleenroll,
                                         make_csr(key, "CN=device-2"))
         client = self.client(client_cert=[first], client_key=key, label="certonly")
         cert = yield support.in_thread(client.simpleenroll, make_csr(new_key(), "CN=device-2b"))
         client.close()
         cert.verify_directly_issued_by(self.server.ca_cert)
         record = yield support.in_thread(self.server.store.certificate, cert.serial_number)
-        self.assertEqual(record.client, "alice")  # the device acts for its enroller
+        self.assertEqual(record.client, "bob")  # the device acts for its enroller
+
+    @defer.inlineCallbacks
+    def test_device_certificate_stays_within_its_enrollers_labels(self):
+        key = new_key("ec-p256")
+        first = yield support.in_thread(self.client(auth=BasicAuth("alice", PASSWORD)).simpleenroll,
+                                        make_csr(key, "CN=device-3"))
+        client = self.client(client_cert=[first], client_key=key, label="certonly")
+        err = yield self.assertFailure(support.in_thread(client.simpleenroll, make_csr(new_key(), "CN=d3b")),
+                                       EstClientError)
+        client.close()
+        self.assertEqual(err.status, 403)
 
     @defer.inlineCallbacks
     def test_enroll_over_tls12_and_tls13(self):

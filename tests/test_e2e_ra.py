@@ -366,7 +366,7 @@ class ReenrollTests(RaTestCase):
     def test_reenroll_under_label_enroller_may_not_use_is_refused(self):
         """bob may use only 'default'. His device's certificate must not open
         'change' (subject change allowed) to him: re-enrolling there would let
-        him trade it for a certificate with any subject. BUG: it does."""
+        him trade it for a certificate with any subject."""
         key = new_key()
         bob = self.basic_client(None, user="bob")
         first = yield support.in_thread(bob.simpleenroll, make_csr(key, "CN=bob-device"))
@@ -696,7 +696,7 @@ class CsrAttrsTests(RaTestCase):
     @defer.inlineCallbacks
     def test_client_csr_signature_follows_csrattrs(self):
         """The CSR our client builds from /csrattrs uses the signature algorithm
-        listed there. BUG for P-521: make_csr signs with SHA-384."""
+        listed there (P-521 with SHA-512)."""
         for label, expected in (("p384", OID_ECDSA_SHA384), ("rsa", OID_SHA256_RSA), (None, OID_ECDSA_SHA256),
                                 ("p521", "1.2.840.10045.4.3.4")):
             client = self.basic_client(label)
@@ -815,8 +815,8 @@ class ApprovalTests(RaTestCase):
     @defer.inlineCallbacks
     def test_approval_survives_a_later_request_for_the_same_key(self):
         """Two requests for one key (two subjects) wait; the operator approves
-        the first; the first's repeat must get its certificate. BUG: the
-        lookup sees only the newest request for the key and files a third."""
+        the first; the first's repeat must get its certificate, not file a
+        third request."""
         key = new_key()
         yield self.post_manual(make_csr(key, "CN=first-subject"), 202)
         yield self.post_manual(make_csr(key, "CN=second-subject"), 202)
@@ -862,8 +862,7 @@ class ApprovalTests(RaTestCase):
     @defer.inlineCallbacks
     def test_approved_request_issued_once_under_concurrent_repeats(self):
         """Two repeats of one approved request racing each other: one approval,
-        one certificate. BUG: both see the request 'approved' and both issue.
-        The token is made slow (as RSA-3072 or a busy HSM is) so that the
+        one certificate, given to both. The token is made slow (as RSA-3072 or a busy HSM is) so that the
         race is lost every time rather than most times."""
         key = new_key()
         yield self.post_manual(make_csr(key, "CN=racing"), 202)
@@ -897,33 +896,11 @@ def _mac_has_colon(nonce: str) -> bool:
 class DigestTests(RaTestCase):
 
     @defer.inlineCallbacks
-    def setUp(self):
-        yield super().setUp()
-        # Work around the nonce-parsing bug that test_every_issued_nonce_is_usable
-        # shows (about 6% of nonces cannot be answered), so that the other
-        # Digest tests are deterministic: the server only hands out nonces
-        # whose MAC has no ':' byte.
-        verifier = self.server.appliance.registrar.authenticator.digest
-        original = verifier.nonce
-
-        def colon_free(*args, **kwargs):
-            for _ in range(1000):
-                nonce = original(*args, **kwargs)
-                if not _mac_has_colon(nonce):
-                    break
-            return nonce
-        verifier.nonce = colon_free
-        self.addCleanup(lambda: verifier.__dict__.pop("nonce", None))
-
-    @defer.inlineCallbacks
     def test_every_issued_nonce_is_usable(self):
-        """A correct answer to any nonce the server issued is accepted. BUG:
-        ra/digest.py _nonce_age splits the decoded nonce at its last ':'
-        (rsplit), but the 16-byte MAC after it is binary and contains 0x3a in
-        about 6% of nonces: the MAC check fails and a correct password gets
-        401 'wrong username or password'."""
+        """A correct answer to any nonce the server issued is accepted, also
+        when the nonce's binary 16-byte MAC happens to contain ':' (0x3a),
+        as about 6% do."""
         verifier = self.server.appliance.registrar.authenticator.digest
-        verifier.__dict__.pop("nonce", None)  # the server's own nonces, unfiltered
         path = self.path("digest", "simpleenroll")
 
         def find_and_answer():

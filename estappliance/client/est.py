@@ -85,17 +85,28 @@ def new_key(key_type: str = "ec-p256"):
     raise ValueError(f"unknown key type {key_type!r}")
 
 
-def make_csr(key, subject: str, *, dns_names: tuple[str, ...] = (),
-             challenge_password: str | None = None) -> x509.CertificateSigningRequest:
+def make_csr(key, subject: str, *, dns_names: tuple[str, ...] = (), challenge_password: str | None = None,
+             signature_hash: str | None = None) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name.from_rfc4514_string(subject))
     if dns_names:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
     if challenge_password is not None:
         builder = builder.add_attribute(x509.oid.AttributeOID.CHALLENGE_PASSWORD, challenge_password.encode())
-    algorithm = hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) and key.key_size >= 384 \
-        else hashes.SHA256()
-    return builder.sign(key, algorithm)
+    return builder.sign(key, _HASHES[signature_hash or _default_hash(key)]())
+
+
+_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_SIGNATURE_HASH = {"ecdsa-with-SHA256": "sha256", "ecdsa-with-SHA384": "sha384", "ecdsa-with-SHA512": "sha512",
+                   "sha256WithRSAEncryption": "sha256", "sha384WithRSAEncryption": "sha384",
+                   "sha512WithRSAEncryption": "sha512"}
+
+
+def _default_hash(key) -> str:
+    """The hash that matches the key's strength: SHA-384 for P-384, SHA-512 for P-521."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {384: "sha384", 521: "sha512"}.get(key.key_size, "sha256")
+    return "sha256"
 
 
 class EstClient:
@@ -197,12 +208,13 @@ class EstClient:
         server's CSR attributes ask) and enroll, following 202 + Retry-After
         at most ``max_polls`` times. The CSR is rebuilt for every attempt: a
         new connection has a new channel binding (RFC 7030 3.5)."""
+        hints = self.csrattrs() if link is None else None
         if link is None:
-            hints = self.csrattrs()
             link = bool(hints and hints.challenge_password)
+        signature_hash = _SIGNATURE_HASH.get(hints.signature_algorithm) if hints else None
         op = "simplereenroll" if reenroll else "simpleenroll"
         for attempt in range(max_polls + 1):
-            csr = make_csr(key, subject, dns_names=dns_names,
+            csr = make_csr(key, subject, dns_names=dns_names, signature_hash=signature_hash,
                            challenge_password=self.channel_binding() if link else None)
             try:
                 return self._post_csr(op, csr)

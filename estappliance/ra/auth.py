@@ -151,8 +151,15 @@ class Authenticator:
                 return None, AuthenticationRequired("client certificate unknown to this CA")
             if record.revoked:
                 return None, AuthenticationRequired("client certificate revoked")
-            # A device using the certificate acts for the client that enrolled it.
-            name = record.client or name
+            # A device using the certificate acts for the client that enrolled
+            # it, within that client's labels.
+            if record.client:
+                enroller = yield on_store_thread(self.store.client, record.client)
+                if enroller is not None and not enroller.may_use(label.name):
+                    refusal = NotAuthorized(f"client {enroller.name!r} may not use label {label.name!r}")
+                    refusal.client = enroller.name
+                    return None, refusal
+                name = record.client
         return Identity(name=name, method="cert", certificate=leaf, anchor=anchor), None
 
     @defer.inlineCallbacks

@@ -61,7 +61,10 @@ class DigestVerifier:
     def _nonce_age(self, nonce: str, now: float) -> float | None:
         try:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-            body, mac = raw.rsplit(b":", 1)
+            # The MAC is raw bytes and may hold ':'; it is the last 16 bytes.
+            body, sep, mac = raw[:-17], raw[-17:-16], raw[-16:]
+            if sep != b":":
+                return None
             issued = int(body.split(b":", 1)[0])
         except (ValueError, TypeError):
             return None

@@ -22,7 +22,7 @@ from ..errors import AuthenticationRequired, EstError, MalformedRequest, NotAuth
     PolicyRefused
 from ..pki import csr as csrs
 from ..pki import csrattrs
-from ..store import Store, on_store_thread
+from ..store import AlreadyIssued, Store, on_store_thread
 from . import profiles
 from .auth import OWN_CA, Authenticator, Credentials, Identity
 
@@ -148,9 +148,16 @@ class Registrar:
             if isinstance(decided, x509.Certificate):
                 return decided
             pending_id = decided
-        cert = yield self.ca.issue(IssueRequest(
-            subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
-            label=label.name, client=identity.name, replaces=replaces, pending_id=pending_id))
+        try:
+            cert = yield self.ca.issue(IssueRequest(
+                subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
+                label=label.name, client=identity.name, replaces=replaces, pending_id=pending_id))
+        except AlreadyIssued:
+            # A concurrent repeat of this approved request got there first: same answer for both.
+            done = yield on_store_thread(self.store.pending, pending_id)
+            cert = yield self._issued_for(done.serial)
+            if cert is None:
+                raise NotAuthorized(f"request {pending_id} was fulfilled and its certificate is no longer valid")
         return cert
 
     @defer.inlineCallbacks
@@ -161,8 +168,9 @@ class Registrar:
         (issue now) or the certificate already issued for it."""
         khash = key_hash(csr.public_key())
         subject_text = subject.rfc4514_string()
-        found = yield on_store_thread(self.store.find_pending, label.name, identity.name, khash)
-        if found is not None and found.subject == subject_text and found.operation == operation:
+        found = yield on_store_thread(self.store.find_pending, label.name, identity.name, khash, subject_text,
+                                      operation)
+        if found is not None:
             if found.state == "pending":
                 raise Pending(f"request {found.id} is waiting for approval", self.config.server.retry_after)
             if found.state == "rejected":
@@ -170,15 +178,22 @@ class Registrar:
             if found.state == "approved":
                 return found.id
             if found.state == "issued" and found.serial is not None:
-                record = yield on_store_thread(self.store.certificate, found.serial)
-                if record is not None and not record.revoked:
-                    cert = x509.load_der_x509_certificate(record.der)
-                    if cert.not_valid_after_utc > _now():
-                        return cert
+                cert = yield self._issued_for(found.serial)
+                if cert is not None:
+                    return cert
         der = csr.public_bytes(serialization.Encoding.DER)
         request = yield on_store_thread(self.store.add_pending, label=label.name, client=identity.name,
                                         key_hash=khash, subject=subject_text, operation=operation, csr=der)
         raise Pending(f"request {request.id} is waiting for approval", self.config.server.retry_after)
+
+    @defer.inlineCallbacks
+    def _issued_for(self, serial: int):
+        """The certificate issued for an approved request, if still good."""
+        record = yield on_store_thread(self.store.certificate, serial)
+        if record is None or record.revoked:
+            return None
+        cert = x509.load_der_x509_certificate(record.der)
+        return cert if cert.not_valid_after_utc > _now() else None
 
     def _refused(self, operation: str, error: EstError, identity: Identity | None, label: Label | None,
                  creds: Credentials) -> defer.Deferred:
@@ -186,7 +201,8 @@ class Registrar:
             error.challenges = self.authenticator.challenge(label, error.stale)
         if isinstance(error, Pending):
             return defer.succeed(None)  # recorded with the request itself
-        who = identity.name if identity else (creds.username or _digest_user(creds) or _cert_name(creds))
+        who = identity.name if identity else (error.client or creds.username or _digest_user(creds)
+                                              or _cert_name(creds))
         return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}",
                                client=who, label=label.name if label else None, detail=error.reason)
 

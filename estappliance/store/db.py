@@ -77,6 +77,10 @@ class DuplicateSerial(Exception):
     """A serial number is already taken (the caller re-signs with a new one)."""
 
 
+class AlreadyIssued(Exception):
+    """The approved request was fulfilled meanwhile (by a concurrent repeat)."""
+
+
 class DuplicateClient(Exception):
     """A client of that name already exists."""
 
@@ -223,8 +227,11 @@ class Store(CrlTables):
                 self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                                  " VALUES (?, ?, ?, 'issue', 'ok', ?)", (now, client, label, audit_detail))
                 if pending_id is not None:
-                    self._db.execute("UPDATE pending SET state='issued', serial=? WHERE id=?",
-                                     (serial_key(serial), pending_id))
+                    cur = self._db.execute("UPDATE pending SET state='issued', serial=? WHERE id=? AND state='approved'",
+                                           (serial_key(serial), pending_id))
+                    if cur.rowcount != 1:
+                        # Another repeat of the same request won: this certificate is never recorded.
+                        raise AlreadyIssued(pending_id)
         except sqlite3.IntegrityError:
             raise DuplicateSerial(serial) from None
 
@@ -275,10 +282,13 @@ class Store(CrlTables):
         row = self._db.execute(_PENDING_SELECT + " WHERE id=?", (request_id,)).fetchone()
         return None if row is None else _pending(row)
 
-    def find_pending(self, label: str, client: str, key_hash: str) -> PendingRequest | None:
-        """The newest request of this client, under this label, for this key."""
-        row = self._db.execute(_PENDING_SELECT + " WHERE label=? AND client=? AND key_hash=? ORDER BY id DESC LIMIT 1",
-                               (label, client, key_hash)).fetchone()
+    def find_pending(self, label: str, client: str, key_hash: str, subject: str,
+                     operation: str) -> PendingRequest | None:
+        """The newest request of this client, under this label, for this key,
+        subject and operation (the same request asked again)."""
+        row = self._db.execute(_PENDING_SELECT + " WHERE label=? AND client=? AND key_hash=? AND subject=?"
+                               " AND operation=? ORDER BY id DESC LIMIT 1",
+                               (label, client, key_hash, subject, operation)).fetchone()
         return None if row is None else _pending(row)
 
     def pending_requests(self, state: str | None = "pending") -> list[PendingRequest]:
