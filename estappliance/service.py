@@ -17,6 +17,7 @@ from .ra import Authenticator, Registrar, TrustAnchors
 from .store import STORE_THREAD, Store
 from .token import Token
 from .web import ServerContextFactory, enroll, make_site
+from .workers import WorkerPool
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
@@ -40,12 +41,18 @@ class Appliance:
     registrar: Registrar
     content_signer: ContentSigner
     crls: CrlIssuer
+    worker_index: int = 0
+
+    @property
+    def primary(self) -> bool:
+        """The one process (of several workers) that runs the schedules."""
+        return self.worker_index == 0
 
     def close(self) -> None:
         STORE_THREAD.run(self.store.close)
 
 
-def build(config: Config) -> Appliance:
+def build(config: Config, worker_index: int = 0) -> Appliance:
     token = Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
     store = Store(config.store)
     if not config.ca.cert_file.exists():
@@ -55,11 +62,31 @@ def build(config: Config) -> Appliance:
     anchors = {"ca": [ca.certificate]}
     for name, path in config.trust_anchors.items():
         anchors[name] = load_pem_certs(path)
-    registrar = Registrar(config, Authenticator(store, TrustAnchors(anchors), config.server.realm), ca, store)
+    authenticator = Authenticator(store, TrustAnchors(anchors), config.server.realm, shared_secret(config, "digest"))
+    registrar = Registrar(config, authenticator, ca, store)
     content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
                                    ca.ca_certificates())
     crls = CrlIssuer(ca.signer, ca.certificate, store)
-    return Appliance(config, token, store, ca, registrar, content_signer, crls)
+    return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index)
+
+
+def shared_secret(config: Config, name: str) -> bytes:
+    """A random key all worker processes share (e.g. to check each other's
+    Digest nonces), kept 0600 next to the store; made on first use."""
+    path = config.store.parent / f"{name}.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        data = path.read_bytes()
+        if len(data) == 32:
+            return data
+        raise ConfigError(f"{path} is not a 32-byte key") from None
+    with os.fdopen(fd, "wb") as f:
+        secret = os.urandom(32)
+        f.write(secret)
+        f.flush()
+        os.fsync(f.fileno())
+    return secret
 
 
 def site(appliance: Appliance):
@@ -102,12 +129,21 @@ class ApplianceService(service.MultiService):
 
 
 def makeService(options: Options) -> service.IService:
+    """One process serving, or (``[server] workers`` > 1) a master that runs
+    that many worker processes on one listening socket."""
     try:
         config = load(options["config"])
+        port = options["port"] if options["port"] is not None else config.server.port
+        if config.workers > 1:
+            if not config.ca.cert_file.exists():
+                raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
+            shared_secret(config, "digest")  # made once here, before the workers race for it
+            top = service.MultiService()
+            WorkerPool(str(config.path), config.workers, config.server.host, port).setServiceParent(top)
+            return top
         appliance = build(config)
     except (ConfigError, OSError, ValueError) as e:
         sys.exit(f"est: {e}")
-    port = options["port"] if options["port"] is not None else config.server.port
     top = ApplianceService(appliance)
     listener = internet.SSLServer(port, site(appliance), tls_factory(appliance), interface=config.server.host)
     listener.setServiceParent(top)

@@ -65,9 +65,10 @@ def _toml_str(value) -> str:
 class EstServer:
     """One estappliance instance under ``base``: token, CA, a client, twistd."""
 
-    def __init__(self, base: Path, ca_key_type: str = "ec-p256"):
+    def __init__(self, base: Path, ca_key_type: str = "ec-p256", workers: int = 1):
         self.base = base.resolve()
         self.ca_key_type = ca_key_type
+        self.workers = workers
         self.state = self.base / "state"
         self.config = self.base / "estappliance.toml"
         self.password = "pw-" + uuid.uuid4().hex
@@ -117,6 +118,7 @@ tls_cert = {_toml_str(s / "tls" / "server.pem")}
 realm = {_toml_str(REALM)}
 max_body = 65536
 retry_after = 10
+workers = {self.workers}
 
 [token]
 module = {_toml_str(support.SOFTHSM_LIB)}
@@ -144,7 +146,7 @@ copy_san = true
 
 [labels.default]
 profile = "default"
-auth = ["basic", "cert"]
+auth = ["basic", "digest", "cert"]
 cert_anchors = ["ca"]
 """)
         self.estctl("init")

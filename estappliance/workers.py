@@ -1,0 +1,121 @@
+"""Several worker processes behind one listening port.
+
+SoftHSM2 (and most HSM libraries) scale across processes, not threads, and
+Python runs one core per process. The master process opens the listening
+socket and starts N fresh workers (fork and exec: no PKCS#11 state is ever
+inherited); each worker adopts the socket, opens its own PKCS#11 session and
+serves TLS itself. The kernel hands each new connection to one of them. A
+worker that dies is restarted; the others keep serving. A worker whose
+master is gone sees its stdin close and stops.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.error import ProcessExitedAlready
+from twisted.logger import Logger
+
+log = Logger()
+
+RESTART_DELAY = 1.0  # seconds before a dead worker is started again
+MAX_RESTART_DELAY = 30.0
+STOP_TIMEOUT = 10.0  # seconds a worker gets to finish before SIGKILL
+
+
+def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class _Worker(protocol.ProcessProtocol):
+    def __init__(self, pool: WorkerPool, index: int):
+        self.pool = pool
+        self.index = index
+        self.ended = defer.Deferred()
+
+    def connectionMade(self):
+        log.info("worker {index} started (pid {pid})", index=self.index, pid=self.transport.pid)
+
+    def processEnded(self, reason):
+        self.ended.callback(None)
+        self.pool.worker_ended(self, reason.value)
+
+
+class WorkerPool(service.Service):
+    """The master: owns the socket, keeps ``count`` workers running."""
+
+    def __init__(self, config_path: str, count: int, host: str, port: int):
+        self.config_path = config_path
+        self.count = count
+        self.host = host
+        self.port = port
+        self.sock: socket.socket | None = None
+        self.workers: dict[int, _Worker] = {}
+        self._delay: dict[int, float] = {}
+        self._stopping = False
+
+    def startService(self):
+        super().startService()
+        self.sock = listening_socket(self.host, self.port)
+        self.port = self.sock.getsockname()[1]
+        log.info("listening on {host}:{port} with {n} worker processes", host=self.host, port=self.port,
+                 n=self.count)
+        for i in range(self.count):
+            self._spawn(i)
+
+    def _spawn(self, index: int) -> None:
+        worker = _Worker(self, index)
+        argv = [sys.executable, "-m", "estappliance.worker", "--config", self.config_path, "--fd", "3",
+                "--index", str(index)]
+        reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ),
+                             childFDs={0: "w", 1: 1, 2: 2, 3: self.sock.fileno()})
+        self.workers[index] = worker
+
+    def worker_ended(self, worker: _Worker, reason) -> None:
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+        if self._stopping:
+            return
+        delay = self._delay.get(worker.index, RESTART_DELAY)
+        self._delay[worker.index] = min(delay * 2, MAX_RESTART_DELAY)
+        log.warn("worker {index} ended ({reason}); restarting in {delay:.0f} s", index=worker.index,
+                 reason=reason, delay=delay)
+        reactor.callLater(delay, self._restart, worker.index)
+
+    def _restart(self, index: int) -> None:
+        if not self._stopping and index not in self.workers:
+            self._spawn(index)
+            # A worker that stays up a minute earns a fresh back-off.
+            reactor.callLater(60, self._delay.pop, index, None)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        self._stopping = True
+        workers = list(self.workers.values())
+        for w in workers:
+            _signal(w, signal.SIGTERM)
+        killers = [reactor.callLater(STOP_TIMEOUT, _signal, w, signal.SIGKILL) for w in workers]
+        yield defer.DeferredList([w.ended for w in workers])
+        for k in killers:
+            if k.active():
+                k.cancel()
+        if self.sock is not None:
+            self.sock.close()
+        yield super().stopService()
+
+
+def _signal(worker: _Worker, sig: int) -> None:
+    try:
+        worker.transport.signalProcess(sig)
+    except ProcessExitedAlready:
+        pass
