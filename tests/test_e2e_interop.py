@@ -65,10 +65,12 @@ def _toml_str(value) -> str:
 class EstServer:
     """One estappliance instance under ``base``: token, CA, a client, twistd."""
 
-    def __init__(self, base: Path, ca_key_type: str = "ec-p256", workers: int = 1):
+    def __init__(self, base: Path, ca_key_type: str = "ec-p256", workers: int = 1,
+                 auth: tuple[str, ...] = ("basic", "cert")):
         self.base = base.resolve()
         self.ca_key_type = ca_key_type
         self.workers = workers
+        self.auth = auth
         self.state = self.base / "state"
         self.config = self.base / "estappliance.toml"
         self.password = "pw-" + uuid.uuid4().hex
@@ -146,7 +148,7 @@ copy_san = true
 
 [labels.default]
 profile = "default"
-auth = ["basic", "digest", "cert"]
+auth = [{", ".join(_toml_str(a) for a in self.auth)}]
 cert_anchors = ["ca"]
 """)
         self.estctl("init")

@@ -39,7 +39,7 @@ class WorkerTests(unittest.TestCase):
 
     def setUp(self):
         require_tools()
-        self.server = EstServer(Path(self.mktemp()), workers=2)
+        self.server = EstServer(Path(self.mktemp()), workers=2, auth=("basic", "digest", "cert"))
         self.addCleanup(self.server.shutdown)
         return support.in_thread(self._start)
 
