@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .crls import CrlRecord, CrlTables
+from .packages import PackageTables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -151,7 +152,7 @@ def serial_key(serial: int) -> str:
     return format(serial, "x")
 
 
-class Store(CrlTables):
+class Store(CrlTables, PackageTables):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
