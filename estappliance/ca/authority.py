@@ -15,7 +15,8 @@ from twisted.internet import defer
 
 from ..config import Profile
 from ..pki import certs
-from ..store import DuplicateSerial, Store, on_store_thread
+from ..store import DuplicateSerial, Store
+from ..store.group import GroupCommitter
 from ..token import Token, on_token_thread, signature_hash, token_private_key
 
 SERIAL_ATTEMPTS = 3
@@ -72,6 +73,7 @@ class CertificateAuthority:
         self.certificate = certificate
         self.chain = chain
         self.store = store
+        self.recorder = GroupCommitter(store)
 
     @classmethod
     def from_files(cls, signer: TokenSigner, cert_file: Path, chain_file: Path | None, store: Store):
@@ -105,8 +107,8 @@ class CertificateAuthority:
         for attempt in range(SERIAL_ATTEMPTS):
             cert = yield on_token_thread(self.signer.sign_certificate, self.builder(req))
             try:
-                yield on_store_thread(
-                    self.store.record_certificate, serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+                yield self.recorder.record_certificate(
+                    serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                     not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, label=req.label,
                     client=req.client, der=cert.public_bytes(serialization.Encoding.DER), replaces=req.replaces,
                     pending_id=req.pending_id)

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from cryptography import x509
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store as TrustStore, VerificationError
@@ -43,7 +44,13 @@ class Credentials:
     digest: dict[str, str] | None = None  # Authorization: Digest parameters
     method: str = "GET"
     uri: str = ""
-    channel_binding: bytes | None = None  # tls-unique (1.2) or tls-exporter (1.3)
+    # tls-unique (TLS 1.2) or tls-exporter (TLS 1.3); a callable so that it is
+    # computed only for the requests that carry a challengePassword.
+    channel_binding: bytes | Callable[[], bytes | None] | None = None
+
+    def binding(self) -> bytes | None:
+        value = self.channel_binding
+        return value() if callable(value) else value
 
 
 @dataclass(frozen=True)

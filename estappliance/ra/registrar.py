@@ -81,9 +81,10 @@ class Registrar:
                 raise PolicyRefused("this label requires proof-of-possession linking: challengePassword must be"
                                     " the base64 tls-unique (TLS 1.2) or tls-exporter (TLS 1.3) value")
             return
-        if creds.channel_binding is None:
+        binding = creds.binding()
+        if binding is None:
             raise PolicyRefused("challengePassword given but this connection has no channel binding")
-        expected = base64.b64encode(creds.channel_binding)
+        expected = base64.b64encode(binding)
         if not hmac.compare_digest(b"".join(given.split()), expected):
             raise PolicyRefused("challengePassword does not match this TLS session's channel binding")
 

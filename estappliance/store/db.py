@@ -216,25 +216,52 @@ class Store(CrlTables, PackageTables):
                            pending_id: int | None = None) -> None:
         """Record an issued certificate and its audit event in one durable commit
         (and, for an approved request, mark it issued in the same commit)."""
+        outcome = self.record_certificates([dict(
+            serial=serial, subject=subject, not_before=not_before, not_after=not_after, label=label,
+            client=client, der=der, audit_detail=audit_detail, replaces=replaces, pending_id=pending_id)])[0]
+        if outcome is not None:
+            raise outcome
+
+    def record_certificates(self, items: list[dict]) -> list[Exception | None]:
+        """Record several issued certificates in ONE durable commit (one fsync).
+
+        Each item has record_certificate's keyword arguments and stands or
+        falls alone (a savepoint each): the result per item is None, or the
+        DuplicateSerial / AlreadyIssued that kept it out.
+        """
         now = _now()
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "INSERT INTO certificates (serial, subject, not_before, not_after, label, client, issued_at, der,"
-                    " replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (serial_key(serial), subject, not_before.isoformat(), not_after.isoformat(), label, client,
-                     now, der, None if replaces is None else serial_key(replaces)))
-                self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                                 " VALUES (?, ?, ?, 'issue', 'ok', ?)", (now, client, label, audit_detail))
-                if pending_id is not None:
-                    cur = self._db.execute("UPDATE pending SET state='issued', serial=? WHERE id=? AND state='approved'",
-                                           (serial_key(serial), pending_id))
-                    if cur.rowcount != 1:
-                        # Another repeat of the same request won: this certificate is never recorded.
-                        raise AlreadyIssued(pending_id)
-        except sqlite3.IntegrityError:
-            raise DuplicateSerial(serial) from None
+        results: list[Exception | None] = []
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for item in items:
+                self._db.execute("SAVEPOINT one")
+                try:
+                    self._insert_certificate(now, **item)
+                except (sqlite3.IntegrityError, AlreadyIssued) as e:
+                    self._db.execute("ROLLBACK TO one")
+                    results.append(DuplicateSerial(item["serial"]) if isinstance(e, sqlite3.IntegrityError) else e)
+                else:
+                    results.append(None)
+                self._db.execute("RELEASE one")
+        return results
+
+    def _insert_certificate(self, now: str, *, serial: int, subject: str, not_before: datetime.datetime,
+                            not_after: datetime.datetime, label: str, client: str | None, der: bytes,
+                            audit_detail: str | None = None, replaces: int | None = None,
+                            pending_id: int | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO certificates (serial, subject, not_before, not_after, label, client, issued_at, der,"
+            " replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (serial_key(serial), subject, not_before.isoformat(), not_after.isoformat(), label, client,
+             now, der, None if replaces is None else serial_key(replaces)))
+        self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
+                         " VALUES (?, ?, ?, 'issue', 'ok', ?)", (now, client, label, audit_detail))
+        if pending_id is not None:
+            cur = self._db.execute("UPDATE pending SET state='issued', serial=? WHERE id=? AND state='approved'",
+                                   (serial_key(serial), pending_id))
+            if cur.rowcount != 1:
+                # Another repeat of the same request won: this certificate is never recorded.
+                raise AlreadyIssued(pending_id)
 
     def revoke(self, serial: int, reason: str) -> CertificateRecord | None:
         """Mark a certificate revoked; returns the record as it was (None if unknown)."""

@@ -51,7 +51,7 @@ def credentials(request: server.Request) -> Credentials:
         digest = parse_authorization(auth.decode("utf-8", "replace")) or {}
     return Credentials(username=username, password=password, peer_chain=peer_chain(request), digest=digest,
                        method=request.method.decode("ascii", "replace"),
-                       uri=request.uri.decode("utf-8", "replace"), channel_binding=channel_binding(request))
+                       uri=request.uri.decode("utf-8", "replace"), channel_binding=lambda: channel_binding(request))
 
 
 def der_body(request: server.Request) -> bytes:

@@ -1,0 +1,68 @@
+"""Group commit: many certificates, one fsync; each caller hears only of its own row."""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from estappliance.store import AlreadyIssued, DuplicateSerial, Store, on_store_thread
+from estappliance.store.group import GroupCommitter
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def item(serial, **kw):
+    return dict(serial=serial, subject=f"CN={serial}", not_before=NOW, not_after=NOW, label="default",
+                client="alice", der=b"\x30\x00", **kw)
+
+
+class GroupCommitTests(unittest.TestCase):
+    def setUp(self):
+        self.store = Store(Path(self.mktemp()) / "s.sqlite")
+        self.addCleanup(lambda: on_store_thread(self.store.close))
+
+    def test_batch_items_stand_alone(self):
+        self.store.record_certificate(**item(1))
+        results = self.store.record_certificates([item(2), item(1), item(3), item(4, pending_id=999)])
+        self.assertIsNone(results[0])
+        self.assertIsInstance(results[1], DuplicateSerial)
+        self.assertIsNone(results[2])
+        self.assertIsInstance(results[3], AlreadyIssued)
+        self.assertEqual(self.store.count_certificates(), 3)
+        self.assertEqual(self.store.certificate(1).subject, "CN=1")
+        self.assertIsNone(self.store.certificate(4))
+        issued = [e for e in self.store.audit_events(10) if e.operation == "issue"]
+        self.assertEqual(len(issued), 3)  # no audit line for the rows kept out
+
+    @defer.inlineCallbacks
+    def test_concurrent_records_share_commits(self):
+        batches = []
+        original = self.store.record_certificates
+
+        def spy(items):
+            batches.append(len(items))
+            return original(items)
+        self.store.record_certificates = spy
+        group = GroupCommitter(self.store)
+        outcomes = yield defer.DeferredList([group.record_certificate(**item(100 + i)) for i in range(50)]
+                                            + [group.record_certificate(**item(100))], consumeErrors=True)
+        self.assertEqual(sum(batches), 51)
+        self.assertLessEqual(len(batches), 3)  # the first alone, then the rest together
+        self.assertTrue(all(ok for ok, _ in outcomes[:50]))
+        ok, failure = outcomes[50]
+        self.assertFalse(ok)
+        self.assertIsInstance(failure.value, DuplicateSerial)
+        count = yield on_store_thread(self.store.count_certificates)
+        self.assertEqual(count, 50)
+
+    @defer.inlineCallbacks
+    def test_a_failed_commit_reaches_every_caller(self):
+        def broken(items):
+            raise OSError("disk full")
+        self.store.record_certificates = broken
+        group = GroupCommitter(self.store)
+        outcomes = yield defer.DeferredList([group.record_certificate(**item(i)) for i in range(3)],
+                                            consumeErrors=True)
+        self.assertEqual([f.type for _, f in outcomes], [OSError] * 3)
