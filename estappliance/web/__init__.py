@@ -5,6 +5,7 @@ from typing import Callable, Iterable
 
 from twisted.web import server
 
+from .channel import SingleWriteChannel
 from .http import Operation, Response, Routes
 from .request import EstRequest
 from .resource import EstResource
@@ -21,6 +22,7 @@ def make_site(route_sets: Iterable[Routes], check_label: Callable[[str], object]
         routes.update(rs)
     site = server.Site(EstResource(routes, check_label, realm, retry_after))
     site.requestFactory = type("SiteRequest", (EstRequest,), {"max_body": max_body})
+    site.protocol = SingleWriteChannel
     site.displayTracebacks = False
     return site
 

@@ -1,0 +1,39 @@
+"""An HTTP channel whose responses leave in one write.
+
+Twisted writes a response's headers and its body separately: under TLS that
+is two records, and a client with delayed ACKs may wait on the second. Here
+the headers wait for the body (or for the end of the response) and go out
+together, in one TLS record and one send().
+"""
+from __future__ import annotations
+
+from twisted.web import http
+
+
+class SingleWriteChannel(http.HTTPChannel):
+    _held = b""
+
+    def writeHeaders(self, version, code, reason, headers):
+        lines = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines.extend((name, b": ", value, b"\r\n"))
+        lines.append(b"\r\n")
+        self._held = b"".join(lines)
+
+    def _take_held(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+    def write(self, data):
+        super().write(self._take_held() + data)
+
+    def writeSequence(self, iovec):
+        held = self._take_held()
+        super().writeSequence([held, *iovec] if held else iovec)
+
+    def requestDone(self, request):
+        held = self._take_held()
+        if held:  # a response without a body (204, HEAD)
+            super().write(held)
+        super().requestDone(request)
