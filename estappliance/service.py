@@ -1,6 +1,7 @@
 """Builds the Twisted service tree for ``twistd est`` from the config."""
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 from dataclasses import dataclass
@@ -10,13 +11,17 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
-from .ca.crl import CrlIssuer
+from .ca.crl import CrlIssuer, CrlSchedule
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
+from .packages import PackageQueue
+from .packages.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
-from .store import STORE_THREAD, Store
+from .ra.distribution import Distribution
+from .ra.results import EnrollmentResults
+from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
-from .web import ServerContextFactory, enroll, make_site
+from .web import ServerContextFactory, distribution, enroll, make_site
 from .workers import WorkerPool
 
 log = Logger()
@@ -42,6 +47,8 @@ class Appliance:
     content_signer: ContentSigner
     crls: CrlIssuer
     worker_index: int = 0
+    packages: PackageQueue | None = None  # RFC 8295 package queue (set by build)
+    distribution: Distribution | None = None  # /pal, /eecerts, /crls (set by build)
 
     @property
     def primary(self) -> bool:
@@ -49,6 +56,7 @@ class Appliance:
         return self.worker_index == 0
 
     def close(self) -> None:
+        READ_THREAD.run(self.registrar.authenticator.reads.close)
         STORE_THREAD.run(self.store.close)
 
 
@@ -66,8 +74,12 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     registrar = Registrar(config, authenticator, ca, store)
     content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
                                    ca.ca_certificates())
-    crls = CrlIssuer(ca.signer, ca.certificate, store)
-    return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index)
+    crls = CrlIssuer(ca.signer, ca.certificate, store, validity_hours=config.crl.validity_hours)
+    packages = PackageQueue(store)
+    standing = StandingItems(ca, crls, datetime.timedelta(hours=config.crl.reissue_before_hours))
+    dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
+    return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index,
+                     packages=packages, distribution=dist)
 
 
 def shared_secret(config: Config, name: str) -> bytes:
@@ -92,7 +104,8 @@ def shared_secret(config: Config, name: str) -> bytes:
 def site(appliance: Appliance):
     """The HTTP site: every operation the appliance serves, under every label."""
     s = appliance.config.server
-    route_sets = [enroll.routes(appliance.registrar)]
+    route_sets = [distribution.track_cacerts(enroll.routes(appliance.registrar), appliance.distribution),
+                  distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution))]
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
                      max_body=s.max_body)
 
@@ -107,6 +120,10 @@ class ApplianceService(service.MultiService):
     def __init__(self, appliance: Appliance):
         super().__init__()
         self.appliance = appliance
+        if appliance.primary:
+            c = appliance.config.crl
+            CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours),
+                        c.check_minutes).setServiceParent(self)
 
     def startService(self):
         super().startService()

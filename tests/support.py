@@ -22,7 +22,7 @@ from estappliance.ca import setup
 from estappliance.config import Config, from_dict
 from estappliance.ra.passwords import hash_password
 from estappliance.service import Appliance, build, site, tls_factory
-from estappliance.store import Store, on_store_thread
+from estappliance.store import Store, on_read_thread, on_store_thread
 from estappliance.token import Token, on_token_thread
 
 SOFTHSM_LIB = os.environ.get("EST_TEST_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
@@ -108,6 +108,7 @@ class RunningServer:
 
     def stop(self) -> defer.Deferred:
         d = defer.maybeDeferred(self.listener.stopListening)
+        d.addCallback(lambda _: on_read_thread(self.appliance.registrar.authenticator.reads.close))
         d.addCallback(lambda _: on_store_thread(self.store.close))
         return d
 

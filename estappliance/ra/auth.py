@@ -21,7 +21,7 @@ from twisted.internet import defer
 from ..config import Label
 from ..errors import AuthenticationRequired, NotAuthorized
 from ..pki.certs import ID_KP_CMC_RA
-from ..store import ClientRecord, Store, on_store_thread
+from ..store import ClientRecord, Store, on_read_thread
 from ..threads import SingleThread
 from .digest import DigestVerifier
 from .passwords import verify_password
@@ -103,6 +103,7 @@ class TrustAnchors:
 class Authenticator:
     def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None):
         self.store = store
+        self.reads = store.reader()
         self.anchors = anchors
         self.realm = realm
         self.digest = DigestVerifier(realm, digest_secret)
@@ -153,7 +154,7 @@ class Authenticator:
             return None, NotAuthorized(f"certificates from anchor {anchor!r} are not accepted under this label")
         name = leaf.subject.rfc4514_string() or f"serial:{leaf.serial_number:x}"
         if anchor == OWN_CA:
-            record = yield on_store_thread(self.store.certificate, leaf.serial_number)
+            record = yield on_read_thread(self.reads.certificate, leaf.serial_number)
             if record is None:
                 return None, AuthenticationRequired("client certificate unknown to this CA")
             if record.revoked:
@@ -161,7 +162,7 @@ class Authenticator:
             # A device using the certificate acts for the client that enrolled
             # it, within that client's labels.
             if record.client:
-                enroller = yield on_store_thread(self.store.client, record.client)
+                enroller = yield on_read_thread(self.reads.client, record.client)
                 if enroller is not None and not enroller.may_use(label.name):
                     refusal = NotAuthorized(f"client {enroller.name!r} may not use label {label.name!r}")
                     refusal.client = enroller.name
@@ -173,7 +174,7 @@ class Authenticator:
     def _check_digest(self, creds: Credentials, label: Label):
         params = creds.digest
         username = params.get("username", "")
-        record = yield on_store_thread(self.store.client, username)
+        record = yield on_read_thread(self.reads.client, username)
         verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {})
         if verdict == "stale":
             raise AuthenticationRequired("digest nonce expired or reused; retry", stale=True)
@@ -187,7 +188,7 @@ class Authenticator:
         hit = self._verified.get(key)
         if hit is not None and time.monotonic() - hit[0] < PASSWORD_CACHE_SECONDS:
             return hit[1]
-        record = yield on_store_thread(self.store.client, username)
+        record = yield on_read_thread(self.reads.client, username)
         if record is None:
             # Spend the same time as a real check so names cannot be probed.
             yield PASSWORD_THREAD.run(verify_password, password, _DUMMY_HASH)

@@ -15,6 +15,7 @@ from typing import Iterable
 
 from .crls import CrlRecord, CrlTables
 from .packages import PackageTables
+from .serverkeygen import ServerKeygenTables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -152,14 +153,23 @@ def serial_key(serial: int) -> str:
     return format(serial, "x")
 
 
-class Store(CrlTables, PackageTables):
-    def __init__(self, path: str | Path):
+class Store(CrlTables, PackageTables, ServerKeygenTables):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """``read_only``: a second connection for lookups, used from its own
+        thread so that reads never queue behind a commit's fsync (WAL lets
+        them run side by side). It creates nothing."""
         self.path = Path(path)
+        if read_only:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                       isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA cache_size=-16000")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA cache_size=-32000")  # 32 MB: the serial index of a big store stays in memory
         self._db.executescript(SCHEMA)
         # Feature tables live in their own modules as mixins with a TABLES script.
         for cls in reversed(type(self).__mro__):
@@ -179,6 +189,10 @@ class Store(CrlTables, PackageTables):
 
     def close(self) -> None:
         self._db.close()
+
+    def reader(self) -> Store:
+        """A read-only connection to the same file (see __init__)."""
+        return type(self)(self.path, read_only=True)
 
     # -- clients -------------------------------------------------------------
 
