@@ -84,14 +84,12 @@ def cmd_enroll(args) -> None:
         else:
             if not args.subject or not args.key_out:
                 raise SystemExit("est enroll: give --csr FILE, or --subject and --key-out to make a key")
-            key_type = args.key_type
-            if key_type is None:
-                hints = c.csrattrs()
-                key_type = (hints.key_type if hints else None) or "ec-p256"
-            key = new_key(key_type)
+            hints = c.csrattrs()
+            key = new_key(args.key_type or (hints.key_type if hints else None) or "ec-p256")
+            # Written first: a key whose certificate is still pending approval must survive.
             _write_key(args.key_out, key)
             cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
-                            max_polls=args.max_polls)
+                            max_polls=args.max_polls, hints=hints)
     _write(args.out, _pem_certs([cert]))
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 

@@ -203,12 +203,14 @@ class EstClient:
 
     def enroll(self, key, subject: str, *, dns_names: tuple[str, ...] = (), link: bool | None = None,
                reenroll: bool = False, max_polls: int = 10, max_wait: float = 300.0,
-               sleep=time.sleep) -> x509.Certificate:
+               sleep=time.sleep, hints: csrattrs.CsrHints | None = None) -> x509.Certificate:
         """Build the CSR (linked to this TLS session when asked, or when the
         server's CSR attributes ask) and enroll, following 202 + Retry-After
         at most ``max_polls`` times. The CSR is rebuilt for every attempt: a
-        new connection has a new channel binding (RFC 7030 3.5)."""
-        hints = self.csrattrs() if link is None else None
+        new connection has a new channel binding (RFC 7030 3.5). ``hints``:
+        the /csrattrs answer if the caller already has it."""
+        if hints is None and link is None:
+            hints = self.csrattrs()
         if link is None:
             link = bool(hints and hints.challenge_password)
         signature_hash = _SIGNATURE_HASH.get(hints.signature_algorithm) if hints else None
