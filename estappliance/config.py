@@ -105,6 +105,35 @@ class Label:
 
 
 @dataclass(frozen=True)
+class CrlConfig:
+    validity_hours: int = 24  # thisUpdate to nextUpdate
+    reissue_before_hours: int = 6  # the schedule re-issues this long before nextUpdate
+    check_minutes: int = 10  # how often the schedule looks
+
+
+@dataclass(frozen=True)
+class PalConfig:
+    max_entries: int = 32  # past this, the last entry (type 0001) points to the next page
+    renew_before_days: int = 30  # announce re-enrollment (0010/0017) this long before expiry
+    history_days: int = 30  # completed deliveries stay listed, with their date, this long
+
+
+def _crl_config(t: dict) -> CrlConfig:
+    c = CrlConfig(validity_hours=_int(t, "validity_hours", 24, "crl", 1),
+                  reissue_before_hours=_int(t, "reissue_before_hours", 6, "crl", 0),
+                  check_minutes=_int(t, "check_minutes", 10, "crl", 1))
+    if c.reissue_before_hours >= c.validity_hours:
+        raise ConfigError("[crl] reissue_before_hours must be less than validity_hours")
+    return c
+
+
+def _pal_config(t: dict) -> PalConfig:
+    return PalConfig(max_entries=_int(t, "max_entries", 32, "pal", 2),
+                     renew_before_days=_int(t, "renew_before_days", 30, "pal", 0),
+                     history_days=_int(t, "history_days", 30, "pal", 0))
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -116,6 +145,8 @@ class Config:
     labels: dict[str, Label]
     workers: int = 1
     extra: dict = field(default_factory=dict)
+    crl: CrlConfig = CrlConfig()
+    pal: PalConfig = PalConfig()
 
     def label(self, name: str | None) -> Label | None:
         return self.labels.get(name or DEFAULT_LABEL)
@@ -286,4 +317,6 @@ def from_dict(raw: dict, path: Path) -> Config:
         profiles=profiles,
         labels=labels,
         workers=_int(s, "workers", 1, "server", 1),
+        crl=_crl_config(raw.get("crl", {})),
+        pal=_pal_config(raw.get("pal", {})),
     )

@@ -285,8 +285,9 @@ class EnrollTests(unittest.TestCase):
     def test_wrong_method_is_405(self):
         resp = yield self.assertRefused(405, "POST", "/.well-known/est/cacerts", self.basic(), b"x")
         self.assertEqual(resp.header("allow"), "GET")
-        resp = yield self.assertRefused(405, "GET", "/.well-known/est/simpleenroll")
-        self.assertEqual(resp.header("allow"), "POST")
+        # GET fetches an enrollment result announced in the PAL (RFC 8295 9)
+        resp = yield self.assertRefused(405, "DELETE", "/.well-known/est/simpleenroll")
+        self.assertEqual(resp.header("allow"), "GET, POST")
 
     @defer.inlineCallbacks
     def test_body_over_limit_is_413(self):

@@ -10,12 +10,15 @@ import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from twisted.application.internet import TimerService
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from ..store import CrlRecord, Store, on_store_thread
 from ..token import on_token_thread
 from .authority import TokenSigner
 
+_log = Logger()
 REASONS = {r.name: r for r in x509.ReasonFlags}
 _CAMEL = {"keyCompromise": "key_compromise", "cACompromise": "ca_compromise",
           "affiliationChanged": "affiliation_changed", "superseded": "superseded",
@@ -62,6 +65,7 @@ class CrlIssuer:
         self.issuer = issuer
         self.store = store
         self.validity = datetime.timedelta(hours=validity_hours)
+        self._lock = defer.DeferredLock()
 
     def issue_blocking(self, kind: str) -> CrlRecord:
         """Build, sign and record one CRL ('crl') or ARL ('arl'). Blocking:
@@ -90,11 +94,40 @@ class CrlIssuer:
         yield on_store_thread(self.store.record_crl, kind, number, record.this_update, record.next_update, der)
         return record
 
+    def current(self, kind: str, refresh_before: datetime.timedelta = datetime.timedelta(hours=1)) -> defer.Deferred:
+        """The latest CRL of that kind, re-issued first if missing, near its
+        nextUpdate, or missing a revocation it should list. One at a time:
+        two concurrent issues would claim the same CRL number."""
+        return self._lock.run(self._current, kind, refresh_before)
+
     @defer.inlineCallbacks
-    def current(self, kind: str, refresh_before: datetime.timedelta = datetime.timedelta(hours=1)):
-        """The latest CRL of that kind, re-issued first if missing or near its nextUpdate."""
+    def _current(self, kind: str, refresh_before: datetime.timedelta):
         record = yield on_store_thread(self.store.latest_crl, kind)
         now = datetime.datetime.now(datetime.timezone.utc)
-        if record is None or datetime.datetime.fromisoformat(record.next_update) - now < refresh_before:
+        stale = record is None or datetime.datetime.fromisoformat(record.next_update) - now < refresh_before
+        if not stale:
+            revoked = yield on_store_thread(self.store.revoked_certificates, ca_certificates=kind == "arl")
+            listed = {entry.serial_number for entry in x509.load_der_x509_crl(record.der)}
+            stale = any(serial not in listed for serial, _, _ in revoked)
+        if stale:
             record = yield self.issue(kind)
         return record
+
+
+class CrlSchedule(TimerService):
+    """Keeps the CRL and ARL current: every ``check_minutes`` it re-issues
+    whichever is within ``reissue_before`` of its nextUpdate (or missing, or
+    missing a revocation). A token outage is logged and retried next time."""
+
+    def __init__(self, issuer: CrlIssuer, reissue_before: datetime.timedelta, check_minutes: int):
+        super().__init__(check_minutes * 60, self.check)
+        self.issuer = issuer
+        self.reissue_before = reissue_before
+
+    @defer.inlineCallbacks
+    def check(self):
+        for kind in ("crl", "arl"):
+            try:
+                yield self.issuer.current(kind, self.reissue_before)
+            except Exception:
+                _log.failure("could not re-issue the {kind}", kind=kind)

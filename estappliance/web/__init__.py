@@ -16,10 +16,17 @@ def make_site(route_sets: Iterable[Routes], check_label: Callable[[str], object]
               retry_after: int, max_body: int) -> server.Site:
     routes: Routes = {}
     for rs in route_sets:
-        clash = set(routes) & set(rs)
-        if clash:
-            raise ValueError(f"operations defined twice: {sorted(clash)}")
-        routes.update(rs)
+        for path, op in rs.items():
+            have = routes.get(path)
+            if have is None:
+                routes[path] = op
+                continue
+            # Two route sets may serve one path with different methods (RFC 8295 9 adds GET to /simpleenroll).
+            clash = set(have.handlers) & set(op.handlers)
+            if clash:
+                raise ValueError(f"operation {'/'.join(path)} defined twice for {sorted(clash)}")
+            routes[path] = Operation({**have.handlers, **op.handlers},
+                                     accepts=tuple(dict.fromkeys(have.accepts + op.accepts)))
     site = server.Site(EstResource(routes, check_label, realm, retry_after))
     site.requestFactory = type("SiteRequest", (EstRequest,), {"max_body": max_body})
     site.protocol = SingleWriteChannel

@@ -1,0 +1,142 @@
+"""Who may see which distributed packages (RFC 8295 2-4).
+
+/pal needs an authenticated client and shows it only its own entries. /crls
+and /eecerts need no authentication (RFC 8295 3, 4): an anonymous client gets
+the CRLs and the EE certificates queued for the whole label; a client that
+authenticates gets its own EE certificates too, and its downloads are
+recorded, so that its PAL can date them. Explicit credentials that fail are
+refused (401/403) even there; a TLS client certificate we cannot use merely
+leaves the client anonymous.
+"""
+from __future__ import annotations
+
+from cryptography import x509
+from twisted.internet import defer
+
+from ..config import Label, PalConfig
+from ..errors import AuthenticationRequired, EstError, NotFound
+from ..packages import PackageQueue, types
+from ..packages.builder import PalBuilder, StandingItems, paginate
+from ..packages.pal import PalEntry
+from ..store import Store, on_store_thread
+from .auth import Credentials, Identity
+from .registrar import Registrar
+
+
+def _explicit(creds: Credentials) -> bool:
+    return creds.username is not None or creds.digest is not None
+
+
+class Distribution:
+    def __init__(self, registrar: Registrar, packages: PackageQueue, standing: StandingItems, builder: PalBuilder,
+                 settings: PalConfig):
+        self.registrar = registrar
+        self.packages = packages
+        self.standing = standing
+        self.builder = builder
+        self.settings = settings
+
+    @property
+    def store(self) -> Store:
+        return self.registrar.store
+
+    # -- who is asking ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def identify(self, operation: str, label_name: str | None, creds: Credentials, *, required: bool):
+        """Fires with (Label, Identity or None for an anonymous client)."""
+        label = None
+        try:
+            label = self.registrar.label(label_name)
+            if not required and not _explicit(creds) and not creds.peer_chain:
+                return label, None
+            try:
+                identity = yield self.registrar.authenticator.authenticate(creds, label)
+            except EstError:
+                if not required and not _explicit(creds):
+                    return label, None  # a certificate we cannot use: anonymous, as the RFC allows
+                raise
+        except EstError as e:
+            yield self.refused(operation, e, label, creds)
+            raise
+        return label, identity
+
+    def refused(self, operation: str, error: EstError, label: Label | None, creds: Credentials,
+                identity: Identity | None = None) -> defer.Deferred:
+        """Audit a refusal (with the challenges a 401 must carry)."""
+        if isinstance(error, AuthenticationRequired) and label is not None:
+            error.challenges = self.registrar.authenticator.challenge(label, error.stale)
+        who = identity.name if identity else (creds.username or (creds.digest or {}).get("username")
+                                               or (creds.peer_chain[0].subject.rfc4514_string()
+                                                   if creds.peer_chain else None))
+        return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}", client=who,
+                               label=label.name if label else None, detail=error.reason)
+
+    # -- /pal -------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def pal(self, label_name: str | None, creds: Credentials, base: str, page: int = 1):
+        """Fires with the entries of one page of the client's PAL."""
+        label, identity = yield self.identify("pal", label_name, creds, required=True)
+        entries = yield self.builder.entries(identity.name, label, base)
+        page_entries: list[PalEntry] = paginate(entries, page, self.settings.max_entries,
+                                                lambda n: f"{base}/pal?page={n}")
+        return page_entries
+
+    # -- /crls ------------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def crls(self, label_name: str | None, creds: Credentials):
+        """Fires with the crls-only DER (current CRL and ARL), recording the
+        download for an authenticated client before it is sent."""
+        label, identity = yield self.identify("crls", label_name, creds, required=False)
+        body = yield self.standing.crls()
+        if identity is not None:
+            def record():
+                for item, version in body.versions.items():
+                    self.store.record_standing_download(identity.name, label.name, item, version)
+            yield on_store_thread(record)
+        return body.der
+
+    # -- /cacerts (served by the enrollment routes; its downloads are dated here) -----------
+
+    @defer.inlineCallbacks
+    def cacerts_served(self, label_name: str | None, creds: Credentials):
+        """Record that an identifiable client fetched /cacerts (quietly
+        nothing for anyone else: /cacerts itself needs no authentication)."""
+        if not _explicit(creds) and not creds.peer_chain:
+            return
+        try:
+            label = self.registrar.label(label_name)
+            identity = yield self.registrar.authenticator.authenticate(creds, label)
+        except EstError:
+            return
+        version = self.standing.cacerts()[1]
+        yield on_store_thread(self.store.record_standing_download, identity.name, label.name, "cacerts", version)
+
+    # -- /eecerts ---------------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def eecerts(self, label_name: str | None, creds: Credentials):
+        """Fires with the peer EE certificates queued for this client (or, for
+        an anonymous one, for the whole label), downloads recorded first."""
+        label, identity = yield self.identify("eecerts", label_name, creds, required=False)
+        if identity is None:
+            found = yield on_store_thread(self.store.packages, label.name)
+            bodies = [p.content for p in found if p.pal_type == types.EE_CERTIFICATE and p.target_kind == "label"]
+        else:
+            offers = yield self.packages.offered_to(identity.name, label.name, (types.EE_CERTIFICATE,))
+
+            def record():
+                for offer in offers:
+                    self.store.mark_downloaded(offer.package.id, identity.name)
+            yield on_store_thread(record)
+            bodies = [o.body for o in offers]
+        if not bodies:
+            raise NotFound("no end-entity certificates are queued for this client")
+        certs: list[x509.Certificate] = []
+        for der in bodies:
+            cert = x509.load_der_x509_certificate(der)
+            if cert not in certs:
+                certs.append(cert)
+        return certs
