@@ -9,7 +9,7 @@ import datetime
 import hashlib
 from dataclasses import dataclass
 
-from asn1crypto import cms, core
+from asn1crypto import cms, core, parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -119,6 +119,11 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
     if not detached:
         # asn1crypto reads a v1 SignedData as PKCS#7, whose id-data is an OctetString.
         encap["content"] = core.OctetString(raw) if version == "v1" else core.ParsableOctetString(raw)
+        spec = cms.EncapsulatedContentInfo._oid_specs.get(cms.ContentType(content_type).native)
+        if isinstance(spec, type) and issubclass(spec, core.Choice):
+            # asn1crypto cannot set a CHOICE (e.g. EncryptedKeyPackage) from octets; it can parse one.
+            encap = cms.EncapsulatedContentInfo.load(parser.emit(0, 1, 16, cms.ContentType(content_type).dump()
+                                                                 + core.ParsableOctetString(raw, explicit=0).dump()))
     sd = {
         "version": version,
         "digest_algorithms": [{"algorithm": digest}],
