@@ -19,6 +19,8 @@ AUTH_MODES = ("basic", "digest", "cert")
 SAN_TYPES = ("DNS", "IP", "email", "URI")
 EXTENSION_NAMES = ("subjectAltName",)
 APPROVAL_MODES = ("auto", "manual")
+# /serverkeygen key forms (RFC 7030 4.4.2, RFC 8295 8.1 and 8.3).
+SERVERKEYGEN_FORMS = ("pkcs8", "enveloped", "encrypted-key-package", "pkcs12")
 # RFC 7030 3.2.2: a label must not equal an operation path segment.
 RESERVED_LABELS = frozenset({
     "cacerts", "simpleenroll", "simplereenroll", "fullcmc", "serverkeygen", "csrattrs",
@@ -102,6 +104,14 @@ class Label:
     cert_anchors: tuple[str, ...]
     pop_linking: bool = False  # require challengePassword = channel binding
     approval: str = "auto"  # or "manual": 202 until an operator approves
+    # /serverkeygen: the key forms allowed; what a request naming none gets
+    # ("pkcs8", "pkcs12" or None: refused); keep the key in the token after
+    # delivery; ask for RFC 7191 receipts; PKCS#12 PBKDF2 iterations.
+    serverkeygen_forms: tuple[str, ...] = SERVERKEYGEN_FORMS
+    serverkeygen_default: str | None = "pkcs8"
+    escrow: bool = False
+    serverkeygen_receipts: bool = False
+    pkcs12_iterations: int = 600_000
 
 
 @dataclass(frozen=True)
@@ -245,8 +255,17 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
     approval = t.get("approval", "auto")
     if approval not in APPROVAL_MODES:
         raise ConfigError(f"[labels.{name}] approval must be one of {', '.join(APPROVAL_MODES)}")
+    forms = tuple(t.get("serverkeygen_forms", SERVERKEYGEN_FORMS))
+    if set(forms) - set(SERVERKEYGEN_FORMS):
+        raise ConfigError(f"[labels.{name}] serverkeygen_forms: known forms are {', '.join(SERVERKEYGEN_FORMS)}")
+    default = t.get("serverkeygen_default", next((f for f in ("pkcs8", "pkcs12") if f in forms), None))
+    if default is not None and (default not in ("pkcs8", "pkcs12") or default not in forms):
+        raise ConfigError(f"[labels.{name}] serverkeygen_default must be 'pkcs8' or 'pkcs12', and allowed")
     return Label(name=name, profile=profiles[pname], auth=auth, cert_anchors=cert_anchors,
-                 pop_linking=bool(t.get("pop_linking", False)), approval=approval)
+                 pop_linking=bool(t.get("pop_linking", False)), approval=approval, serverkeygen_forms=forms,
+                 serverkeygen_default=default, escrow=bool(t.get("escrow", False)),
+                 serverkeygen_receipts=bool(t.get("serverkeygen_receipts", False)),
+                 pkcs12_iterations=_int(t, "pkcs12_iterations", 600_000, f"labels.{name}", 10_000))
 
 
 def load(path: str | os.PathLike) -> Config:
