@@ -142,16 +142,23 @@ class EstClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None) -> HttpResponse:
-        path = f"{self.base}/{op}"
+    def _request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None, *,
+                 accept: str | None = None, authenticate: bool | None = None,
+                 path: str | None = None) -> HttpResponse:
+        """``authenticate`` (default: for POST) sends the credentials; ``path``
+        replaces ``base/op`` (e.g. a next-PAL URI's path)."""
+        path = path or f"{self.base}/{op}"
+        authenticate = method == "POST" if authenticate is None else authenticate
         for attempt in range(2):
             headers = {}
-            if isinstance(self.auth, BasicAuth) and method == "POST":
+            if isinstance(self.auth, BasicAuth) and authenticate:
                 headers["Authorization"] = self.auth.header()
-            elif isinstance(self.auth, DigestAuth) and method == "POST":
+            elif isinstance(self.auth, DigestAuth) and authenticate:
                 value = self.auth.header(method, path)
                 if value:
                     headers["Authorization"] = value
+            if accept:
+                headers["Accept"] = accept
             if content_type:
                 headers["Content-Type"] = content_type
                 headers["Content-Transfer-Encoding"] = "base64"

@@ -142,8 +142,9 @@ class HttpsConnection:
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes = b"") -> HttpResponse:
         self.connect()
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header()}", "Accept: */*",
-                 "User-Agent: estappliance-client"]
+        given = {k.lower() for k in (headers or {})}
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header()}",
+                 *([] if "accept" in given else ["Accept: */*"]), "User-Agent: estappliance-client"]
         for k, v in (headers or {}).items():
             lines.append(f"{k}: {v}")
         if body or method in ("POST", "PUT"):

@@ -15,7 +15,8 @@ class NotCrlsOnly(ValueError):
 
 
 def crls_only(crls: Sequence[bytes]) -> bytes:
-    """DER ContentInfo(SignedData v1) holding the DER CRLs given, in order."""
+    """DER ContentInfo(SignedData v1) holding the DER CRLs given (crls is a
+    SET OF: DER puts them in the order of their encodings)."""
     if not crls:
         raise ValueError("a crls-only SignedData needs at least one CRL")
     sd = cms.SignedData({
