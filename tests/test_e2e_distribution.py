@@ -354,6 +354,32 @@ class CrlTests(DistributionCase):
         self.assertEqual((renewed.number, renewed_arl.number), (first.number + 1, first_arl.number + 1))
         self.assertEqual(schedule.step, 600)
 
+    @defer.inlineCallbacks
+    def test_concurrent_requests_issue_one_crl(self):
+        crls = self.server.appliance.crls
+        records = yield defer.gatherResults([crls.current("arl") for _ in range(4)])
+        self.assertEqual({r.number for r in records}, {1})
+        latest = yield on_store_thread(self.server.store.latest_crl, "arl")
+        self.assertEqual(latest.number, 1)
+
+    @defer.inlineCallbacks
+    def test_a_crl_issued_by_another_process_meanwhile_is_used(self):
+        import sqlite3
+        crls = self.server.appliance.crls
+        first = yield crls.current("crl")
+        issue, theirs = crls.issue, []
+
+        def other_process_won(kind):
+            # the other process records the next number just before our record does
+            d = issue(kind)
+            d.addCallback(theirs.append)
+            d.addCallback(lambda _: defer.fail(sqlite3.IntegrityError("UNIQUE constraint failed: crls")))
+            return d
+        self.patch(crls, "issue", other_process_won)
+        got = yield crls.current("crl", datetime.timedelta(hours=25))  # always due: it tries to issue
+        self.assertEqual((got.number, got.der), (theirs[0].number, theirs[0].der))
+        self.assertEqual(got.number, first.number + 1)
+
 
 def support_hash():
     from cryptography.hazmat.primitives import hashes

@@ -244,12 +244,12 @@ class DeliveryTests(StoreCase):
         self.assertEqual(reopened.package(p.id).size, 5)
 
     def test_standing_downloads_and_results(self):
-        self.store.record_standing_download("alice", "default", "crl", "7")
-        self.store.record_standing_download("alice", "default", "crl", "8")
+        self.store.record_standing_downloads("alice", "default", {"crl": "7", "arl": "2"})
+        self.store.record_standing_downloads("alice", "default", {"crl": "8"})
         found = self.store.standing_downloads("alice", "default")
-        self.assertEqual(found["crl"].version, "8")
+        self.assertEqual((found["crl"].version, found["arl"].version), ("8", "2"))
         self.assertEqual(self.store.standing_downloads("alice", "iot"), {})
-        self.assertRaises(ValueError, self.store.record_standing_download, "alice", "default", "x", "1")
+        self.assertRaises(ValueError, self.store.record_standing_downloads, "alice", "default", {"x": "1"})
         self.store.mark_result_delivered(4)
         self.assertEqual(list(self.store.delivered_results([4, 5])), [4])
 

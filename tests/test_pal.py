@@ -320,9 +320,8 @@ class BuilderTests(unittest.TestCase):
             ("0002", f"{BASE}/cacerts", None), ("0004", f"{BASE}/crls", None), ("0005", f"{BASE}/crls", None)])
         self.assertEqual(entries[0].size, len(self.standing.der))
         self.assertEqual(entries[1].size, 321)
-        self.store.record_standing_download("alice", "default", "cacerts", "cafe")
-        self.store.record_standing_download("alice", "default", "crl", "4")
-        self.store.record_standing_download("alice", "default", "arl", "1")  # an older ARL
+        self.store.record_standing_downloads("alice", "default", {"cacerts": "cafe", "crl": "4",
+                                                                  "arl": "1"})  # an older ARL
         entries = yield self.pal()
         # undownloaded first within the tier: the ARL, then the dated ones
         self.assertEqual([(e.type, e.date is not None) for e in entries],
@@ -425,6 +424,21 @@ class BuilderTests(unittest.TestCase):
                                       client="alice", der=b"\x30\x00", pending_id=r.id)
         entries = yield self.pal()
         self.assertEqual(len(entries), 3)
+
+    @defer.inlineCallbacks
+    def test_receipts_owed_for_server_generated_keys(self):
+        for n, (label_name, receipt, delivered) in enumerate((("default", True, True), ("default", False, True),
+                                                              ("default", True, False), ("iot", True, True))):
+            pkg = bytes([n]) * 20
+            self.store.key_package_started(pkg_id=pkg, client="alice", label=label_name, key_label=f"k{n}",
+                                           form="enveloped", receipt_requested=receipt)
+            if delivered:
+                self.store.key_package_delivered(pkg, escrowed=False)
+        entries = yield self.pal()
+        self.assertEqual([(e.type, e.uri, e.size) for e in entries[3:]],
+                         [("0023", f"{BASE}/serverkeygen/return", 0)])
+        other = yield self.pal("bob")
+        self.assertEqual(len(other), 3)
 
     def test_key_use(self):
         self.assertEqual(key_use(("digitalSignature", "keyEncipherment")), "DS")

@@ -110,7 +110,14 @@ class CrlIssuer:
             listed = {entry.serial_number for entry in x509.load_der_x509_crl(record.der)}
             stale = any(serial not in listed for serial, _, _ in revoked)
         if stale:
-            record = yield self.issue(kind)
+            try:
+                record = yield self.issue(kind)
+            except Exception:
+                # Another process (a worker, estctl) may have taken the number first: use its CRL.
+                latest = yield on_store_thread(self.store.latest_crl, kind)
+                if latest is None or (record is not None and latest.number <= record.number):
+                    raise
+                record = latest
         return record
 
 

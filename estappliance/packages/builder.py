@@ -5,10 +5,11 @@ Entries come from four places:
 * the standing ones every client gets: /cacerts (0002), the ARL (0004) and
   the CRL (0005), dated when this client last downloaded the current version;
 * the server's notifications: a certificate of the client nearing its end
-  (0010 DS / 0017 KE re-enrollment, ``iasn`` naming it) and an enrollment
+  (0010 DS / 0017 KE re-enrollment, ``iasn`` naming it), an enrollment
   result waiting after an operator's decision (0008/0009, 0011/0012,
   0015/0016, 0018/0019; one at a time, oldest first), fetched with GET on
-  /simpleenroll or /simplereenroll (RFC 8295 9);
+  /simpleenroll or /simplereenroll (RFC 8295 9), and the receipt owed for a
+  server-generated key (0023, /serverkeygen/return);
 * the queued packages, dated once downloaded, each followed by the request
   for its receipt or error (0023/0025/0027/...) while one is owed; EE
   certificates (0003) are one entry, as /eecerts serves them all at once;
@@ -101,6 +102,7 @@ class _Snapshot:
     certificates: list
     requests: list
     delivered: dict
+    key_packages: list  # server-generated keys (/serverkeygen) delivered to the client
 
 
 def key_use(key_usage: x509.KeyUsage | tuple[str, ...] | None) -> str:
@@ -129,6 +131,7 @@ class PalBuilder:
             certificates=self.store.certificates(client),
             requests=requests,
             delivered=self.store.delivered_results(r.id for r in requests),
+            key_packages=self.store.key_packages(client),
         )
 
     @defer.inlineCallbacks
@@ -139,7 +142,8 @@ class PalBuilder:
         snap = yield on_store_thread(self._snapshot, client, label.name)
         now = self.now()
         groups = [*self._standing(snap, crls, base), *self._results(snap, label, base),
-                  *self._expiring(snap, label, base, now), *self._packages(snap, base, now)]
+                  *self._expiring(snap, label, base, now), *self._key_receipts(snap, label, base),
+                  *self._packages(snap, base, now)]
         groups.sort(key=lambda g: (g.tier, not g.waiting, g.order))
         return [e for g in groups for e in g.entries]
 
@@ -188,6 +192,15 @@ class PalBuilder:
             groups.append(_Group(3, True, (1, record.not_after, record.serial), [PalEntry(
                 start, 0, iasn=IssuerSerial(cert.issuer.rfc4514_string(), record.serial))]))
         return groups
+
+    def _key_receipts(self, snap: _Snapshot, label: Label, base: str) -> list[_Group]:
+        """0023 for each server-generated key delivered under this label whose
+        RFC 7191 receipt was asked for and has not come back."""
+        receipt = types.PAL_TYPES["0023"]
+        return [_Group(receipt.tier, True, (2, k.created_at), [PalEntry(receipt.code, 0,
+                                                                        uri=f"{base}/{receipt.operation}")])
+                for k in snap.key_packages
+                if k.label == label.name and k.receipt_requested and k.state == "delivered"]
 
     def _packages(self, snap: _Snapshot, base: str, now: datetime.datetime) -> list[_Group]:
         history = datetime.timedelta(days=self.settings.history_days)

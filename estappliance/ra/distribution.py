@@ -92,10 +92,7 @@ class Distribution:
         label, identity = yield self.identify("crls", label_name, creds, required=False)
         body = yield self.standing.crls()
         if identity is not None:
-            def record():
-                for item, version in body.versions.items():
-                    self.store.record_standing_download(identity.name, label.name, item, version)
-            yield on_store_thread(record)
+            yield on_store_thread(self.store.record_standing_downloads, identity.name, label.name, body.versions)
         return body.der
 
     # -- /cacerts (served by the enrollment routes; its downloads are dated here) -----------
@@ -112,7 +109,7 @@ class Distribution:
         except EstError:
             return
         version = self.standing.cacerts()[1]
-        yield on_store_thread(self.store.record_standing_download, identity.name, label.name, "cacerts", version)
+        yield on_store_thread(self.store.record_standing_downloads, identity.name, label.name, {"cacerts": version})
 
     # -- /eecerts ---------------------------------------------------------------------------
 

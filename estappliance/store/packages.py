@@ -481,14 +481,19 @@ class PackageTables:
 
     # -- /cacerts and /crls downloads (the PAL's standing entries) --------------------
 
-    def record_standing_download(self, client: str, label: str, item: str, version: str) -> None:
-        if item not in STANDING_ITEMS:
-            raise ValueError(f"unknown standing item {item!r}")
+    def record_standing_downloads(self, client: str, label: str, versions: dict[str, str]) -> None:
+        """``client`` fetched these versions of /cacerts or /crls (item -> version), now."""
+        unknown = set(versions) - set(STANDING_ITEMS)
+        if unknown:
+            raise ValueError(f"unknown standing items {sorted(unknown)}")
+        now = _now()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO standing_downloads VALUES (?, ?, ?, ?, ?) ON CONFLICT (client, label, item)"
-                             " DO UPDATE SET version=excluded.version, downloaded_at=excluded.downloaded_at",
-                             (client, label, item, version, _now()))
+            for item, version in versions.items():
+                self._db.execute("INSERT INTO standing_downloads VALUES (?, ?, ?, ?, ?)"
+                                 " ON CONFLICT (client, label, item)"
+                                 " DO UPDATE SET version=excluded.version, downloaded_at=excluded.downloaded_at",
+                                 (client, label, item, version, now))
 
     def standing_downloads(self, client: str, label: str) -> dict[str, StandingDownload]:
         rows = self._db.execute("SELECT item, version, downloaded_at FROM standing_downloads"
