@@ -547,9 +547,12 @@ class InteropTests(InteropBase):
                                  *self.enroll_args(*self.basic(), content_type="application/json", data=f"@{csr}"))
 
     @defer.inlineCallbacks
-    def test_refused_get_simpleenroll_405(self):
-        answer = yield self.assertRefused(405, f"{EST}/simpleenroll", *self.basic())
-        self.assertEqual(answer.header("allow"), "POST")
+    def test_refused_put_simpleenroll_405(self):
+        answer = yield self.assertRefused(405, f"{EST}/simpleenroll", "-X", "PUT", *self.basic())
+        self.assertEqual(answer.header("allow"), "GET, POST")
+        # GET picks up a result announced in the PAL (RFC 8295 9); here there is none
+        answer = yield self.assertRefused(404, f"{EST}/simpleenroll", *self.basic())
+        self.assertIn("no enrollment result", answer.body.decode())
 
     @defer.inlineCallbacks
     def test_refused_unknown_paths_404(self):
