@@ -144,6 +144,33 @@ def _pal_config(t: dict) -> PalConfig:
 
 
 @dataclass(frozen=True)
+class DistributionConfig:
+    """RFC 8295 packages the appliance signs (TAMP, firmware) or checks (imported firmware)."""
+
+    firmware_anchors: tuple[str, ...] = ()  # [trust_anchors] names (or "ca") that may sign imported firmware
+    firmware_signer_key_label: str = "est-firmware-signer"  # token key when the appliance signs firmware
+    firmware_signer_cert_file: Path | None = None
+    tamp_key_label: str = "est-tamp-manager"  # token key of the TAMP trust anchor manager
+    tamp_cert_file: Path | None = None
+    keep_symmetric_keys: bool = False  # escrow: keep published symmetric keys (sealed) in the token
+
+
+def _distribution_config(t: dict, base: Path, anchors: dict[str, Path]) -> DistributionConfig:
+    names = tuple(t.get("firmware_anchors", ()))
+    for name in names:
+        if name != "ca" and name not in anchors:
+            raise ConfigError(f"[distribution] firmware_anchors names unknown trust anchor {name!r}")
+    return DistributionConfig(
+        firmware_anchors=names,
+        firmware_signer_key_label=t.get("firmware_signer_key_label", "est-firmware-signer"),
+        firmware_signer_cert_file=_path(base, t.get("firmware_signer_cert_file", "ca/firmware-signer.pem")),
+        tamp_key_label=t.get("tamp_key_label", "est-tamp-manager"),
+        tamp_cert_file=_path(base, t.get("tamp_cert_file", "ca/tamp-manager.pem")),
+        keep_symmetric_keys=bool(t.get("keep_symmetric_keys", False)),
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -157,6 +184,7 @@ class Config:
     extra: dict = field(default_factory=dict)
     crl: CrlConfig = CrlConfig()
     pal: PalConfig = PalConfig()
+    distribution: DistributionConfig = DistributionConfig()
 
     def label(self, name: str | None) -> Label | None:
         return self.labels.get(name or DEFAULT_LABEL)
@@ -338,4 +366,5 @@ def from_dict(raw: dict, path: Path) -> Config:
         workers=_int(s, "workers", 1, "server", 1),
         crl=_crl_config(raw.get("crl", {})),
         pal=_pal_config(raw.get("pal", {})),
+        distribution=_distribution_config(raw.get("distribution", {}), base, anchors),
     )

@@ -17,11 +17,13 @@ from .errors import TokenUnavailable
 from .packages import PackageQueue
 from .packages.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
+from .ra.delivery import PackageDelivery
 from .ra.distribution import Distribution
 from .ra.results import EnrollmentResults
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
 from .web import ServerContextFactory, distribution, enroll, make_site
+from .web import packages as package_routes
 from .workers import WorkerPool
 
 log = Logger()
@@ -106,6 +108,7 @@ def site(appliance: Appliance):
     s = appliance.config.server
     route_sets = [distribution.track_cacerts(enroll.routes(appliance.registrar), appliance.distribution),
                   distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution))]
+    route_sets.append(package_routes.routes(PackageDelivery(appliance.distribution)))
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
                      max_body=s.max_body)
 

@@ -17,7 +17,7 @@ from .http import TLSError
 # Modules adding their own sub-commands: each has register(subparsers, common)
 # where ``common`` is the parent parser with the connection options; their
 # commands call ``client_from_args(args)``.
-EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution",)
+EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution", "estappliance.client.sync")
 
 
 def _pem_certs(certs) -> bytes:

@@ -170,6 +170,8 @@ class TrustAnchor:
 
     @classmethod
     def from_choice(cls, choice: rfc5914.TrustAnchorChoice) -> "TrustAnchor":
+        if choice.explicit:  # as carried in TrustAnchorUpdate add [1]: keep the bare CHOICE
+            choice = choice.untag()
         if choice.name == "certificate":
             cert = x509.load_der_x509_certificate(choice.chosen.dump())
             title = cert.subject.rfc4514_string()

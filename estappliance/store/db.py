@@ -15,7 +15,9 @@ from typing import Iterable
 
 from .crls import CrlRecord, CrlTables
 from .packages import PackageTables
+from .returns import ReturnLookups
 from .serverkeygen import ServerKeygenTables
+from .tamp import TampTables
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,7 +155,7 @@ def serial_key(serial: int) -> str:
     return format(serial, "x")
 
 
-class Store(CrlTables, PackageTables, ServerKeygenTables):
+class Store(CrlTables, PackageTables, ServerKeygenTables, TampTables, ReturnLookups):
     def __init__(self, path: str | Path, *, read_only: bool = False):
         """``read_only``: a second connection for lookups, used from its own
         thread so that reads never queue behind a commit's fsync (WAL lets

@@ -1,0 +1,87 @@
+"""Serving queued packages to their client and taking back what it returns
+(RFC 8295 5, 6, 7): /symmetrickeys, /firmware, /tamp and their /return.
+
+Every one of these needs an authenticated client, and a client is only ever
+served, or allowed to answer for, its own packages. A GET serves the package
+the PAL points at (``packages.next_offer``), recorded as downloaded before the
+body leaves; nothing to serve is a 404. Refusals are audited.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from twisted.internet import defer
+
+from ..errors import EstError, NotFound
+from ..packages import returns, types
+from ..store import on_store_thread
+from .auth import Credentials
+from .distribution import Distribution
+
+OPERATIONS = ("symmetrickeys", "firmware", "tamp")
+_NOTHING = {
+    "symmetrickeys": "no symmetric key package is waiting for this client",
+    "firmware": "no firmware package is waiting for this client",
+    "tamp": "no TAMP message is waiting for this client",
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    media_type: str
+    body: bytes  # DER
+    package_id: int
+
+
+class PackageDelivery:
+    def __init__(self, distribution: Distribution):
+        self.distribution = distribution
+
+    @property
+    def store(self):
+        return self.distribution.store
+
+    @defer.inlineCallbacks
+    def fetch(self, operation: str, label_name: str | None, creds: Credentials):
+        """Fires with what a GET on ``operation`` serves this client (Served)."""
+        label, identity = yield self.distribution.identify(operation, label_name, creds, required=True)
+        try:
+            offer = yield self.distribution.packages.next_for(identity.name, label.name, types.types_for(operation))
+            if offer is None or offer.body is None:
+                raise NotFound(_NOTHING[operation])
+            yield self.distribution.packages.mark_downloaded(offer.package.id, identity.name)
+        except EstError as e:
+            yield self.distribution.refused(operation, e, label, creds, identity)
+            raise
+        return Served(offer.package.media_type or "application/cms", offer.body, offer.package.id)
+
+    @defer.inlineCallbacks
+    def take_return(self, operation: str, label_name: str | None, creds: Credentials, body: Callable[[], bytes],
+                    media_type: str | None = None):
+        """Parse, check and record a return on ``operation``/return; fires
+        with the id of the package it was for."""
+        where = f"{operation}/return"
+        label, identity = yield self.distribution.identify(where, label_name, creds, required=True)
+        presented = identity.certificate if identity.method == "cert" else None
+        try:
+            der = body()
+            if operation == "symmetrickeys":
+                parsed = returns.parse_key_package_return(der)
+                record = returns.record_key_package_return
+            elif operation == "firmware":
+                parsed = returns.parse_firmware_report(der)
+                record = returns.record_firmware_report
+            elif operation == "tamp":
+                parsed = returns.parse_tamp_answer(der, media_type)
+                record = returns.record_tamp_answer
+            else:
+                raise NotFound("no such EST operation")
+            offer = yield on_store_thread(record, self.store, identity.name, label.name, parsed, presented)
+        except EstError as e:
+            yield self.distribution.refused(where, e, label, creds, identity)
+            raise
+        return offer.package.id
+
+
+__all__ = ["OPERATIONS", "PackageDelivery", "Served"]
