@@ -165,6 +165,18 @@ class PalTests(DistributionCase):
         self.assertEqual(xml_entries[1].size, len(decode_body(crls.body)))
 
     @defer.inlineCallbacks
+    def test_curl_gets_both_forms(self):
+        ca = Path(self.mktemp())
+        ca.write_bytes(self.server.ca_cert.public_bytes(serialization.Encoding.PEM))
+        url = f"{self.server.url}{EST}/pal"
+        out = yield support.run_tool("curl", "-sS", "--fail", "--cacert", str(ca), "-u", f"alice:{PASSWORD}", url)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        pal_format.validate_xml(out.stdout)
+        out_json = yield support.run_tool("curl", "-sS", "--fail", "--cacert", str(ca), "-u", f"alice:{PASSWORD}",
+                                          "-H", "Accept: application/json", url)
+        self.assertEqual(pal_format.parse_json(out_json.stdout), pal_format.parse_xml(out.stdout))
+
+    @defer.inlineCallbacks
     def test_uris_follow_the_label(self):
         entries = yield self.pal(label="iot")
         self.assertEqual([e.uri for e in entries], [f"{self.base}/iot/cacerts", f"{self.base}/iot/crls",

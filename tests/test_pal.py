@@ -444,3 +444,27 @@ class BuilderTests(unittest.TestCase):
         self.assertEqual(key_use(("digitalSignature", "keyEncipherment")), "DS")
         self.assertEqual(key_use(("keyEncipherment",)), "KE")
         self.assertEqual(key_use(None), "DS")
+
+
+class SettingsTests(unittest.TestCase):
+    def load(self, **tables):
+        from estappliance.config import from_dict
+        raw = {"token": {"module": "/nonexistent.so", "label": "t", "pin_env": "X"}, **tables}
+        return from_dict(raw, Path("/etc/est/estappliance.toml"))
+
+    def test_defaults_and_values(self):
+        from estappliance.config import CrlConfig
+        c = self.load()
+        self.assertEqual((c.crl, c.pal), (CrlConfig(), PalConfig()))
+        c = self.load(crl={"validity_hours": 48, "reissue_before_hours": 12, "check_minutes": 5},
+                      pal={"max_entries": 8, "renew_before_days": 10, "history_days": 0})
+        self.assertEqual((c.crl.validity_hours, c.crl.reissue_before_hours, c.crl.check_minutes), (48, 12, 5))
+        self.assertEqual((c.pal.max_entries, c.pal.renew_before_days, c.pal.history_days), (8, 10, 0))
+
+    def test_refusals(self):
+        from estappliance.config import ConfigError
+        for tables in ({"pal": {"max_entries": 1}}, {"pal": {"max_entries": "many"}},
+                       {"crl": {"validity_hours": 6, "reissue_before_hours": 6}}, {"crl": {"validity_hours": 0}},
+                       {"pal": {"renew_before_days": -1}}):
+            with self.assertRaises(ConfigError, msg=tables):
+                self.load(**tables)
