@@ -20,9 +20,10 @@ from .ra import Authenticator, Registrar, TrustAnchors
 from .ra.delivery import PackageDelivery
 from .ra.distribution import Distribution
 from .ra.results import EnrollmentResults
+from .ra.serverkeygen import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
-from .web import ServerContextFactory, distribution, enroll, make_site
+from .web import ServerContextFactory, distribution, enroll, make_site, serverkeygen
 from .web import packages as package_routes
 from .workers import WorkerPool
 
@@ -51,6 +52,7 @@ class Appliance:
     worker_index: int = 0
     packages: PackageQueue | None = None  # RFC 8295 package queue (set by build)
     distribution: Distribution | None = None  # /pal, /eecerts, /crls (set by build)
+    keygen: KeygenRegistrar | None = None  # /serverkeygen and /serverkeygen/return (set by build)
 
     @property
     def primary(self) -> bool:
@@ -81,7 +83,7 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     standing = StandingItems(ca, crls, datetime.timedelta(hours=config.crl.reissue_before_hours))
     dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
     return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index,
-                     packages=packages, distribution=dist)
+                     packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer))
 
 
 def shared_secret(config: Config, name: str) -> bytes:
@@ -107,7 +109,8 @@ def site(appliance: Appliance):
     """The HTTP site: every operation the appliance serves, under every label."""
     s = appliance.config.server
     route_sets = [distribution.track_cacerts(enroll.routes(appliance.registrar), appliance.distribution),
-                  distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution))]
+                  distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
+                  serverkeygen.routes(appliance.keygen)]
     route_sets.append(package_routes.routes(PackageDelivery(appliance.distribution)))
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
                      max_body=s.max_body)

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyasn1.codec.der import decoder, encoder
 from pyasn1_alt_modules import rfc5280, rfc5652
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from estappliance.admin.cli import main as estctl_main
@@ -33,6 +33,8 @@ from estappliance.store import on_store_thread
 
 from . import support
 from .test_admin import write_toml
+from .test_e2e_interop import BIN, InteropBase, shared_server
+from .test_e2e_interop import USER as INTEROP_USER
 
 PASSWORD = "correct horse"
 EST = "/.well-known/est"
@@ -366,6 +368,16 @@ class CrlTests(DistributionCase):
         self.assertEqual((renewed.number, renewed_arl.number), (first.number + 1, first_arl.number + 1))
         self.assertEqual(schedule.step, 600)
 
+    def test_the_service_runs_the_schedule_in_one_process_only(self):
+        import dataclasses
+        from estappliance.service import ApplianceService
+        appliance = self.server.appliance
+        [schedule] = [s for s in ApplianceService(appliance) if isinstance(s, CrlSchedule)]
+        self.assertEqual(schedule.step, appliance.config.crl.check_minutes * 60)
+        self.assertEqual(schedule.reissue_before, datetime.timedelta(hours=appliance.config.crl.reissue_before_hours))
+        second_worker = dataclasses.replace(appliance, worker_index=1)
+        self.assertEqual([s for s in ApplianceService(second_worker) if isinstance(s, CrlSchedule)], [])
+
     @defer.inlineCallbacks
     def test_concurrent_requests_issue_one_crl(self):
         crls = self.server.appliance.crls
@@ -625,3 +637,39 @@ class CommandTests(DistributionCase):
         self.assertEqual(code, 1)
         code, out, err = yield self.estctl("packages", "list", "--all")
         self.assertIn("withdrawn", out)
+
+
+class TwistdTests(InteropBase):
+    """The real ``twistd -n est`` process (shared with the interop tests)."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        super().setUp()
+        self.server = yield support.in_thread(shared_server)
+
+    def issued_kinds(self) -> set[str]:
+        import sqlite3
+        db = sqlite3.connect(f"file:{self.server.state / 'est.sqlite'}?mode=ro", uri=True)
+        try:
+            return {row[0] for row in db.execute("SELECT DISTINCT kind FROM crls")}
+        finally:
+            db.close()
+
+    @defer.inlineCallbacks
+    def test_schedule_issued_the_crls_and_the_pal_is_served(self):
+        for _ in range(100):  # the schedule's first run starts with the service
+            if self.issued_kinds() == {"crl", "arl"}:
+                break
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(self.issued_kinds(), {"crl", "arl"})
+        answer = yield self.curl(f"{EST}/pal", "-u", f"{INTEROP_USER}:{self.server.password}")
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(answer.header("content-type"), "application/xml")
+        pal_format.validate_xml(answer.body)
+        self.assertEqual([e.type for e in pal_format.parse_xml(answer.body)], STANDING)
+        answer = yield self.curl(f"{EST}/crls")
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(len(read_crls_only(decode_body(answer.body))), 2)
+        proc = yield self.tool(BIN / "est", "pal", "--server", self.server.url, "--anchor", self.server.ca_pem,
+                               "--user", INTEROP_USER, "--password-file", self.server.password_file, "--json")
+        self.assertEqual([line.split()[0] for line in proc.stdout.decode().splitlines()], STANDING)

@@ -20,7 +20,8 @@ from ..token import Token
 DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
 # command's func(args, config) runs with the config loaded.
-EXTENSIONS: tuple[str, ...] = ("estappliance.admin.packages", "estappliance.admin.distribution")
+EXTENSIONS: tuple[str, ...] = ("estappliance.admin.packages", "estappliance.admin.serverkeygen",
+                                "estappliance.admin.distribution")
 
 
 def _token(config) -> Token:

@@ -17,7 +17,8 @@ from .http import TLSError
 # Modules adding their own sub-commands: each has register(subparsers, common)
 # where ``common`` is the parent parser with the connection options; their
 # commands call ``client_from_args(args)``.
-EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution", "estappliance.client.sync")
+EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution", "estappliance.client.serverkeygen",
+                               "estappliance.client.sync")
 
 
 def _pem_certs(certs) -> bytes:

@@ -1,0 +1,108 @@
+"""Symmetric keys that never leave the token: key-encryption keys (KEKs)
+shared with a device, and the key that seals small secrets kept in the store.
+
+Blocking, like ``session.Token``: run on the PKCS#11 thread. These helpers go
+through ``Token._run`` so a token failure drops the session and surfaces as
+``TokenUnavailable`` exactly as for the Token's own methods.
+"""
+from __future__ import annotations
+
+import os
+
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.exceptions import GeneralError, NoSuchKey
+from pkcs11.mechanisms import GCMParams
+
+from .session import Token
+
+AES_SIZES = (16, 24, 32)
+_NONCE = 12
+_TAG_BITS = 128
+
+
+def _secret_keys(session, label: str) -> list:
+    return list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+
+
+def create_kek(token: Token, label: str, value: bytes | None = None, size: int = 32) -> int:
+    """Make (or, given ``value``, import) an AES KEK under ``label``: sensitive,
+    never extractable, usable only to wrap. Returns its size in octets."""
+    if value is not None:
+        size = len(value)
+    if size not in AES_SIZES:
+        raise ValueError("a KEK is an AES key of 16, 24 or 32 octets")
+    template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.WRAP: True,
+                Attribute.UNWRAP: False, Attribute.ENCRYPT: False, Attribute.DECRYPT: False}
+
+    def op(session):
+        if _secret_keys(session, label):
+            raise ValueError(f"the token already holds a secret key labelled {label!r}")
+        if value is None:
+            session.generate_key(KeyType.AES, size * 8, store=True, label=label, template=template)
+        else:
+            session.create_object({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+                                   Attribute.TOKEN: True, Attribute.LABEL: label, Attribute.VALUE: value,
+                                   **template})
+        return size
+    return token._run(op)
+
+
+def wrap_with_kek(token: Token, label: str, key: bytes) -> bytes:
+    """RFC 3394 AES key wrap of ``key`` (e.g. a CMS content-encryption key)
+    under the token KEK ``label``. The key to wrap is a session object that
+    exists only for this call."""
+    def op(session):
+        try:
+            kek = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+        except NoSuchKey:
+            raise LookupError(f"no KEK {label!r} in the token") from None
+        temporary = session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.VALUE: key,
+            Attribute.TOKEN: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+        try:
+            return kek.wrap_key(temporary, mechanism=Mechanism.AES_KEY_WRAP)
+        finally:
+            temporary.destroy()
+    return token._run(op)
+
+
+def has_secret_key(token: Token, label: str) -> bool:
+    return token._run(lambda session: bool(_secret_keys(session, label)))
+
+
+def ensure_sealing_key(token: Token, label: str) -> None:
+    """The AES-256 key that seals secrets for the store (made on first use)."""
+    def op(session):
+        if not _secret_keys(session, label):
+            session.generate_key(KeyType.AES, 256, store=True, label=label, template={
+                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
+                Attribute.DECRYPT: True, Attribute.WRAP: False, Attribute.UNWRAP: False})
+    token._run(op)
+
+
+def seal(token: Token, label: str, plaintext: bytes, context: bytes) -> bytes:
+    """AES-GCM in the token; ``context`` (e.g. the record's name) is bound as
+    associated data, so a sealed value cannot be moved to another record."""
+    nonce = os.urandom(_NONCE)
+
+    def op(session):
+        key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+        return nonce + key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
+                                   mechanism_param=GCMParams(nonce, context, _TAG_BITS))
+    return token._run(op)
+
+
+def unseal(token: Token, label: str, sealed: bytes, context: bytes) -> bytes:
+    """The plaintext; ValueError if the sealed value was altered or belongs to
+    another context (the token stays in use)."""
+    def op(session):
+        key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+        try:
+            return key.decrypt(sealed[_NONCE:], mechanism=Mechanism.AES_GCM,
+                               mechanism_param=GCMParams(sealed[:_NONCE], context, _TAG_BITS))
+        except GeneralError:
+            # SoftHSM2 reports a failed GCM tag as a general error: if the
+            # token still answers, it was the data, not the token.
+            session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            raise ValueError("the sealed secret does not open (altered, or another record's)") from None
+    return token._run(op)
