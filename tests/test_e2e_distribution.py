@@ -572,6 +572,18 @@ class EnrollmentResultTests(DistributionCase):
         self.assertEqual(resp.status, 404)
 
     @defer.inlineCallbacks
+    def test_rejection_learnt_by_repeating_the_post_is_not_announced_again(self):
+        csr = make_csr(new_key("ec-p256"), "CN=unwanted-too")
+        yield self.post(csr, 202)
+        [request] = yield on_store_thread(self.server.store.pending_requests)
+        yield on_store_thread(self.server.store.decide_pending, request.id, False)
+        announced = yield self.results()
+        self.assertEqual([t for t, _ in announced], ["0009"])
+        yield self.post(csr, 403)  # the RFC 7030 way: ask again
+        announced = yield self.results()
+        self.assertEqual(announced, [])
+
+    @defer.inlineCallbacks
     def test_get_needs_authentication_and_sees_only_own_results(self):
         yield self.post(make_csr(new_key("ec-p256"), "CN=alices"), 202)
         [request] = yield on_store_thread(self.server.store.pending_requests)

@@ -175,6 +175,8 @@ class Registrar:
             if found.state == "pending":
                 raise Pending(f"request {found.id} is waiting for approval", self.config.server.retry_after)
             if found.state == "rejected":
+                # The client has its answer: the PAL stops announcing it (RFC 8295 9).
+                yield on_store_thread(self.store.mark_result_delivered, found.id)
                 raise NotAuthorized(f"request {found.id} was rejected by an operator")
             if found.state == "approved":
                 return found.id
