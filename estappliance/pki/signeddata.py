@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from asn1crypto import cms, core, parser
+from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -77,13 +78,14 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
 def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x509.Certificate, *,
          certificates: list[x509.Certificate] | None = None, signed_attrs: list[dict] | None = None,
          use_ski: bool = True, signing_time: datetime.datetime | None = None,
-         detached: bool = False) -> bytes:
+         detached: bool = False, crls: list[bytes] | None = None) -> bytes:
     """ContentInfo(SignedData) DER with one signer.
 
     ``content`` is the eContent: bytes (DER of the inner structure) or an
     asn1crypto value of the registered content type. Signed attributes always
     hold contentType and messageDigest (plus signingTime unless ``None`` is
-    wanted: pass ``signing_time=False``), then ``signed_attrs``.
+    wanted: pass ``signing_time=False``), then ``signed_attrs``. ``crls``
+    (DER CertificateLists) go in the SignedData crls field.
     """
     raw = content if isinstance(content, bytes) else content.dump()
     digest = _digest_name(key)
@@ -133,6 +135,8 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
     certs = certificates if certificates is not None else [signer_cert]
     if certs:
         sd["certificates"] = [_asn1_cert(c) for c in certs]
+    if crls:
+        sd["crls"] = [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(c)) for c in crls]
     return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(sd)}).dump()
 
 
@@ -140,14 +144,17 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
 class Verified:
     content_type: str  # dotted OID or asn1crypto name
     content: bytes  # the eContent octets (DER of the inner structure)
-    signer: x509.Certificate
+    signer: x509.Certificate | None  # None: verified with one of the given public_keys
     signed_attrs: cms.CMSAttributes
+    public_key: object = None  # the key that verified
 
 
-def verify(der: bytes, candidates: list[x509.Certificate] | None = None) -> Verified:
+def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_keys=()) -> Verified:
     """Check the (first) signature of a SignedData; the signer certificate is
     found among ``candidates`` or the certificates the message carries. The
-    caller decides whether that signer is one it trusts."""
+    caller decides whether that signer is one it trusts. ``public_keys`` are
+    tried when no certificate names the signer (a CMC request signed by the
+    key it asks a certificate for, RFC 5272 3.2.1.3.1)."""
     try:
         info = cms.ContentInfo.load(der, strict=True)
         if info["content_type"].native != "signed_data":
@@ -155,7 +162,7 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None) -> Veri
         sd = info["content"]
         encap = sd["encap_content_info"]
         content_type = encap["content_type"].native
-        if encap["content"].native is None:
+        if isinstance(encap["content"], core.Void):  # not .native: that would parse the whole content
             raise BadSignedData("SignedData without content")
         content = encap["content"].__bytes__()
         if not len(sd["signer_infos"]):
@@ -163,7 +170,13 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None) -> Veri
         si = sd["signer_infos"][0]
         carried = [x509.load_der_x509_certificate(c.chosen.dump()) for c in sd["certificates"]
                    if c.name == "certificate"] if not isinstance(sd["certificates"], core.Void) else []
-        signer = _find_signer(si["sid"], [*(candidates or []), *carried])
+        try:
+            signer = _find_signer(si["sid"], [*(candidates or []), *carried])
+            keys = [signer.public_key()]
+        except BadSignedData:
+            if not public_keys:
+                raise
+            signer, keys = None, list(public_keys)
         digest = si["digest_algorithm"]["algorithm"].native
         signed_attrs = si["signed_attrs"]
         if isinstance(signed_attrs, core.Void) or not len(signed_attrs):
@@ -175,13 +188,18 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None) -> Veri
                 attrs["message_digest"][0].native != hashlib.new(digest, content).digest():
             raise BadSignedData("messageDigest does not match the content")
         to_check = b"\x31" + signed_attrs.dump()[1:]  # [0] IMPLICIT back to SET OF
-        _verify_signature(signer.public_key(), si["signature"].native, to_check, digest,
-                          si["signature_algorithm"])
+        for i, key in enumerate(keys):
+            try:
+                _verify_signature(key, si["signature"].native, to_check, digest, si["signature_algorithm"])
+                break
+            except BadSignedData:
+                if i == len(keys) - 1:
+                    raise
     except (ValueError, TypeError, KeyError, IndexError) as e:
         if isinstance(e, BadSignedData):
             raise
         raise BadSignedData(f"unreadable SignedData: {e}") from None
-    return Verified(content_type, content, signer, signed_attrs)
+    return Verified(content_type, content, signer, signed_attrs, key)
 
 
 def _find_signer(sid, certs: list[x509.Certificate]) -> x509.Certificate:
