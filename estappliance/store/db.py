@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .crls import CrlRecord, CrlTables
+from .fullcmc import CmcTables
 from .packages import PackageTables
 from .returns import ReturnLookups
 from .serverkeygen import ServerKeygenTables
@@ -155,7 +156,7 @@ def serial_key(serial: int) -> str:
     return format(serial, "x")
 
 
-class Store(CrlTables, PackageTables, ServerKeygenTables, TampTables, ReturnLookups):
+class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables, ReturnLookups):
     def __init__(self, path: str | Path, *, read_only: bool = False):
         """``read_only``: a second connection for lookups, used from its own
         thread so that reads never queue behind a commit's fsync (WAL lets
