@@ -112,6 +112,15 @@ class Label:
     escrow: bool = False
     serverkeygen_receipts: bool = False
     pkcs12_iterations: int = 600_000
+    # /fullcmc: take an unsigned PKIData from a TLS-authenticated client; RAs
+    # are id-kp-cmcRA certificates of this CA (cmc_ra_eku) and certificates
+    # with these subjects; may RAs revoke the label's certificates; "auto":
+    # RA-signed requests skip manual approval ("label": the label decides).
+    fullcmc_unsigned: bool = False
+    cmc_ra_eku: bool = True
+    cmc_ra_subjects: tuple[str, ...] = ()
+    cmc_ra_revoke: bool = False
+    cmc_ra_approval: str = "label"
 
 
 @dataclass(frozen=True)
@@ -293,7 +302,25 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
                  pop_linking=bool(t.get("pop_linking", False)), approval=approval, serverkeygen_forms=forms,
                  serverkeygen_default=default, escrow=bool(t.get("escrow", False)),
                  serverkeygen_receipts=bool(t.get("serverkeygen_receipts", False)),
-                 pkcs12_iterations=_int(t, "pkcs12_iterations", 600_000, f"labels.{name}", 10_000))
+                 pkcs12_iterations=_int(t, "pkcs12_iterations", 600_000, f"labels.{name}", 10_000),
+                 **_fullcmc_options(name, t))
+
+
+def _fullcmc_options(name: str, t: dict) -> dict:
+    from .pki import certs  # pure; imported here to keep config importable alone
+
+    subjects = tuple(t.get("cmc_ra_subjects", ()))
+    for s in subjects:
+        try:
+            certs.parse_name(s)
+        except ValueError as e:
+            raise ConfigError(f"[labels.{name}] cmc_ra_subjects: {s!r}: {e}") from None
+    approval = t.get("cmc_ra_approval", "label")
+    if approval not in ("label", "auto"):
+        raise ConfigError(f"[labels.{name}] cmc_ra_approval must be 'label' or 'auto'")
+    return dict(fullcmc_unsigned=bool(t.get("fullcmc_unsigned", False)), cmc_ra_eku=bool(t.get("cmc_ra_eku", True)),
+                cmc_ra_subjects=subjects, cmc_ra_revoke=bool(t.get("cmc_ra_revoke", False)),
+                cmc_ra_approval=approval)
 
 
 def load(path: str | os.PathLike) -> Config:

@@ -18,12 +18,15 @@ from .packages import PackageQueue
 from .packages.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
 from .ra.delivery import PackageDelivery
+from .ra.cmc_secrets import IdentityProofs
 from .ra.distribution import Distribution
+from .ra.fullcmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.serverkeygen import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
 from .web import ServerContextFactory, distribution, enroll, make_site, serverkeygen
+from .web import fullcmc
 from .web import packages as package_routes
 from .workers import WorkerPool
 
@@ -112,6 +115,8 @@ def site(appliance: Appliance):
                   distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
                   serverkeygen.routes(appliance.keygen)]
     route_sets.append(package_routes.routes(PackageDelivery(appliance.distribution)))
+    route_sets.append(fullcmc.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
+                                             IdentityProofs(appliance.token, appliance.store))))
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
                      max_body=s.max_body)
 

@@ -18,7 +18,7 @@ from .http import TLSError
 # where ``common`` is the parent parser with the connection options; their
 # commands call ``client_from_args(args)``.
 EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution", "estappliance.client.serverkeygen",
-                               "estappliance.client.sync")
+                               "estappliance.client.sync", "estappliance.client.fullcmc")
 
 
 def _pem_certs(certs) -> bytes:

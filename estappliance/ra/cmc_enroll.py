@@ -1,0 +1,237 @@
+"""/fullcmc certification requests (PKCS#10 and CRMF): the label's profile,
+proof of possession and linking, renewal and re-key, manual approval with
+pendToken follow-ups, issuance."""
+from __future__ import annotations
+
+import datetime
+
+from cryptography import x509
+from twisted.internet import defer
+
+from ..ca import IssueRequest
+from ..config import Label
+from ..errors import MalformedRequest, NotAuthorized, PolicyRefused
+from ..pki import cmc, crmf
+from ..pki import csr as csrs
+from ..pki.asn1 import rfc4211
+from ..store import AlreadyIssued, on_store_thread
+from . import profiles
+from .auth import Credentials
+from .cmc_common import Refusal, Requester, pending_id, pending_status
+from .registrar import Registrar, key_hash
+
+
+class _Subject:
+    """What ``profiles.subject_for`` reads of a request: its subject."""
+
+    def __init__(self, subject: x509.Name):
+        self.subject = subject
+
+
+class CmcEnrollment:
+    def __init__(self, registrar: Registrar):
+        self.registrar = registrar
+        self.ca = registrar.ca
+        self.store = registrar.store
+        self.retry_after = registrar.config.server.retry_after
+
+    @defer.inlineCallbacks
+    def enroll(self, req: cmc.CertificationRequest, ref, label: Label, requester: Requester, creds: Credentials):
+        """Fires with (Status, certificate or None) for one request of reqSequence."""
+        try:
+            self._check(req, label, requester, creds)
+            subject = profiles.subject_for(_Subject(req.subject), label.profile, requester.identity.name)
+            replaces = self._renewal(req, subject, label, requester)
+            pending = None
+            if self._needs_approval(label, requester):
+                decided = yield self._approval(req, subject, label, requester, replaces, ref)
+                if isinstance(decided, cmc.Status):
+                    return decided, None
+                if isinstance(decided, x509.Certificate):
+                    return cmc.Status("success", (ref,)), decided
+                pending = decided
+            cert = yield self._issue(subject, req.public_key, req.san, label, requester.identity.name, replaces,
+                                     pending)
+        except Refusal as e:
+            return e.status_for((ref,)), None
+        except (MalformedRequest, PolicyRefused, NotAuthorized) as e:
+            return cmc.Status("failed", (ref,), e.reason, "bad_request"), None
+        return cmc.Status("success", (ref,)), cert
+
+    @defer.inlineCallbacks
+    def query_pending(self, control: cmc.Control, ref, label: Label, requester: Requester):
+        """RFC 5272 6.13: the state of a request by its pendToken; fires with
+        (Status, certificate or None)."""
+        try:
+            token = control.value.native if control.value is not None else None
+            found = None
+            if pending_id(token) is not None:
+                found = yield on_store_thread(self.store.cmc_pending, pending_id(token))
+            if found is None or found.label != label.name or found.client != requester.identity.name:
+                raise Refusal("bad_request", "no request of yours has this pendToken")
+            decided = yield self._decided(found, ref)
+            if decided is None:
+                raise Refusal("bad_request", f"request {found.id} was fulfilled and its certificate is no longer"
+                                             " valid")
+            if isinstance(decided, cmc.Status):
+                return decided, None
+            if isinstance(decided, x509.Certificate):
+                return cmc.Status("success", (ref,)), decided
+            public_key, san = _stored_request(found.kind, found.request)
+            cert = yield self._issue(x509.Name.from_rfc4514_string(found.subject), public_key, san, label,
+                                     found.client, found.replaces, found.id)
+        except Refusal as e:
+            return e.status_for((ref,)), None
+        return cmc.Status("success", (ref,)), cert
+
+    @defer.inlineCallbacks
+    def waiting_keys(self, pki: cmc.PkiData | None, label: Label):
+        """The public keys of the requests a PKIData's queryPending controls
+        ask about: a client may sign its follow-up with the key it asked a
+        certificate for (who it is is checked as for the request itself)."""
+        keys = []
+        for c in pki.controls_of("query_pending") if pki is not None else ():
+            token = c.value.native if c.value is not None else None
+            if pending_id(token) is None:
+                continue
+            found = yield on_store_thread(self.store.cmc_pending, pending_id(token))
+            if found is not None and found.label == label.name:
+                try:
+                    keys.append(_stored_request(found.kind, found.request)[0])
+                except (ValueError, crmf.BadCrmfRequest):
+                    continue
+        return keys
+
+    # -- checks -----------------------------------------------------------------
+
+    def _check(self, req: cmc.CertificationRequest, label: Label, requester: Requester, creds: Credentials) -> None:
+        if req.problem is not None:
+            raise Refusal(req.problem.fail_info, req.problem.reason, status=req.problem.status)
+        if req.pop == "ra_verified" and not requester.is_ra:
+            raise Refusal("pop_failed", "raVerified proof of possession is accepted from a registration authority"
+                                        " only")
+        if req.pop in ("key_encipherment", "key_agreement", "none"):
+            raise Refusal("pop_required", "a signature proof of possession is required (encryptedPOP is not"
+                                          " supported)")
+        profile = label.profile
+        key_type = csrs.key_type(req.public_key)
+        if key_type not in profile.key_types:
+            raise Refusal("bad_alg", f"key type {key_type} not allowed by profile {profile.name!r}"
+                                     f" (allowed: {', '.join(profile.key_types)})")
+        if req.kind == "pkcs10":
+            self.registrar.check_csr(req.der, label)
+            if not requester.is_ra:
+                try:
+                    self.registrar.check_linking(req.csr, label, creds, requester.identity)
+                except PolicyRefused as e:
+                    raise Refusal("pop_failed", e.reason) from None
+        else:
+            _check_template(req.subject, req.san, profile)
+            if label.pop_linking and not requester.is_ra:
+                raise Refusal("pop_failed", "this label requires proof-of-possession linking: send a PKCS#10 whose"
+                                            " challengePassword is this TLS session's channel binding")
+
+    @staticmethod
+    def _renewal(req: cmc.CertificationRequest, subject: x509.Name, label: Label,
+                 requester: Requester) -> int | None:
+        """A request signed with a certificate of ours, for that certificate's
+        subject, renews it (same key) or re-keys it (RFC 7030 3.2.2); its
+        subjectAltName must stay the same unless the profile allows a change."""
+        current = requester.signer
+        if current is None or subject != current.subject:
+            return None
+        if not label.profile.allow_subject_change:
+            try:
+                current_san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            except x509.ExtensionNotFound:
+                current_san = None
+            requested = req.san if label.profile.copy_san else None
+            if set(current_san or ()) != set(requested or ()):
+                raise Refusal("bad_request", "subjectAltName differs from the certificate being renewed")
+        return current.serial_number
+
+    @staticmethod
+    def _needs_approval(label: Label, requester: Requester) -> bool:
+        if label.approval != "manual":
+            return False
+        return not (requester.is_ra and label.cmc_ra_approval == "auto")
+
+    # -- approval -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _approval(self, req: cmc.CertificationRequest, subject: x509.Name, label: Label, requester: Requester,
+                  replaces: int | None, ref):
+        """The request's standing with the operator: a pending Status (new or
+        still waiting), the approved request's id, or its certificate."""
+        client = requester.identity.name
+        khash = key_hash(req.public_key)
+        subject_text = subject.rfc4514_string()
+        found = yield on_store_thread(self.store.find_cmc_pending, label.name, client, khash, subject_text)
+        if found is not None:
+            decided = yield self._decided(found, ref)
+            if decided is not None:
+                return decided
+        new = yield on_store_thread(self.store.add_cmc_pending, label=label.name, client=client, key_hash=khash,
+                                    subject=subject_text, kind=req.kind, request=req.der, replaces=replaces)
+        return pending_status((ref,), new.id, self.retry_after)
+
+    @defer.inlineCallbacks
+    def _decided(self, found, ref):
+        """Status (pending or rejected), approved id (int), the certificate,
+        or None (issued, but that certificate is no longer good)."""
+        if found.state == "pending":
+            return pending_status((ref,), found.id, self.retry_after)
+        if found.state == "rejected":
+            return cmc.Status("failed", (ref,), f"request {found.id} was rejected by an operator", "bad_request")
+        if found.state == "approved":
+            return found.id
+        cert = yield self._issued_for(found.serial)
+        return cert
+
+    @defer.inlineCallbacks
+    def _issued_for(self, serial: int | None):
+        if serial is None:
+            return None
+        record = yield on_store_thread(self.store.certificate, serial)
+        if record is None or record.revoked:
+            return None
+        cert = x509.load_der_x509_certificate(record.der)
+        return cert if cert.not_valid_after_utc > datetime.datetime.now(datetime.timezone.utc) else None
+
+    @defer.inlineCallbacks
+    def _issue(self, subject: x509.Name, public_key, san, label: Label, client: str, replaces: int | None,
+               pending: int | None):
+        try:
+            cert = yield self.ca.issue(IssueRequest(
+                subject=subject, public_key=public_key, san=san, profile=label.profile, label=label.name,
+                client=client, replaces=replaces, pending_id=pending))
+        except AlreadyIssued:
+            # A concurrent repeat of this approved request got there first: same answer for both.
+            done = yield on_store_thread(self.store.cmc_pending, pending)
+            cert = yield self._issued_for(done.serial if done else None)
+            if cert is None:
+                raise Refusal("bad_request", f"request {pending} was fulfilled and its certificate is no longer"
+                                             " valid") from None
+        return cert
+
+
+def _check_template(subject: x509.Name, san: x509.SubjectAlternativeName | None, profile) -> None:
+    """The profile's name rules for a CRMF template (``profiles.load_checked``
+    applies the same ones to a PKCS#10)."""
+    if not len(subject) and san is None:
+        raise Refusal("bad_request", "the request has neither a subject nor a subjectAltName")
+    for rdn in profile.required_rdns:
+        if not any(rdn in profiles.attribute_names(a) for a in subject):
+            raise Refusal("bad_request", f"profile {profile.name!r} requires {rdn} in the subject")
+    if "subjectAltName" in profile.required_extensions and san is None:
+        raise Refusal("bad_request", f"profile {profile.name!r} requires the subjectAltName extension")
+    profiles.check_names(subject, san, profile)
+
+
+def _stored_request(kind: str, der: bytes):
+    """(public key, subjectAltName) of a request kept while it waited."""
+    if kind == "pkcs10":
+        csr = csrs.load_csr(der)
+        return csr.public_key(), csrs.requested_san(csr)
+    req = crmf.read(rfc4211.CertReqMsg.load(der), check_pop=False)
+    return req.public_key, req.san
