@@ -63,8 +63,18 @@ class _ObjectIdentifiers(core.SetOf):
     _child_spec = core.ObjectIdentifier
 
 
+class _Capability(core.Sequence):
+    """SMIMECapability: parameters are kept as they came (ANY)."""
+
+    _fields = [("capability_id", core.ObjectIdentifier), ("parameters", core.Any, {"optional": True})]
+
+
+class _CapabilityList(core.SequenceOf):
+    _child_spec = _Capability
+
+
 class _Capabilities(core.SetOf):
-    _child_spec = cms.SMIMECapabilites
+    _child_spec = _CapabilityList
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,11 @@ class KeygenAttributes:
 def _values(attr, spec):
     try:
         values = spec.load(attr["values"].dump())
-        values.native  # noqa: B018 - parse now: bad input fails here
+        if spec is _Capabilities:
+            for caps in values:
+                [(c["capability_id"].dotted, c["parameters"].dump()) for c in caps]
+        else:
+            values.native  # noqa: B018 - parse now: bad input fails here
     except (ValueError, TypeError) as e:
         raise BadKeygenRequest(f"CSR attribute {attr['type'].dotted} is malformed: {e}") from None
     if len(values) != 1:
@@ -181,7 +195,7 @@ def read(der: bytes) -> KeygenAttributes:
         elif oid == OIDS["smimeCapabilities"]:
             caps = _values(attr, _Capabilities)
             found[oid] = tuple(Capability(c["capability_id"].dotted,
-                                          c["parameters"].dump() if c["parameters"].native is not None else None)
+                                          None if isinstance(c["parameters"], core.Void) else c["parameters"].dump())
                                for c in caps)
     return KeygenAttributes(
         decrypt_key_id=found.get(OIDS["id-aa-decryptKeyID"]),
@@ -198,7 +212,7 @@ def capability(name: str, parameters: core.Asn1Value | None = None) -> Capabilit
     """A capability by asn1crypto name (``aes256_cbc``, ``aes256_wrap``,
     ``rsaes_oaep``) or dotted OID (e.g. an ECDH scheme)."""
     oid = _CIPHER_OIDS.get(name) or _WRAP_OIDS.get(name) or {"rsaes_oaep": OIDS["id-RSAES-OAEP"]}.get(name, name)
-    return Capability(oid, None if parameters is None else parameters.dump())
+    return Capability(oid, None if parameters is None else parameters.dump(force=True))
 
 
 def _attribute(oid: str, value: core.Asn1Value) -> dict:
@@ -226,7 +240,7 @@ def build_csr(subject: x509.Name, key, *, dns_names: tuple[str, ...] = (), chall
     if content_type is not None:
         attributes.append(_attribute(OIDS["contentType"], core.ObjectIdentifier(content_type)))
     if capabilities:
-        attributes.append(_attribute(OIDS["smimeCapabilities"], cms.SMIMECapabilites([
+        attributes.append(_attribute(OIDS["smimeCapabilities"], _CapabilityList([
             {"capability_id": c.oid, **({"parameters": core.Any.load(c.parameters)} if c.parameters else {})}
             for c in capabilities])))
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
