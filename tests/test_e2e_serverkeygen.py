@@ -787,3 +787,150 @@ class FailureTests(ServerKeygenBase):
         self.assertEqual((yield self.token_keys()), [])
         record = yield on_store_thread_call(self.server.store.key_package, pkg_id)
         self.assertEqual((record.state, record.key_destroyed), ("failed", True))
+
+
+class CommandLineTests(ServerKeygenBase):
+    """``est serverkeygen`` / ``est return`` as the installed command, and
+    ``estctl serverkeygen`` in-process (its PKCS#11 calls on the one thread)."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        from .test_admin import write_toml
+        self.dir = self.tmp().resolve()
+        self.conf = self.dir / "estappliance.toml"
+        write_toml(self.server.appliance.config, self.conf)
+        self.ca_pem = self.dir / "ca.pem"
+        self.ca_pem.write_bytes(self.server.ca_cert.public_bytes(serialization.Encoding.PEM))
+        self.password_file = self.dir / "password"
+        self.password_file.write_text(PASSWORD + "\n")
+
+    @defer.inlineCallbacks
+    def estctl(self, *argv):
+        import io
+        import sys
+        from estappliance.admin.cli import main
+        out, err = io.StringIO(), io.StringIO()
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+
+        def run():
+            try:
+                return main(["-c", str(self.conf), *argv])
+            except SystemExit as e:
+                print(e.code, file=sys.stderr)
+                return 1
+        try:
+            code = yield on_token_thread(run)
+        finally:
+            sys.stdout, sys.stderr = saved
+        return code, out.getvalue(), err.getvalue()
+
+    def est(self, *argv):
+        import sys
+        est = Path(sys.executable).parent / "est"
+        return support.run_tool(str(est), *[str(a) for a in argv], "--server", self.server.url, "--anchor",
+                                str(self.ca_pem), "--user", "alice", "--password-file", str(self.password_file))
+
+    @defer.inlineCallbacks
+    def same_key(self, key_pem: Path, cert_pem: Path):
+        ours = yield self.openssl("pkey", "-in", str(key_pem), "-pubout")
+        theirs = yield self.openssl("x509", "-in", str(cert_pem), "-noout", "-pubkey")
+        self.assertEqual(ours.returncode, 0, ours.stderr)
+        self.assertEqual(ours.stdout, theirs.stdout)
+
+    @defer.inlineCallbacks
+    def test_kek_made_by_estctl_used_by_est_then_an_error_returned(self):
+        kek_file = self.dir / "kek.hex"
+        code, out, err = yield self.estctl("serverkeygen", "kek", "add", "alice", "--id", "0a0b0c", "--generate",
+                                           "--out", str(kek_file))
+        self.assertEqual(code, 0, err)
+        self.assertIn("KEK 0a0b0c (256 bits) for client 'alice' is in the token", out)
+        self.assertEqual(len(bytes.fromhex(kek_file.read_text().strip())), 32)
+        self.assertEqual(kek_file.stat().st_mode & 0o777, 0o600)
+        code, out, _ = yield self.estctl("serverkeygen", "kek", "list")
+        self.assertRegex(out, r"^0a0b0c\talice\t256 bits\t")
+        key, cert = self.dir / "dev.key", self.dir / "dev.pem"
+        proc = yield self.est("serverkeygen", "--subject", "CN=cli-device", "--kek-id", "0a0b0c", "--kek-file",
+                              kek_file, "--key-out", key, "-o", cert)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(b"server-generated key (enveloped) for CN=cli-device", proc.stderr)
+        self.assertEqual(key.stat().st_mode & 0o777, 0o600)
+        yield self.same_key(key, cert)
+        verify = yield self.openssl("verify", "-CAfile", str(self.ca_pem), str(cert))
+        self.assertEqual(verify.returncode, 0, verify.stderr)
+        pkg_id = re.search(rb"key package ([0-9a-f]{32})", proc.stderr).group(1).decode()
+        proc = yield self.est("return", "--pkg-id", pkg_id, "--error", "badKeyPackage", "--by", "CN=cli-device")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        code, out, _ = yield self.estctl("serverkeygen", "list", "--client", "alice")
+        self.assertRegex(out, rf"^{pkg_id}\terror\tenveloped\talice\tdefault\t[0-9a-f]+\t.*\tbadKeyPackage$")
+        # an unknown identifier: a one-line reason, exit 1, nothing written
+        proc = yield self.est("serverkeygen", "--subject", "CN=x", "--kek-id", "ffff", "--kek-file", kek_file,
+                              "--key-out", self.dir / "none.key", "-o", self.dir / "none.pem")
+        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.stderr, b"est: serverkeygen: HTTP 400 unknown DecryptKeyIdentifier ffff\n")
+        self.assertFalse((self.dir / "none.key").exists())
+        code, out, _ = yield self.estctl("serverkeygen", "kek", "remove", "0a0b0c")
+        self.assertEqual(code, 0)
+        self.assertEqual((yield on_token_thread(self.token.key_labels, f"{self.generator.key_prefix}-kek-")), [])
+
+    @defer.inlineCallbacks
+    def test_pkcs12_and_receipt_from_the_command_line(self):
+        p12 = self.dir / "dev.p12"
+        key, cert = self.dir / "dev.key", self.dir / "dev.pem"
+        proc = yield self.est("serverkeygen", "--subject", "CN=cli-p12", "--pkcs12", "--p12-password-file",
+                              self.password_file, "--p12-out", p12, "--key-out", key, "-o", cert)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        yield self.same_key(key, cert)
+        out = yield self.openssl("pkcs12", "-in", str(p12), "-passin", f"file:{self.password_file}", "-nokeys")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(b"subject=CN = cli-p12", out.stdout)
+        # an encrypted key to the client's own RSA certificate, and an automatic receipt when asked
+        enc_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        enc_cert = yield self.enroll(enc_key, label="escrow")
+        (self.dir / "enc.key").write_bytes(enc_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (self.dir / "enc.pem").write_bytes(enc_cert.public_bytes(serialization.Encoding.PEM))
+        proc = yield self.est("serverkeygen", "--label", "escrow", "--subject", "CN=cli-ekp", "--recipient-cert",
+                              self.dir / "enc.pem", "--recipient-key", self.dir / "enc.key",
+                              "--encrypted-key-package", "--cipher", "aes128_gcm", "--key-out", key, "-o", cert)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(b"receipt sent for key package", proc.stderr)
+        yield self.same_key(key, cert)
+        packages = yield self.packages("alice")
+        self.assertEqual([(p.form, p.state) for p in packages],
+                         [("pkcs12", "delivered"), ("encrypted-key-package", "confirmed")])
+        for p in packages:
+            if p.escrowed:
+                self.addCleanup(on_token_thread, self.token.destroy_keypair, p.key_label)
+
+    @defer.inlineCallbacks
+    def test_estctl_recipients_passwords_and_sweep(self):
+        enc_key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name.from_rfc4514_string("CN=registered")
+        enc_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(enc_key.public_key())
+                    .serial_number(5).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(enc_key.public_key()), False)
+                    .sign(enc_key, hashes.SHA256()))
+        (self.dir / "enc.pem").write_bytes(enc_cert.public_bytes(serialization.Encoding.PEM))
+        code, out, err = yield self.estctl("serverkeygen", "recipient", "add", "alice", str(self.dir / "enc.pem"))
+        self.assertEqual(code, 0, err)
+        ski = enc_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+        code, out, _ = yield self.estctl("serverkeygen", "recipient", "list")
+        self.assertIn(f"{ski}\talice\t", out)
+        _, delivered = yield self.keygen(keygen_csr(asymmetric_decrypt_key_id=bytes.fromhex(ski)),
+                                         recipient=envelope.RecipientKey.for_certificate(enc_key, enc_cert))
+        self.assertEqual(spki(delivered.key), spki(delivered.certificate))
+        (self.dir / "short").write_text("short\n")
+        code, _, err = yield self.estctl("serverkeygen", "pkcs12-password", "bob", "--password-file",
+                                         str(self.dir / "short"))
+        self.assertEqual(code, 1)
+        self.assertIn("at least 8 characters", err)
+        code, out, err = yield self.estctl("serverkeygen", "pkcs12-password", "bob", "--password-file",
+                                           str(self.password_file))
+        self.assertEqual(code, 0, err)
+        password = yield self.generator.pkcs12_password("bob")
+        self.assertEqual(password, PASSWORD.encode())
+        code, out, _ = yield self.estctl("serverkeygen", "sweep")
+        self.assertEqual((code, out), (0, "0 abandoned key(s) destroyed\n"))

@@ -146,12 +146,17 @@ def _read_secret(path: str) -> bytes:
     data = Path(path).read_bytes()
     if len(data) in envelope.WRAP_FOR_SIZE:
         return data
-    text = data.strip()
-    for decode in (bytes.fromhex, base64.b64decode):
-        try:
-            value = decode(text.decode("ascii") if decode is bytes.fromhex else text)
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            continue
+    text = data.strip().decode("ascii", "replace")
+    candidates = []
+    try:
+        candidates.append(bytes.fromhex(text))
+    except ValueError:
+        pass
+    try:
+        candidates.append(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error):
+        pass
+    for value in candidates:
         if len(value) in envelope.WRAP_FOR_SIZE:
             return value
     raise SystemExit(f"est: {path} does not hold an AES key of 16, 24 or 32 octets (raw, hex or base64)")
