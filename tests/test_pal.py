@@ -372,6 +372,27 @@ class BuilderTests(unittest.TestCase):
         self.assertNotIn("0026", [e.type for e in entries])
 
     @defer.inlineCallbacks
+    def test_ee_entry_announces_what_eecerts_serves(self):
+        peer, other = issue(60, 30), issue(61, 30)
+        old = self.queue("0003", content=peer.public_bytes(serialization.Encoding.DER))
+        self.queue("0003", content=peer.public_bytes(serialization.Encoding.DER))  # queued twice: served once
+        yield self.pal()
+        self.store.mark_downloaded(old.id, "alice")
+        self.now = NOW + datetime.timedelta(days=31)
+        entries = yield self.pal()
+        [ee] = [e for e in entries if e.type == "0003"]
+        self.assertEqual((ee.size, ee.date), (len(certs_only([peer])), None))
+        self.queue("0003", content=other.public_bytes(serialization.Encoding.DER))
+        entries = yield self.pal()
+        [ee] = [e for e in entries if e.type == "0003"]
+        self.assertEqual(ee.size, len(certs_only([peer, other])))
+        for p in self.store.packages():
+            self.store.mark_downloaded(p.id, "alice")
+        self.now = NOW + datetime.timedelta(days=62)  # everything fetched long ago: no entry
+        entries = yield self.pal()
+        self.assertNotIn("0003", [e.type for e in entries])
+
+    @defer.inlineCallbacks
     def test_certificates_nearing_their_end(self):
         self.record(issue(0x1001, 365, not_before=NOW - datetime.timedelta(days=340)))  # 25 days left
         self.record(issue(0x1002, 365))  # plenty left

@@ -205,15 +205,17 @@ class PalBuilder:
     def _packages(self, snap: _Snapshot, base: str, now: datetime.datetime) -> list[_Group]:
         history = datetime.timedelta(days=self.settings.history_days)
         groups = []
-        ee_offers = []
+        ee_offers, ee_current = [], False
         for offer in snap.offers:
             delivery = offer.delivery
             last = max(filter(None, (delivery.downloaded_at, delivery.receipt_at, delivery.error_at)), default=None)
             done = delivery.downloaded_at is not None and not offer.awaiting_return
-            if done and _when(last) < now - history:
-                continue
+            old = done and _when(last) < now - history
             if offer.package.pal_type == types.EE_CERTIFICATE:
-                ee_offers.append(offer)
+                ee_offers.append(offer)  # /eecerts serves them all, old ones too
+                ee_current = ee_current or not old
+                continue
+            if old:
                 continue
             t = types.PAL_TYPES[offer.package.pal_type]
             entries = [PalEntry(t.code, 0 if t.notification else offer.size, uri=f"{base}/{t.operation}",
@@ -222,13 +224,23 @@ class PalBuilder:
                 receipt = types.PAL_TYPES[t.receipt_type]
                 entries.append(PalEntry(receipt.code, 0, uri=f"{base}/{receipt.operation}"))
             groups.append(_Group(t.tier, not done, (offer.package.id,), entries))
-        if ee_offers:
-            certs = [x509.load_der_x509_certificate(o.body) for o in ee_offers]
+        if ee_current:
+            size = len(certs_only(peer_certificates([o.body for o in ee_offers])))
             dates = [_when(o.delivery.downloaded_at) for o in ee_offers]
             date = None if None in dates else min(dates)
             groups.append(_Group(types.PAL_TYPES[types.EE_CERTIFICATE].tier, date is None, (0,), [
-                PalEntry(types.EE_CERTIFICATE, len(certs_only(certs)), uri=f"{base}/eecerts", date=date)]))
+                PalEntry(types.EE_CERTIFICATE, size, uri=f"{base}/eecerts", date=date)]))
         return groups
+
+
+def peer_certificates(bodies: list[bytes]) -> list[x509.Certificate]:
+    """What /eecerts serves for these queued EE certificates: each once, in queue order."""
+    certs: list[x509.Certificate] = []
+    for der in bodies:
+        cert = x509.load_der_x509_certificate(der)
+        if cert not in certs:
+            certs.append(cert)
+    return certs
 
 
 def paginate(entries: list[PalEntry], page: int, max_entries: int,

@@ -10,13 +10,12 @@ leaves the client anonymous.
 """
 from __future__ import annotations
 
-from cryptography import x509
 from twisted.internet import defer
 
 from ..config import Label, PalConfig
 from ..errors import AuthenticationRequired, EstError, NotFound
 from ..packages import PackageQueue, types
-from ..packages.builder import PalBuilder, StandingItems, paginate
+from ..packages.builder import PalBuilder, StandingItems, paginate, peer_certificates
 from ..packages.pal import PalEntry
 from ..store import Store, on_store_thread
 from .auth import Credentials, Identity
@@ -131,9 +130,4 @@ class Distribution:
             bodies = [o.body for o in offers]
         if not bodies:
             raise NotFound("no end-entity certificates are queued for this client")
-        certs: list[x509.Certificate] = []
-        for der in bodies:
-            cert = x509.load_der_x509_certificate(der)
-            if cert not in certs:
-                certs.append(cert)
-        return certs
+        return peer_certificates(bodies)
