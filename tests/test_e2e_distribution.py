@@ -379,6 +379,23 @@ class CrlTests(DistributionCase):
         self.assertEqual([s for s in ApplianceService(second_worker) if isinstance(s, CrlSchedule)], [])
 
     @defer.inlineCallbacks
+    def test_token_away_the_current_crl_serves_until_next_update(self):
+        from estappliance.errors import TokenUnavailable
+        crls = self.server.appliance.crls
+        self.patch(crls, "issue", lambda kind: defer.fail(TokenUnavailable("token not present")))
+        resp = yield self.raw("GET", f"{EST}/crls")
+        self.assertEqual((resp.status, resp.header("retry-after")), (503, "7"))  # nothing to serve yet
+        self.assertEqual(resp.body.count(b"\n"), 1)
+        self.patch(crls, "issue", type(crls).issue.__get__(crls))
+        before = self.crls_of((yield self.raw("GET", f"{EST}/crls")))
+        self.patch(crls, "issue", lambda kind: defer.fail(TokenUnavailable("token not present")))
+        due = yield crls.current("crl", datetime.timedelta(hours=25))  # due, cannot re-issue: still valid
+        self.assertEqual(due.der, self.split(before)[0].public_bytes(serialization.Encoding.DER))
+        resp = yield self.raw("GET", f"{EST}/pal", self.basic())
+        self.assertEqual(resp.status, 200)
+        self.flushLoggedErrors(TokenUnavailable)
+
+    @defer.inlineCallbacks
     def test_concurrent_requests_issue_one_crl(self):
         crls = self.server.appliance.crls
         records = yield defer.gatherResults([crls.current("arl") for _ in range(4)])

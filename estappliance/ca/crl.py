@@ -115,9 +115,13 @@ class CrlIssuer:
             except Exception:
                 # Another process (a worker, estctl) may have taken the number first: use its CRL.
                 latest = yield on_store_thread(self.store.latest_crl, kind)
-                if latest is None or (record is not None and latest.number <= record.number):
+                if latest is not None and (record is None or latest.number > record.number):
+                    return latest
+                # The token is away: the CRL we have serves until its nextUpdate.
+                if record is None or datetime.datetime.fromisoformat(record.next_update) <= now:
                     raise
-                record = latest
+                _log.warn("could not re-issue the {kind}; number {number} serves until {until}", kind=kind,
+                          number=record.number, until=record.next_update)
         return record
 
 
