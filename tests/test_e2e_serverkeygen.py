@@ -65,6 +65,7 @@ class ServerKeygenBase(unittest.TestCase):
         "strict": {"profile": "enc", "serverkeygen_forms": ["enveloped", "encrypted-key-package"]},
         "certs": {"profile": "enc", "auth": ["cert"], "serverkeygen_default": "pkcs12",
                   "pkcs12_iterations": P12_ITERATIONS},
+        "manual": {"profile": "enc", "approval": "manual"},
     }
 
     @defer.inlineCallbacks
@@ -514,6 +515,35 @@ class KeyFormTests(ServerKeygenBase):
         self.assertEqual(record.state, "confirmed")
         [row] = yield on_store_thread_call(self.server.store.key_package_returns, record.pkg_id)
         self.assertEqual(row[1:5], ("alice", "receipt", None, delivered.certificate.subject.rfc4514_string()))
+
+
+class ApprovalTests(ServerKeygenBase):
+    @defer.inlineCallbacks
+    def test_manual_approval_then_one_delivery(self):
+        csr = keygen_csr("CN=waiting-device")
+        path = "/.well-known/est/manual/serverkeygen"
+        resp = yield self.post_csr(csr, path=path)
+        self.assertEqual(resp.status, 202, resp.body)
+        self.assertEqual(resp.header("retry-after"), "7")
+        self.assertEqual((yield self.packages()), [])  # nothing made while it waits
+        self.assertEqual((yield self.token_keys()), [])
+        [waiting] = yield on_store_thread_call(self.server.store.pending_requests)
+        self.assertEqual((waiting.operation, waiting.subject), ("serverkeygen", "CN=waiting-device"))
+        resp = yield self.post_csr(csr, path=path)
+        self.assertEqual(resp.status, 202)
+        yield on_store_thread_call(self.server.store.decide_pending, waiting.id, True)
+        resp = yield self.post_csr(csr, path=path)
+        self.assertEqual(resp.status, 200, resp.body)
+        parts = multipart.parse(resp.header("content-type"), resp.body)
+        [cert] = read_certs_only(parts[1].der)
+        self.assertEqual(cert.subject.rfc4514_string(), "CN=waiting-device")
+        done = yield on_store_thread_call(self.server.store.pending, waiting.id)
+        self.assertEqual((done.state, done.serial), ("issued", cert.serial_number))
+        # the same request again: a key is delivered once
+        resp = yield self.post_csr(csr, path=path)
+        self.assertEqual(resp.status, 400)
+        self.assertIn("delivered once", resp.body.decode())
+        self.assertEqual(len((yield self.packages())), 1)
 
 
 class KeyAttributeTests(ServerKeygenBase):
