@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from twisted.application import internet, service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -151,8 +152,9 @@ class ApplianceService(service.MultiService):
             log.error("the token key {label!r} is not the CA certificate's key", label=self.appliance.config.ca.key_label)
 
     def stopService(self):
-        d = super().stopService()
-        self.appliance.close()
+        d = defer.maybeDeferred(super().stopService)
+        # The store closes once the children are done (a CRL being issued finishes first).
+        d.addBoth(lambda result: (self.appliance.close(), result)[1])
         return d
 
 

@@ -702,3 +702,28 @@ class TwistdTests(InteropBase):
         proc = yield self.tool(BIN / "est", "pal", "--server", self.server.url, "--anchor", self.server.ca_pem,
                                "--user", INTEROP_USER, "--password-file", self.server.password_file, "--json")
         self.assertEqual([line.split()[0] for line in proc.stdout.decode().splitlines()], STANDING)
+
+
+class ServiceStopTests(unittest.TestCase):
+    def test_store_closes_after_a_crl_being_issued(self):
+        from types import SimpleNamespace
+        from estappliance.config import CrlConfig
+        from estappliance.service import ApplianceService
+        issuing = defer.Deferred()
+        events = []
+
+        def current(kind, reissue_before):
+            events.append(f"issue {kind}")
+            return issuing if kind == "crl" else defer.succeed(None)
+        appliance = SimpleNamespace(
+            primary=True, config=SimpleNamespace(crl=CrlConfig(), ca=SimpleNamespace(key_label="k")),
+            crls=SimpleNamespace(current=current), close=lambda: events.append("close"),
+            ca=SimpleNamespace(check_key_matches=lambda: defer.succeed(True),
+                               certificate=SimpleNamespace(subject=x509.Name([]))))
+        top = ApplianceService(appliance)
+        top.startService()
+        stopped = top.stopService()
+        self.assertEqual(events, ["issue crl"])  # still issuing: the store stays open
+        issuing.callback(None)
+        self.assertEqual(events, ["issue crl", "issue arl", "close"])
+        self.successResultOf(stopped)
