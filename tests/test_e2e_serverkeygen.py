@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
-from pyasn1_alt_modules import rfc3565, rfc4055, rfc5083, rfc5084, rfc5652, rfc5958, rfc6032, rfc7191, rfc7292, \
+from pyasn1_alt_modules import rfc3565, rfc4055, rfc5084, rfc5652, rfc5958, rfc6032, rfc7191, rfc7292, \
     rfc8018
 from twisted.internet import defer
 from twisted.trial import unittest

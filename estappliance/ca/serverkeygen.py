@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from ..config import Label
 from ..errors import EstError, Unavailable
 from ..pki import envelope, keypackages
-from ..pki.asn1 import rfc5958, rfc6032
+from ..pki.asn1 import rfc5958
 from ..store import Store, on_store_thread
 from ..token import KEY_SPECS, Token, TokenRefused, on_token_thread
 from ..token import symmetric
@@ -184,7 +184,8 @@ class ServerKeyGenerator:
         if order.form == "pkcs8":
             return pkcs8
         if order.form == "pkcs12":
-            friendly = cert.subject.rfc4514_string().encode("utf-8")[:64] or None
+            names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            friendly = (str(names[0].value) if names else cert.subject.rfc4514_string())[:64].encode() or None
             return (yield threads.deferToThread(
                 keypackages.pkcs12, pkcs8, cert, self.ca.ca_certificates(), order.pkcs12_password,
                 iterations=order.label.pkcs12_iterations, friendly_name=friendly))
