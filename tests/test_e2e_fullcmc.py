@@ -6,7 +6,9 @@ response is decoded by pyasn1-alt-modules; one is verified by openssl cms."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import io
 import os
 from pathlib import Path
 
@@ -68,6 +70,7 @@ class FullCmcTests(unittest.TestCase):
                    "cmc_ra_subjects": ["CN=Listed RA,O=Example"]},
             "certonly": {"auth": ["cert"]},
             "p384only": {"profile": "p384"},
+            "manual-ra": {"approval": "manual"},
         }, profiles={"p384": {"key_types": ["ec-p384"]}})
         yield self.server.add_client("alice", PASSWORD, labels=("*",))
         yield self.server.add_client("bob", PASSWORD, labels=("default",))
@@ -145,7 +148,8 @@ class FullCmcTests(unittest.TestCase):
     def test_crmf_enroll_answers_with_status_certificate_and_echoes(self):
         key = new_key("ec-p384")
         txid, nonce = 77, os.urandom(16)
-        pki = cmc.pki_data([cmc.control(1, "transaction_id", txid), cmc.control(2, "sender_nonce", nonce)],
+        pki = cmc.pki_data([cmc.control(1, "transaction_id", txid), cmc.control(2, "sender_nonce", nonce),
+                            cmc.control(3, "data_return", b"opaque to the CA")],
                            [cmc.crmf_request(5, key, x509.Name.from_rfc4514_string("CN=crmf-device"),
                                              san=x509.SubjectAlternativeName([x509.DNSName("crmf.example")]))])
         resp, answer = yield self.post_raw(cmc.sign_request(pki, key))
@@ -161,6 +165,11 @@ class FullCmcTests(unittest.TestCase):
         self.assertEqual(san.get_values_for_type(x509.DNSName), ["crmf.example"])
         self.assertEqual(answer.signer, self.server.appliance.content_signer.certificate)
         self.assertIn(self.server.ca_cert, answer.certificates)
+        # RFC 5272 6.4: dataReturn comes back as it was sent.
+        response = decode_independently(self, decode_body(resp.body))
+        returned = [bytes(c["attrValues"][0]) for c in response["controlSequence"]
+                    if c["attrType"] == rfc6402.id_cmc_dataReturn]
+        self.assertEqual(returned, [b"opaque to the CA"])
 
     @defer.inlineCallbacks
     def test_batch_is_answered_body_part_by_body_part(self):
@@ -402,6 +411,24 @@ class FullCmcTests(unittest.TestCase):
         self.assertEqual(answer.status_for(1).fail_info, "pop_failed")
         self.assertIn("registration authority", answer.status_for(7).status_string)
 
+    @defer.inlineCallbacks
+    def test_an_ra_relayed_request_may_wait_and_the_ra_asks_with_the_pend_token(self):
+        ra_cert, ra_key = yield self.issue_direct(RA_PROFILE, "CN=Waiting RA", "ra-3", label="manual-ra")
+        dev_key = new_key("ec-p256")
+        inner = cmc.sign_request(cmc.pki_data([], [self.csr_request(1, "CN=device-w", key=dev_key)[1]]), dev_key)
+        outer = cmc.pki_data([], [], nested=((5, inner),))
+        resp, answer = yield self.post_raw(cmc.sign_request(outer, ra_key, ra_cert), user=None, label="manual-ra")
+        self.assertEqual(resp.status, 202)
+        status = answer.status_for((5, 1))
+        self.assertEqual(status.status, "pending")
+        waiting = yield on_store_thread(self.server.store.pending_requests)
+        self.assertEqual([(p.client, p.subject) for p in waiting], [("ra-3", "CN=device-w")])
+        yield on_store_thread(self.server.store.decide_pending, waiting[0].id, True)
+        query = cmc.pki_data([cmc.control(1, "query_pending", status.pend_token)])
+        resp, answer = yield self.post_raw(cmc.sign_request(query, ra_key, ra_cert), user=None, label="manual-ra")
+        self.assertEqual((resp.status, answer.status_for(1).status), (200, "success"))
+        self.assertIn(dev_key.public_key(), [c.public_key() for c in answer.certificates])
+
     # -- failures: a CMC answer with the right CMCFailInfo, never a 500 -------------------------
 
     @defer.inlineCallbacks
@@ -528,8 +555,17 @@ class FullCmcTests(unittest.TestCase):
         common = ["--server", self.server.url, "--anchor", str(tmp / "ca.pem"), "--label", "open"]
         alice = [*common, "--user", "alice", "--password-file", str(tmp / "pw")]
 
+        said = []
+
+        def run(argv):
+            err, out = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                code = cli.main(argv)
+            said.append(err.getvalue() + out.getvalue())
+            return code
+
         def est(*argv):
-            return support.in_thread(cli.main, list(argv))
+            return support.in_thread(run, list(argv))
         code = yield est("fullcmc", "enroll", *alice, "--subject", "CN=cli-device", "--dns", "cli.example",
                          "--crmf", "--key-out", str(tmp / "k.pem"), "-o", str(tmp / "c.pem"))
         self.assertEqual(code, 0)
@@ -544,11 +580,13 @@ class FullCmcTests(unittest.TestCase):
         code = yield est("fullcmc", "getcert", *holder, "--serial", serial, "-o", str(tmp / "got.pem"))
         self.assertEqual((code, x509.load_pem_x509_certificate((tmp / "got.pem").read_bytes())), (0, cert))
         code = yield est("fullcmc", "revoke", *alice, "--unsigned", "--serial", serial, "--reason", "superseded")
-        self.assertEqual(code, 0)
+        self.assertEqual((code, said[-1]), (0, f"revoked {serial} (superseded)\n"))
         code = yield est("fullcmc", "getcrl", *alice, "--unsigned", "-o", str(tmp / "crl.pem"))
         crl = x509.load_pem_x509_crl((tmp / "crl.pem").read_bytes())
         self.assertEqual(code, 0)
         self.assertIsNotNone(crl.get_revoked_certificate_by_serial_number(cert.serial_number))
         # A refusal is a message and exit code 1.
         code = yield est("fullcmc", "revoke", *alice, "--unsigned", "--serial", "abcdef")
-        self.assertEqual(code, 1)
+        self.assertEqual((code, said[-1]), (1, "est: fullcmc revoke: no certificate with serial abcdef was issued"
+                                                " here\n"))
+        self.assertEqual(said[0], f"enrolled: CN=cli-device serial {serial}\n")

@@ -182,7 +182,9 @@ class FullCmcClient:
         else:
             result.failures[n] = status
 
-    def revoke(self, issuer: x509.Name, serial: int, reason: str = "unspecified", comment: str | None = None) -> cmc.Status:
+    def revoke(self, issuer: x509.Name, serial: int, reason: str = "unspecified",
+               comment: str | None = None) -> cmc.Status:
+        """revokeRequest (RFC 5272 6.11); ``reason`` is a CRLReason name (``key_compromise``)."""
         value = {"issuer_name": asn1_x509.Name.load(issuer.public_bytes()), "serial_number": serial,
                  "reason": reason}
         if comment:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .cli import _link, _pem_certs, _write, _write_key, client_from_args
 from .cmc import CertRequestSpec, CmcFailed, FullCmcClient
-from .est import EstClientError, new_key
+from .est import new_key
 
 REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise")

@@ -91,7 +91,9 @@ class FullCmc:
             refs = _all_refs(request.pki_data, ()) if request is not None else ()
             yield self._audit(label, who or _claimed(creds), e.reason, "refused")
             answer = yield self._answer(request, Outcome(statuses=[e.status_for(refs)]), e.http)
-            answer.challenges = e.challenges
+            if e.http == HTTP_UNAUTHENTICATED:  # RFC 9110 15.5.2: a 401 always says how to authenticate
+                answer.challenges = e.challenges or self.authenticator.challenge(label) or \
+                    [f'Basic realm="{self.authenticator.realm}"']
             return answer
         failed = [s for s in outcome.statuses if s.status not in ("success", "pending")]
         for s in failed:
