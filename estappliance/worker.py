@@ -13,6 +13,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from .config import ConfigError, load
 from .service import ApplianceService, build, site, tls_factory
+from .workers import adopt_fairly
 
 log = Logger()
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     family = probe.family
     probe.detach()  # only asked for its family; the fd stays open for adoption
     tls = TLSMemoryBIOFactory(tls_factory(appliance), False, site(appliance))
-    reactor.adoptStreamPort(args.fd, family, tls)
+    adopt_fairly(args.fd, family, tls)
     top = ApplianceService(appliance)
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)

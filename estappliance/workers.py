@@ -4,9 +4,12 @@ SoftHSM2 (and most HSM libraries) scale across processes, not threads, and
 Python runs one core per process. The master process opens the listening
 socket and starts N fresh workers (fork and exec: no PKCS#11 state is ever
 inherited); each worker adopts the socket, opens its own PKCS#11 session and
-serves TLS itself. The kernel hands each new connection to one of them. A
-worker that dies is restarted; the others keep serving. A worker whose
-master is gone sees its stdin close and stops.
+serves TLS itself. Each worker accepts one connection per wake-up
+(FairPort), so a new client goes to whichever worker is free first rather
+than all of a burst to the first one awake. A worker that dies is
+restarted; the others keep serving, and connections waiting in the shared
+queue are not lost with it. A worker whose master is gone sees its stdin
+close and stops.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import sys
 from twisted.application import service
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.tcp import Port
 from twisted.logger import Logger
 
 log = Logger()
@@ -35,6 +39,25 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
+
+
+class FairPort(Port):
+    """A listening port that takes one connection each time it is woken.
+
+    Twisted's Port accepts up to a hundred at a time; with several processes
+    on one socket, the first awake would take a whole burst of keep-alive
+    clients and keep them."""
+
+    def doRead(self):
+        self.numberAccepts = 1
+        return super().doRead()
+
+
+def adopt_fairly(fd: int, family, factory) -> FairPort:
+    """Like reactor.adoptStreamPort, with a FairPort."""
+    port = FairPort._fromListeningDescriptor(reactor, fd, family, factory)
+    port.startListening()
+    return port
 
 
 class _Worker(protocol.ProcessProtocol):
