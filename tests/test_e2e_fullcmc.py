@@ -2,7 +2,8 @@
 every request kind, batches, renewal and re-key, revocation seen in the
 next CRL, getCert and getCRL, pending with pendToken, identity proofs, RAs
 relaying devices' requests, and each failure with its CMCFailInfo. Every
-response is decoded by pyasn1-alt-modules; one is verified by openssl cms."""
+response the tests receive is decoded by pyasn1-alt-modules (rfc5652 and
+rfc6402, re-encoded byte for byte); one is verified by openssl cms."""
 from __future__ import annotations
 
 import base64
@@ -87,7 +88,15 @@ class FullCmcTests(unittest.TestCase):
         est = self.est(auth=auth, label=label, client_cert=kw.pop("client_cert", None),
                        client_key=kw.pop("client_key", None))
         self.addCleanup(est.close)
-        return FullCmcClient(est, self.anchors, sleep=lambda s: None, **kw)
+        client = FullCmcClient(est, self.anchors, sleep=lambda s: None, **kw)
+        post = client.post
+
+        def post_and_decode(der):
+            answer = post(der)
+            decode_independently(self, answer.der)
+            return answer
+        client.post = post_and_decode
+        return client
 
     def post_raw(self, der: bytes, user="alice", label=None, content_type=CMC_TYPE, body=None):
         """One raw exchange: (HttpResponse, decoded PKIResponse or None)."""

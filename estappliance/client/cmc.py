@@ -47,6 +47,7 @@ class CmcAnswer:
     http_status: int
     response: cmc.FullPkiResponse
     retry_after: int | None = None
+    der: bytes = field(default=b"", repr=False)  # the Full PKI Response as received
 
 
 @dataclass
@@ -89,7 +90,8 @@ class FullCmcClient:
         if ctype != "application/pkcs7-mime":
             raise EstClientError(f"fullcmc: HTTP {resp.status} {_first_line(resp)}", resp.status)
         try:
-            response = cmc.read_response(decode_body(resp.body))
+            der = decode_body(resp.body)
+            response = cmc.read_response(der)
         except (NotBase64OrDer, cmc.BadCmcMessage) as e:
             raise EstClientError(f"fullcmc: unreadable Full PKI Response: {e}", resp.status) from None
         if not _chains_to(response.signer, response.certificates, self.anchors):
@@ -98,7 +100,7 @@ class FullCmcClient:
             retry_after = int(resp.header("retry-after")) if resp.header("retry-after") else None
         except ValueError:
             retry_after = None
-        return CmcAnswer(resp.status, response, retry_after)
+        return CmcAnswer(resp.status, response, retry_after, der)
 
     def exchange(self, controls, requests=(), *, signer_key=None, transaction_id: int | None = None) -> CmcAnswer:
         """Send a PKIData (transactionId, senderNonce and identity proof added)
