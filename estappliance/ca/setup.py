@@ -51,8 +51,8 @@ def _ensure_key(config: Config, token: Token) -> None:
         token.generate_keypair(config.ca.key_label, KEY_SPECS[config.ca.key_type], extractable=False)
 
 
-def init_root(config: Config, token: Token, store: Store) -> x509.Certificate:
-    """Create the CA key in the token and a self-signed root; issue the TLS cert."""
+def _new_ca_key(config: Config, token: Token) -> tuple[x509.Name, TokenSigner]:
+    """Refuse a second init; the CA subject and a signer for the (new) CA key."""
     if config.ca.cert_file.exists():
         raise SetupError(f"the CA is already initialised ({config.ca.cert_file})")
     try:
@@ -60,7 +60,12 @@ def init_root(config: Config, token: Token, store: Store) -> x509.Certificate:
     except ValueError as e:
         raise SetupError(f"[ca] subject: {e}") from None
     _ensure_key(config, token)
-    signer = TokenSigner(token, config.ca.key_label)
+    return subject, TokenSigner(token, config.ca.key_label)
+
+
+def init_root(config: Config, token: Token, store: Store) -> x509.Certificate:
+    """Create the CA key in the token and a self-signed root; issue the TLS cert."""
+    subject, signer = _new_ca_key(config, token)
     builder = certs.root_ca(subject, signer.key().public_key(), x509.random_serial_number(), _now(),
                             config.ca.validity_days)
     ca_cert = signer.sign_certificate(builder)
@@ -74,14 +79,7 @@ def init_root(config: Config, token: Token, store: Store) -> x509.Certificate:
 
 def init_subordinate(config: Config, token: Token, csr_out: Path) -> x509.CertificateSigningRequest:
     """Create the CA key in the token and write a CSR for the parent CA."""
-    if config.ca.cert_file.exists():
-        raise SetupError(f"the CA is already initialised ({config.ca.cert_file})")
-    try:
-        subject = certs.parse_name(config.ca.subject)
-    except ValueError as e:
-        raise SetupError(f"[ca] subject: {e}") from None
-    _ensure_key(config, token)
-    signer = TokenSigner(token, config.ca.key_label)
+    subject, signer = _new_ca_key(config, token)
     builder = (x509.CertificateSigningRequestBuilder().subject_name(subject)
                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                .add_extension(certs.key_usage(("digitalSignature", "keyCertSign", "cRLSign")), critical=True))
