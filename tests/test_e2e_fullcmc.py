@@ -72,6 +72,7 @@ class FullCmcTests(unittest.TestCase):
             "certonly": {"auth": ["cert"]},
             "p384only": {"profile": "p384"},
             "manual-ra": {"approval": "manual"},
+            "linked": {"pop_linking": True},
         }, profiles={"p384": {"key_types": ["ec-p384"]}})
         yield self.server.add_client("alice", PASSWORD, labels=("*",))
         yield self.server.add_client("bob", PASSWORD, labels=("default",))
@@ -283,6 +284,28 @@ class FullCmcTests(unittest.TestCase):
         self.assertIn("already revoked", status.status_string)
         crl = yield support.in_thread(alice.get_crl, issuer)
         self.assertIsNotNone(crl.get_revoked_certificate_by_serial_number(serial))
+
+    @defer.inlineCallbacks
+    def test_proof_of_possession_linking_to_the_tls_session(self):
+        """RFC 7030 3.5: a failed or missing link is CMCFailInfo popFailed."""
+        client = self.cmc_client(label="linked")
+
+        def enroll(spec, link):
+            binding = client.est.channel_binding() if link else None
+            return client.enroll([spec], challenge_password=binding)
+        linked = yield support.in_thread(enroll, CertRequestSpec(new_key("ec-p256"), "CN=linked"), True)
+        self.assertEqual(list(linked.certificates), [1])
+        for spec in (CertRequestSpec(new_key("ec-p256"), "CN=unlinked"),
+                     CertRequestSpec(new_key("ec-p256"), "CN=crmf", crmf=True)):
+            refused = yield support.in_thread(enroll, spec, False)
+            self.assertEqual(refused.failures[1].fail_info, "pop_failed")
+        # A binding from another TLS session does not match.
+        other = self.cmc_client(label="linked")
+        stale = yield support.in_thread(other.est.channel_binding)
+        refused = yield support.in_thread(lambda: client.enroll([CertRequestSpec(new_key("ec-p256"), "CN=stale")],
+                                                                challenge_password=stale))
+        self.assertEqual(refused.failures[1].fail_info, "pop_failed")
+        self.assertIn("channel binding", refused.failures[1].status_string)
 
     # -- approval: pending, pendToken -------------------------------------------------------
 
