@@ -438,3 +438,68 @@ class PublishTests(PackagesCase):
         seqs = [p.details["seq_num"] for p in packages]
         self.assertEqual(seqs, sorted(set(seqs)))
         self.assertEqual(len(seqs), 3)
+
+
+class CommandTests(PackagesCase):
+    @defer.inlineCallbacks
+    def test_est_sync_command(self):
+        from estappliance.client.cli import main as est_main
+        code, out = yield self.estctl("publish", "firmware", str(self.vendor_firmware()), "--client", "bob")
+        self.assertEqual(code, 0, out)
+        code, out = yield self.estctl("publish", "symmetric-key", "--client", "bob", "--key-id", "bob-key")
+        self.assertEqual(code, 0, out)
+        key, cert = self.bob
+        (self.tmp / "bob.pem").write_bytes(pem(cert))
+        (self.tmp / "bob.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+        (self.tmp / "ca.pem").write_bytes(pem(self.server.ca_cert))
+        argv = ["sync", "--server", self.server.url, "--anchor", str(self.tmp / "ca.pem"),
+                "--trust", str(self.tmp / "vendor.pem"), "--cert", str(self.tmp / "bob.pem"),
+                "--key", str(self.tmp / "bob.key"), "--state", str(self.tmp / "bob-device"), "--hw-type", HW_TYPE,
+                "--hw-serial", "SN-7"]
+
+        def run():
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = est_main(argv)
+            return code, out.getvalue(), err.getvalue()
+        code, out, err = yield support.in_thread(run)
+        self.assertEqual(code, 0, err)
+        self.assertIn("sync: 2 package(s) handled, 2 answer(s) returned, 0 refused", out)
+        self.assertIn("symmetric key bob-key stored", err)
+        self.assertEqual((self.tmp / "bob-device" / "firmware" / f"{FW_ID}_version_3.bin").read_bytes(), IMAGE)
+        bobs = yield self.deliveries("bob")
+        self.assertEqual(sorted(d.state for _, d in bobs.values()), ["receipt", "receipt"])
+        # A second run finds nothing new.
+        code, out, err = yield support.in_thread(run)
+        self.assertEqual(code, 0, err)
+        self.assertIn("sync: 0 package(s) handled", out)
+
+    @defer.inlineCallbacks
+    def test_key_for_a_client_with_only_a_kek(self):
+        # carol has a password and a KEK registered for her, no certificate.
+        yield self.server.add_client("carol", PASSWORD)
+        kek = bytes(range(32))
+        (self.tmp / "carol.kek").write_text(kek.hex())
+        code, out = yield self.estctl("serverkeygen", "kek", "add", "carol", "--id", "c0ffee01", "--import",
+                                      str(self.tmp / "carol.kek"))
+        self.assertEqual(code, 0, out)
+        self.addCleanup(self.estctl, "serverkeygen", "kek", "remove", "c0ffee01")
+        code, out = yield self.estctl("publish", "symmetric-key", "--client", "carol", "--key-id", "carol-key",
+                                      "--algorithm", "aes192")
+        self.assertEqual(code, 0, out)
+        resp = yield self.raw("GET", f"{EST}/symmetrickeys", {"Authorization": BasicAuth("carol", PASSWORD).header()})
+        self.assertEqual(resp.status, 200, resp.body)
+        _sd, enveloped = self.signed_content(decode_body(resp.body), rfc5652.id_envelopedData,
+                                             rfc5652.EnvelopedData())
+        self.assertEqual(enveloped["recipientInfos"][0].getName(), "kekri")
+        device = Device(self.tmp / "carol-device", [self.server.ca_cert], kek=kek, kek_id=bytes.fromhex("c0ffee01"))
+        with EstClient(self.server.url, anchors=[self.server.ca_cert], auth=BasicAuth("carol", PASSWORD)) as c:
+            report = yield support.in_thread(sync, c, device)
+        self.assertEqual(len((self.tmp / "carol-device" / "keys" / "carol-key.key").read_bytes()), 24)
+        # RFC 7191 receipts are signed; carol has no key to sign with, so none was sent.
+        self.assertEqual(report.returned, [])
+        self.assertIn("no receipt", report.outcomes[0].summary)
+        carols = yield self.deliveries("carol")
+        self.assertEqual([d.state for _, d in carols.values()], ["downloaded"])

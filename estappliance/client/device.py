@@ -36,6 +36,7 @@ TAMP_SUCCESS, TAMP_DECODE_FAILURE, TAMP_NO_TRUST_ANCHOR, TAMP_SIGNATURE_FAILURE 
 TAMP_IMPROPER_ADDITION, TAMP_SEQ_NUM_FAILURE, TAMP_INCORRECT_TARGET, TAMP_NOT_FOUND = 20, 21, 23, 25
 TAMP_MISSING_SIGNATURE = 29
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_REMEMBERED = 32  # TAMP answers kept, to answer a message delivered twice the same way
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Device:
         path = self.state / "tamp.json"
         if path.exists():
             return json.loads(path.read_text())
-        return {"apex": None, "removed": [], "communities": [], "seq": {}}
+        return {"apex": None, "removed": [], "communities": [], "seq": {}, "answers": {}}
 
     def _save_tamp_state(self, state: dict) -> None:
         _write(self.state / "tamp.json", json.dumps(state, indent=1, sort_keys=True).encode())
@@ -226,6 +227,12 @@ class Device:
             return self._tamp_error(message.kind, TAMP_INCORRECT_TARGET, message.ref,
                                     f"TAMP message for {message.ref.target.describe()}, not this device")
         state = self._tamp_state()
+        fingerprint = hashlib.sha256(der).hexdigest()
+        given = state.get("answers", {}).get(fingerprint)
+        if given is not None:
+            # The same message again (our answer got lost): the same answer, not a replay error.
+            return Outcome("tamp", given["ok"], given["summary"] + " (answered before; same answer again)",
+                           bytes.fromhex(given["answer"]), given["type"], requested=True)
         signer_id = tamp.key_id_of_cert(message.signer).hex()
         last = state["seq"].get(signer_id)
         if last is not None and message.ref.seq_num <= last:
@@ -234,6 +241,11 @@ class Device:
         outcome = getattr(self, "_" + message.kind)(message, state)
         state = self._tamp_state()  # as the handler left it
         state["seq"][signer_id] = message.ref.seq_num
+        answers = state.setdefault("answers", {})
+        answers[fingerprint] = {"ok": outcome.ok, "summary": outcome.summary, "answer": outcome.answer.hex(),
+                                "type": outcome.answer_type}
+        for old in list(answers)[:-MAX_REMEMBERED]:
+            del answers[old]
         self._save_tamp_state(state)
         return outcome
 

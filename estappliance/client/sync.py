@@ -32,6 +32,7 @@ MAX_ROUNDS = 20
 class SyncReport:
     outcomes: list[Outcome] = field(default_factory=list)
     returned: list[str] = field(default_factory=list)  # operations whose answer the server took
+    refused_returns: list[str] = field(default_factory=list)  # answers the server would not take
     rounds: int = 0
 
 
@@ -90,7 +91,12 @@ def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log
             report.outcomes.append(outcome)
             log(outcome.summary)
             if outcome.answer is not None and (asked or outcome.requested or not outcome.ok):
-                post_return(client, operation, outcome.answer, outcome.answer_type)
+                try:
+                    post_return(client, operation, outcome.answer, outcome.answer_type)
+                except EstClientError as e:
+                    report.refused_returns.append(f"{operation}/return: {e}")
+                    log(f"  the server refused the answer: {e}")
+                    continue
                 report.returned.append(operation)
                 log(f"  {'receipt' if outcome.ok else 'error'} returned to {operation}/return")
         if not progress:
@@ -116,6 +122,9 @@ def cmd_sync(args) -> None:
     failed = [o for o in report.outcomes if not o.ok]
     print(f"sync: {len(report.outcomes)} package(s) handled, {len(report.returned)} answer(s) returned,"
           f" {len(failed)} refused, in {report.rounds} round(s)")
+    if report.refused_returns:
+        raise EstClientError(f"the server refused {len(report.refused_returns)} answer(s): "
+                             + "; ".join(report.refused_returns))
     if failed:
         raise EstClientError(f"{len(failed)} package(s) refused; errors were returned to the server")
 

@@ -36,6 +36,7 @@ from ..pki import envelope, symkeys
 from ..store import Store
 from ..store.packages import Package
 from ..token import Token
+from ..token.symmetric import wrap_with_kek
 from . import types
 
 
@@ -76,7 +77,6 @@ def recipients_for(store: Store, token: Token, client: str) -> list[envelope.Rec
     found: list[envelope.Recipient] = []
     for kek in store.keks():
         if kek.client == client:
-            from ..token.symmetric import wrap_with_kek
             found.append(envelope.KekRecipient(kek.key_id, lambda cek, lbl=kek.token_label: wrap_with_kek(
                 token, lbl, cek), kek.size))
     for registered in store.recipients():
