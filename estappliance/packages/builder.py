@@ -99,7 +99,7 @@ class _Group:
 class _Snapshot:
     standing: dict
     offers: list
-    certificates: list
+    expiring: list  # CertificateRecords ending soon (store.expiring_certificates)
     requests: list
     delivered: dict
     key_packages: list  # server-generated keys (/serverkeygen) delivered to the client
@@ -128,7 +128,8 @@ class PalBuilder:
         return _Snapshot(
             standing=self.store.standing_downloads(client, label),
             offers=self.store.offers(client, label),
-            certificates=self.store.certificates(client),
+            expiring=self.store.expiring_certificates(
+                client, label, self.now(), self.now() + datetime.timedelta(days=self.settings.renew_before_days)),
             requests=requests,
             delivered=self.store.delivered_results(r.id for r in requests),
             key_packages=self.store.key_packages(client),
@@ -174,11 +175,8 @@ class PalBuilder:
     def _expiring(self, snap: _Snapshot, label: Label, base: str, now: datetime.datetime) -> list[_Group]:
         """Valid certificates of the client under this label, not yet renewed,
         in their last ``renew_before_days`` (or last third of their life)."""
-        superseded = {c.replaces for c in snap.certificates if c.replaces is not None}
         groups = []
-        for record in snap.certificates:
-            if record.label != label.name or record.revoked or record.serial in superseded:
-                continue
+        for record in snap.expiring:
             not_before, not_after = _when(record.not_before), _when(record.not_after)
             window = min(datetime.timedelta(days=self.settings.renew_before_days), (not_after - not_before) / 3)
             if not (not_after - window <= now < not_after):

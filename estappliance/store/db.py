@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS certificates (
     revocation_reason TEXT,
     replaces TEXT
 );
-CREATE INDEX IF NOT EXISTS certificates_client ON certificates(client);
+CREATE INDEX IF NOT EXISTS certificates_client_expiry ON certificates(client, not_after);
 CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY,
     label TEXT NOT NULL,
@@ -71,6 +71,10 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 SCHEMA_VERSION = "2"
 # Columns added since version 1, added in place when an older file is opened.
+INDEXES = """
+DROP INDEX IF EXISTS certificates_client;  -- version 1's, replaced by certificates_client_expiry
+CREATE INDEX IF NOT EXISTS certificates_replaces ON certificates(replaces) WHERE replaces IS NOT NULL;
+"""
 MIGRATIONS = [
     ("clients", "digest_ha1_sha256", "TEXT"),
     ("clients", "digest_ha1_md5", "TEXT"),
@@ -189,6 +193,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                 if column not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        self._db.executescript(INDEXES)  # after the migrations: they may index new columns
 
     def close(self) -> None:
         self._db.close()
@@ -304,6 +309,17 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
             rows = self._db.execute(_CERT_SELECT + " ORDER BY issued_at")
         else:
             rows = self._db.execute(_CERT_SELECT + " WHERE client=? ORDER BY issued_at", (client,))
+        return [_certificate(r) for r in rows]
+
+    def expiring_certificates(self, client: str, label: str, now: datetime.datetime,
+                              horizon: datetime.datetime) -> list[CertificateRecord]:
+        """The client's valid, unrenewed certificates under ``label`` whose
+        notAfter falls between ``now`` and ``horizon`` (indexed: cheap even
+        for a client with a million certificates)."""
+        rows = self._db.execute(
+            _CERT_SELECT + " WHERE client=? AND not_after>? AND not_after<=? AND label=? AND status='valid'"
+            " AND NOT EXISTS (SELECT 1 FROM certificates AS newer WHERE newer.replaces=certificates.serial)"
+            " ORDER BY not_after", (client, now.isoformat(), horizon.isoformat(), label))
         return [_certificate(r) for r in rows]
 
     def count_certificates(self) -> int:
