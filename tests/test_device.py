@@ -116,6 +116,8 @@ class KeyAndFirmwareTests(DeviceCase):
         self.assertEqual(oct((self.state / "keys" / "k-1.key").stat().st_mode & 0o777), "0o600")
         receipt = symkeys.read_return(outcome.answer)
         self.assertEqual((receipt.kind, receipt.pkg_id, receipt.signer), (rfc7191.RECEIPT, b"pkg-9", self.me[1]))
+        self.assertEqual(outcome.answer_type,
+                         "application/cms; encapsulatingContent=signedData; innerContent=keyPackageReceipt")
 
     def test_untrusted_signer_and_foreign_key_give_errors(self):
         rogue = certificate("CN=Rogue")
@@ -145,5 +147,7 @@ class KeyAndFirmwareTests(DeviceCase):
         self.assertEqual((report.error_code, report.name), (10, name))
         # without a key of its own, the device still answers, unsigned
         bare = Device(Path(self.mktemp()), [self.ca[1]])
-        report = firmware.read_report(bare.handle("firmware", mine).answer)
+        outcome = bare.handle("firmware", mine)
+        report = firmware.read_report(outcome.answer)
         self.assertEqual((report.kind, report.signer, report.hw_type), (firmware.RECEIPT, None, HW))
+        self.assertEqual(outcome.answer_type, "application/cms; innerContent=firmwareLoadReceipt")

@@ -11,7 +11,7 @@ from pathlib import Path
 from asn1crypto import cms
 from cryptography.hazmat.primitives import serialization
 from pyasn1_alt_modules import rfc4108 as p4108
-from pyasn1_alt_modules import rfc5652
+from pyasn1_alt_modules import rfc5035, rfc5652
 from twisted.trial import unittest
 
 from estappliance.pki import firmware, signeddata, trust
@@ -57,6 +57,10 @@ class FirmwareTests(Asn1Check, unittest.TestCase):
         self.assertEqual([str(t) for t in targets], [HW_TYPE])
         digest = self.pyasn1(bytes(attrs[p4108.id_aa_fwPkgMessageDigest][0]), p4108.FirmwarePackageMessageDigest())
         self.assertEqual(bytes(digest["msgDigest"]), hashlib.sha256(IMAGE).digest())
+        signing_cert = self.pyasn1(bytes(attrs[rfc5035.id_aa_signingCertificateV2][0]), rfc5035.SigningCertificateV2())
+        cert_der = self.signer[1].public_bytes(serialization.Encoding.DER)
+        self.assertEqual(bytes(signing_cert["certs"][0]["certHash"]), hashlib.sha256(cert_der).digest())
+        self.assertEqual(int(signing_cert["certs"][0]["issuerSerial"]["serialNumber"]), self.signer[1].serial_number)
 
     def test_openssl_verifies_the_package(self):
         der = self.sign()

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from asn1crypto import cms
 from cryptography import x509
 
 from ..pki import envelope, firmware, signeddata, symkeys, tamp, trust
@@ -32,10 +33,14 @@ from ..pki.asn1 import rfc5914, rfc7191
 # RFC 7191 / RFC 4108 / RFC 5934 codes the device reports.
 KP_NO_TRUST_ANCHOR, KP_SIGNATURE_FAILURE, KP_NO_DECRYPT_KEY, KP_DECRYPT_FAILURE, KP_BAD_KEY_PACKAGE = 10, 16, 61, 71, 84
 FW_DECODE_FAILURE, FW_NO_TRUST_ANCHOR, FW_SIGNATURE_FAILURE, FW_WRONG_HARDWARE = 1, 10, 15, 27
+FW_UNSUPPORTED_PACKAGE_TYPE = 30
 TAMP_SUCCESS, TAMP_DECODE_FAILURE, TAMP_NO_TRUST_ANCHOR, TAMP_SIGNATURE_FAILURE = 0, 1, 10, 16
 TAMP_IMPROPER_ADDITION, TAMP_SEQ_NUM_FAILURE, TAMP_INCORRECT_TARGET, TAMP_NOT_FOUND = 20, 21, 23, 25
 TAMP_MISSING_SIGNATURE = 29
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# RFC 7193 innerContent names of what the device returns.
+INNER = {rfc7191.RECEIPT: "keyPackageReceipt", rfc7191.ERROR: "keyPackageError",
+         firmware.RECEIPT: "firmwareLoadReceipt", firmware.ERROR: "firmwareLoadError"}
 MAX_REMEMBERED = 32  # TAMP answers kept, to answer a message delivered twice the same way
 
 
@@ -123,10 +128,23 @@ class Device:
             return envelope.RecipientKey(private_key=rk.private_key, rid=rk.rid, kek=self.kek, kek_id=self.kek_id)
         return envelope.RecipientKey(kek=self.kek, kek_id=self.kek_id)
 
+    def _cms_answer(self, operation: str, kind: str, value, ok: bool, summary: str, *, requested: bool = True,
+                    must_sign: bool = False) -> Outcome:
+        """The answer DER (signed when the device has a key) with its
+        application/cms type and RFC 7193 parameters."""
+        der = self._sign(kind, value)
+        if der is None and must_sign:
+            return Outcome(operation, ok, summary + " (no receipt: RFC 7191 receipts are signed, and no"
+                           " --cert/--key was given)")
+        ect = "encapsulatingContent=signedData; " if der is not None else ""
+        if der is None:
+            der = cms.ContentInfo({"content_type": kind, "content": value}).dump()
+        media = f"application/cms; {ect}innerContent={INNER[kind]}"
+        return Outcome(operation, ok, summary, der, media, requested=requested)
+
     def _key_package_error(self, pkg_id: bytes | None, code: int, summary: str) -> Outcome:
-        value = symkeys.error(pkg_id, self._name(), code)
-        answer = self._sign(rfc7191.ERROR, value) or symkeys.unsigned_return(rfc7191.ERROR, value)
-        return Outcome("symmetrickeys", False, summary, answer, requested=pkg_id is not None)
+        return self._cms_answer("symmetrickeys", rfc7191.ERROR, symkeys.error(pkg_id, self._name(), code), False,
+                                summary, requested=pkg_id is not None)
 
     def symmetric_key(self, der: bytes) -> Outcome:
         try:
@@ -158,15 +176,10 @@ class Device:
         summary = f"symmetric key {', '.join(stored)} stored"
         if opened.pkg_id is None:
             return Outcome("symmetrickeys", True, summary)
-        answer = self._sign(rfc7191.RECEIPT, symkeys.receipt(opened.pkg_id, self._name()))
-        if answer is None:
-            summary += " (no receipt: RFC 7191 receipts are signed, and no --cert/--key was given)"
-        return Outcome("symmetrickeys", True, summary, answer, requested=opened.receipt_requested)
+        return self._cms_answer("symmetrickeys", rfc7191.RECEIPT, symkeys.receipt(opened.pkg_id, self._name()), True,
+                                summary, requested=opened.receipt_requested, must_sign=True)
 
     # -- /firmware --------------------------------------------------------------------------
-
-    def _firmware_answer(self, kind: str, value) -> bytes:
-        return self._sign(kind, value) or firmware.unsigned(kind, value)
 
     def firmware(self, der: bytes) -> Outcome:
         try:
@@ -181,12 +194,18 @@ class Device:
             code = (FW_NO_TRUST_ANCHOR if "trusted" in text else
                     FW_SIGNATURE_FAILURE if "signature" in text else FW_DECODE_FAILURE)
             value = firmware.load_error(self.hw_type or hw or "0.0", self.hw_serial or b"", code, name)
-            return Outcome("firmware", False, f"firmware refused: {text}",
-                           self._firmware_answer(firmware.ERROR, value))
+            return self._cms_answer("firmware", firmware.ERROR, value, False, f"firmware refused: {text}")
         if self.hw_type is not None and self.hw_type not in package.targets:
             value = firmware.load_error(self.hw_type, self.hw_serial or b"", FW_WRONG_HARDWARE, package.name)
-            return Outcome("firmware", False, f"firmware {package.name} is for {', '.join(package.targets)},"
-                           f" not this hardware ({self.hw_type})", self._firmware_answer(firmware.ERROR, value))
+            return self._cms_answer("firmware", firmware.ERROR, value, False,
+                                    f"firmware {package.name} is for {', '.join(package.targets)}, not this"
+                                    f" hardware ({self.hw_type})")
+        if package.content_type != firmware.FIRMWARE:
+            # This device loads plain images only (no compression, no encryption layer).
+            value = firmware.load_error(self.hw_type or package.targets[0], self.hw_serial or b"",
+                                        FW_UNSUPPORTED_PACKAGE_TYPE, package.name)
+            return self._cms_answer("firmware", firmware.ERROR, value, False,
+                                    f"firmware {package.name} is {package.content_type}: not loadable here")
         stem = _safe(str(package.name))
         _write(self.state / "firmware" / f"{stem}.bin", package.image)
         _write(self.state / "firmware" / f"{stem}.json", json.dumps({
@@ -197,8 +216,8 @@ class Device:
             indent=1).encode())
         value = firmware.receipt(self.hw_type or package.targets[0], self.hw_serial or b"", package.name,
                                  trust_anchor_key_id=tamp.key_id_of_cert(package.anchor) if package.anchor else None)
-        return Outcome("firmware", True, f"firmware {package.name} stored ({len(package.image)} bytes)",
-                       self._firmware_answer(firmware.RECEIPT, value))
+        return self._cms_answer("firmware", firmware.RECEIPT, value, True,
+                                f"firmware {package.name} stored ({len(package.image)} bytes)")
 
     # -- /tamp ------------------------------------------------------------------------------
 

@@ -104,7 +104,8 @@ def sign_and_queue(config: Config, token: Token, store: Store, image: FirmwareIm
     signer = roles.signer(config, token, "firmware")
     attrs = firmware.signed_attributes(image.name, list(image.targets), image.image,
                                        stale_version=image.stale_version, description=image.description,
-                                       package_type=image.package_type, dependencies=list(image.dependencies))
+                                       package_type=image.package_type, dependencies=list(image.dependencies),
+                                       signer_cert=signer.certificate)
     der = signer.sign_blocking(firmware.FIRMWARE, image.image, signed_attrs=attrs)
     package = firmware.check(der, signer.ca_chain)
     return _queue(store, target, package, "signed by the appliance")

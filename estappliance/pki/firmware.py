@@ -14,8 +14,10 @@ import datetime
 import hashlib
 from dataclasses import dataclass, field
 
-from asn1crypto import cms, core
+from asn1crypto import cms, core, tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from . import signeddata
 from .asn1 import rfc4108
@@ -88,9 +90,20 @@ class FirmwarePackage:
     dependencies: tuple[PackageName, ...] = field(default_factory=tuple)
 
 
+def signing_certificate(cert: x509.Certificate) -> dict:
+    """ESS signing-certificate-v2 (RFC 5035) naming the signer's certificate:
+    a SHOULD of RFC 4108 2.2 when the signer has one."""
+    asn1_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    return {"type": "signing_certificate_v2", "values": [tsp.SigningCertificateV2({"certs": [{
+        "cert_hash": hashlib.sha256(asn1_cert.dump()).digest(),
+        "issuer_serial": {"issuer": [asn1_x509.GeneralName(name="directory_name", value=asn1_cert.issuer)],
+                          "serial_number": asn1_cert.serial_number}}]})]}
+
+
 def signed_attributes(name: PackageName, targets: list[str], image: bytes, *, stale_version: int | None = None,
                       description: str | None = None, package_type: int | None = None,
-                      dependencies: list[PackageName] = ()) -> list[dict]:
+                      dependencies: list[PackageName] = (), signer_cert: x509.Certificate | None = None
+                      ) -> list[dict]:
     """The RFC 4108 signed attributes beyond content-type, message-digest and signing-time."""
     if not targets:
         raise ValueError("a firmware package needs at least one target hardware module type")
@@ -114,6 +127,8 @@ def signed_attributes(name: PackageName, targets: list[str], image: bytes, *, st
         if dependencies:
             info["dependencies"] = [d.asn1() for d in dependencies]
         attrs.append({"type": "firmware_package_info", "values": [rfc4108.FirmwarePackageInfo(info)]})
+    if signer_cert is not None:
+        attrs.append(signing_certificate(signer_cert))
     return attrs
 
 
@@ -123,7 +138,7 @@ def sign(image: bytes, key, cert: x509.Certificate, *, name: PackageName, target
     """ContentInfo(SignedData(firmwarePackage)) DER, signed with ``key``."""
     return signeddata.sign(FIRMWARE, image, key, cert, certificates=certificates, use_ski=True,
                            signing_time=signing_time,
-                           signed_attrs=signed_attributes(name, targets, image, **attrs))
+                           signed_attrs=signed_attributes(name, targets, image, signer_cert=cert, **attrs))
 
 
 def _attr(attrs: cms.CMSAttributes, name: str):
