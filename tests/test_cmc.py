@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import hmac
 import os
+import random
 from pathlib import Path
 
 from asn1crypto import core, keys
@@ -200,6 +201,28 @@ class RequestTests(unittest.TestCase):
         self.assertIn("unreadable", refused(cmc.unsigned_request(bad_value)))
         detached = signeddata.sign(rfc5272.PKI_DATA, good, k, self_signed(k), detached=True)
         self.assertIn("detached", refused(detached))
+
+    def test_damaged_requests_fail_as_cmc_errors_only(self):
+        """Random byte damage: the reader says BadCmcMessage or reads it, never anything else."""
+        pki, k1, _ = full_request()
+        rnd = random.Random(7)
+        for der in (cmc.sign_request(pki, k1), cmc.unsigned_request(pki)):
+            for _ in range(300):
+                damaged = bytearray(der)
+                for _ in range(rnd.randint(1, 3)):
+                    damaged[rnd.randrange(len(damaged))] = rnd.randrange(256)
+                try:
+                    cmc.read_request(bytes(damaged))
+                except cmc.BadCmcMessage:
+                    pass
+
+    def test_a_pkcs10_with_an_unknown_version_is_a_bad_request(self):
+        k = key()
+        der = bytearray(make_csr(k, "CN=x").public_bytes(serialization.Encoding.DER))
+        version_at = der.index(b"\x02\x01\x00")  # CertificationRequestInfo version 0
+        der[version_at + 2] = 0x44
+        p = cmc.read_pki_data(cmc.pki_data([], [cmc.pkcs10_request(1, bytes(der))]).dump())
+        self.assertEqual(p.requests[0].problem.fail_info, "bad_request")
 
     def test_a_follow_up_may_be_signed_with_a_waiting_request_key(self):
         k = key()

@@ -134,7 +134,7 @@ def read_request(der: bytes, extra_keys=()) -> FullPkiRequest:
         encap = info["content"]["encap_content_info"]
         encap_type = encap["content_type"].native
         raw = None if isinstance(encap["content"], core.Void) else encap["content"].__bytes__()
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise BadCmcMessage(f"unreadable SignedData: {_short(e)}") from None
     if encap_type != rfc5272.PKI_DATA:
         raise BadCmcMessage(f"the SignedData carries {encap_type}, not a PKIData")
@@ -162,7 +162,7 @@ def peek_pki_data(der: bytes) -> PkiData | None:
         if info["content_type"].native != "signed_data" or encap["content_type"].native != rfc5272.PKI_DATA:
             return None
         return read_pki_data(encap["content"].__bytes__())
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
@@ -170,7 +170,7 @@ def _explicit_content(info: cms.ContentInfo) -> bytes:
     """The DER of a ContentInfo's content, without the [0] EXPLICIT wrapper."""
     try:
         return info["content"].untag().dump()
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:
         raise BadCmcMessage(f"unreadable PKIData: {_short(e)}") from None
 
 
@@ -195,7 +195,7 @@ def read_pki_data(der: bytes) -> PkiData:
     decoded here, so a malformed one fails the message, not its handling."""
     try:
         return _read_pki_data(der)
-    except (ValueError, TypeError, KeyError, OverflowError) as e:
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as e:
         if isinstance(e, BadCmcMessage):
             raise
         raise BadCmcMessage(f"unreadable PKIData: {_short(e)}") from None
@@ -441,7 +441,7 @@ def read_response(der: bytes) -> FullPkiResponse:
         sd = info["content"]
         crls = [] if isinstance(sd["crls"], core.Void) else [
             x509.load_der_x509_crl(c.chosen.dump()) for c in sd["crls"] if c.name == "crl"]
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise BadCmcMessage(f"unreadable PKIResponse: {_short(e)}") from None
     statuses, txid, sender, recipient = [], None, None, None
     for attr in response["control_sequence"]:

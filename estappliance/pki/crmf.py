@@ -79,7 +79,7 @@ def read(msg: rfc4211.CertReqMsg, *, check_pop: bool = True) -> CrmfRequest:
         san = _san(template["extensions"])
         popo = msg["popo"]
         pop = "none" if isinstance(popo, core.Void) or popo.name is None else popo.name
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         if isinstance(e, BadCrmfRequest):
             raise
         raise BadCrmfRequest(f"unreadable CRMF request: {_short(e)}") from None

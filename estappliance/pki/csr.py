@@ -20,7 +20,8 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
         csr.subject  # noqa: B018 - force parsing
         csr.public_key()
         csr.extensions  # noqa: B018
-    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+            x509.InvalidVersion) as e:
         raise BadCSR(f"not a PKCS#10 request ({_short(e)})") from None
     return csr
 
