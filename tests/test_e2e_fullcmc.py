@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import io
 import os
+import random
 from pathlib import Path
 
 from asn1crypto import core
@@ -486,6 +487,23 @@ class FullCmcTests(unittest.TestCase):
         # A wrong media type is an HTTP matter.
         resp, _ = yield self.post_raw(good, content_type="application/pkcs10")
         self.assertEqual((resp.status, resp.header("content-type")), (415, "text/plain; charset=utf-8"))
+
+    @defer.inlineCallbacks
+    def test_damaged_requests_never_get_a_500(self):
+        key = new_key("ec-p256")
+        ca = asn1_x509.Name.load(self.server.ca_cert.subject.public_bytes())
+        pki = cmc.pki_data([cmc.control(1, "transaction_id", 3), cmc.control(2, "get_crl", {"issuer_name": ca}),
+                            cmc.control(3, "revoke_request", {"issuer_name": ca, "serial_number": 5,
+                                                              "reason": "superseded"})],
+                           [self.csr_request(4, key=key)[1], cmc.crmf_request(5, key, x509.Name([]))])
+        good = cmc.sign_request(pki, key)
+        rnd = random.Random(3)
+        for _ in range(40):
+            damaged = bytearray(good)
+            damaged[rnd.randrange(len(damaged))] = rnd.randrange(256)
+            resp, answer = yield self.post_raw(bytes(damaged))
+            self.assertIn(resp.status, (200, 400, 401, 403))
+            self.assertIsNotNone(answer)  # always a CMC response
 
     @defer.inlineCallbacks
     def test_authentication_and_authorization(self):
