@@ -164,7 +164,8 @@ class DistributionConfig:
     keep_symmetric_keys: bool = False  # escrow: keep published symmetric keys (sealed) in the token
 
 
-def _distribution_config(t: dict, base: Path, anchors: dict[str, Path]) -> DistributionConfig:
+def _distribution_config(t: dict, base: Path, anchors: dict[str, Path], ca_dir: Path) -> DistributionConfig:
+    """Certificates default to files next to the CA certificate."""
     names = tuple(t.get("firmware_anchors", ()))
     for name in names:
         if name != "ca" and name not in anchors:
@@ -172,9 +173,10 @@ def _distribution_config(t: dict, base: Path, anchors: dict[str, Path]) -> Distr
     return DistributionConfig(
         firmware_anchors=names,
         firmware_signer_key_label=t.get("firmware_signer_key_label", "est-firmware-signer"),
-        firmware_signer_cert_file=_path(base, t.get("firmware_signer_cert_file", "ca/firmware-signer.pem")),
+        firmware_signer_cert_file=_path(base, t.get("firmware_signer_cert_file",
+                                                    str(ca_dir / "firmware-signer.pem"))),
         tamp_key_label=t.get("tamp_key_label", "est-tamp-manager"),
-        tamp_cert_file=_path(base, t.get("tamp_cert_file", "ca/tamp-manager.pem")),
+        tamp_cert_file=_path(base, t.get("tamp_cert_file", str(ca_dir / "tamp-manager.pem"))),
         keep_symmetric_keys=bool(t.get("keep_symmetric_keys", False)),
     )
 
@@ -393,5 +395,5 @@ def from_dict(raw: dict, path: Path) -> Config:
         workers=_int(s, "workers", 1, "server", 1),
         crl=_crl_config(raw.get("crl", {})),
         pal=_pal_config(raw.get("pal", {})),
-        distribution=_distribution_config(raw.get("distribution", {}), base, anchors),
+        distribution=_distribution_config(raw.get("distribution", {}), base, anchors, ca.cert_file.parent),
     )
