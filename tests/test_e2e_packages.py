@@ -19,12 +19,11 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.admin import cli as estctl
-from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr, new_key
+from estappliance.client import BasicAuth, EstClient, HttpsConnection, new_key
 from estappliance.client.device import Device
-from estappliance.client.distribution import get_pal
 from estappliance.client.sync import sync
 from estappliance.packages import pal as pal_format
-from estappliance.pki import firmware, signeddata, symkeys, tamp
+from estappliance.pki import firmware, symkeys, tamp
 from estappliance.pki.asn1 import rfc7191
 from estappliance.pki.encoding import decode_body
 from estappliance.store import on_store_thread
