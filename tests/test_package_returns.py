@@ -12,7 +12,7 @@ from twisted.trial import unittest
 
 from estappliance.errors import MalformedRequest, PolicyRefused
 from estappliance.packages import returns
-from estappliance.pki import firmware, symkeys, tamp
+from estappliance.pki import firmware, signeddata, symkeys, tamp
 from estappliance.pki.asn1 import rfc7191
 from estappliance.store import Store
 from estappliance.store.packages import NotOffered
@@ -164,3 +164,48 @@ class TampAnswerTests(ReturnsCase):
         self.assertEqual(self.store.next_tamp_seq_num(b"k", floor=10), 1001)
         self.assertEqual(self.store.next_tamp_seq_num(b"other"), 1)
         self.assertEqual(self.store.last_tamp_seq_num(b"k"), 1001)
+
+
+class DamagedReturnTests(unittest.TestCase):
+    """Damaged returns are a 400 with a reason (MalformedRequest), never another exception (a 500)."""
+
+    def test_mutations_of_every_kind_of_return(self):
+        import random
+        import warnings
+        key, cert = certificate("CN=device")
+        ta = tamp.TrustAnchor.from_cert(certificate("CN=TA", ca=True)[1])
+        ref = tamp.MsgRef(tamp.Target("hw_modules", hw_type="1.2.3", hw_serials=(b"x",)), 5)
+        name = firmware.PackageName(oid="1.3.6.1.4.1.99999.1", version=1)
+        tamp_answer = lambda der: returns.parse_tamp_answer(der, None)  # noqa: E731
+        samples = [
+            (returns.parse_key_package_return,
+             symkeys.sign_return(rfc7191.RECEIPT, symkeys.receipt(b"p", cert.subject), key, cert)),
+            (returns.parse_key_package_return,
+             symkeys.unsigned_return(rfc7191.ERROR, symkeys.error(b"p", cert.subject, 3))),
+            (returns.parse_firmware_report, firmware.unsigned(firmware.ERROR, firmware.load_error("1.2.3", b"s", 3,
+                                                                                                   name))),
+            (returns.parse_firmware_report,
+             signeddata.sign(firmware.RECEIPT, firmware.receipt("1.2.3", b"s", name), key, cert)),
+            (tamp_answer, tamp.unsigned("tamp_status_response", tamp.status_response(ref, [ta], communities=["1.2"]))),
+            (tamp_answer, tamp.sign("tamp_update_confirm", tamp.update_confirm(ref, [0], anchors=[ta]), key, cert)),
+        ]
+        rng = random.Random(20261127)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for parse, der in samples:
+                parse(der)  # the undamaged one reads
+                for _ in range(1500):
+                    damaged = bytearray(der)
+                    for _ in range(rng.randint(1, 3)):
+                        at = rng.randrange(len(damaged))
+                        choice = rng.random()
+                        if choice < 0.6:
+                            damaged[at] = rng.randrange(256)
+                        elif choice < 0.8:
+                            del damaged[at]
+                        else:
+                            damaged.insert(at, rng.randrange(256))
+                    try:
+                        parse(bytes(damaged))
+                    except MalformedRequest:
+                        pass

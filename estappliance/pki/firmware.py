@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import signeddata
@@ -166,7 +167,7 @@ def check(der: bytes, anchors: list[x509.Certificate] | None, *,
             raise BadFirmware("a firmware package has exactly one signer and one digest algorithm")
         if sd["version"].native != "v3":
             raise BadFirmware("firmware SignedData must be version 3 (RFC 4108 2.1)")
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         if isinstance(e, BadFirmware):
             raise
         raise BadFirmware(f"not a CMS ContentInfo: {e}") from None
@@ -210,7 +211,7 @@ def check(der: bytes, anchors: list[x509.Certificate] | None, *,
                                content_type=verified.content_type, image=verified.content,
                                signer=verified.signer, anchor=anchor, stale_version=stale_version,
                                description=description, dependencies=dependencies)
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         if isinstance(e, BadFirmware):
             raise
         raise BadFirmware(f"unreadable firmware attributes: {e}") from None
@@ -292,7 +293,7 @@ def read_report(der: bytes, candidates: list[x509.Certificate] | None = None) ->
                                   enumerated(value["error_code"]), value["vendor_error_code"].native, signer, der)
     except signeddata.BadSignedData as e:
         raise BadFirmwareReport(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         raise BadFirmwareReport(f"unreadable firmware report: {e}") from None
     raise BadFirmwareReport(f"{kind} is neither a firmware load receipt nor a load error")
 

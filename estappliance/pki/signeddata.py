@@ -13,7 +13,7 @@ from asn1crypto import cms, core, parser
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
@@ -195,7 +195,9 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_
             except BadSignedData:
                 if i == len(keys) - 1:
                     raise
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
+            x509.InvalidVersion) as e:
+        # asn1crypto's AttributeError on odd types; cryptography's refusals of a carried certificate.
         if isinstance(e, BadSignedData):
             raise
         raise BadSignedData(f"unreadable SignedData: {e}") from None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from . import envelope, signeddata
 from .asn1 import rfc6031, rfc6032, rfc7191
@@ -203,7 +204,7 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedKeyPackage:
         raise BadKeyPackage(f"signature check failed: {e}") from None
     except envelope.EnvelopeError as e:
         raise BadKeyPackage(f"cannot decrypt: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         if isinstance(e, BadKeyPackage):
             raise
         raise BadKeyPackage(f"unreadable key package: {e}") from None
@@ -288,7 +289,7 @@ def read_return(der: bytes) -> KeyPackageReturn:
             return KeyPackageReturn(kind, pkg_id, code, rfc7191.error_code_name(choice), signer, der)
     except signeddata.BadSignedData as e:
         raise BadKeyPackageReturn(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         if isinstance(e, BadKeyPackageReturn):
             raise
         raise BadKeyPackageReturn(f"unreadable key package receipt or error: {e}") from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from asn1crypto import cms, core, keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import signeddata
@@ -399,7 +400,7 @@ def read(der: bytes, candidates: list[x509.Certificate] | None = None, *, requir
         return _flatten(kind, value, signer, carried, der)
     except signeddata.BadSignedData as e:
         raise BadTamp(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         if isinstance(e, BadTamp):
             raise
         raise BadTamp(f"unreadable TAMP message: {e}") from None

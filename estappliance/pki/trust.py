@@ -12,7 +12,7 @@ import datetime
 
 from asn1crypto import cms, core
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 MAX_DEPTH = 8
@@ -44,7 +44,13 @@ def chain_to_anchor(signer: x509.Certificate, anchors: list[x509.Certificate],
     """The anchor ``signer`` leads to: itself an anchor (same key), or issued
     (through CA certificates in ``intermediates``) by one. Every certificate
     on the way must be valid at ``at`` (default now). Raises Untrusted."""
-    at = at or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        return _walk(signer, anchors, intermediates, at or datetime.datetime.now(datetime.timezone.utc))
+    except UnsupportedAlgorithm as e:
+        raise Untrusted(f"unsupported key in the certificate path: {e}") from None
+
+
+def _walk(signer, anchors, intermediates, at) -> x509.Certificate:
     by_key = {_spki(a): a for a in anchors}
     cert = signer
     for _ in range(MAX_DEPTH):
@@ -68,7 +74,7 @@ def carried_certificates(der: bytes) -> list[x509.Certificate]:
             return []
         return [x509.load_der_x509_certificate(c.chosen.dump()) for c in sd["certificates"]
                 if c.name == "certificate"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError, x509.InvalidVersion):
         return []
 
 
@@ -78,7 +84,7 @@ def _issuer_of(cert: x509.Certificate, candidates: list[x509.Certificate]) -> x5
             continue
         try:
             cert.verify_directly_issued_by(candidate)
-        except (InvalidSignature, ValueError, TypeError):
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
             continue
         return candidate
     return None
