@@ -135,7 +135,7 @@ class SyncTests(PackagesCase):
         steps = [
             ("publish", "symmetric-key", "--client", "alice", "--algorithm", "aes256", "--key-id", "fleet-1"),
             ("publish", "symmetric-key", "--client", "alice", "--algorithm", "aes128", "--key-id", "fleet-2",
-             "--encrypted-key-package"),
+             "--form", "encrypted-key-package"),
             ("publish", "firmware", str(self.vendor_firmware()), "--all"),
             ("publish", "firmware", str(self.tmp / "fw-3.der"), "--client", "bob"),
             ("publish", "tamp", "status-query", "--client", "alice"),
@@ -408,6 +408,20 @@ class PublishTests(PackagesCase):
         from estappliance.token import TokenRefused
         with self.assertRaises(TokenRefused):
             yield on_token_thread(token.export_secret_key, "symkey-shared")
+
+    @defer.inlineCallbacks
+    def test_form_follows_what_each_client_declared(self):
+        # alice once asked /serverkeygen for an Encrypted Key Package (RFC 8295 8.1): she declared support.
+        yield on_store_thread(self.server.store.key_package_started, pkg_id=b"\x01" * 16, client="alice",
+                              label="default", key_label="skg-test", form="encrypted-key-package",
+                              receipt_requested=False)
+        code, out = yield self.estctl("publish", "symmetric-key", "--all", "--key-id", "auto-form")
+        self.assertEqual(code, 0, out)
+        self.assertIn("encrypted-key-package", out)
+        for who, form in ((self.alice, "encrypted-key-package"), (self.bob, "enveloped")):
+            resp = yield self.raw("GET", f"{EST}/symmetrickeys", who=who)
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(resp.header("content-type"), symkeys.media_type(form))
 
     @defer.inlineCallbacks
     def enroll_rsa(self):

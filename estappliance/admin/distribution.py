@@ -72,7 +72,7 @@ def cmd_publish_symmetric_key(args, config) -> None:
     token = _token(config)
     request = symmetric.SymmetricKeyRequest(
         label=label, clients=tuple(clients), algorithm=args.algorithm, key_id=args.key_id,
-        form="encrypted-key-package" if args.encrypted_key_package else "enveloped",
+        form=args.form,
         usages=tuple(args.usage or ("Encrypt", "Decrypt")), valid_days=args.days,
         friendly_name=args.name or None, keep=args.keep or config.distribution.keep_symmetric_keys)
     try:
@@ -85,7 +85,7 @@ def cmd_publish_symmetric_key(args, config) -> None:
           f" then {fate}")
     for p in queued:
         print(f"package {p.id}: symmetric key for client {p.target} (label {p.label}, pkgID"
-              f" {p.key_package_id.hex()}, {p.size} bytes, {details['form']})")
+              f" {p.key_package_id.hex()}, {p.size} bytes, {p.details['form']})")
 
 
 # -- firmware ---------------------------------------------------------------------------
@@ -203,9 +203,10 @@ def register(sub) -> None:
     sk.add_argument("--usage", action="append", choices=rfc6031.KEY_USAGES,
                     help="PSKC key usage (repeatable; default Encrypt and Decrypt)")
     sk.add_argument("--days", type=int, help="key expiry date this many days from now")
-    sk.add_argument("--encrypted-key-package", action="store_true",
-                    help="the clients declared support for RFC 6032: SignedData -> EncryptedKeyPackage ->"
-                         " SignedData (default SignedData -> EnvelopedData -> SignedData)")
+    sk.add_argument("--form", choices=("auto", *symkeys.LAYERS), default="auto",
+                    help="enveloped: SignedData -> EnvelopedData -> SignedData; encrypted-key-package: SignedData ->"
+                         " EncryptedKeyPackage (RFC 6032) -> SignedData; auto (default): the latter for clients"
+                         " that declared support (asked /serverkeygen for one, RFC 8295 8.1)")
     sk.add_argument("--keep", action="store_true", help="keep the key in the token (sealed) after packaging")
     sk.set_defaults(func=cmd_publish_symmetric_key)
 

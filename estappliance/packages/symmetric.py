@@ -14,7 +14,10 @@ out of it only encrypted for each client it is meant for.
    naming it (pkgID) and asking for a receipt (RFC 7191);
 4. per client: encrypts that SignedData (EnvelopedData, or an RFC 6032
    EncryptedKeyPackage for a client that declared support for it) and signs
-   the result again; one package per client in the queue (a key encrypted
+   the result again. A client declares support the way RFC 8295 8.1 has it
+   do so: by asking /serverkeygen for an Encrypted Key Package (the CSR
+   contentType attribute), which the appliance records; the operator may
+   also choose the form for all; one package per client in the queue (a key encrypted
    for one client is no use to another, and a client joining a group later
    must not be shown a package it cannot open);
 5. destroys the key in the token, or seals it there (escrow) when the
@@ -50,7 +53,7 @@ class SymmetricKeyRequest:
     clients: tuple[str, ...]
     algorithm: str = "aes256"
     key_id: str | None = None  # the PSKC keyId; a fresh one by default
-    form: str = "enveloped"  # or "encrypted-key-package"
+    form: str = "auto"  # "enveloped", "encrypted-key-package", or per client: what it declared
     usages: tuple[str, ...] = ("Encrypt", "Decrypt")
     valid_days: int | None = None  # PSKC keyExpiryDate
     friendly_name: str | None = None
@@ -69,6 +72,17 @@ def _usable(cert: x509.Certificate) -> bool:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return ku.key_agreement
     return False
+
+
+def declared_encrypted_key_package(store: Store, client: str) -> bool:
+    """Did the client ever ask /serverkeygen for an Encrypted Key Package (RFC 8295 8.1)?"""
+    return any(p.form == "encrypted-key-package" for p in store.key_packages(client))
+
+
+def form_for(store: Store, client: str, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "encrypted-key-package" if declared_encrypted_key_package(store, client) else "enveloped"
 
 
 def recipients_for(store: Store, token: Token, client: str) -> list[envelope.Recipient]:
@@ -100,7 +114,7 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
         raise PublishError(f"no label {request.label!r} in the config")
     if request.algorithm not in symkeys.ALGORITHM_BITS:
         raise PublishError(f"unknown algorithm {request.algorithm!r}; known: {', '.join(symkeys.ALGORITHM_BITS)}")
-    if request.form not in symkeys.LAYERS:
+    if request.form != "auto" and request.form not in symkeys.LAYERS:
         raise PublishError(f"unknown form {request.form!r}")
     if not request.clients:
         raise PublishError("no client to publish the key for")
@@ -131,14 +145,15 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
             symkeys.receipt_request(pkg_id, signer.certificate.subject)])
         bodies = {}
         for client in request.clients:
-            content_type, layer = symkeys.encrypt_for(inner, recipients[client], form=request.form)
-            bodies[client] = signer.sign_blocking(content_type, layer)
-        for client, body in bodies.items():
+            form = form_for(store, client, request.form)
+            content_type, layer = symkeys.encrypt_for(inner, recipients[client], form=form)
+            bodies[client] = (form, signer.sign_blocking(content_type, layer))
+        for client, (form, body) in bodies.items():
             queued.append(store.queue_package(
                 label=request.label, pal_type=types.SYMMETRIC_KEY, target_kind="client", target=client,
-                content=body, media_type=symkeys.media_type(request.form),
+                content=body, media_type=symkeys.media_type(form),
                 name=f"{request.algorithm} key {key_id}", receipt_requested=True, key_package_id=pkg_id,
-                details={"key_id": key_id, "algorithm": request.algorithm, "form": request.form,
+                details={"key_id": key_id, "algorithm": request.algorithm, "form": form,
                          "escrowed": request.keep, "token_label": token_label if request.keep else None}))
     finally:
         if request.keep:
@@ -148,4 +163,5 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
     return queued
 
 
-__all__ = ["PublishError", "SymmetricKeyRequest", "publish", "recipients_for"]
+__all__ = ["PublishError", "SymmetricKeyRequest", "declared_encrypted_key_package", "form_for", "publish",
+           "recipients_for"]
