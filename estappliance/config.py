@@ -364,15 +364,17 @@ def from_dict(raw: dict, path: Path) -> Config:
     key_type = c.get("key_type", "ec-p256")
     if key_type not in KEY_TYPES:
         raise ConfigError(f"[ca] unknown key_type {key_type!r}; known: {', '.join(KEY_TYPES)}")
+    ca_file = _path(base, c.get("cert_file", "ca/ca.pem"))
     ca = CAConfig(
         key_label=c.get("key_label", "est-ca"),
         key_type=key_type,
         subject=c.get("subject", "CN=estappliance CA"),
         validity_days=_int(c, "validity_days", 3650, "ca", 1),
-        cert_file=_path(base, c.get("cert_file", "ca/ca.pem")),
-        chain_file=_path(base, c.get("chain_file", "ca/chain.pem")),
+        cert_file=ca_file,
+        chain_file=_path(base, c.get("chain_file", str(ca_file.parent / "chain.pem"))),
         signer_key_label=c.get("signer_key_label", "est-signer"),
-        signer_cert_file=_path(base, c.get("signer_cert_file", "ca/signer.pem")),
+        # Next to the CA certificate unless said otherwise.
+        signer_cert_file=_path(base, c.get("signer_cert_file", str(ca_file.parent / "signer.pem"))),
     )
     anchors = {n: _path(base, p) for n, p in raw.get("trust_anchors", {}).items()}
     if "ca" in anchors:
