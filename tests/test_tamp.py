@@ -54,7 +54,8 @@ class TampTests(Asn1Check, unittest.TestCase):
                                                          seq_numbers={b"\x01" * 20: 1700000001}),
             "tamp_update_confirm": tamp.update_confirm(ref, [0, 25], anchors=[self.new_ta]),
             "tamp_apex_update_confirm": tamp.apex_update_confirm(ref, 0),
-            "tamp_community_update_confirm": tamp.community_update_confirm(ref, 0, communities=["1.3.6.1.4.1.99999.5.1"]),
+            "tamp_community_update_confirm": tamp.community_update_confirm(ref, 0,
+                                                                           communities=["1.3.6.1.4.1.99999.5.1"]),
             "tamp_sequence_adjust_confirm": tamp.sequence_adjust_confirm(ref, 0),
             "tamp_error": tamp.error("tamp_update", 21, ref),
         }

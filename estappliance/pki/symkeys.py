@@ -204,7 +204,8 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedKeyPackage:
         raise BadKeyPackage(f"signature check failed: {e}") from None
     except envelope.EnvelopeError as e:
         raise BadKeyPackage(f"cannot decrypt: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
+            x509.InvalidVersion) as e:
         if isinstance(e, BadKeyPackage):
             raise
         raise BadKeyPackage(f"unreadable key package: {e}") from None
@@ -289,7 +290,8 @@ def read_return(der: bytes) -> KeyPackageReturn:
             return KeyPackageReturn(kind, pkg_id, code, rfc7191.error_code_name(choice), signer, der)
     except signeddata.BadSignedData as e:
         raise BadKeyPackageReturn(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
+            x509.InvalidVersion) as e:
         if isinstance(e, BadKeyPackageReturn):
             raise
         raise BadKeyPackageReturn(f"unreadable key package receipt or error: {e}") from None

@@ -400,7 +400,8 @@ def read(der: bytes, candidates: list[x509.Certificate] | None = None, *, requir
         return _flatten(kind, value, signer, carried, der)
     except signeddata.BadSignedData as e:
         raise BadTamp(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
+            x509.InvalidVersion) as e:
         if isinstance(e, BadTamp):
             raise
         raise BadTamp(f"unreadable TAMP message: {e}") from None

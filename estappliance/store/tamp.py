@@ -119,7 +119,8 @@ class TampTables:
                 self._db.execute("DELETE FROM tamp_anchors WHERE client=?", (client,))
             for key_id, der, title in add:
                 self._db.execute("INSERT INTO tamp_anchors VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (client, key_id)"
-                                 " DO UPDATE SET der=COALESCE(excluded.der, der), title=COALESCE(excluded.title, title),"
+                                 " DO UPDATE SET der=COALESCE(excluded.der, der),"
+                                 " title=COALESCE(excluded.title, title),"
                                  " updated_at=excluded.updated_at, source=excluded.source",
                                  (client, key_id, der, title, now, source))
             for key_id in remove:
@@ -128,7 +129,8 @@ class TampTables:
                 self._db.execute("UPDATE tamp_anchors SET apex=0 WHERE client=?", (client,))
                 key_id, der, title = apex
                 self._db.execute("INSERT INTO tamp_anchors VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (client, key_id)"
-                                 " DO UPDATE SET der=COALESCE(excluded.der, der), title=COALESCE(excluded.title, title),"
+                                 " DO UPDATE SET der=COALESCE(excluded.der, der),"
+                                 " title=COALESCE(excluded.title, title),"
                                  " apex=1, updated_at=excluded.updated_at, source=excluded.source",
                                  (client, key_id, der, title, now, source))
             if communities is not None or add_communities or remove_communities:
@@ -145,8 +147,8 @@ class TampTables:
                 self._db.execute("INSERT INTO tamp_clients (client, communities, updated_at, source)"
                                  " VALUES (?, NULL, ?, ?) ON CONFLICT (client) DO UPDATE SET"
                                  " updated_at=excluded.updated_at, source=excluded.source", (client, now, source))
-            self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail) VALUES (?, ?, 'tamp', 'ok', ?)",
-                             (now, client, audit_detail or source))
+            self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
+                             " VALUES (?, ?, 'tamp', 'ok', ?)", (now, client, audit_detail or source))
 
 
 __all__ = ["ClientAnchor", "ClientTampState", "TampTables"]
