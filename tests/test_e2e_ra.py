@@ -900,7 +900,6 @@ class DigestTests(RaTestCase):
         """A correct answer to any nonce the server issued is accepted, also
         when the nonce's binary 16-byte MAC happens to contain ':' (0x3a),
         as about 6% do."""
-        verifier = self.server.appliance.registrar.authenticator.digest
         path = self.path("digest", "simpleenroll")
 
         def find_and_answer():

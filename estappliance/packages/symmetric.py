@@ -31,7 +31,6 @@ import uuid
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..ca.content import ContentSigner
 from ..config import Config
@@ -60,20 +59,6 @@ class SymmetricKeyRequest:
     keep: bool = False  # escrow the key (sealed) in the token
 
 
-def _usable(cert: x509.Certificate) -> bool:
-    """May this certificate's key receive a key (RFC 5280 key usage)?"""
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        return ku.key_encipherment
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return ku.key_agreement
-    return False
-
-
 def declared_encrypted_key_package(store: Store, client: str) -> bool:
     """Did the client ever ask /serverkeygen for an Encrypted Key Package (RFC 8295 8.1)?"""
     return any(p.form == "encrypted-key-package" for p in store.key_packages(client))
@@ -96,12 +81,11 @@ def recipients_for(store: Store, token: Token, client: str) -> list[envelope.Rec
     for registered in store.recipients():
         if registered.client == client:
             cert = x509.load_der_x509_certificate(registered.der)
-            if cert.not_valid_after_utc > now and _usable(cert):
+            if cert.not_valid_after_utc > now and envelope.can_encrypt_to(cert):
                 found.append(envelope.recipient_for_certificate(cert))
-    issued = [r for r in store.certificates(client) if not r.revoked]
-    for record in sorted(issued, key=lambda r: r.issued_at, reverse=True):
+    for record in store.latest_valid_certificates(client, now):
         cert = x509.load_der_x509_certificate(record.der)
-        if cert.not_valid_after_utc > now and _usable(cert):
+        if envelope.can_encrypt_to(cert):
             found.append(envelope.recipient_for_certificate(cert))
             break
     return found

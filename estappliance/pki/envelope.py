@@ -158,6 +158,21 @@ class KeyAgreeRecipient:
 Recipient = Union[KekRecipient, KeyTransRecipient, KeyAgreeRecipient]
 
 
+def can_encrypt_to(cert: x509.Certificate) -> bool:
+    """RFC 7030 4.4.1.2: a certificate may receive a key if its key usage
+    allows key transport (RSA) or key agreement (EC), or is unrestricted."""
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return ku.key_encipherment
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return ku.key_agreement
+    return False
+
+
 def recipient_for_certificate(cert: x509.Certificate, *, rid: RecipientId | None = None,
                               wrap_algorithm: str = "aes256_wrap", kdf_hash: str = "sha256",
                               oaep_hash: str = "sha256") -> Recipient:

@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from ..ca import CertificateAuthority, IssueRequest
 from ..config import Config, Label
-from ..errors import AuthenticationRequired, EstError, MalformedRequest, NotAuthorized, NotFound, Pending, \
+from ..errors import AuthenticationRequired, EstError, NotAuthorized, NotFound, Pending, \
     PolicyRefused
 from ..pki import csr as csrs
 from ..pki import csrattrs

@@ -33,7 +33,7 @@ from ..ca.serverkeygen import CertificateProtection, KekProtection, KeyOrder, Se
 from ..config import Label
 from ..errors import EstError, MalformedRequest, NotAuthorized, PolicyRefused
 from ..pki import csr as csrs
-from ..pki import keygen_request, keypackages
+from ..pki import envelope, keygen_request, keypackages
 from ..store import AlreadyIssued, Store, on_store_thread
 from ..token import KEY_SPECS
 from . import profiles
@@ -135,21 +135,6 @@ def _ski(cert: x509.Certificate) -> bytes | None:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         return None
-
-
-def _usable_for_encryption(cert: x509.Certificate) -> bool:
-    """RFC 7030 4.4.1.2: keyTransport (RSA) or keyAgreement (EC) allowed, or no
-    key usage restriction at all."""
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        return ku.key_encipherment
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return ku.key_agreement
-    return False
 
 
 def _now() -> datetime.datetime:
@@ -261,7 +246,7 @@ class KeygenRegistrar:
                    and isinstance(c.public_key(), (rsa.RSAPublicKey, ec.EllipticCurvePublicKey))]
         if not current:
             raise PolicyRefused(f"unknown AsymmetricDecryptKeyIdentifier {ski.hex()}")
-        usable = [c for c in current if _usable_for_encryption(c)]
+        usable = [c for c in current if envelope.can_encrypt_to(c)]
         if not usable:
             raise PolicyRefused("the certificate named by AsymmetricDecryptKeyIdentifier does not allow key"
                                 " transport or key agreement (key usage)")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .crls import CrlRecord, CrlTables
+from .crls import CrlTables
 from .fullcmc import CmcTables
 from .packages import PackageTables
 from .returns import ReturnLookups
@@ -320,6 +320,13 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
             _CERT_SELECT + " WHERE client=? AND not_after>? AND not_after<=? AND label=? AND status='valid'"
             " AND NOT EXISTS (SELECT 1 FROM certificates AS newer WHERE newer.replaces=certificates.serial)"
             " ORDER BY not_after", (client, now.isoformat(), horizon.isoformat(), label))
+        return [_certificate(r) for r in rows]
+
+    def latest_valid_certificates(self, client: str, now: datetime.datetime,
+                                  limit: int = 20) -> list[CertificateRecord]:
+        """The client's unexpired, unrevoked certificates, latest notAfter first (indexed)."""
+        rows = self._db.execute(_CERT_SELECT + " WHERE client=? AND not_after>? AND status='valid'"
+                                " ORDER BY not_after DESC LIMIT ?", (client, now.isoformat(), limit))
         return [_certificate(r) for r in rows]
 
     def count_certificates(self) -> int:
