@@ -9,7 +9,8 @@ from __future__ import annotations
 from asn1crypto import core, keys, x509
 
 from ..signeddata import register_content_type
-from .rfc4108 import HardwareSerialEntry
+# The TAMP ASN.1 module IMPORTS HardwareModules from RFC 4108's.
+from .rfc4108 import HardwareModules, HardwareSerialEntry
 from .rfc5914 import CertPathControls, TrustAnchorChoice
 
 ID_TAMP = "2.16.840.1.101.2.1.2.77"
@@ -49,17 +50,6 @@ class TAMPVersion(core.Integer):
 
 class TerseOrVerbose(core.Enumerated):
     _map = {1: "terse", 2: "verbose"}
-
-
-class HardwareSerialEntries(core.SequenceOf):
-    _child_spec = HardwareSerialEntry
-
-
-class HardwareModules(core.Sequence):
-    _fields = [
-        ("hw_type", core.ObjectIdentifier),
-        ("hw_serial_entries", HardwareSerialEntries),
-    ]
 
 
 class HardwareModuleIdentifierList(core.SequenceOf):
@@ -343,4 +333,5 @@ SPECS = {
 for _name, (_oid, _media) in MESSAGES.items():
     register_content_type(_name, _oid, SPECS[_name])
 
-__all__ = ["ID_TAMP", "MESSAGES", "SPECS", "STATUS_CODES", "TAMPMsgRef", "TargetIdentifier", "TrustAnchorUpdate"]
+__all__ = ["ID_TAMP", "MESSAGES", "SPECS", "STATUS_CODES", "HardwareModules", "HardwareSerialEntry", "TAMPMsgRef",
+           "TargetIdentifier", "TrustAnchorUpdate"]
