@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import signeddata
 from .asn1 import rfc4108
+from .maybe_signed import open_content_info, reading
 from .trust import Untrusted, carried_certificates, chain_to_anchor
 
 FIRMWARE = "firmware_package"
@@ -270,15 +271,9 @@ def unsigned(kind: str, value: core.Asn1Value) -> bytes:
 
 def read_report(der: bytes, candidates: list[x509.Certificate] | None = None) -> FirmwareReport:
     """Parse a load receipt or load error, signed (its signature checked) or not."""
-    signer = None
-    try:
-        info = cms.ContentInfo.load(der, strict=True)
-        kind = info["content_type"].native
-        if kind == "signed_data":
-            verified = signeddata.verify(der, candidates)
-            kind, content, signer = verified.content_type, verified.content, verified.signer
-        else:
-            content = info["content"].untag().dump() if kind in (RECEIPT, ERROR) else b""
+    with reading(BadFirmwareReport, "firmware report"):
+        opened = open_content_info(der, candidates, (RECEIPT, ERROR))
+        kind, content, signer = opened.content_type, opened.content, opened.signer
         if kind == RECEIPT:
             value = rfc4108.FirmwarePackageLoadReceipt.load(content, strict=True)
             value.native  # parse everything now, inside the try
@@ -291,10 +286,6 @@ def read_report(der: bytes, candidates: list[x509.Certificate] | None = None) ->
             return FirmwareReport(ERROR, value["hw_type"].dotted, value["hw_serial_num"].native,
                                   None if isinstance(name, core.Void) else PackageName.from_asn1(name),
                                   enumerated(value["error_code"]), value["vendor_error_code"].native, signer, der)
-    except signeddata.BadSignedData as e:
-        raise BadFirmwareReport(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
-        raise BadFirmwareReport(f"unreadable firmware report: {e}") from None
     raise BadFirmwareReport(f"{kind} is neither a firmware load receipt nor a load error")
 
 

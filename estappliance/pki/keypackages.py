@@ -5,21 +5,20 @@ the caller (``signeddata``, ``envelope``).
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import os
 from dataclasses import dataclass
 
-from asn1crypto import cms, core
+from asn1crypto import cms
 from asn1crypto import pkcs12 as asn1_pkcs12
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
-from . import envelope, signeddata, trust
+from . import envelope, key_package_returns, signeddata, trust
 from .asn1 import rfc5958, rfc7191
+from .key_package_returns import receipt_request
 
 
 class BadKeyPackage(ValueError):
@@ -29,16 +28,6 @@ class BadKeyPackage(ValueError):
 def asymmetric_key_package(pkcs8_der: bytes) -> rfc5958.AsymmetricKeyPackage:
     """One key, as PKCS#8 came out of the token, in an AsymmetricKeyPackage."""
     return rfc5958.AsymmetricKeyPackage([rfc5958.OneAsymmetricKey.from_pkcs8(pkcs8_der)])
-
-
-def receipt_request(pkg_id: bytes, receipts_to: x509.Name | None) -> dict:
-    """The signed attribute naming a key package (RFC 7191 3); with
-    ``receipts_to`` it also asks every receiver for a receipt, sent there."""
-    value = {"pkg_id": pkg_id}
-    if receipts_to is not None:
-        value["receipt_req"] = {"receipts_to": [rfc7191.SIREntityName.for_name(
-            asn1_x509.Name.load(receipts_to.public_bytes()))]}
-    return {"type": rfc7191.RECEIPT_REQUEST, "values": [rfc7191.KeyPkgIdentifierAndReceiptReq(value)]}
 
 
 def pkcs12(pkcs8_der: bytes, certificate: x509.Certificate, chain: list[x509.Certificate], password: bytes, *,
@@ -164,38 +153,23 @@ def open_key_package(der: bytes, key: envelope.RecipientKey, anchors: list[x509.
 # -- receipts and errors (RFC 7191), both ways -----------------------------------------
 
 
-def _siren(name: x509.Name) -> rfc7191.SIREntityName:
-    return rfc7191.SIREntityName.for_name(asn1_x509.Name.load(name.public_bytes()))
-
-
 def receipt_message(pkg_id: bytes, received_by: x509.Name, key, certificate: x509.Certificate) -> bytes:
     """ContentInfo(SignedData(KeyPackageReceipt)): receipts are always signed
     (RFC 7191 2), with binary-signing-time (RFC 7191 4)."""
-    value = rfc7191.KeyPackageReceipt({"receipt_of": rfc7191.KeyPkgIdentifier(name="pkg_id", value=pkg_id),
-                                       "received_by": _siren(received_by)})
-    return _signed(rfc7191.RECEIPT, value, key, certificate)
+    return key_package_returns.sign(rfc7191.RECEIPT, key_package_returns.receipt(pkg_id, received_by), key,
+                                    certificate)
 
 
 def error_message(pkg_id: bytes | None, error_by: x509.Name, code: str | int, key=None,
                   certificate: x509.Certificate | None = None) -> bytes:
     """ContentInfo(KeyPackageError), signed when a key is given."""
-    value = {"error_by": _siren(error_by), "error_code": rfc7191.ErrorCodeChoice(name="enum", value=code)}
-    if pkg_id is not None:
-        value["error_of"] = rfc7191.KeyPkgIdentifier(name="pkg_id", value=pkg_id)
-    error = rfc7191.KeyPackageError(value)
+    error = key_package_returns.error(pkg_id, error_by, code)
     if key is None:
-        return cms.ContentInfo({"content_type": rfc7191.ERROR, "content": error}).dump()
-    return _signed(rfc7191.ERROR, error, key, certificate)
+        return key_package_returns.unsigned(rfc7191.ERROR, error)
+    return key_package_returns.sign(rfc7191.ERROR, error, key, certificate)
 
 
-def _signed(content_type: str, value, key, certificate: x509.Certificate) -> bytes:
-    now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
-    return signeddata.sign(content_type, value, key, certificate, certificates=[certificate], signing_time=False,
-                           signed_attrs=[{"type": "binary_signing_time", "values": [now]}])
-
-
-class BadReturn(ValueError):
-    """Not a usable key package receipt or error."""
+BadReturn = key_package_returns.BadReturn
 
 
 @dataclass(frozen=True)
@@ -212,44 +186,11 @@ def read_return(der: bytes, candidates: list[x509.Certificate]) -> KeyPackageRet
     checked against ``candidates`` (the certificates the sender may sign with)
     first, then against the certificates the message carries; whether the
     signer is acceptable is the caller's call."""
-    signer = None
-    try:
-        info = cms.ContentInfo.load(der, strict=True)
-        kind = info["content_type"].native
-        if kind == "signed_data":
-            verified = signeddata.verify(der, candidates)
-            kind, content, signer = verified.content_type, verified.content, verified.signer
-        elif kind == rfc7191.ERROR:
-            content = info["content"].untag().dump()
-        elif kind == rfc7191.RECEIPT:
-            raise BadReturn("a key package receipt must be signed (RFC 7191 2)")
-        else:
-            raise BadReturn(f"{kind} is neither a key package receipt nor a key package error")
-        if kind == rfc7191.RECEIPT:
-            value = rfc7191.KeyPackageReceipt.load(content, strict=True)
-            value.native  # noqa: B018
-            identifier, by, code = value["receipt_of"], value["received_by"], None
-        elif kind == rfc7191.ERROR:
-            value = rfc7191.KeyPackageError.load(content, strict=True)
-            value["error_by"].native  # noqa: B018
-            identifier, by = value["error_of"], value["error_by"]
-            code = rfc7191.error_code_name(value["error_code"])
-        else:
-            raise BadReturn(f"the signed content is {kind}, not a key package receipt or error")
-        pkg_id = None
-        if not isinstance(identifier, core.Void):
-            if identifier.name != "pkg_id":
-                raise BadReturn("only key package identifiers of the pkgID form are understood")
-            pkg_id = identifier.chosen.native
-        name = by.name()
-        return KeyPackageReturn("receipt" if kind == rfc7191.RECEIPT else "error", pkg_id, code, signer,
-                                None if name is None else name.human_friendly)
-    except signeddata.BadSignedData as e:
-        raise BadReturn(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        if isinstance(e, BadReturn):
-            raise
-        raise BadReturn(f"unreadable key package receipt or error: {e}") from None
+    returned = key_package_returns.read(der, candidates)
+    if returned.other_identifier:
+        raise BadReturn("only key package identifiers of the pkgID form are understood")
+    return KeyPackageReturn("receipt" if returned.kind == rfc7191.RECEIPT else "error", returned.pkg_id,
+                            returned.error_name, returned.signer, key_package_returns.readable_name(returned.by))
 
 
 __all__ = ["BadKeyPackage", "BadReturn", "KeyPackageReturn", "OpenedKeyPackage", "asymmetric_key_package",

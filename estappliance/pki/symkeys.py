@@ -16,12 +16,12 @@ import datetime
 from dataclasses import dataclass
 
 from asn1crypto import cms, core
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from . import envelope, signeddata
+from . import envelope, key_package_returns, signeddata
 from .asn1 import rfc6031, rfc6032, rfc7191
+from .key_package_returns import receipt_request
 from .trust import carried_certificates
 
 SKEY_PACKAGE = "symmetric_key_package"
@@ -36,10 +36,6 @@ ALGORITHM_BITS = {"aes128": 128, "aes192": 192, "aes256": 256}
 
 class BadKeyPackage(ValueError):
     """Not a key package we can open, or one whose signature does not hold."""
-
-
-class BadKeyPackageReturn(ValueError):
-    """Not an RFC 7191 receipt or error we can read."""
 
 
 def media_type(form: str) -> str:
@@ -76,21 +72,12 @@ def key_package(key: bytes, *, algorithm: str, key_id: str, issuer: str | None =
     return rfc6031.SymmetricKeyPackage(value)
 
 
-def receipt_request(pkg_id: bytes, receipts_to: x509.Name) -> dict:
-    """The signed attribute that names the package and asks every receiver
-    for a receipt, to be sent to ``receipts_to`` (RFC 7191 3)."""
-    to = rfc7191.SIREntityName.for_name(asn1_x509.Name.load(receipts_to.public_bytes()))
-    return {"type": rfc7191.RECEIPT_REQUEST, "values": [rfc7191.KeyPkgIdentifierAndReceiptReq({
-        "pkg_id": pkg_id, "receipt_req": {"receipts_to": [to]}})]}
-
-
 def sign_key_package(package: rfc6031.SymmetricKeyPackage, key, cert: x509.Certificate, *, pkg_id: bytes,
                      receipts_to: x509.Name | None = None,
                      certificates: list[x509.Certificate] | None = None) -> bytes:
     """ContentInfo(SignedData(SymmetricKeyPackage)) with the receipt request."""
-    attrs = [receipt_request(pkg_id, receipts_to)] if receipts_to is not None else [
-        {"type": rfc7191.RECEIPT_REQUEST, "values": [rfc7191.KeyPkgIdentifierAndReceiptReq({"pkg_id": pkg_id})]}]
-    return signeddata.sign(SKEY_PACKAGE, package, key, cert, certificates=certificates, signed_attrs=attrs)
+    return signeddata.sign(SKEY_PACKAGE, package, key, cert, certificates=certificates,
+                           signed_attrs=[receipt_request(pkg_id, receipts_to)])
 
 
 def signed_data_of(content_info_der: bytes) -> bytes:
@@ -221,30 +208,10 @@ def _load_content(content_type: str, content: bytes):
 # -- receipts and errors (RFC 7191) ----------------------------------------------------
 
 
-def receipt(pkg_id: bytes, received_by: x509.Name) -> rfc7191.KeyPackageReceipt:
-    return rfc7191.KeyPackageReceipt({
-        "receipt_of": rfc7191.KeyPkgIdentifier(name="pkg_id", value=pkg_id),
-        "received_by": rfc7191.SIREntityName.for_name(asn1_x509.Name.load(received_by.public_bytes()))})
-
-
-def error(pkg_id: bytes | None, error_by: x509.Name, code: int) -> rfc7191.KeyPackageError:
-    value = {"error_by": rfc7191.SIREntityName.for_name(asn1_x509.Name.load(error_by.public_bytes())),
-             "error_code": rfc7191.ErrorCodeChoice(name="enum", value=code)}
-    if pkg_id is not None:
-        value["error_of"] = rfc7191.KeyPkgIdentifier(name="pkg_id", value=pkg_id)
-    return rfc7191.KeyPackageError(value)
-
-
-def sign_return(kind: str, value: core.Asn1Value, key, cert: x509.Certificate) -> bytes:
-    """ContentInfo(SignedData(receipt or error)): RFC 7191 receipts MUST be
-    signed; binary-signing-time is added as RFC 7191 4 asks of signers with a clock."""
-    now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
-    return signeddata.sign(kind, value, key, cert, certificates=[cert], signing_time=False,
-                           signed_attrs=[{"type": "binary_signing_time", "values": [now]}])
-
-
-def unsigned_return(kind: str, value: core.Asn1Value) -> bytes:
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+# RFC 7191 receipts and errors are built alike for every kind of key package.
+receipt, error = key_package_returns.receipt, key_package_returns.error
+sign_return, unsigned_return = key_package_returns.sign, key_package_returns.unsigned
+BadKeyPackageReturn = key_package_returns.BadReturn
 
 
 @dataclass(frozen=True)
@@ -260,42 +227,11 @@ class KeyPackageReturn:
 def read_return(der: bytes) -> KeyPackageReturn:
     """Parse a receipt (must be signed) or an error (signed or not), checking
     any signature against the certificates it carries."""
-    signer = None
-    try:
-        info = cms.ContentInfo.load(der, strict=True)
-        kind = info["content_type"].native
-        if kind == "signed_data":
-            verified = signeddata.verify(der)
-            kind, content, signer = verified.content_type, verified.content, verified.signer
-        elif kind == rfc7191.RECEIPT:
-            raise BadKeyPackageReturn("a key package receipt must be signed (RFC 7191 2)")
-        else:
-            content = info["content"].untag().dump() if kind == rfc7191.ERROR else b""
-        if kind == rfc7191.RECEIPT:
-            value = rfc7191.KeyPackageReceipt.load(content, strict=True)
-            value["received_by"].native
-            of = value["receipt_of"]
-            if of.name != "pkg_id":
-                raise BadKeyPackageReturn("only receipts naming a pkgID are understood")
-            return KeyPackageReturn(kind, of.chosen.native, None, None, signer, der)
-        if kind == rfc7191.ERROR:
-            value = rfc7191.KeyPackageError.load(content, strict=True)
-            value["error_by"].native
-            of = value["error_of"]
-            pkg_id = None
-            if not isinstance(of, core.Void) and of.name == "pkg_id":
-                pkg_id = of.chosen.native
-            choice = value["error_code"]
-            code = int(choice.chosen) if choice.name == "enum" else 127
-            return KeyPackageReturn(kind, pkg_id, code, rfc7191.error_code_name(choice), signer, der)
-    except signeddata.BadSignedData as e:
-        raise BadKeyPackageReturn(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
-            x509.InvalidVersion) as e:
-        if isinstance(e, BadKeyPackageReturn):
-            raise
-        raise BadKeyPackageReturn(f"unreadable key package receipt or error: {e}") from None
-    raise BadKeyPackageReturn(f"{kind} is neither a key package receipt nor a key package error")
+    returned = key_package_returns.read(der)
+    if returned.kind == rfc7191.RECEIPT and returned.pkg_id is None:
+        raise BadKeyPackageReturn("only receipts naming a pkgID are understood")
+    return KeyPackageReturn(returned.kind, returned.pkg_id, returned.error_number, returned.error_name,
+                            returned.signer, der)
 
 
 __all__ = ["BadKeyPackage", "BadKeyPackageReturn", "KeyPackageReturn", "LAYERS", "OpenedKeyPackage", "SymmetricKey",

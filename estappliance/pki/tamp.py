@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from asn1crypto import cms, core, keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import signeddata
 from .asn1 import rfc5914, rfc5934
+from .maybe_signed import open_content_info, reading
 from .trust import carried_certificates
 
 # Server -> device messages and the media type each travels under.
@@ -382,29 +382,16 @@ def _ref_field(kind: str) -> str | None:
 def read(der: bytes, candidates: list[x509.Certificate] | None = None, *, require_signature: bool = False
          ) -> TampMessage:
     """Parse a ContentInfo holding a TAMP message, signed or not."""
-    signer, carried = None, ()
-    try:
-        info = cms.ContentInfo.load(der, strict=True)
-        kind = info["content_type"].native
-        if kind == "signed_data":
-            verified = signeddata.verify(der, candidates)
-            kind, content, signer = verified.content_type, verified.content, verified.signer
-            carried = tuple(carried_certificates(der))
-        elif require_signature:
+    with reading(BadTamp, "TAMP message"):
+        opened = open_content_info(der, candidates, rfc5934.SPECS)
+        kind, signer = opened.content_type, opened.signer
+        if signer is None and require_signature:
             raise BadTamp("this TAMP message must be signed (RFC 5934 4)")
-        else:
-            content = info["content"].untag().dump() if kind in rfc5934.SPECS else b""
         if kind not in rfc5934.SPECS:
             raise BadTamp(f"{kind} is not a TAMP message")
-        value = rfc5934.SPECS[kind].load(content, strict=True)
+        value = rfc5934.SPECS[kind].load(opened.content, strict=True)
+        carried = () if signer is None else tuple(carried_certificates(der))
         return _flatten(kind, value, signer, carried, der)
-    except signeddata.BadSignedData as e:
-        raise BadTamp(f"signature check failed: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
-            x509.InvalidVersion) as e:
-        if isinstance(e, BadTamp):
-            raise
-        raise BadTamp(f"unreadable TAMP message: {e}") from None
 
 
 def _anchors(choices) -> tuple[TrustAnchor, ...]:
