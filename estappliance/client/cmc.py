@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from asn1crypto import x509 as asn1_x509
 
 from ..pki import cmc
 from ..pki.encoding import NotBase64OrDer, decode_body
+from ..pki.keyids import spki_der
 from .est import EstClient, EstClientError, _first_line, make_csr
 
 CMC_REQUEST = "application/pkcs7-mime; smime-type=CMC-request"
@@ -54,10 +54,6 @@ class CmcAnswer:
 class EnrollResult:
     certificates: dict[int, x509.Certificate] = field(default_factory=dict)  # by bodyPartID
     failures: dict[int, cmc.Status] = field(default_factory=dict)
-
-
-def _spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 class FullCmcClient:
@@ -173,8 +169,8 @@ class FullCmcClient:
         if status is None:
             result.failures[n] = cmc.Status("failed", (n,), "the response has no status for this request")
         elif status.status == "success":
-            key = _spki(spec.key.public_key())
-            found = [c for c in answer.response.certificates if _spki(c.public_key()) == key]
+            key = spki_der(spec.key.public_key())
+            found = [c for c in answer.response.certificates if spki_der(c.public_key()) == key]
             if found:
                 result.certificates[n] = found[0]
             else:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from .asn1 import rfc4211
+from .keyids import spki_der
 
 _HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
            "sha512": hashes.SHA512}
@@ -51,8 +52,7 @@ def build(cert_req_id: int, private_key, subject: x509.Name, *,
     """A CertReqMsg with subject and public key in the template and a
     signature POP over the DER of the CertRequest (RFC 4211 4.1, no
     poposkInput since the template names both)."""
-    spki = private_key.public_key().public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = spki_der(private_key.public_key())
     template = {"subject": asn1_x509.Name.load(subject.public_bytes()),
                 "public_key": keys.PublicKeyInfo.load(spki)}
     if san is not None:
@@ -148,7 +148,7 @@ def _check_signature_pop(poposk: rfc4211.POPOSigningKey, cert_req, public_key) -
             given = serialization.load_der_public_key(poposk_input["public_key"].dump())
         except (ValueError, UnsupportedAlgorithm):
             raise BadCrmfRequest("poposkInput public key unusable", "pop_failed") from None
-        if _spki(given) != _spki(public_key):
+        if spki_der(given) != spki_der(public_key):
             raise BadCrmfRequest("poposkInput names another public key than the template", "pop_failed")
         signed = _untagged(poposk_input)
     if not verify_signature(public_key, poposk["signature"].native, signed, poposk["algorithm_identifier"]):
@@ -192,10 +192,6 @@ def _sign(private_key, data: bytes) -> tuple[dict, bytes]:
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         return {"algorithm": "ed25519"}, private_key.sign(data)
     raise TypeError("unsupported key type for a CRMF POP")
-
-
-def _spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _short(e: Exception) -> str:

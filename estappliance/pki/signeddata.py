@@ -17,6 +17,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from .keyids import key_identifier
+
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512, "sha1": hashes.SHA1}
 
 
@@ -64,13 +66,6 @@ def _sign(key, data: bytes, digest: str) -> bytes:
     return key.sign(data)
 
 
-def _ski(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
-
-
 def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
@@ -102,7 +97,7 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
     signed = cms.CMSAttributes(attrs)
     signature = _sign(key, signed.dump(), digest)  # over the DER SET OF, RFC 5652 5.4
     if use_ski:
-        sid = cms.SignerIdentifier(name="subject_key_identifier", value=_ski(signer_cert))
+        sid = cms.SignerIdentifier(name="subject_key_identifier", value=key_identifier(signer_cert))
     else:
         cert = _asn1_cert(signer_cert)
         sid = cms.SignerIdentifier(name="issuer_and_serial_number", value={
@@ -207,7 +202,7 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_
 def _find_signer(sid, certs: list[x509.Certificate]) -> x509.Certificate:
     for cert in certs:
         if sid.name == "subject_key_identifier":
-            if sid.chosen.native == _ski(cert):
+            if sid.chosen.native == key_identifier(cert):
                 return cert
         else:
             iasn = sid.chosen

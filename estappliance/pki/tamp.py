@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import signeddata
 from .asn1 import rfc5914, rfc5934
+from .keyids import key_identifier, spki_der
 from .maybe_signed import open_content_info, reading
 from .trust import carried_certificates
 
@@ -144,15 +145,10 @@ class MsgRef:
 
 
 def spki_of(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki_der(cert.public_key())
 
 
-def key_id_of_cert(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+key_id_of_cert = key_identifier
 
 
 def anchor_of_cert(cert: x509.Certificate) -> rfc5914.TrustAnchorChoice:

@@ -13,18 +13,14 @@ import datetime
 from asn1crypto import cms, core
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+
+from .keyids import spki_der
 
 MAX_DEPTH = 8
 
 
 class Untrusted(ValueError):
     """The signer does not lead to any of the given trust anchors."""
-
-
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -51,10 +47,10 @@ def chain_to_anchor(signer: x509.Certificate, anchors: list[x509.Certificate],
 
 
 def _walk(signer, anchors, intermediates, at) -> x509.Certificate:
-    by_key = {_spki(a): a for a in anchors}
+    by_key = {spki_der(a.public_key()): a for a in anchors}
     cert = signer
     for _ in range(MAX_DEPTH):
-        anchor = by_key.get(_spki(cert))
+        anchor = by_key.get(spki_der(cert.public_key()))
         if anchor is not None:
             return anchor
         if not _current(cert, at):

@@ -23,7 +23,6 @@ import os
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from twisted.internet import defer
 
 from ..ca import ContentSigner
@@ -32,6 +31,7 @@ from ..config import Label
 from ..errors import AuthenticationRequired, MalformedRequest, NotAuthorized
 from ..pki import cmc
 from ..pki.asn1 import rfc5272
+from ..pki.keyids import spki_der
 from ..store import on_store_thread
 from .auth import OWN_CA, Credentials, Identity
 from .cmc_common import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_UNAUTHENTICATED, Outcome, Refusal, Requester,
@@ -110,7 +110,7 @@ class FullCmc:
     @defer.inlineCallbacks
     def _requester(self, label: Label, creds: Credentials, request: cmc.FullPkiRequest, waiting: list):
         pki = request.pki_data
-        keys = {_spki(k) for k in [*(r.public_key for r in pki.requests if r.public_key is not None), *waiting]}
+        keys = {spki_der(k) for k in [*(r.public_key for r in pki.requests if r.public_key is not None), *waiting]}
         signer = request.signer
         if signer is not None:
             try:
@@ -118,7 +118,7 @@ class FullCmc:
             except Refusal:
                 # A certificate for the very key being certified (some clients
                 # self-sign one) vouches for nothing: judged as self-signed.
-                if _spki(signer.public_key()) not in keys:
+                if spki_der(signer.public_key()) not in keys:
                     raise
             else:
                 is_ra = self._is_ra(identity, label)
@@ -264,13 +264,13 @@ class FullCmc:
             except cmc.BadCmcMessage as e:
                 raise Refusal(e.fail_info, e.reason) from None
             signer = None
-            keys = {_spki(r.public_key) for r in inner.pki_data.requests if r.public_key is not None}
+            keys = {spki_der(r.public_key) for r in inner.pki_data.requests if r.public_key is not None}
             if inner.signer is not None:
                 try:
                     device = yield self._certificate_identity(inner.signer, inner.certificates, label)
                     signer = inner.signer if device.anchor == OWN_CA else None
                 except Refusal:
-                    if _spki(inner.signer.public_key()) not in keys:
+                    if spki_der(inner.signer.public_key()) not in keys:
                         raise
         except Refusal as e:
             outcome.statuses.append(e.status_for((here,)))
@@ -337,10 +337,6 @@ def _all_refs(pki: cmc.PkiData, prefix: tuple) -> list:
 
 def _value(control: cmc.Control | None):
     return None if control is None or control.value is None else control.value.native
-
-
-def _spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _claimed(creds: Credentials) -> str | None:
