@@ -39,6 +39,13 @@ def load_checked(der: bytes, profile: Profile) -> x509.CertificateSigningRequest
     if key_type not in profile.key_types:
         raise PolicyRefused(f"key type {key_type} not allowed by profile {profile.name!r}"
                             f" (allowed: {', '.join(profile.key_types)})")
+    check_requested_names(csr, profile)
+    return csr
+
+
+def check_requested_names(csr: x509.CertificateSigningRequest, profile: Profile) -> None:
+    """The profile's rules on what a CSR asks for: subject, subjectAltName,
+    required RDNs and extensions (its key is judged apart)."""
     san = csrs.requested_san(csr)
     if not len(csr.subject) and san is None:
         raise PolicyRefused("CSR has neither a subject nor a subjectAltName")
@@ -51,7 +58,6 @@ def load_checked(der: bytes, profile: Profile) -> x509.CertificateSigningRequest
         except x509.ExtensionNotFound:
             raise PolicyRefused(f"profile {profile.name!r} requires the {ext} extension") from None
     check_names(csr.subject, san, profile)
-    return csr
 
 
 def check_names(subject: x509.Name, san: x509.SubjectAlternativeName | None, profile: Profile) -> None:

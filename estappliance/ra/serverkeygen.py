@@ -40,8 +40,6 @@ from . import profiles
 from .auth import Credentials, Identity
 from .registrar import Body, Registrar
 
-_EXTENSIONS = {"subjectAltName": x509.SubjectAlternativeName}
-
 
 def check_keygen_csr(der: bytes, label: Label) -> x509.CertificateSigningRequest:
     """The CSR judged like an enrollment CSR, except that its public key and
@@ -50,19 +48,7 @@ def check_keygen_csr(der: bytes, label: Label) -> x509.CertificateSigningRequest
         csr = csrs.load_csr(der)
     except csrs.BadCSR as e:
         raise MalformedRequest(str(e)) from None
-    profile = label.profile
-    san = csrs.requested_san(csr)
-    if not len(csr.subject) and san is None:
-        raise PolicyRefused("CSR has neither a subject nor a subjectAltName")
-    for rdn in profile.required_rdns:
-        if not any(rdn in profiles.attribute_names(a) for a in csr.subject):
-            raise PolicyRefused(f"profile {profile.name!r} requires {rdn} in the subject")
-    for ext in profile.required_extensions:
-        try:
-            csr.extensions.get_extension_for_class(_EXTENSIONS[ext])
-        except x509.ExtensionNotFound:
-            raise PolicyRefused(f"profile {profile.name!r} requires the {ext} extension") from None
-    profiles.check_names(csr.subject, san, profile)
+    profiles.check_requested_names(csr, label.profile)
     return csr
 
 
