@@ -20,15 +20,9 @@ from ..packages.types import NEXT_PAL, PAL_TYPES
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.crlsonly import NotCrlsOnly, read_crls_only
 from ..pki.encoding import NotBase64OrDer, decode_body
-from .est import EstClient, EstClientError
-from .http import HttpResponse
+from .est import EstClient, EstClientError, _first_line
 
 MAX_PAGES = 64
-
-
-def _first_line(resp: HttpResponse) -> str:
-    lines = resp.body.decode("utf-8", "replace").strip().splitlines()
-    return lines[0] if lines else resp.reason
 
 
 def get_pal(client: EstClient, *, json: bool = False, follow: bool = True) -> list[pal_format.PalEntry]:
