@@ -1,0 +1,382 @@
+"""Robustness through TLS on 127.0.0.1: every route the site serves (read
+from the site itself, so new routes are covered without editing this file),
+every method, every kind of bad request. The answer is never a 5xx; a 4xx
+is a one-line text/plain reason (a Full PKI Response on /fullcmc); and the
+bad requests change nothing: the store's tables (but the audit trail) and
+the token's keys are the same before and after. Meanwhile no PKCS#11 or
+SQLite call may run on the reactor thread."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import random
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asn1crypto import cms
+from cryptography.hazmat.primitives import serialization
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from estappliance.admin import cli as estctl
+from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr, new_key
+from estappliance.client.http import TLSError
+from estappliance.pki import cmc
+from estappliance.pki.encoding import decode_body
+from estappliance.store import Store, on_store_thread
+from estappliance.token import on_token_thread
+from estappliance.token.session import Token
+
+from . import support
+from .distribution_support import certificate, vector
+
+PASSWORD = "correct horse"
+BASIC = {"Authorization": "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()}
+EST = "/.well-known/est"
+MAX_BODY = 16384  # support.config's [server] max_body
+# Labels that switch every option on somewhere: all auth modes, manual
+# approval, PoP linking, escrow, receipts, PKCS#12 by default, unsigned
+# Full PKI Requests, CMC RAs that may revoke.
+LABELS = {
+    "default": {"profile": "enc", "fullcmc_unsigned": True},
+    "strict": {"profile": "enc", "approval": "manual", "pop_linking": True, "escrow": True,
+               "serverkeygen_receipts": True, "serverkeygen_default": "pkcs12", "pkcs12_iterations": 10000,
+               "cmc_ra_subjects": ["CN=robust RA"], "cmc_ra_revoke": True, "cmc_ra_approval": "auto",
+               "cert_anchors": ["ca", "vendor"]},
+}
+OTHER_METHODS = ("HEAD", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+@dataclass
+class Probe:
+    what: str
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # None: no Content-Length at all
+    content_length: int | None = None  # a declared length other than len(body)
+    identity: str = "anonymous"  # which TLS connection: "anonymous", "device" (alice's cert), "stranger"
+    expect: tuple[int, ...] = ()  # the statuses allowed, if it matters which
+    cmc: bool = False  # a 4xx may be a Full PKI Response
+
+    def wire(self, host: str) -> bytes:
+        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: robustness"]
+        lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        body = self.body or b""
+        if self.content_length is not None:
+            lines.append(f"Content-Length: {self.content_length}")
+        elif self.body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class ProbeConnection(HttpsConnection):
+    """Sends a probe's bytes as they are (no header added or fixed)."""
+
+    def send(self, probe: Probe):
+        for attempt in (1, 2):
+            self.connect()
+            try:
+                self._conn.sendall(probe.wire(self._host_header()))
+                return self._read_response(probe.method)
+            except TLSError:
+                self.close()  # the server closed a kept-alive connection: once more on a new one
+                if attempt == 2:
+                    raise
+
+
+def mutations(der: bytes, seed: int) -> list[bytes]:
+    """Truncated and bit-flipped copies of a real message: none is valid DER."""
+    rnd = random.Random(seed)
+    half = der[:len(der) // 2]
+    flipped = bytearray(half)
+    for _ in range(3):
+        i = rnd.randrange(len(flipped))
+        flipped[i] ^= 1 << rnd.randrange(8)
+    longer = bytearray(der)
+    longer[1] ^= 0x01  # the outer length no longer matches
+    return [half, bytes(flipped), der[:-1], bytes(longer)]
+
+
+class RobustnessTests(unittest.TestCase):
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        tmp = Path(self.mktemp()).resolve()
+        tmp.mkdir()
+        self.tmp = tmp
+        vendor = certificate("CN=Vendor Root", ca=True)
+        (tmp / "vendor.pem").write_bytes(vendor[1].public_bytes(serialization.Encoding.PEM))
+        self.server = yield support.start_server(
+            self, labels=LABELS, trust_anchors={"vendor": str(tmp / "vendor.pem")},
+            profiles={"enc": {"key_usage": ["digitalSignature", "keyEncipherment", "keyAgreement"]}},
+            distribution={"firmware_anchors": ["vendor"]})
+        yield self.server.add_client("alice", PASSWORD, labels=("*",))
+        self.device = yield self.enroll("alice")
+        self.stranger = certificate("CN=stranger")  # self-signed: no label trusts it
+        # Something of every kind for alice, so that each route has state it could break.
+        for argv in (("publish", "symmetric-key", "--client", "alice", "--algorithm", "aes256"),
+                     ("publish", "tamp", "status-query", "--client", "alice"),
+                     ("publish", "eecert", str(self.pem_file("peer", certificate("CN=peer")[1])), "--client",
+                      "alice")):
+            code, out = yield self.estctl(*argv)
+            self.assertEqual(code, 0, out)
+        (tmp / "image.bin").write_bytes(b"firmware image" * 50)
+        code, out = yield self.estctl("publish", "firmware", str(tmp / "image.bin"), "--sign", "--client", "alice",
+                                      "--package-id", "1.3.6.1.4.1.99999.1.7", "--version", "1", "--hardware",
+                                      "1.3.6.1.4.1.99999.2.1")
+        self.assertEqual(code, 0, out)
+        yield support.in_thread(self.pending_request)
+        yield support.in_thread(self.look_around)
+
+    # -- set-up helpers -------------------------------------------------------------------
+
+    def pem_file(self, name, cert) -> Path:
+        path = self.tmp / f"{name}.pem"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def estctl(self, *argv):
+        config = self.server.appliance.config
+
+        def run():
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                try:
+                    args = estctl.parser().parse_args(list(argv))
+                    args.func(args, config)
+                except SystemExit as e:
+                    return (e.code if isinstance(e.code, int) else 1), out.getvalue() + str(e.code or "")
+            return 0, out.getvalue()
+        return on_token_thread(run)
+
+    def enroll(self, name):
+        key = new_key()
+
+        def go():
+            with EstClient(self.server.url, anchors=[self.server.ca_cert], auth=BasicAuth(name, PASSWORD)) as c:
+                return key, c.enroll(key, f"CN={name}-device", link=False)
+        return support.in_thread(go)
+
+    def pending_request(self):
+        """A request waiting for an operator under the manual label."""
+        with EstClient(self.server.url, anchors=[self.server.ca_cert], label="strict",
+                       auth=BasicAuth("alice", PASSWORD)) as c:
+            csr = make_csr(new_key(), "CN=waiting", challenge_password=c.channel_binding())
+            resp = c._request("POST", "simpleenroll", base64.encodebytes(csr.public_bytes(
+                serialization.Encoding.DER)), "application/pkcs10", authenticate=True)
+        assert resp.status == 202, (resp.status, resp.body)
+
+    def look_around(self):
+        """What a device does first: its PAL (which offers the packages) and
+        the CRLs (issued on first demand)."""
+        for label in (None, "strict"):
+            with EstClient(self.server.url, anchors=[self.server.ca_cert], label=label,
+                           auth=BasicAuth("alice", PASSWORD)) as c:
+                for op in ("pal", "crls"):
+                    resp = c._request("GET", op, authenticate=True)
+                    assert resp.status == 200, (op, resp.status, resp.body)
+
+    # -- what the server holds ------------------------------------------------------------
+
+    def state(self):
+        store = self.server.store
+        token = self.server.appliance.token
+
+        def tables():
+            db = store._db
+            names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                              " AND name != 'audit' ORDER BY name")]
+            return {n: db.execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in names}
+
+        d = on_store_thread(tables)
+
+        def with_keys(rows):
+            k = on_token_thread(token.key_labels, "")
+            k.addCallback(lambda labels: {**rows, "token keys": sorted(labels)})
+            return k
+        return d.addCallback(with_keys)
+
+    def watch_threads(self) -> list[str]:
+        """Record every Store or Token call made on the reactor thread."""
+        seen: list[str] = []
+        main = threading.main_thread()
+
+        def guard(cls, name, fn):
+            def guarded(*args, **kwargs):
+                if threading.current_thread() is main:
+                    seen.append(f"{cls.__name__}.{name}")
+                return fn(*args, **kwargs)
+            self.patch(cls, name, guarded)
+
+        for cls in Store.__mro__:
+            if cls.__module__.startswith("estappliance.store"):
+                for name, fn in list(vars(cls).items()):
+                    if callable(fn) and not name.startswith("__"):
+                        guard(cls, name, fn)
+        guard(Token, "_run", Token._run)
+        guard(Token, "_open", Token._open)
+        return seen
+
+    # -- the probes ------------------------------------------------------------------------
+
+    def samples(self) -> dict[str, bytes]:
+        """A real message of each kind a route takes."""
+        key = new_key()
+        csr = make_csr(key, "CN=robust").public_bytes(serialization.Encoding.DER)
+        pki = cmc.pki_data([cmc.control(1001, "transaction_id", 7), cmc.control(1002, "sender_nonce", b"n" * 16)],
+                           [cmc.pkcs10_request(1, csr)])
+        return {
+            "application/pkcs10": csr,
+            "application/pkcs7-mime": cmc.sign_request(pki, key),
+            "serverkeygen/return": vector("rfc7191_message1_pem_text.b64"),
+            "symmetrickeys/return": vector("rfc7191_message2_pem_text.b64"),
+            "firmware/return": vector("rfc4108_pem_text.b64"),
+            "tamp/return": vector("rfc5934_tsr_pem_text.b64"),
+        }
+
+    def probes(self) -> list[Probe]:
+        site = self.server.listener.factory.wrappedFactory.resource
+        samples = self.samples()
+        basic = BASIC
+        wrong = [
+            ("wrong password", {"Authorization": "Basic " + base64.b64encode(b"alice:nope").decode()}, "anonymous"),
+            ("unknown user", {"Authorization": "Basic " + base64.b64encode(b"mallory:nope").decode()}, "anonymous"),
+            ("Basic not base64", {"Authorization": "Basic %%%"}, "anonymous"),
+            ("Basic without colon", {"Authorization": "Basic " + base64.b64encode(b"alice").decode()}, "anonymous"),
+            ("Digest garbage", {"Authorization": 'Digest username="alice", nonce=, response="x'}, "anonymous"),
+            ("unknown scheme", {"Authorization": "Bearer abc"}, "anonymous"),
+            ("untrusted certificate", {}, "stranger"),
+        ]
+        out: list[Probe] = []
+        for segments, op in sorted(site.operations.items()):
+            route = "/".join(segments)
+            accepts = op.accepts[0] if op.accepts else "application/octet-stream"
+            sample = samples.get(route) or samples.get(accepts) or samples["application/pkcs10"]
+            b64 = base64.encodebytes(sample)
+            ctype = {"Content-Type": accepts}
+            is_cmc = route == "fullcmc"
+            methods = sorted({m.decode() for m in op.handlers} | set(OTHER_METHODS))
+            for label in ("", "strict/"):
+                path = f"{EST}/{label}{route}"
+                for method in methods:
+                    served = method.encode() in op.handlers or (method == "HEAD" and b"GET" in op.handlers)
+                    if not served:
+                        out.append(Probe("method not served", method, path, {**basic, **ctype}, b64,
+                                         expect=(405,)))
+                        continue
+                    posting = method == "POST"
+                    p = dict(method=method, path=path, cmc=is_cmc)
+                    out += [
+                        Probe("no body", headers={**basic, **ctype}, **p),
+                        Probe("empty body", headers={**basic, **ctype}, body=b"", **p),
+                        Probe("garbage", headers={**basic, **ctype}, body=bytes(range(256)) * 3, **p),
+                        Probe("garbage base64", headers={**basic, **ctype}, body=b"AAAA!!==\n" * 9, **p),
+                        Probe("over the size limit", headers={**basic, **ctype}, body=b"A" * (MAX_BODY + 1),
+                              expect=(413,) if posting else (), **p),
+                        Probe("wrong Content-Type", headers={**basic, "Content-Type": "text/html"}, body=b64,
+                              expect=(415,) if posting else (), **p),
+                        Probe("unknown label", headers={**basic, **ctype}, body=b64,
+                              expect=(404,), **{**p, "path": f"{EST}/no-such-label/{route}"}),
+                        Probe("no credentials", headers=ctype, body=b64, **p),
+                    ]
+                    for n, bad in enumerate(mutations(sample, hash(route) & 0xffff)):
+                        out.append(Probe(f"damaged message {n} (DER)", headers={**basic, **ctype}, body=bad, **p))
+                        out.append(Probe(f"damaged message {n} (base64)", headers={**basic, **ctype},
+                                         body=base64.encodebytes(bad), **p))
+                        out.append(Probe(f"damaged message {n} (client certificate)", headers=ctype,
+                                         body=base64.encodebytes(bad), identity="device", **p))
+                    if label == "":  # wrong credentials cost a password hash each: one label is enough
+                        for what, headers, identity in wrong:
+                            out.append(Probe(what, headers={**headers, **ctype}, body=b64, identity=identity, **p))
+        return out
+
+    def send_all(self, probes: list[Probe], lanes: int = 4):
+        """Send the probes over a few kept-alive connections per identity;
+        fires with [(probe, response)]."""
+        identities = {
+            "anonymous": {},
+            "device": {"client_cert": [self.device[1]], "client_key": self.device[0]},
+            "stranger": {"client_cert": [self.stranger[1]], "client_key": self.stranger[0]},
+        }
+
+        def lane(batch):
+            conns = {}
+            results = []
+            try:
+                for probe in batch:
+                    conn = conns.get(probe.identity)
+                    if conn is None:
+                        conn = conns[probe.identity] = ProbeConnection(
+                            "127.0.0.1", self.server.port, anchors=[self.server.ca_cert], timeout=20,
+                            **identities[probe.identity])
+                    results.append((probe, conn.send(probe)))
+            finally:
+                for conn in conns.values():
+                    conn.close()
+            return results
+
+        d = defer.gatherResults([support.in_thread(lane, probes[i::lanes]) for i in range(lanes)],
+                                consumeErrors=True)
+        return d.addCallback(lambda parts: [pair for part in parts for pair in part])
+
+    def judge(self, probe: Probe, resp) -> str | None:
+        """What is wrong with the answer to a probe, or None."""
+        where = f"{probe.method} {probe.path} [{probe.what}]: {resp.status}"
+        ctype = resp.header("content-type") or ""
+        if resp.status >= 500:
+            return f"{where} {resp.body[:120]!r}"
+        if probe.expect and resp.status not in probe.expect:
+            return f"{where}, expected {probe.expect}: {resp.body[:120]!r}"
+        if resp.status == 401 and not resp.header_values("www-authenticate"):
+            return f"{where} without WWW-Authenticate"
+        if resp.status == 405 and not resp.header("allow"):
+            return f"{where} without Allow"
+        if resp.status == 202 and not resp.header("retry-after"):
+            return f"{where} without Retry-After"
+        if 400 <= resp.status < 500:
+            if probe.cmc and ctype.startswith("application/pkcs7-mime; smime-type=CMC-response"):
+                try:
+                    info = cms.ContentInfo.load(decode_body(resp.body))
+                    info.native  # noqa: B018 - parse it all
+                except Exception as e:  # noqa: BLE001 - any failure is the finding
+                    return f"{where} with an unreadable CMC response: {e}"
+                if info["content_type"].native != "signed_data":
+                    return f"{where} with a CMC response that is not SignedData"
+                return None
+            if ctype != "text/plain; charset=utf-8":
+                return f"{where} with Content-Type {ctype!r}"
+            if probe.method != "HEAD" and (not resp.body.endswith(b"\n") or resp.body.count(b"\n") != 1
+                                           or len(resp.body.strip()) == 0):
+                return f"{where} with a body that is not one line: {resp.body[:200]!r}"
+        return None
+
+    @defer.inlineCallbacks
+    def test_every_route_survives_bad_requests(self):
+        probes = self.probes()
+        routes = {p.path.rsplit("/est/", 1)[1] for p in probes}
+        # Every route of RFC 7030 and RFC 8295 is there, under both labels.
+        for route in ("cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen", "serverkeygen/return",
+                      "fullcmc", "pal", "eecerts", "crls", "symmetrickeys", "symmetrickeys/return", "firmware",
+                      "firmware/return", "tamp", "tamp/return"):
+            self.assertIn(route, routes)
+            self.assertIn(f"strict/{route}", routes)
+        # Requests that may legitimately change state (an authenticated GET
+        # serves and records) go last; everything else must change nothing.
+        serving = [p for p in probes if p.method == "GET" and p.what != "unknown label"
+                   and (p.identity == "device" or p.headers.get("Authorization") == BASIC["Authorization"])]
+        harmless = [p for p in probes if p not in serving]
+        reactor_calls = self.watch_threads()
+        before = yield self.state()
+        answers = yield self.send_all(harmless)
+        after = yield self.state()
+        answers += (yield self.send_all(serving))
+        problems = [f for f in (self.judge(p, r) for p, r in answers) if f]
+        self.assertEqual(problems, [], f"{len(problems)} of {len(answers)} answers wrong:\n" + "\n".join(problems))
+        changed = {t: (before[t], after.get(t)) for t in before if before[t] != after.get(t)}
+        self.assertEqual(changed, {}, "bad requests changed the server's state")
+        self.assertEqual(sorted(set(reactor_calls)), [], "store or token used on the reactor thread")
+        self.assertGreater(len(answers), 1000)
