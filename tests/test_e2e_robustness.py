@@ -57,6 +57,7 @@ class Probe:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # None: no Content-Length at all
     content_length: int | None = None  # a declared length other than len(body)
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked
     identity: str = "anonymous"  # which TLS connection: "anonymous", "device" (alice's cert), "stranger"
     expect: tuple[int, ...] = ()  # the statuses allowed, if it matters which
     cmc: bool = False  # a 4xx may be a Full PKI Response
@@ -65,7 +66,11 @@ class Probe:
         lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: robustness"]
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
         body = self.body or b""
-        if self.content_length is not None:
+        if self.chunked:
+            lines.append("Transfer-Encoding: chunked")
+            body = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
+                            for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
+        elif self.content_length is not None:
             lines.append(f"Content-Length: {self.content_length}")
         elif self.body is not None:
             lines.append(f"Content-Length: {len(body)}")
@@ -276,7 +281,14 @@ class RobustnessTests(unittest.TestCase):
                         Probe("garbage", headers={**basic, **ctype}, body=bytes(range(256)) * 3, **p),
                         Probe("garbage base64", headers={**basic, **ctype}, body=b"AAAA!!==\n" * 9, **p),
                         Probe("over the size limit", headers={**basic, **ctype}, body=b"A" * (MAX_BODY + 1),
-                              expect=(413,) if posting else (), **p),
+                              expect=(413,), **p),
+                        Probe("over the size limit, chunked", headers={**basic, **ctype}, chunked=True,
+                              body=b"A" * (MAX_BODY + 1), expect=(413,), **p),
+                        # Answered at once: the client never sends the rest.
+                        Probe("declared length far over the limit", headers={**basic, **ctype}, body=b"AAAA",
+                              content_length=10 ** 12, expect=(413,), **p),
+                        Probe("over the limit with Expect: 100-continue", content_length=10 ** 9, body=b"",
+                              headers={**basic, **ctype, "Expect": "100-continue"}, expect=(413,), **p),
                         Probe("wrong Content-Type", headers={**basic, "Content-Type": "text/html"}, body=b64,
                               expect=(415,) if posting else (), **p),
                         Probe("unknown label", headers={**basic, **ctype}, body=b64,
@@ -311,7 +323,7 @@ class RobustnessTests(unittest.TestCase):
                     conn = conns.get(probe.identity)
                     if conn is None:
                         conn = conns[probe.identity] = ProbeConnection(
-                            "127.0.0.1", self.server.port, anchors=[self.server.ca_cert], timeout=20,
+                            "127.0.0.1", self.server.port, anchors=[self.server.ca_cert], timeout=5,
                             **identities[probe.identity])
                     results.append((probe, conn.send(probe)))
             finally:
