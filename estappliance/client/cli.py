@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from . import pemfiles
 from .est import BasicAuth, DigestAuth, EnrollmentPending, EstClient, EstClientError, new_key
 from .http import TLSError
 
@@ -37,21 +38,20 @@ def _write(path: str | None, data: bytes, mode: int = 0o644) -> None:
 def client_from_args(args) -> EstClient:
     anchors = None
     if args.anchor:
-        anchors = x509.load_pem_x509_certificates(Path(args.anchor).read_bytes())
+        anchors = pemfiles.certificates(args.anchor)
     elif not getattr(args, "insecure_bootstrap", False):
         raise SystemExit("est: --anchor FILE is required (or --insecure-bootstrap for cacerts)")
     auth = None
     if args.user is not None:
         if not args.password_file:
             raise SystemExit("est: --user needs --password-file")
-        password = Path(args.password_file).read_text().rstrip("\r\n")
+        password = pemfiles.password(args.password_file)
         auth = DigestAuth(args.user, password) if args.digest else BasicAuth(args.user, password)
     client_cert = client_key = None
     if args.cert:
         if not args.key:
             raise SystemExit("est: --cert needs --key")
-        client_cert = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())
-        client_key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+        client_cert, client_key = pemfiles.certificates(args.cert), pemfiles.private_key(args.key)
     return EstClient(args.server, anchors=anchors, label=args.label, auth=auth, client_cert=client_cert,
                      client_key=client_key, tls_version=args.tls)
 
@@ -98,9 +98,9 @@ def cmd_enroll(args) -> None:
 def cmd_reenroll(args) -> None:
     if not args.cert or not args.key:
         raise SystemExit("est reenroll: --cert and --key (the certificate being renewed) are required")
-    current = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
+    current = pemfiles.certificates(args.cert)[0]
     with client_from_args(args) as c:
-        key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+        key = pemfiles.private_key(args.key)
         if args.rekey:
             if not args.key_out:
                 raise SystemExit("est reenroll --rekey: --key-out is required for the new key")

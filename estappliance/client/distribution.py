@@ -20,6 +20,7 @@ from ..packages.types import NEXT_PAL, PAL_TYPES
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.crlsonly import NotCrlsOnly, read_crls_only
 from ..pki.encoding import NotBase64OrDer, decode_body
+from . import pemfiles
 from .est import EstClient, EstClientError, _first_line
 
 MAX_PAGES = 64
@@ -132,8 +133,7 @@ def describe(entry: pal_format.PalEntry) -> str:
 
 
 def _anchors(args) -> list[x509.Certificate]:
-    from pathlib import Path
-    return x509.load_pem_x509_certificates(Path(args.anchor).read_bytes())
+    return pemfiles.certificates(args.anchor)
 
 
 def cmd_pal(args) -> None:

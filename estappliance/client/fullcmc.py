@@ -8,6 +8,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from . import pemfiles
 from .cli import _link, _pem_certs, _write, _write_key, client_from_args
 from .cmc import CertRequestSpec, CmcFailed, FullCmcClient
 from .est import new_key
@@ -31,12 +32,11 @@ def _serial(text: str) -> int:
 def _cmc_client(args, est) -> FullCmcClient:
     sign_key = sign_cert = None
     if args.cert and not args.unsigned:
-        sign_cert = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
-        sign_key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+        sign_cert, sign_key = pemfiles.certificate_and_key(args.cert, args.key)
     secret = None
     if args.secret_file:
         secret = Path(args.secret_file).read_bytes().rstrip(b"\r\n")
-    anchors = x509.load_pem_x509_certificates(Path(args.anchor).read_bytes())
+    anchors = pemfiles.certificates(args.anchor)
     return FullCmcClient(est, anchors, sign_key=sign_key, sign_cert=sign_cert, secret=secret,
                          identification=args.identification, unsigned=args.unsigned)
 

@@ -21,6 +21,7 @@ from ..pki import envelope, keygen_request, keypackages, multipart
 from ..pki.asn1 import rfc6032
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
+from . import pemfiles
 from .est import EstClient, EstClientError, _first_line, new_key
 
 FORM_OF_MEDIA_TYPE = {
@@ -191,7 +192,7 @@ def cmd_serverkeygen(args) -> None:
         raise SystemExit("est serverkeygen: --recipient-cert and --recipient-key go together")
     if args.encrypted_key_package and not (args.kek_id or args.recipient_cert):
         raise SystemExit("est serverkeygen: --encrypted-key-package needs --kek-id or --recipient-cert")
-    anchors = x509.load_pem_x509_certificates(Path(args.anchor).read_bytes()) if args.anchor else []
+    anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     recipient = None
     kw = {}
     if args.kek_id:
@@ -199,8 +200,7 @@ def cmd_serverkeygen(args) -> None:
         recipient = envelope.RecipientKey(kek=kek, kek_id=kek_id)
         kw["decrypt_key_id"] = kek_id
     if args.recipient_cert:
-        cert = x509.load_pem_x509_certificates(Path(args.recipient_cert).read_bytes())[0]
-        key = serialization.load_pem_private_key(Path(args.recipient_key).read_bytes(), password=None)
+        cert, key = pemfiles.certificate_and_key(args.recipient_cert, args.recipient_key)
         if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise SystemExit("est serverkeygen: the recipient key must be RSA or EC")
         rid = envelope.RecipientId.from_certificate(cert)
@@ -217,7 +217,7 @@ def cmd_serverkeygen(args) -> None:
         if not args.p12_password_file:
             raise SystemExit("est serverkeygen: --pkcs12 needs --p12-password-file (the password agreed with the"
                              " operator, or your HTTP password)")
-        password = Path(args.p12_password_file).read_text().rstrip("\r\n").encode()
+        password = pemfiles.password(args.p12_password_file).encode()
     with client_from_args(args) as c:
         link = args.link or (not args.no_link and bool((c.csrattrs() or _NoHints).challenge_password))
         csr = keygen_request.build_csr(
@@ -248,8 +248,7 @@ def cmd_return(args) -> None:
         raise SystemExit("est return: --sign-cert and --sign-key go together")
     key = cert = None
     if args.sign_cert:
-        cert = x509.load_pem_x509_certificates(Path(args.sign_cert).read_bytes())[0]
-        key = serialization.load_pem_private_key(Path(args.sign_key).read_bytes(), password=None)
+        cert, key = pemfiles.certificate_and_key(args.sign_cert, args.sign_key)
     pkg_id = _hex(args.pkg_id) if args.pkg_id else None
     if args.error is None:
         if key is None or pkg_id is None:

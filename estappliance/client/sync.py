@@ -15,11 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from ..packages.types import PAL_TYPES
 from ..pki.encoding import NotBase64OrDer, decode_body
+from . import pemfiles
 from .device import Device, Outcome, load_kek
 from .distribution import _first_line, get_pal
 from .est import EstClient, EstClientError
@@ -106,13 +104,12 @@ def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log
 
 def cmd_sync(args) -> None:
     from .cli import client_from_args
-    anchors = x509.load_pem_x509_certificates(Path(args.anchor).read_bytes()) if args.anchor else []
+    anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     for extra in args.trust or ():
-        anchors += x509.load_pem_x509_certificates(Path(extra).read_bytes())
+        anchors += pemfiles.certificates(extra)
     key = cert = None
     if args.cert:
-        cert = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
-        key = serialization.load_pem_private_key(Path(args.key).read_bytes(), password=None)
+        cert, key = pemfiles.certificate_and_key(args.cert, args.key)
     device = Device(Path(args.state), anchors, key=key, cert=cert,
                     kek=load_kek(args.kek) if args.kek else None,
                     kek_id=bytes.fromhex(args.kek_id) if args.kek_id else None,
