@@ -6,6 +6,7 @@ directory. Servers listen on 127.0.0.1 only, on a port the OS picks.
 """
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -15,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from pyasn1.codec.der import decoder, encoder
 from twisted.internet import defer, reactor, threads
 from twisted.python.threadpool import ThreadPool
+from twisted.trial import unittest
 
 from estappliance.ca import setup
+from estappliance.client import EstClient, HttpsConnection
+from estappliance.client.http import HttpResponse
 from estappliance.config import Config, from_dict
 from estappliance.ra.passwords import hash_password
 from estappliance.service import Appliance, build, site, tls_factory
@@ -85,6 +90,28 @@ def init_ca(cfg: Config) -> defer.Deferred:
     return on_token_thread(run)
 
 
+class TokenLabels:
+    """TestCase mixin: ``self.token`` (the shared test token) and
+    ``new_label()``; the keys made under those labels are destroyed after
+    each test."""
+
+    label_prefix = "t"
+
+    def setUp(self):
+        self.token = token()
+        self.labels = []
+
+    def tearDown(self):
+        def destroy():
+            for label in self.labels:
+                self.token.destroy_keypair(label)
+        return on_token_thread(destroy)
+
+    def new_label(self) -> str:
+        self.labels.append(f"{self.label_prefix}-{uuid.uuid4().hex[:10]}")
+        return self.labels[-1]
+
+
 @dataclass
 class RunningServer:
     appliance: Appliance
@@ -105,6 +132,23 @@ class RunningServer:
 
     def count_certificates(self) -> defer.Deferred:
         return on_store_thread(self.store.count_certificates)
+
+    def client(self, **kw) -> EstClient:
+        """An EstClient for this server that trusts its CA (blocking: use it in_thread)."""
+        kw.setdefault("anchors", [self.ca_cert])
+        return EstClient(self.url, **kw)
+
+    def raw(self, method: str, path: str, headers: dict | None = None, body: bytes = b"", **kw) -> defer.Deferred:
+        """One raw HTTP exchange on a fresh connection, for what our own client
+        would never send; fires with the HttpResponse. ``kw``: HttpsConnection's
+        (client_cert, client_key, ...)."""
+        def go() -> HttpResponse:
+            conn = HttpsConnection("127.0.0.1", self.port, anchors=[self.ca_cert], **kw)
+            try:
+                return conn.request(method, path, headers or {}, body)
+            finally:
+                conn.close()
+        return in_thread(go)
 
     def stop(self) -> defer.Deferred:
         d = defer.maybeDeferred(self.listener.stopListening)
@@ -146,3 +190,33 @@ def run_tool(*argv, input: bytes | None = None, timeout: float = 60) -> defer.De
 
 def have_tool(name: str) -> bool:
     return shutil.which(name) is not None
+
+
+# -- independent decoding ---------------------------------------------------------------
+
+PYASN1ALT_VECTORS = Path("/work/shared/spec/vectors/pyasn1alt")
+
+
+def pyasn1alt_vector(name: str) -> bytes:
+    """DER of a published sample from pyasn1-alt-modules (stored base64); the
+    test is skipped where the samples are not present."""
+    path = PYASN1ALT_VECTORS / name
+    if not path.exists():
+        raise unittest.SkipTest(f"{path} not present")
+    return base64.b64decode(path.read_text())
+
+
+def decode_exact(testcase, der: bytes, spec, *, open_types: bool = False):
+    """Decode with pyasn1(-alt-modules): no trailing bytes, byte-exact re-encoding."""
+    obj, rest = decoder.decode(der, asn1Spec=spec, decodeOpenTypes=open_types)
+    name = type(spec).__name__
+    testcase.assertEqual(rest, b"", f"{name}: {len(rest)} trailing bytes")
+    testcase.assertEqual(encoder.encode(obj), der, f"{name}: pyasn1 re-encoding differs")
+    return obj
+
+
+class ExactDecoding:
+    """TestCase mixin: ``self.decode(der, spec)`` with the checks of decode_exact."""
+
+    def decode(self, der: bytes, spec):
+        return decode_exact(self, der, spec)

@@ -22,7 +22,7 @@ from twisted.trial import unittest
 
 from estappliance.admin.cli import main as estctl_main
 from estappliance.ca.crl import CrlSchedule
-from estappliance.client import BasicAuth, EstClient, EstClientError, HttpsConnection, make_csr, new_key
+from estappliance.client import BasicAuth, EstClient, EstClientError, make_csr, new_key
 from estappliance.client.cli import main as est_main
 from estappliance.client.distribution import get_crls, get_eecerts, get_enrollment_result, get_pal
 from estappliance.packages import pal as pal_format
@@ -72,22 +72,15 @@ class DistributionCase(unittest.TestCase):
         return f"https://127.0.0.1:{self.server.port}{EST}"
 
     def raw(self, method, path, headers=None, body=b"", **kw):
-        def go():
-            conn = HttpsConnection("127.0.0.1", self.server.port, anchors=[self.server.ca_cert], **kw)
-            try:
-                return conn.request(method, path, headers or {}, body)
-            finally:
-                conn.close()
-        return support.in_thread(go)
+        return self.server.raw(method, path, headers, body, **kw)
 
     def basic(self, user="alice", password=PASSWORD):
         return {"Authorization": BasicAuth(user, password).header()}
 
     def client(self, user="alice", **kw) -> EstClient:
-        kw.setdefault("anchors", [self.server.ca_cert])
         if user is not None:
             kw.setdefault("auth", BasicAuth(user, PASSWORD))
-        c = EstClient(self.server.url, **kw)
+        c = self.server.client(**kw)
         self.addCleanup(c.close)
         return c
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from estappliance.client import BasicAuth, EstClient, EstClientError, HttpsConnection, make_csr, new_key
+from estappliance.client import BasicAuth, EstClient, EstClientError, make_csr, new_key
 from estappliance.pki.cms import read_certs_only
 from estappliance.pki.encoding import decode_body
 
@@ -37,18 +37,11 @@ class EnrollTests(unittest.TestCase):
         yield self.server.add_client("bob", PASSWORD, labels=("*",))
 
     def client(self, **kw) -> EstClient:
-        kw.setdefault("anchors", [self.server.ca_cert])
-        return EstClient(self.server.url, **kw)
+        return self.server.client(**kw)
 
     def raw(self, method, path, headers=None, body=b"", **kw):
         """One raw HTTP exchange, for what our own client would never send."""
-        def go():
-            conn = HttpsConnection("127.0.0.1", self.server.port, anchors=[self.server.ca_cert], **kw)
-            try:
-                return conn.request(method, path, headers or {}, body)
-            finally:
-                conn.close()
-        return support.in_thread(go)
+        return self.server.raw(method, path, headers, body, **kw)
 
     def basic(self, user="alice", password=PASSWORD):
         return {"Authorization": BasicAuth(user, password).header()}

@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.admin import cli as estctl
-from estappliance.client import BasicAuth, EstClient, HttpsConnection, new_key
+from estappliance.client import BasicAuth, EstClient, new_key
 from estappliance.client.device import Device
 from estappliance.client.sync import sync
 from estappliance.packages import pal as pal_format
@@ -79,7 +79,7 @@ class PackagesCase(Asn1Check, unittest.TestCase):
 
     def client(self, who) -> EstClient:
         key, cert = who
-        return EstClient(self.server.url, anchors=[self.server.ca_cert], client_cert=[cert], client_key=key)
+        return self.server.client(client_cert=[cert], client_key=key)
 
     def estctl(self, *argv):
         """estctl in-process, on the PKCS#11 thread: (exit status, output)."""
@@ -97,16 +97,8 @@ class PackagesCase(Asn1Check, unittest.TestCase):
         return on_token_thread(run)
 
     def raw(self, method, path, headers=None, body=b"", who=None):
-        def go():
-            kw = {}
-            if who is not None:
-                kw = {"client_cert": [who[1]], "client_key": who[0]}
-            conn = HttpsConnection("127.0.0.1", self.server.port, anchors=[self.server.ca_cert], **kw)
-            try:
-                return conn.request(method, path, headers or {}, body)
-            finally:
-                conn.close()
-        return support.in_thread(go)
+        kw = {} if who is None else {"client_cert": [who[1]], "client_key": who[0]}
+        return self.server.raw(method, path, headers, body, **kw)
 
     def deliveries(self, client):
         def read():

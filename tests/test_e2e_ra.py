@@ -187,8 +187,7 @@ class RaTestCase(unittest.TestCase):
     # -- helpers ------------------------------------------------------------------
 
     def client(self, **kw) -> EstClient:
-        kw.setdefault("anchors", [self.server.ca_cert])
-        client = EstClient(self.server.url, **kw)
+        client = self.server.client(**kw)
         self.addCleanup(client.close)
         return client
 
@@ -197,13 +196,7 @@ class RaTestCase(unittest.TestCase):
 
     def raw(self, method, path, headers=None, body=b"", **kw):
         """One raw HTTP exchange on a fresh connection."""
-        def go():
-            conn = HttpsConnection("127.0.0.1", self.server.port, anchors=[self.server.ca_cert], **kw)
-            try:
-                return conn.request(method, path, headers or {}, body)
-            finally:
-                conn.close()
-        return support.in_thread(go)
+        return self.server.raw(method, path, headers, body, **kw)
 
     @staticmethod
     def basic(user="alice", password=PASSWORD) -> dict:

@@ -22,7 +22,7 @@ from pyasn1_alt_modules import rfc3565, rfc4055, rfc5084, rfc5652, rfc5958, rfc6
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from estappliance.client import BasicAuth, EstClient, EstClientError, HttpsConnection, make_csr, new_key
+from estappliance.client import BasicAuth, EstClient, EstClientError, make_csr, new_key
 from estappliance.client import serverkeygen as skg
 from estappliance.errors import TokenUnavailable
 from estappliance.pki import envelope, keygen_request, keypackages, multipart
@@ -81,10 +81,9 @@ class ServerKeygenBase(unittest.TestCase):
     # -- helpers ----------------------------------------------------------------------
 
     def client(self, user="alice", **kw) -> EstClient:
-        kw.setdefault("anchors", [self.server.ca_cert])
         if user is not None:
             kw.setdefault("auth", BasicAuth(user, PASSWORD))
-        return EstClient(self.server.url, **kw)
+        return self.server.client(**kw)
 
     def keygen(self, csr: bytes, *, user="alice", label=None, pkcs12=None, recipient=None, password=None,
                **kw):
@@ -97,13 +96,7 @@ class ServerKeygenBase(unittest.TestCase):
         return support.in_thread(go)
 
     def raw(self, method, path, headers=None, body=b""):
-        def go():
-            conn = HttpsConnection("127.0.0.1", self.server.port, anchors=[self.server.ca_cert])
-            try:
-                return conn.request(method, path, headers or {}, body)
-            finally:
-                conn.close()
-        return support.in_thread(go)
+        return self.server.raw(method, path, headers, body)
 
     def post_csr(self, csr: bytes, path="/.well-known/est/serverkeygen", user="alice", **headers):
         return self.raw("POST", path, {"Authorization": BasicAuth(user, PASSWORD).header(),
@@ -137,6 +130,19 @@ class ServerKeygenBase(unittest.TestCase):
         path = Path(self.mktemp())
         path.mkdir(parents=True)
         return path
+
+    @defer.inlineCallbacks
+    def openssl_decrypt(self, der: bytes, cert: x509.Certificate, key):
+        """``openssl cms -decrypt`` of a ContentInfo(EnvelopedData) for cert/key; fires with the plaintext."""
+        tmp = self.tmp()
+        (tmp / "m.der").write_bytes(der)
+        (tmp / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (tmp / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+        out = yield self.openssl("cms", "-decrypt", "-inform", "DER", "-in", str(tmp / "m.der"), "-binary",
+                                 "-recip", str(tmp / "c.pem"), "-inkey", str(tmp / "k.pem"))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
 
     @defer.inlineCallbacks
     def assert_nothing_delivered(self, before_packages: int, before_certs: int):
@@ -279,16 +285,8 @@ class KeyFormTests(ServerKeygenBase):
         self.assertEqual(params["hashFunc"]["algorithm"], rfc4055.id_sha256)
         self.assertEqual(env["encryptedContentInfo"]["contentEncryptionAlgorithm"]["algorithm"],
                          rfc3565.id_aes256_CBC)
-        tmp = self.tmp()
-        (tmp / "m.der").write_bytes(answer.key_der)
-        (tmp / "c.pem").write_bytes(enc_cert.public_bytes(serialization.Encoding.PEM))
-        (tmp / "k.pem").write_bytes(enc_key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
-        out = yield self.openssl("cms", "-decrypt", "-inform", "DER", "-in", str(tmp / "m.der"), "-binary",
-                                 "-recip", str(tmp / "c.pem"), "-inkey", str(tmp / "k.pem"))
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.signed_key_package(out.stdout, delivered.pkg_id)
+        plain = yield self.openssl_decrypt(answer.key_der, enc_cert, enc_key)
+        self.signed_key_package(plain, delivered.pkg_id)
 
     @defer.inlineCallbacks
     def test_enveloped_to_an_ec_certificate_ecdh_with_the_clients_algorithms(self):
@@ -309,16 +307,8 @@ class KeyFormTests(ServerKeygenBase):
         # AES-GCM cannot be EnvelopedData's: the next algorithm the client offered is used
         self.assertEqual(env["encryptedContentInfo"]["contentEncryptionAlgorithm"]["algorithm"],
                          rfc3565.id_aes128_CBC)
-        tmp = self.tmp()
-        (tmp / "m.der").write_bytes(answer.key_der)
-        (tmp / "c.pem").write_bytes(enc_cert.public_bytes(serialization.Encoding.PEM))
-        (tmp / "k.pem").write_bytes(enc_key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
-        out = yield self.openssl("cms", "-decrypt", "-inform", "DER", "-in", str(tmp / "m.der"), "-binary",
-                                 "-recip", str(tmp / "c.pem"), "-inkey", str(tmp / "k.pem"))
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.signed_key_package(out.stdout, delivered.pkg_id)
+        plain = yield self.openssl_decrypt(answer.key_der, enc_cert, enc_key)
+        self.signed_key_package(plain, delivered.pkg_id)
 
     @defer.inlineCallbacks
     def test_registered_encryption_certificate(self):
@@ -388,16 +378,8 @@ class KeyFormTests(ServerKeygenBase):
         self.assertEqual(tagged[0], 0xA0)  # [0] IMPLICIT EnvelopedData
         inner = cms.ContentInfo({"content_type": "enveloped_data",
                                  "content": cms.EnvelopedData.load(b"\x30" + tagged[1:])}).dump()
-        tmp = self.tmp()
-        (tmp / "m.der").write_bytes(inner)
-        (tmp / "c.pem").write_bytes(enc_cert.public_bytes(serialization.Encoding.PEM))
-        (tmp / "k.pem").write_bytes(enc_key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
-        out = yield self.openssl("cms", "-decrypt", "-inform", "DER", "-in", str(tmp / "m.der"), "-binary",
-                                 "-recip", str(tmp / "c.pem"), "-inkey", str(tmp / "k.pem"))
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.signed_key_package(out.stdout, delivered.pkg_id)
+        plain = yield self.openssl_decrypt(inner, enc_cert, enc_key)
+        self.signed_key_package(plain, delivered.pkg_id)
 
     def pfx_checks(self, pfx: bytes, iterations: int):
         """pyasn1: PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC, HMAC-SHA256 MAC."""
