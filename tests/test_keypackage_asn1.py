@@ -2,30 +2,22 @@
 by pyasn1-alt-modules (no trailing bytes, byte-exact re-encoding)."""
 from __future__ import annotations
 
-import base64
-from pathlib import Path
-
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pyasn1.codec.der import decoder, encoder
+from pyasn1.codec.der import encoder
 from pyasn1_alt_modules import rfc5280, rfc5652, rfc5958, rfc7191
 from twisted.trial import unittest
 
 from estappliance.pki.asn1 import rfc5958 as akp
 from estappliance.pki.asn1 import rfc7191 as kpr
 
-VECTORS = Path("/work/shared/spec/vectors/pyasn1alt")
+from .support import ExactDecoding
+from .support import pyasn1alt_vector as vector
+
 ALICE = "C=US,ST=VA,L=Herndon,O=Example,CN=Alice"
-
-
-def vector(name: str) -> bytes:
-    path = VECTORS / name
-    if not path.exists():
-        raise unittest.SkipTest(f"{path} not present")
-    return base64.b64decode(path.read_text())
 
 
 def pkcs8(key) -> bytes:
@@ -33,15 +25,7 @@ def pkcs8(key) -> bytes:
                              serialization.NoEncryption())
 
 
-class Decoded:
-    def decode(self, der, spec):
-        obj, rest = decoder.decode(der, asn1Spec=spec)
-        self.assertEqual(rest, b"")
-        self.assertEqual(encoder.encode(obj), der)
-        return obj
-
-
-class AsymmetricKeyPackageTests(Decoded, unittest.TestCase):
+class AsymmetricKeyPackageTests(ExactDecoding, unittest.TestCase):
     def test_published_rfc5958_samples(self):
         der = vector("rfc5958_priv_key_pem_text.b64")
         key = akp.OneAsymmetricKey.load(der)
@@ -80,7 +64,7 @@ class AsymmetricKeyPackageTests(Decoded, unittest.TestCase):
         self.assertRaises(ValueError, akp.OneAsymmetricKey.from_pkcs8, b"\x30\x03\x02\x01\x00")
 
 
-class ReceiptTests(Decoded, unittest.TestCase):
+class ReceiptTests(ExactDecoding, unittest.TestCase):
     def test_published_rfc7191_samples(self):
         request = cms.ContentInfo.load(vector("rfc7191_message1_pem_text.b64"))
         attrs = {a["type"].native: a["values"] for a in request["content"]["signer_infos"][0]["signed_attrs"]}

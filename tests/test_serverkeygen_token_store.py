@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import uuid
 
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 from pkcs11 import Attribute, ObjectClass
@@ -18,22 +17,9 @@ from estappliance.token import on_token_thread, symmetric
 from . import support
 
 
-class SymmetricTokenTests(unittest.TestCase):
+class SymmetricTokenTests(support.TokenLabels, unittest.TestCase):
     timeout = 60
-
-    def setUp(self):
-        self.token = support.token()
-        self.labels = []
-
-    def tearDown(self):
-        def destroy():
-            for label in self.labels:
-                self.token.destroy_keypair(label)
-        return on_token_thread(destroy)
-
-    def label(self):
-        self.labels.append(f"sym-{uuid.uuid4().hex[:10]}")
-        return self.labels[-1]
+    label_prefix = "sym"
 
     def attributes(self, label):
         def read(session):
@@ -44,7 +30,7 @@ class SymmetricTokenTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_imported_kek_wraps_like_rfc3394_and_never_leaves(self):
-        label, value = self.label(), os.urandom(32)
+        label, value = self.new_label(), os.urandom(32)
         size = yield on_token_thread(symmetric.create_kek, self.token, label, value)
         self.assertEqual(size, 32)
         attrs = yield self.attributes(label)
@@ -61,20 +47,20 @@ class SymmetricTokenTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_generated_kek_and_refusals(self):
-        label = self.label()
+        label = self.new_label()
         size = yield on_token_thread(symmetric.create_kek, self.token, label, None, 16)
         self.assertEqual(size, 16)
         wrapped = yield on_token_thread(symmetric.wrap_with_kek, self.token, label, os.urandom(16))
         self.assertEqual(len(wrapped), 24)
         yield self.assertFailure(on_token_thread(symmetric.create_kek, self.token, label, os.urandom(32)), ValueError)
-        yield self.assertFailure(on_token_thread(symmetric.create_kek, self.token, self.label(), b"short"),
+        yield self.assertFailure(on_token_thread(symmetric.create_kek, self.token, self.new_label(), b"short"),
                                  ValueError)
         yield self.assertFailure(on_token_thread(symmetric.wrap_with_kek, self.token, "no-such-kek", b"k" * 16),
                                  LookupError)
 
     @defer.inlineCallbacks
     def test_sealed_secrets_are_bound_to_their_context(self):
-        label = self.label()
+        label = self.new_label()
         yield on_token_thread(symmetric.ensure_sealing_key, self.token, label)
         yield on_token_thread(symmetric.ensure_sealing_key, self.token, label)  # idempotent
         attrs = yield self.attributes(label)

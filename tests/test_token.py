@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import uuid
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -29,23 +28,8 @@ def _self_signed(key, name="CN=token test"):
             .not_valid_after(now + datetime.timedelta(days=1)))
 
 
-class TokenTests(unittest.TestCase):
+class TokenTests(support.TokenLabels, unittest.TestCase):
     timeout = 60
-
-    def setUp(self):
-        self.token = support.token()
-        self.labels = []
-
-    def tearDown(self):
-        def destroy():
-            for label in self.labels:
-                self.token.destroy_keypair(label)
-        return on_token_thread(destroy)
-
-    def new_label(self):
-        label = f"t-{uuid.uuid4().hex[:10]}"
-        self.labels.append(label)
-        return label
 
     @defer.inlineCallbacks
     def test_generated_ca_key_is_sensitive_and_never_extractable(self):
