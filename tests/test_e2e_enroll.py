@@ -277,7 +277,7 @@ class EnrollTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_wrong_method_is_405(self):
         resp = yield self.assertRefused(405, "POST", "/.well-known/est/cacerts", self.basic(), b"x")
-        self.assertEqual(resp.header("allow"), "GET")
+        self.assertEqual(resp.header("allow"), "GET, HEAD")
         # GET fetches an enrollment result announced in the PAL (RFC 8295 9)
         resp = yield self.assertRefused(405, "DELETE", "/.well-known/est/simpleenroll")
         self.assertEqual(resp.header("allow"), "GET, POST")

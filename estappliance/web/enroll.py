@@ -31,8 +31,9 @@ def routes(registrar: Registrar) -> Routes:
         return base64_response(der, media.CSRATTRS)
 
     return {
-        ("cacerts",): Operation({b"GET": get_cacerts}),
+        # HEAD only where a GET records nothing (the resource maps no HEAD to GET).
+        ("cacerts",): Operation({b"GET": get_cacerts, b"HEAD": get_cacerts}),
         ("simpleenroll",): Operation({b"POST": post_simpleenroll}, accepts=(media.PKCS10,)),
         ("simplereenroll",): Operation({b"POST": post_simplereenroll}, accepts=(media.PKCS10,)),
-        ("csrattrs",): Operation({b"GET": get_csrattrs}),
+        ("csrattrs",): Operation({b"GET": get_csrattrs, b"HEAD": get_csrattrs}),
     }

@@ -81,8 +81,9 @@ class EstResource(resource.Resource):
         if segments[:2] != [".well-known", "est"]:
             raise errors.NotFound("not an EST path (try /.well-known/est/cacerts)")
         label, op = self._route(segments[2:])
-        # No HEAD: a GET here records what it hands out (a package marked
-        # downloaded, /cacerts and CRLs fetched), which a HEAD never delivers.
+        # HEAD only where a route declares it: most GETs here record what they
+        # hand out (a package marked downloaded, a CRL fetched), which a HEAD
+        # never delivers.
         method = request.method
         handler = op.handlers.get(method)
         if handler is None:
