@@ -89,5 +89,11 @@ class DigestTests(unittest.TestCase):
         self.assertEqual(self.v.check(first, "POST", uri, self.stored), "ok")
         self.assertEqual(self.v.check(second, "POST", uri, self.stored), "ok")
 
+    def test_response_that_is_not_ascii_is_bad(self):
+        # hmac.compare_digest refuses non-ASCII str: a TypeError here was a 500.
+        p = answer(self.v)
+        p["response"] = "\ufffd" * 64
+        self.assertEqual(self.v.check(p, "POST", "/.well-known/est/simpleenroll", self.stored), "bad")
+
     def test_client_without_digest_credentials_is_bad(self):
         self.assertEqual(self.v.check(answer(self.v), "POST", "/.well-known/est/simpleenroll", {}), "bad")

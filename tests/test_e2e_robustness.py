@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import io
 import random
 import threading
@@ -25,6 +26,8 @@ from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr,
 from estappliance.client.http import TLSError
 from estappliance.pki import cmc
 from estappliance.pki.encoding import decode_body
+from estappliance.ra.digest import ha1_all
+from estappliance.ra.passwords import hash_password
 from estappliance.store import Store, on_store_thread
 from estappliance.token import on_token_thread
 from estappliance.token.session import Token
@@ -47,6 +50,17 @@ LABELS = {
                "cert_anchors": ["ca", "vendor"]},
 }
 OTHER_METHODS = ("HEAD", "PUT", "DELETE", "PATCH", "OPTIONS")
+REALM = "estappliance"  # config.py's default [server] realm
+
+
+def digest(method: str, path: str, nonce: str, password: str = PASSWORD, response: str | None = None) -> str:
+    """A Digest Authorization for dora (RFC 7616, SHA-256, qop=auth)."""
+    h = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    if response is None:
+        ha1 = h(f"dora:{REALM}:{password}")
+        response = h(f"{ha1}:{nonce}:00000001:c0ffee:auth:{h(f'{method}:{path}')}")
+    return (f'Digest username="dora", realm="{REALM}", nonce="{nonce}", uri="{path}", algorithm=SHA-256,'
+            f' qop=auth, nc=00000001, cnonce="c0ffee", response="{response}"')
 
 
 @dataclass
@@ -120,6 +134,8 @@ class RobustnessTests(unittest.TestCase):
             profiles={"enc": {"key_usage": ["digitalSignature", "keyEncipherment", "keyAgreement"]}},
             distribution={"firmware_anchors": ["vendor"]})
         yield self.server.add_client("alice", PASSWORD, labels=("*",))
+        yield on_store_thread(self.server.store.add_client, "dora", hash_password(PASSWORD), ("*",),
+                              digest_ha1=ha1_all("dora", REALM, PASSWORD))
         self.device = yield self.enroll("alice")
         self.stranger = certificate("CN=stranger")  # self-signed: no label trusts it
         # Something of every kind for alice, so that each route has state it could break.
@@ -243,7 +259,14 @@ class RobustnessTests(unittest.TestCase):
             "tamp/return": vector("rfc5934_tsr_pem_text.b64"),
         }
 
-    def probes(self) -> list[Probe]:
+    def nonce(self) -> str:
+        """A Digest nonce from a 401 challenge."""
+        with EstClient(self.server.url, anchors=[self.server.ca_cert]) as c:
+            resp = c._request("GET", "pal")
+        challenge = next(v for v in resp.header_values("www-authenticate") if v.startswith("Digest"))
+        return challenge.split('nonce="', 1)[1].split('"', 1)[0]
+
+    def probes(self, nonce: str) -> list[Probe]:
         site = self.server.listener.factory.wrappedFactory.resource
         samples = self.samples()
         basic = BASIC
@@ -255,6 +278,13 @@ class RobustnessTests(unittest.TestCase):
             ("Digest garbage", {"Authorization": 'Digest username="alice", nonce=, response="x'}, "anonymous"),
             ("unknown scheme", {"Authorization": "Bearer abc"}, "anonymous"),
             ("untrusted certificate", {}, "stranger"),
+            # Digest for dora, who has Digest credentials: checked all the way to the response.
+            ("Digest, wrong password", lambda m, path: {"Authorization": digest(m, path, nonce, "nope")},
+             "anonymous"),
+            ("Digest, response not ASCII", lambda m, path: {"Authorization": digest(
+                m, path, nonce, response="\xe9" * 64)}, "anonymous"),
+            ("Digest, forged nonce", lambda m, path: {"Authorization": digest(
+                m, path, "MTA6YWFhYTqqqqqqqqqqqqqqqqqqqqqqqq")}, "anonymous"),
         ]
         out: list[Probe] = []
         for segments, op in sorted(site.operations.items()):
@@ -303,6 +333,7 @@ class RobustnessTests(unittest.TestCase):
                                          body=base64.encodebytes(bad), identity="device", **p))
                     if label == "":  # wrong credentials cost a password hash each: one label is enough
                         for what, headers, identity in wrong:
+                            headers = headers(method, path) if callable(headers) else headers
                             out.append(Probe(what, headers={**headers, **ctype}, body=b64, identity=identity, **p))
         return out
 
@@ -368,7 +399,8 @@ class RobustnessTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_every_route_survives_bad_requests(self):
-        probes = self.probes()
+        nonce = yield support.in_thread(self.nonce)
+        probes = self.probes(nonce)
         routes = {p.path.rsplit("/est/", 1)[1] for p in probes}
         # Every route of RFC 7030 and RFC 8295 is there, under both labels.
         for route in ("cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen", "serverkeygen/return",

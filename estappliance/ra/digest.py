@@ -96,7 +96,7 @@ class DigestVerifier:
         h = ALGORITHMS[algorithm]
         ha2 = h(f"{method}:{uri}".encode()).hexdigest()
         expected = h(f"{stored_ha1[algorithm]}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
-        if not hmac.compare_digest(expected, params.get("response", "").lower()):
+        if not hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode()):  # bytes: any text
             return "bad"
         if age > NONCE_LIFETIME or age < -60:
             return "stale"
