@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from pathlib import Path
 
 from cryptography import x509
@@ -184,6 +185,26 @@ class CsrPolicyTests(unittest.TestCase):
         key = new_key("ec-p256")
         csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
         self.assertRaises(PolicyRefused, self.registrar.check_csr, csr.public_bytes(Encoding.DER), self.label)
+
+    def test_refuses_san_forms_the_profile_cannot_judge(self):
+        """Copied as asked, these would be certified unchecked (an otherName
+        UPN logs on to Windows as whoever it names)."""
+        key = new_key("ec-p256")
+
+        def der(*names):
+            return (x509.CertificateSigningRequestBuilder().subject_name(x509.Name.from_rfc4514_string("CN=x"))
+                    .add_extension(x509.SubjectAlternativeName([x509.DNSName("x.example"), *names]), critical=False)
+                    .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+        for name in (x509.OtherName(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c\x0fadmin@corp.test"),
+                     x509.DirectoryName(x509.Name.from_rfc4514_string("CN=admin")),
+                     x509.RegisteredID(x509.ObjectIdentifier("1.2.3.4")),
+                     x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))):
+            err = self.assertRaises(PolicyRefused, self.registrar.check_csr, der(name), self.label)
+            self.assertIn("subjectAltName", err.reason)
+        csr = self.registrar.check_csr(der(x509.IPAddress(ipaddress.ip_address("192.0.2.1")),
+                                           x509.RFC822Name("x@example.com"),
+                                           x509.UniformResourceIdentifier("urn:x")), self.label)
+        self.assertEqual(len(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value), 4)
 
 
 class FakeAuthenticator:

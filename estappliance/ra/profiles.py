@@ -4,6 +4,7 @@ Pure functions over cryptography objects; each refusal names the rule.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from cryptography import x509
@@ -61,6 +62,8 @@ def check_requested_names(csr: x509.CertificateSigningRequest, profile: Profile)
 
 
 def check_names(subject: x509.Name, san: x509.SubjectAlternativeName | None, profile: Profile) -> None:
+    if san is not None and profile.copy_san:
+        check_san_forms(san)
     for key, pattern in profile.name_patterns:
         if key in _SAN_TYPES:
             values = [str(v) for v in san.get_values_for_type(_SAN_TYPES[key])] if san is not None else []
@@ -69,6 +72,19 @@ def check_names(subject: x509.Name, san: x509.SubjectAlternativeName | None, pro
         for value in values:
             if not isinstance(value, str) or not re.fullmatch(pattern, value):
                 raise PolicyRefused(f"{key} {value!r} does not match the pattern of profile {profile.name!r}")
+
+
+def check_san_forms(san: x509.SubjectAlternativeName) -> None:
+    """Only the name forms a profile can judge (name_patterns) are copied
+    into a certificate: an otherName (a Windows UPN, say), directoryName or
+    registeredID would be certified unchecked; an IP is an address."""
+    for name in san:
+        if not isinstance(name, tuple(_SAN_TYPES.values())):
+            raise PolicyRefused(f"subjectAltName {type(name).__name__} is not certified here"
+                                f" (only {', '.join(_SAN_TYPES)})")
+        if isinstance(name, x509.IPAddress) and not isinstance(name.value, (ipaddress.IPv4Address,
+                                                                             ipaddress.IPv6Address)):
+            raise PolicyRefused(f"subjectAltName IP {name.value} is a network, not an address")
 
 
 def subject_for(csr: x509.CertificateSigningRequest, profile: Profile, client: str) -> x509.Name:
