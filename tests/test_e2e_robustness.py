@@ -18,6 +18,7 @@ from pathlib import Path
 
 from asn1crypto import cms
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -75,9 +76,13 @@ class Probe:
     identity: str = "anonymous"  # which TLS connection: "anonymous", "device" (alice's cert), "stranger"
     expect: tuple[int, ...] = ()  # the statuses allowed, if it matters which
     cmc: bool = False  # a 4xx may be a Full PKI Response
+    raw: bytes | None = None  # the whole request as sent, for HTTP that does not parse
 
     def wire(self, host: str) -> bytes:
-        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}", "User-Agent: robustness"]
+        if self.raw is not None:
+            return self.raw
+        lines = [f"{self.method} {self.path} HTTP/1.1", *([] if "Host" in self.headers else [f"Host: {host}"]),
+                 "User-Agent: robustness"]
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
         body = self.body or b""
         if self.chunked:
@@ -100,7 +105,7 @@ class ProbeConnection(HttpsConnection):
             try:
                 self._conn.sendall(probe.wire(self._host_header()))
                 return self._read_response(probe.method)
-            except TLSError:
+            except (TLSError, SSL.Error, OSError):
                 self.close()  # the server closed a kept-alive connection: once more on a new one
                 if attempt == 2:
                     raise
@@ -335,6 +340,50 @@ class RobustnessTests(unittest.TestCase):
                         for what, headers, identity in wrong:
                             headers = headers(method, path) if callable(headers) else headers
                             out.append(Probe(what, headers={**headers, **ctype}, body=b64, identity=identity, **p))
+        return out + self.site_probes()
+
+    def site_probes(self) -> list[Probe]:
+        """HTTP that does not parse, and paths and headers no route expects."""
+        auth = f"Authorization: {BASIC['Authorization']}\r\n"
+        post = f"POST {EST}/simpleenroll HTTP/1.1\r\nHost: x\r\n{auth}"
+        malformed = {
+            "request line too long": f"GET {EST}/{'a' * 20000} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "header too long": f"GET {EST}/cacerts HTTP/1.1\r\nHost: x\r\nX: {'a' * 20000}\r\n\r\n",
+            "too many headers": f"GET {EST}/cacerts HTTP/1.1\r\nHost: x\r\n" + "X: a\r\n" * 600 + "\r\n",
+            "header without colon": f"GET {EST}/cacerts HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n",
+            "Content-Length not a number": post + "Content-Length: abc\r\n\r\n",
+            "negative Content-Length": post + "Content-Length: -5\r\n\r\n",
+            "two Content-Lengths": post + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            "Content-Length and chunked": post + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "bad chunk size": post + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            "unknown Transfer-Encoding": post + "Transfer-Encoding: gzip\r\n\r\n",
+            "unknown HTTP version": f"GET {EST}/cacerts HTTP/9.9\r\nHost: x\r\n\r\n",
+            "no request line": "GARBAGE\r\n\r\n",
+            "path not ASCII": f"GET {EST}/\xe9/cacerts HTTP/1.1\r\nHost: x\r\n\r\n",
+        }
+        out = [Probe(what, "GET", "(malformed)", raw=raw.encode("latin-1"), expect=(400,))
+               for what, raw in malformed.items()]
+        for what, path, headers in [
+                ("label not UTF-8", f"{EST}/%ff/cacerts", {}),
+                ("label NUL", f"{EST}/%00/cacerts", {}),
+                ("empty label", f"{EST}//pal", BASIC),
+                ("label twice", f"{EST}/strict/strict/cacerts", {}),
+                ("dot segments", f"{EST}/strict/../cacerts", {}),
+                ("not EST", "/index.html", {}),
+                ("EST root", f"{EST}/", {}),
+                ("page not a number", f"{EST}/pal?page=abc", BASIC),
+                ("page too big", f"{EST}/pal?page=999999999999999999999999", BASIC),
+                ("page not UTF-8", f"{EST}/pal?page=%ff%00", BASIC),
+                ("Host not a host", f"{EST}/pal", {**BASIC, "Host": "\xe9\xe9:99999999"}),
+                ("Accept junk", f"{EST}/pal", {**BASIC, "Accept": "application/json;q=nan, text/xml;q=inf, ;;;,"}),
+                ("Basic not UTF-8", f"{EST}/pal",
+                 {"Authorization": "Basic " + base64.b64encode(b"al\xffice:pw\xfe").decode()}),
+                ("Digest not ASCII", f"{EST}/pal", {"Authorization": 'Digest username="\xe9", nonce="\xe9"'})]:
+            out.append(Probe(what, "GET", path, headers))
+        for what, headers in [("Content-Type junk", {"Content-Type": ";;;"}),
+                              ("Content-Type not ASCII", {"Content-Type": "\xe9/\xe9"}),
+                              ("Accept junk", {"Accept": "application/pkcs12;q=zz;;"})]:
+            out.append(Probe(what, "POST", f"{EST}/serverkeygen", {**BASIC, **headers}, b""))
         return out
 
     def send_all(self, probes: list[Probe], lanes: int = 4):
@@ -356,7 +405,11 @@ class RobustnessTests(unittest.TestCase):
                         conn = conns[probe.identity] = ProbeConnection(
                             "127.0.0.1", self.server.port, anchors=[self.server.ca_cert], timeout=5,
                             **identities[probe.identity])
-                    results.append((probe, conn.send(probe)))
+                    try:
+                        results.append((probe, conn.send(probe)))
+                    except (TLSError, SSL.Error, OSError) as e:  # no answer in time, or the connection dropped
+                        conn.close()
+                        results.append((probe, e))
             finally:
                 for conn in conns.values():
                     conn.close()
@@ -368,6 +421,8 @@ class RobustnessTests(unittest.TestCase):
 
     def judge(self, probe: Probe, resp) -> str | None:
         """What is wrong with the answer to a probe, or None."""
+        if isinstance(resp, Exception):
+            return f"{probe.method} {probe.path} [{probe.what}]: no answer ({resp})"
         where = f"{probe.method} {probe.path} [{probe.what}]: {resp.status}"
         ctype = resp.header("content-type") or ""
         if resp.status >= 500:
@@ -401,7 +456,7 @@ class RobustnessTests(unittest.TestCase):
     def test_every_route_survives_bad_requests(self):
         nonce = yield support.in_thread(self.nonce)
         probes = self.probes(nonce)
-        routes = {p.path.rsplit("/est/", 1)[1] for p in probes}
+        routes = {p.path.rsplit("/est/", 1)[1] for p in probes if "/est/" in p.path}
         # Every route of RFC 7030 and RFC 8295 is there, under both labels.
         for route in ("cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen", "serverkeygen/return",
                       "fullcmc", "pal", "eecerts", "crls", "symmetrickeys", "symmetrickeys/return", "firmware",

@@ -9,9 +9,25 @@ from __future__ import annotations
 
 from twisted.web import http
 
+_REASON = b"malformed HTTP request\n"
+BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+               b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_REASON)) + _REASON
+
 
 class SingleWriteChannel(http.HTTPChannel):
     _held = b""
+
+    def _respondToBadRequestAndDisconnect(self):
+        """Twisted's answer to a request it cannot parse (bad request line,
+        header or length): here with a one-line reason, like every error."""
+        self.transport.write(BAD_REQUEST)
+        self.loseConnection()
+
+    def lineLengthExceeded(self, line):
+        """A request or header line over MAX_LENGTH. LineReceiver would drop
+        the transport directly, which under TLS waits for the producer
+        HTTPChannel registered: the client heard nothing until the idle timeout."""
+        self._respondToBadRequestAndDisconnect()
 
     def writeHeaders(self, version, code, reason, headers):
         lines = [version, b" ", code, b" ", reason, b"\r\n"]
