@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import hashlib
 import io
 import random
@@ -16,16 +17,19 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asn1crypto import cms
-from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL
+from asn1crypto import algos, cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from OpenSSL import SSL, crypto
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.admin import cli as estctl
 from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr, new_key
 from estappliance.client.http import TLSError
-from estappliance.pki import cmc
+from estappliance.pki import cmc, key_package_returns
 from estappliance.pki.encoding import decode_body
 from estappliance.ra.digest import ha1_all
 from estappliance.ra.passwords import hash_password
@@ -99,6 +103,12 @@ class Probe:
 class ProbeConnection(HttpsConnection):
     """Sends a probe's bytes as they are (no header added or fixed)."""
 
+    def __init__(self, *args, der_certificate: bytes | None = None, der_key=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if der_certificate is not None:  # one cryptography could not hand to pyOpenSSL
+            self._ctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_ASN1, der_certificate))
+            self._ctx.use_privatekey(crypto.PKey.from_cryptography_key(der_key))
+
     def send(self, probe: Probe):
         for attempt in (1, 2):
             self.connect()
@@ -109,6 +119,28 @@ class ProbeConnection(HttpsConnection):
                 self.close()  # the server closed a kept-alive connection: once more on a new one
                 if attempt == 2:
                     raise
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = bytes([n]) if n < 128 else (b"\x81" + bytes([n]) if n < 256 else b"\x82" + n.to_bytes(2, "big"))
+    return bytes([tag]) + length + content
+
+
+def odd_certificate(key, value_tag: int, value: bytes) -> bytes:
+    """A self-signed DER certificate (P-256) named CN=<value> with the string
+    type and bytes given as they are: OpenSSL takes such names (a
+    PrintableString with '@', a TeletexString with 'é'), cryptography cannot
+    read them."""
+    name = _der(0x30, _der(0x31, _der(0x30, b"\x06\x03\x55\x04\x03" + _der(value_tag, value))))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    validity = asn1_x509.Validity({"not_before": asn1_x509.Time(name="utc_time", value=now - datetime.timedelta(1)),
+                                   "not_after": asn1_x509.Time(name="utc_time", value=now + datetime.timedelta(1))})
+    algorithm = algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}).dump()
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    tbs = _der(0x30, b"\xa0\x03\x02\x01\x02\x02\x01\x07" + algorithm + name + validity.dump() + name + spki)
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return _der(0x30, tbs + algorithm + _der(0x03, b"\x00" + signature))
 
 
 def mutations(der: bytes, seed: int) -> list[bytes]:
@@ -143,6 +175,9 @@ class RobustnessTests(unittest.TestCase):
                               digest_ha1=ha1_all("dora", REALM, PASSWORD))
         self.device = yield self.enroll("alice")
         self.stranger = certificate("CN=stranger")  # self-signed: no label trusts it
+        self.odd_key = new_key()
+        self.unreadable = odd_certificate(self.odd_key, 0x13, b"a@b_c")  # cryptography does not load it
+        self.odd_name = odd_certificate(self.odd_key, 0x14, b"\xe9t\xe9")  # loads; its names do not
         # Something of every kind for alice, so that each route has state it could break.
         for argv in (("publish", "symmetric-key", "--client", "alice", "--algorithm", "aes256"),
                      ("publish", "tamp", "status-query", "--client", "alice"),
@@ -264,6 +299,16 @@ class RobustnessTests(unittest.TestCase):
             "tamp/return": vector("rfc5934_tsr_pem_text.b64"),
         }
 
+    def signed_by_odd_name(self) -> dict[str, bytes]:
+        """Messages that verify, signed with a certificate whose names cryptography cannot read."""
+        cert = x509.load_der_x509_certificate(self.odd_name)
+        csr = make_csr(self.odd_key, "CN=robust").public_bytes(serialization.Encoding.DER)
+        pki = cmc.pki_data([cmc.control(1001, "transaction_id", 8), cmc.control(1002, "sender_nonce", b"m" * 16)],
+                           [cmc.pkcs10_request(1, csr)])
+        receipt = key_package_returns.sign("key_package_receipt", key_package_returns.receipt(
+            b"\x01" * 16, x509.Name.from_rfc4514_string("CN=alice")), self.odd_key, cert)
+        return {"application/pkcs7-mime": cmc.sign_request(pki, self.odd_key, cert), "application/cms": receipt}
+
     def nonce(self) -> str:
         """A Digest nonce from a 401 challenge."""
         with EstClient(self.server.url, anchors=[self.server.ca_cert]) as c:
@@ -274,6 +319,7 @@ class RobustnessTests(unittest.TestCase):
     def probes(self, nonce: str) -> list[Probe]:
         site = self.server.listener.factory.wrappedFactory.resource
         samples = self.samples()
+        odd_signed = self.signed_by_odd_name()
         basic = BASIC
         wrong = [
             ("wrong password", {"Authorization": "Basic " + base64.b64encode(b"alice:nope").decode()}, "anonymous"),
@@ -283,6 +329,8 @@ class RobustnessTests(unittest.TestCase):
             ("Digest garbage", {"Authorization": 'Digest username="alice", nonce=, response="x'}, "anonymous"),
             ("unknown scheme", {"Authorization": "Bearer abc"}, "anonymous"),
             ("untrusted certificate", {}, "stranger"),
+            ("certificate cryptography cannot load", {}, "unreadable"),
+            ("certificate with names cryptography cannot read", {}, "odd name"),
             # Digest for dora, who has Digest credentials: checked all the way to the response.
             ("Digest, wrong password", lambda m, path: {"Authorization": digest(m, path, nonce, "nope")},
              "anonymous"),
@@ -330,6 +378,9 @@ class RobustnessTests(unittest.TestCase):
                               expect=(404,), **{**p, "path": f"{EST}/no-such-label/{route}"}),
                         Probe("no credentials", headers=ctype, body=b64, **p),
                     ]
+                    if accepts in odd_signed:
+                        out.append(Probe("signed with an unreadable name", headers={**basic, **ctype},
+                                         body=base64.encodebytes(odd_signed[accepts]), **p))
                     for n, bad in enumerate(mutations(sample, hash(route) & 0xffff)):
                         out.append(Probe(f"damaged message {n} (DER)", headers={**basic, **ctype}, body=bad, **p))
                         out.append(Probe(f"damaged message {n} (base64)", headers={**basic, **ctype},
@@ -393,6 +444,8 @@ class RobustnessTests(unittest.TestCase):
             "anonymous": {},
             "device": {"client_cert": [self.device[1]], "client_key": self.device[0]},
             "stranger": {"client_cert": [self.stranger[1]], "client_key": self.stranger[0]},
+            "unreadable": {"der_certificate": self.unreadable, "der_key": self.odd_key},
+            "odd name": {"der_certificate": self.odd_name, "der_key": self.odd_key},
         }
 
         def lane(batch):

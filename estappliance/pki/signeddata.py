@@ -167,6 +167,7 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_
                    if c.name == "certificate"] if not isinstance(sd["certificates"], core.Void) else []
         try:
             signer = _find_signer(si["sid"], [*(candidates or []), *carried])
+            signer.subject, signer.issuer  # noqa: B018 - parsed lazily: a name cryptography cannot read fails here
             keys = [signer.public_key()]
         except BadSignedData:
             if not public_keys:

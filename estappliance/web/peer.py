@@ -23,11 +23,24 @@ def peer_chain(request: server.Request) -> tuple[x509.Certificate, ...]:
     conn = tls_connection(request)
     chain: tuple[x509.Certificate, ...] = ()
     if conn is not None:
-        leaf = conn.get_peer_certificate(as_cryptography=True)
-        if leaf is not None:
-            rest = conn.get_peer_cert_chain(as_cryptography=True) or []
-            chain = (leaf, *[c for c in rest if c != leaf])
+        try:
+            chain = _readable_chain(conn)
+        except ValueError:
+            # OpenSSL took it, cryptography cannot read it (a PrintableString
+            # with '@', an empty RDN...): as good as no certificate.
+            chain = ()
     setattr(channel, _ATTR, chain)
+    return chain
+
+
+def _readable_chain(conn) -> tuple[x509.Certificate, ...]:
+    leaf = conn.get_peer_certificate(as_cryptography=True)
+    if leaf is None:
+        return ()
+    rest = conn.get_peer_cert_chain(as_cryptography=True) or []
+    chain = (leaf, *[c for c in rest if c != leaf])
+    for cert in chain:
+        cert.subject, cert.issuer  # noqa: B018 - names are parsed lazily: fail here, not deep in the RA
     return chain
 
 
