@@ -14,6 +14,7 @@ import hashlib
 import io
 import random
 import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from twisted.trial import unittest
 from estappliance.admin import cli as estctl
 from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr, new_key
 from estappliance.client.http import TLSError
-from estappliance.pki import cmc, key_package_returns
+from estappliance.client import serverkeygen
+from estappliance.pki import cmc, key_package_returns, keygen_request
 from estappliance.pki.encoding import decode_body
 from estappliance.ra.digest import ha1_all
 from estappliance.ra.passwords import hash_password
@@ -77,7 +79,7 @@ class Probe:
     body: bytes | None = None  # None: no Content-Length at all
     content_length: int | None = None  # a declared length other than len(body)
     chunked: bool = False  # send the body with Transfer-Encoding: chunked
-    identity: str = "anonymous"  # which TLS connection: "anonymous", "device" (alice's cert), "stranger"
+    identity: str = "anonymous"  # the TLS client: "anonymous", "device" (alice's certificate), or a bad one
     expect: tuple[int, ...] = ()  # the statuses allowed, if it matters which
     cmc: bool = False  # a 4xx may be a Full PKI Response
     raw: bytes | None = None  # the whole request as sent, for HTTP that does not parse
@@ -232,8 +234,11 @@ class RobustnessTests(unittest.TestCase):
         assert resp.status == 202, (resp.status, resp.body)
 
     def look_around(self):
-        """What a device does first: its PAL (which offers the packages) and
-        the CRLs (issued on first demand)."""
+        """What a device does first: a server-made key (a key package a
+        return could name), its PAL (which offers the packages) and the CRLs
+        (issued on first demand)."""
+        with EstClient(self.server.url, anchors=[self.server.ca_cert], auth=BasicAuth("alice", PASSWORD)) as c:
+            serverkeygen.request_key(c, keygen_request.build_csr(x509.Name.from_rfc4514_string("CN=k"), new_key()))
         for label in (None, "strict"):
             with EstClient(self.server.url, anchors=[self.server.ca_cert], label=label,
                            auth=BasicAuth("alice", PASSWORD)) as c:
@@ -381,7 +386,7 @@ class RobustnessTests(unittest.TestCase):
                     if accepts in odd_signed:
                         out.append(Probe("signed with an unreadable name", headers={**basic, **ctype},
                                          body=base64.encodebytes(odd_signed[accepts]), **p))
-                    for n, bad in enumerate(mutations(sample, hash(route) & 0xffff)):
+                    for n, bad in enumerate(mutations(sample, zlib.crc32(route.encode()))):
                         out.append(Probe(f"damaged message {n} (DER)", headers={**basic, **ctype}, body=bad, **p))
                         out.append(Probe(f"damaged message {n} (base64)", headers={**basic, **ctype},
                                          body=base64.encodebytes(bad), **p))
