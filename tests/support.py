@@ -7,6 +7,8 @@ directory. Servers listen on 127.0.0.1 only, on a port the OS picks.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -21,6 +23,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.python.threadpool import ThreadPool
 from twisted.trial import unittest
 
+from estappliance.admin import cli as estctl_cli
 from estappliance.ca import setup
 from estappliance.client import EstClient, HttpsConnection
 from estappliance.client.http import HttpResponse
@@ -132,6 +135,23 @@ class RunningServer:
 
     def count_certificates(self) -> defer.Deferred:
         return on_store_thread(self.store.count_certificates)
+
+    def estctl(self, *argv) -> defer.Deferred:
+        """estctl in-process with this server's config, on the PKCS#11 thread
+        (estctl calls the token and the store directly): fires with
+        (exit status, stdout plus any exit message)."""
+        config = self.appliance.config
+
+        def run():
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                try:
+                    args = estctl_cli.parser().parse_args(list(argv))
+                    args.func(args, config)
+                except SystemExit as e:
+                    return (e.code if isinstance(e.code, int) else 1), out.getvalue() + str(e.code or "")
+            return 0, out.getvalue()
+        return on_token_thread(run)
 
     def client(self, **kw) -> EstClient:
         """An EstClient for this server that trusts its CA (blocking: use it in_thread)."""

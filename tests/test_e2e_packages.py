@@ -18,7 +18,6 @@ from pyasn1_alt_modules import rfc5652, rfc5934 as p5934
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from estappliance.admin import cli as estctl
 from estappliance.client import BasicAuth, EstClient, new_key
 from estappliance.client.device import Device
 from estappliance.client.sync import sync
@@ -82,19 +81,7 @@ class PackagesCase(Asn1Check, unittest.TestCase):
         return self.server.client(client_cert=[cert], client_key=key)
 
     def estctl(self, *argv):
-        """estctl in-process, on the PKCS#11 thread: (exit status, output)."""
-        config = self.server.appliance.config
-
-        def run():
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                try:
-                    args = estctl.parser().parse_args(list(argv))
-                    args.func(args, config)
-                except SystemExit as e:
-                    return (e.code if isinstance(e.code, int) else 1), out.getvalue() + str(e.code or "")
-            return 0, out.getvalue()
-        return on_token_thread(run)
+        return self.server.estctl(*argv)
 
     def raw(self, method, path, headers=None, body=b"", who=None):
         kw = {} if who is None else {"client_cert": [who[1]], "client_key": who[0]}

@@ -8,10 +8,8 @@ SQLite call may run on the reactor thread."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
-import io
 import random
 import threading
 import zlib
@@ -27,7 +25,6 @@ from OpenSSL import SSL, crypto
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from estappliance.admin import cli as estctl
 from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr, new_key
 from estappliance.client.http import TLSError
 from estappliance.client import serverkeygen
@@ -203,18 +200,7 @@ class RobustnessTests(unittest.TestCase):
         return path
 
     def estctl(self, *argv):
-        config = self.server.appliance.config
-
-        def run():
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                try:
-                    args = estctl.parser().parse_args(list(argv))
-                    args.func(args, config)
-                except SystemExit as e:
-                    return (e.code if isinstance(e.code, int) else 1), out.getvalue() + str(e.code or "")
-            return 0, out.getvalue()
-        return on_token_thread(run)
+        return self.server.estctl(*argv)
 
     def enroll(self, name):
         key = new_key()
