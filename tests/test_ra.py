@@ -73,6 +73,25 @@ class AuthenticatorTests(unittest.TestCase):
         who = yield self.auth.authenticate(Credentials("alice", "pw"), label())
         self.assertEqual(who.name, "alice")
 
+    @defer.inlineCallbacks
+    def test_concurrent_logins_share_one_password_check(self):
+        from estappliance.ra import auth as auth_module
+        calls = []
+        original = auth_module.verify_password
+
+        def counting(password, stored):
+            calls.append(password)
+            return original(password, stored)
+        self.patch(auth_module, "verify_password", counting)
+        results = yield defer.gatherResults([self.auth.authenticate(Credentials("alice", "pw"), label())
+                                             for _ in range(20)])
+        self.assertEqual({who.name for who in results}, {"alice"})
+        self.assertEqual(len(calls), 1)
+        bad = yield defer.DeferredList([self.auth.authenticate(Credentials("alice", "bad"), label())
+                                        for _ in range(5)], consumeErrors=True)
+        self.assertTrue(all(not ok and f.check(AuthenticationRequired) for ok, f in bad))
+        self.assertEqual(len(calls), 2)
+
     def test_wrong_password_and_unknown_user(self):
         d1 = self.assertFailure(self.auth.authenticate(Credentials("alice", "nope"), label()),
                                 AuthenticationRequired)

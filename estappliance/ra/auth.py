@@ -17,6 +17,7 @@ from typing import Callable
 from cryptography import x509
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store as TrustStore, VerificationError
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from ..config import Label
 from ..errors import AuthenticationRequired, NotAuthorized
@@ -108,6 +109,7 @@ class Authenticator:
         self.realm = realm
         self.digest = DigestVerifier(realm, digest_secret)
         self._verified: dict[tuple[str, bytes], tuple[float, ClientRecord]] = {}
+        self._checking: dict[tuple[str, bytes], list[defer.Deferred]] = {}
 
     def challenge(self, label: Label, stale: bool = False) -> list[str]:
         """WWW-Authenticate values for a 401 under this label."""
@@ -188,6 +190,29 @@ class Authenticator:
         hit = self._verified.get(key)
         if hit is not None and time.monotonic() - hit[0] < PASSWORD_CACHE_SECONDS:
             return hit[1]
+        # Many connections of one client arriving together share one scrypt
+        # run instead of queueing one each on the password thread.
+        waiting = self._checking.get(key)
+        if waiting is not None:
+            mine = defer.Deferred()
+            waiting.append(mine)
+            return (yield mine)
+        self._checking[key] = waiting = []
+        try:
+            record = yield self._verify(key, username, password)
+        except Exception:
+            failure = Failure()
+            for d in waiting:
+                d.errback(failure)
+            raise
+        finally:
+            del self._checking[key]
+        for d in waiting:
+            d.callback(record)
+        return record
+
+    @defer.inlineCallbacks
+    def _verify(self, key, username: str, password: str):
         record = yield on_read_thread(self.reads.client, username)
         if record is None:
             # Spend the same time as a real check so names cannot be probed.
