@@ -27,8 +27,7 @@ from .ra.results import EnrollmentResults
 from .ra.serverkeygen import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
-from .web import ServerContextFactory, distribution, enroll, make_site, serverkeygen
-from .web import fullcmc
+from .web import ServerContextFactory, distribution, enroll, fullcmc, make_site, serverkeygen
 from .web import packages as package_routes
 from .workers import WorkerPool
 
@@ -113,12 +112,17 @@ def shared_secret(config: Config, name: str) -> bytes:
 def site(appliance: Appliance):
     """The HTTP site: every operation the appliance serves, under every label."""
     s = appliance.config.server
-    route_sets = [distribution.track_cacerts(enroll.routes(appliance.registrar), appliance.distribution),
-                  distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
-                  serverkeygen.routes(appliance.keygen)]
-    route_sets.append(package_routes.routes(PackageDelivery(appliance.distribution)))
-    route_sets.append(fullcmc.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
-                                             IdentityProofs(appliance.token, appliance.store))))
+    route_sets = [
+        # RFC 7030 enrollment; /cacerts downloads are noted for the PAL
+        distribution.track_cacerts(enroll.routes(appliance.registrar), appliance.distribution),
+        # RFC 8295: /pal, /eecerts, /crls, GET on the enrollment paths
+        distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
+        serverkeygen.routes(appliance.keygen),  # and /serverkeygen/return
+        # /symmetrickeys, /firmware, /tamp and their returns
+        package_routes.routes(PackageDelivery(appliance.distribution)),
+        fullcmc.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
+                               IdentityProofs(appliance.token, appliance.store))),
+    ]
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
                      max_body=s.max_body)
 
@@ -160,7 +164,8 @@ class ApplianceService(service.MultiService):
             log.info("CA key found in the token and matches {subject}",
                      subject=self.appliance.ca.certificate.subject.rfc4514_string())
         else:
-            log.error("the token key {label!r} is not the CA certificate's key", label=self.appliance.config.ca.key_label)
+            log.error("the token key {label!r} is not the CA certificate's key",
+                      label=self.appliance.config.ca.key_label)
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
