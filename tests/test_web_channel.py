@@ -47,6 +47,8 @@ def check_label(name):
 ROUTES = {
     ("hello",): Operation({b"GET": lambda request, label: Response(b"hello body\n", b"text/plain")}),
     ("empty",): Operation({b"GET": lambda request, label: Response(status=204)}),
+    ("args",): Operation({b"POST": lambda request, label: Response(repr(sorted(request.args)).encode() + b"\n",
+                                                                  b"text/plain")}),
 }
 
 
@@ -81,6 +83,13 @@ class SingleWriteTests(unittest.TestCase):
         writes = self.exchange(b"HEAD /.well-known/est/hello HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(len(writes), 1)
         self.assertTrue(writes[0].endswith(b"\r\n\r\n"))
+
+    def test_bodies_are_not_parsed_as_forms(self):
+        body = b"a=1&b=2"
+        writes = self.exchange(b"POST /.well-known/est/args HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Type: application/x-www-form-urlencoded\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        self.assertTrue(writes[0].endswith(b"\r\n\r\n[]\n"), writes[0])
 
     def test_keep_alive_pipelined_requests_each_one_write(self):
         writes = self.exchange(b"GET /.well-known/est/hello HTTP/1.1\r\nHost: x\r\n\r\n" * 3)

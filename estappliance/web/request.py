@@ -14,9 +14,6 @@ DRAIN_LIMIT = 1 << 20  # what is still read (and dropped) after a 413 before han
 
 class EstRequest(server.Request):
     max_body = 64 * 1024  # set per site by the service
-    # EST bodies are never HTML forms: skip Twisted's form parsing, whose
-    # Content-Type parse (through the email package) cost 0.1 ms per POST.
-    _parsePOSTFormSubmission = False
 
     body_too_large = False
     _received = 0
