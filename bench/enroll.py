@@ -847,6 +847,7 @@ class ClientResult:
     errors: int = 0
     first_error: str | None = None
     latencies: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)  # time.monotonic() at each success
 
     def failed(self, text: str) -> None:
         self.errors += 1
@@ -879,6 +880,7 @@ def one_enrollment(plan: LoadPlan, context, conn: Connection | None, request: by
     if status == 200 and certs_only_der(body) is not None:
         result.ok += 1
         result.latencies.append(latency)
+        result.finished.append(time.monotonic())
     else:
         result.failed(f"HTTP {status}: {body[:200].decode('utf-8', 'replace').strip()}")
     if plan.new_connection or not keep_alive:
@@ -1151,10 +1153,25 @@ def benchmark(target: Target, server: ServerProcesses | None, args, processes: i
     watch = ServerWatch(server, target.port, args.seconds)
     results = run_load(plan, processes, watch.start, watch.stop)
     f = figures(results, raw, watch.use)
+    if args.latency_log is not None:
+        write_latency_log(args.latency_log, results)
     print_load(plan, processes, f)
     print_server_use(plan, f, watch.use)
     sys.stdout.flush()
     return f
+
+
+def write_latency_log(path: Path, workers: list[WorkerResult]) -> None:
+    """Every successful enrollment, in the order they finished: when (seconds
+    from the start of the load), how long it took, which load process and client."""
+    start = min(w.started for w in workers)
+    rows = sorted((end - start, latency * 1000, p, c)
+                  for p, w in enumerate(workers) for c, r in enumerate(w.clients)
+                  for end, latency in zip(r.finished, r.latencies))
+    with open(path, "w") as out:
+        out.write("finished_s,latency_ms,load_process,client\n")
+        out.writelines(f"{t:.6f},{ms:.3f},{p},{c}\n" for t, ms, p, c in rows)
+    print(f"latency log: {len(rows)} enrollments in {path}")
 
 
 def run_once(args) -> Figures:
@@ -1326,6 +1343,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=positive(int), default=2,
                    help="load processes the clients are spread over (default 2)")
     p.add_argument("--seconds", type=positive(float), default=5.0, help="how long each client runs (default 5)")
+    p.add_argument("--latency-log", type=Path, metavar="CSV",
+                   help="write every successful enrollment (finish time, latency ms, load process, client) to CSV")
     p.add_argument("--new-connection", action="store_true",
                    help="a new TLS connection per enrollment (default: keep-alive)")
     p.add_argument("--raw-seconds", type=positive(float), default=2.0,

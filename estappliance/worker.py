@@ -1,36 +1,31 @@
 """One worker process (``python -m estappliance.worker``), started by the
-master in ``workers.py``: adopts the listening socket and serves it."""
+master in ``workers.py``: serves the connections the master hands it."""
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
-from twisted.internet import reactor, stdio
-from twisted.internet.protocol import Protocol
+from twisted.internet import reactor
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from .config import ConfigError, load
+from .handoff import MasterLink, counting_tls_factory
 from .service import ApplianceService, build, site, tls_factory
-from .workers import adopt_fairly
 
 log = Logger()
 
 
-class _MasterWatch(Protocol):
-    """stdin is a pipe from the master: when it closes, the master is gone."""
-
-    def connectionLost(self, reason=None):
-        if reactor.running:
-            log.info("master gone; worker stopping")
-            reactor.stop()
+def _master_gone() -> None:
+    if reactor.running:
+        log.info("master gone; worker stopping")
+        reactor.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="estappliance.worker")
     p.add_argument("--config", required=True)
-    p.add_argument("--fd", type=int, required=True, help="the inherited listening socket")
+    p.add_argument("--link", type=int, required=True, help="the inherited socket pair end from the master")
+    p.add_argument("--family", type=int, required=True, help="address family of the listening socket")
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
@@ -40,15 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError, ValueError) as e:
         print(f"est worker {args.index}: {e}", file=sys.stderr)
         return 2
-    probe = socket.socket(fileno=args.fd)
-    family = probe.family
-    probe.detach()  # only asked for its family; the fd stays open for adoption
-    tls = TLSMemoryBIOFactory(tls_factory(appliance), False, site(appliance))
-    adopt_fairly(args.fd, family, tls)
+    link = MasterLink(args.link, args.family, counting_tls_factory(tls_factory(appliance), site(appliance)),
+                      _master_gone)
     top = ApplianceService(appliance)
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    stdio.StandardIO(_MasterWatch())
+    link.start()
     reactor.run()
     return 0
 

@@ -3,13 +3,11 @@
 SoftHSM2 (and most HSM libraries) scale across processes, not threads, and
 Python runs one core per process. The master process opens the listening
 socket and starts N fresh workers (fork and exec: no PKCS#11 state is ever
-inherited); each worker adopts the socket, opens its own PKCS#11 session and
-serves TLS itself. Each worker accepts one connection per wake-up
-(FairPort), so a new client goes to whichever worker is free first rather
-than all of a burst to the first one awake. A worker that dies is
-restarted; the others keep serving, and connections waiting in the shared
-queue are not lost with it. A worker whose master is gone sees its stdin
-close and stops.
+inherited); each opens its own PKCS#11 session and serves TLS itself. The
+master accepts and hands each connection to the worker holding the fewest
+(handoff.py). A worker that dies is restarted; the others keep serving, and
+connections arriving meanwhile wait in the listening socket's backlog. A
+worker whose master is gone reads EOF on its socket pair and stops.
 """
 from __future__ import annotations
 
@@ -21,8 +19,9 @@ import sys
 from twisted.application import service
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.tcp import Port
 from twisted.logger import Logger
+
+from .handoff import Dispatcher
 
 log = Logger()
 
@@ -39,25 +38,6 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
-
-
-class FairPort(Port):
-    """A listening port that takes one connection each time it is woken.
-
-    Twisted's Port accepts up to a hundred at a time; with several processes
-    on one socket, the first awake would take a whole burst of keep-alive
-    clients and keep them."""
-
-    def doRead(self):
-        self.numberAccepts = 1
-        return super().doRead()
-
-
-def adopt_fairly(fd: int, family, factory) -> FairPort:
-    """Like reactor.adoptStreamPort, with a FairPort."""
-    port = FairPort._fromListeningDescriptor(reactor, fd, family, factory)
-    port.startListening()
-    return port
 
 
 class _Worker(protocol.ProcessProtocol):
@@ -83,6 +63,7 @@ class WorkerPool(service.Service):
         self.host = host
         self.port = port
         self.sock: socket.socket | None = None
+        self.dispatcher: Dispatcher | None = None
         self.workers: dict[int, _Worker] = {}
         self._delay: dict[int, float] = {}
         self._stopping = False
@@ -93,20 +74,27 @@ class WorkerPool(service.Service):
         self.port = self.sock.getsockname()[1]
         log.info("listening on {host}:{port} with {n} worker processes", host=self.host, port=self.port,
                  n=self.count)
+        self.dispatcher = Dispatcher(self.sock)
         for i in range(self.count):
             self._spawn(i)
 
     def _spawn(self, index: int) -> None:
         worker = _Worker(self, index)
-        argv = [sys.executable, "-m", "estappliance.worker", "--config", self.config_path, "--fd", "3",
-                "--index", str(index)]
-        reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ),
-                             childFDs={0: "w", 1: 1, 2: 2, 3: self.sock.fileno()})
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-m", "estappliance.worker", "--config", self.config_path, "--link", "3",
+                "--family", str(int(self.sock.family)), "--index", str(index)]
+        try:
+            reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ),
+                                 childFDs={0: "w", 1: 1, 2: 2, 3: theirs.fileno()})
+        finally:
+            theirs.close()
+        self.dispatcher.link(index, ours)
         self.workers[index] = worker
 
     def worker_ended(self, worker: _Worker, reason) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+            self.dispatcher.unlink(worker.index)
         if self._stopping:
             return
         delay = self._delay.get(worker.index, RESTART_DELAY)
@@ -124,6 +112,8 @@ class WorkerPool(service.Service):
     @defer.inlineCallbacks
     def stopService(self):
         self._stopping = True
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         workers = list(self.workers.values())
         for w in workers:
             _signal(w, signal.SIGTERM)

@@ -66,3 +66,18 @@ class GroupCommitTests(unittest.TestCase):
         outcomes = yield defer.DeferredList([group.record_certificate(**item(i)) for i in range(3)],
                                             consumeErrors=True)
         self.assertEqual([f.type for _, f in outcomes], [OSError] * 3)
+
+    def test_a_large_batch_is_recorded_whole_and_audited(self):
+        results = self.store.record_certificates([item(1000 + i) for i in range(256)])
+        self.assertEqual(results, [None] * 256)
+        self.assertEqual(self.store.count_certificates(), 256)
+        self.assertEqual(self.store.certificate(1000 + 255).subject, f"CN={1000 + 255}")
+        issued = [e for e in self.store.audit_events(300) if e.operation == "issue"]
+        self.assertEqual(len(issued), 256)
+
+    def test_a_serial_twice_in_one_batch_keeps_the_first(self):
+        results = self.store.record_certificates([item(7), item(8), item(7)])
+        self.assertEqual(results[:2], [None, None])
+        self.assertIsInstance(results[2], DuplicateSerial)
+        self.assertEqual(self.store.count_certificates(), 2)
+        self.assertEqual(len([e for e in self.store.audit_events(10) if e.operation == "issue"]), 2)

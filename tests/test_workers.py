@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -48,6 +50,7 @@ class WorkerTests(unittest.TestCase):
         self.server.start()
         self.anchor = x509.load_pem_x509_certificates(self.server.ca_pem.read_bytes())
         assert wait_for(lambda: len(children(self.server.proc.pid)) == 2), self.server.log()
+        assert wait_for(lambda: self.server.log().count(" ready") >= 2), self.server.log()
 
     def enroll(self, cn: str, auth=None) -> x509.Certificate:
         with EstClient(self.server.url, anchors=self.anchor,
@@ -63,6 +66,52 @@ class WorkerTests(unittest.TestCase):
         listed = {int(line.split("\t")[0], 16) for line in listing.stdout.decode().splitlines()}
         self.assertTrue({c.serial_number for c in certs} <= listed)
         self.assertEqual(len(children(self.server.proc.pid)), 2)
+
+    def open_keep_alive(self, count: int) -> list[ssl.SSLSocket]:
+        """``count`` connections, each with one answered request and left open."""
+        ctx = ssl.create_default_context(cafile=str(self.server.ca_pem))
+        ctx.check_hostname = False
+        conns = []
+        for _ in range(count):
+            conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.server.port), timeout=10))
+            conn.sendall(b"GET /.well-known/est/cacerts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += conn.recv(65536)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+            conns.append(conn)
+        return conns
+
+    def client_ports_per_worker(self) -> list[set[int]]:
+        """For each worker, the client ports of the established connections it holds (from /proc)."""
+        client_port = {}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rpartition(":")[2], 16) == self.server.port and fields[3] == "01":
+                client_port[f"socket:[{fields[9]}]"] = int(fields[2].rpartition(":")[2], 16)
+        held = []
+        for pid in children(self.server.proc.pid):
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            held.append({client_port[link] for link in links if link in client_port})
+        return held
+
+    def test_keep_alive_clients_are_shared_evenly_between_workers(self):
+        """The master hands each new connection to the worker holding fewer:
+        with a burst of keep-alive clients neither worker gets more than its share."""
+        conns = self.open_keep_alive(10)
+        self.addCleanup(lambda: [c.close() for c in conns])
+        held = self.client_ports_per_worker()
+        self.assertEqual(sorted(len(h) for h in held), [5, 5])
+        # Four of one worker's clients leave; the worker reports it, and the
+        # next four newcomers all go to it.
+        leaving = [c for c in conns if c.getsockname()[1] in held[0]][:4]
+        for c in leaving:
+            c.close()
+            conns.remove(c)
+        self.assertTrue(wait_for(lambda: sorted(len(h) for h in self.client_ports_per_worker()) == [1, 5]))
+        time.sleep(0.2)  # the worker's report travels to the master
+        conns += self.open_keep_alive(4)
+        self.assertEqual(sorted(len(h) for h in self.client_ports_per_worker()), [5, 5])
 
     @defer.inlineCallbacks
     def test_digest_nonce_from_one_worker_accepted_by_the_other(self):

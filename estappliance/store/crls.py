@@ -32,8 +32,7 @@ class CrlTables:
         return (row[0] or 0) + 1
 
     def record_crl(self, kind: str, number: int, this_update: str, next_update: str, der: bytes) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT INTO crls VALUES (?, ?, ?, ?, ?)", (kind, number, this_update, next_update, der))
             self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'crl', 'ok', ?)",
                              (this_update, f"{kind} number {number}"))

@@ -7,6 +7,7 @@ thread (``worker.on_store_thread``).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import sqlite3
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .packages import PackageTables
 from .returns import ReturnLookups
 from .serverkeygen import ServerKeygenTables
 from .tamp import TampTables
+from .writelock import WriterLock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -166,12 +168,14 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         thread so that reads never queue behind a commit's fsync (WAL lets
         them run side by side). It creates nothing."""
         self.path = Path(path)
+        self._write_lock: WriterLock | None = None
         if read_only:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
                                        isolation_level=None, timeout=30)
             self._db.execute("PRAGMA cache_size=-16000")
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = WriterLock(self.path)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -186,8 +190,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         self._migrate()
 
     def _migrate(self) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             for table, column, kind in MIGRATIONS:
                 have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
@@ -195,8 +198,18 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._db.executescript(INDEXES)  # after the migrations: they may index new columns
 
+    @contextlib.contextmanager
+    def _writing(self):
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), taken in turn
+        with the other processes' writers (writelock.py)."""
+        with self._write_lock.held(), self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+
     def close(self) -> None:
         self._db.close()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     def reader(self) -> Store:
         """A read-only connection to the same file (see __init__)."""
@@ -248,13 +261,19 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         """Record several issued certificates in ONE durable commit (one fsync).
 
         Each item has record_certificate's keyword arguments and stands or
-        falls alone (a savepoint each): the result per item is None, or the
-        DuplicateSerial / AlreadyIssued that kept it out.
+        falls alone: the result per item is None, or the DuplicateSerial /
+        AlreadyIssued that kept it out.
         """
         now = _now()
+        if not any(item.get("pending_id") is not None for item in items):
+            try:
+                with self._writing():
+                    self._insert_all(now, items)
+                return [None] * len(items)
+            except sqlite3.IntegrityError:
+                pass  # a serial taken: find which, item by item
         results: list[Exception | None] = []
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             for item in items:
                 self._db.execute("SAVEPOINT one")
                 try:
@@ -266,6 +285,27 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                     results.append(None)
                 self._db.execute("RELEASE one")
         return results
+
+    def _insert_all(self, now: str, items: list[dict]) -> None:
+        """The whole batch in a few multi-row statements. Each SQLite call
+        lets the reactor thread take the GIL, and getting it back is what made
+        large commits slow under load: two calls per hundred items instead of
+        five per item (100 rows x 9 values stays under SQLite's oldest
+        999-variable limit)."""
+        for start in range(0, len(items), 100):
+            chunk = items[start:start + 100]
+            certs: list = []
+            audits: list = []
+            for i in chunk:
+                certs += (serial_key(i["serial"]), i["subject"], i["not_before"].isoformat(),
+                          i["not_after"].isoformat(), i["label"], i["client"], now, i["der"],
+                          None if i.get("replaces") is None else serial_key(i["replaces"]))
+                audits += (now, i["client"], i["label"], i.get("audit_detail"))
+            self._db.execute("INSERT INTO certificates (serial, subject, not_before, not_after, label, client,"
+                             " issued_at, der, replaces) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                             certs)
+            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail) VALUES "
+                             + ", ".join(["(?, ?, ?, 'issue', 'ok', ?)"] * len(chunk)), audits)
 
     def _insert_certificate(self, now: str, *, serial: int, subject: str, not_before: datetime.datetime,
                             not_after: datetime.datetime, label: str, client: str | None, der: bytes,
@@ -291,8 +331,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         if record is None:
             return None
         if not record.revoked:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._writing():
                 self._db.execute("UPDATE certificates SET status='revoked', revoked_at=?, revocation_reason=?"
                                  " WHERE serial=?", (_now(), reason, serial_key(serial)))
                 self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
@@ -336,8 +375,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
 
     def add_pending(self, *, label: str, client: str, key_hash: str, subject: str, operation: str,
                     csr: bytes) -> PendingRequest:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             cur = self._db.execute(
                 "INSERT INTO pending (label, client, key_hash, subject, operation, csr, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (label, client, key_hash, subject, operation, csr, _now()))
@@ -369,8 +407,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
     def decide_pending(self, request_id: int, approve: bool) -> PendingRequest | None:
         """Approve or reject a pending request; None if there is no such pending request."""
         state = "approved" if approve else "rejected"
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             cur = self._db.execute("UPDATE pending SET state=?, decided_at=? WHERE id=? AND state='pending'",
                                    (state, _now(), request_id))
             if cur.rowcount != 1:

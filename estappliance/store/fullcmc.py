@@ -46,8 +46,7 @@ class CmcTables:
                         replaces: int | None) -> CmcPending:
         """A request for the operator (``estctl pending``), in one durable commit."""
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             cur = self._db.execute(
                 "INSERT INTO pending (label, client, key_hash, subject, operation, csr, created_at)"
                 " VALUES (?, ?, ?, ?, 'fullcmc', ?, ?)", (label, client, key_hash, subject, request, now))
@@ -71,15 +70,13 @@ class CmcTables:
         return None if row is None else _cmc_pending(row)
 
     def set_cmc_secret(self, client: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT OR REPLACE INTO cmc_secrets (client, set_at) VALUES (?, ?)", (client, _now()))
             self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
                              " VALUES (?, ?, 'cmc-secret', 'set', NULL)", (_now(), client))
 
     def remove_cmc_secret(self, client: str) -> bool:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             removed = self._db.execute("DELETE FROM cmc_secrets WHERE client=?", (client,)).rowcount == 1
             if removed:
                 self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"

@@ -247,8 +247,7 @@ class PackageTables:
                 raise ValueError("give the content, or its size when it is built per client")
             size = len(content)
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             cur = self._db.execute(
                 f"INSERT INTO packages ({_PACKAGE_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (label, code, target_kind, target, name, media_type, content, size, reference,
@@ -280,8 +279,7 @@ class PackageTables:
     def withdraw_package(self, package_id: int) -> bool:
         """Stop offering a package (what was delivered stays on record)."""
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             cur = self._db.execute("UPDATE packages SET withdrawn_at=? WHERE id=? AND withdrawn_at IS NULL",
                                    (now, package_id))
             if cur.rowcount == 1:
@@ -310,8 +308,7 @@ class PackageTables:
         fresh = [p.id for p in packages if deliveries.get(p.id) is None or deliveries[p.id].offered_at is None]
         if fresh:
             now = _now()
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._writing():
                 for package_id in fresh:
                     self._db.execute("INSERT INTO deliveries (package_id, client, offered_at) VALUES (?, ?, ?)"
                                      " ON CONFLICT (package_id, client) DO UPDATE SET offered_at=excluded.offered_at"
@@ -365,8 +362,7 @@ class PackageTables:
         """Keep the body built for one client (before or when it is first served)."""
         if self.package(package_id) is None:
             raise UnknownPackage(package_id)
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT INTO deliveries (package_id, client, content, key_package_id) VALUES (?, ?, ?, ?)"
                              " ON CONFLICT (package_id, client) DO UPDATE SET content=excluded.content,"
                              " key_package_id=COALESCE(excluded.key_package_id, key_package_id)",
@@ -378,8 +374,7 @@ class PackageTables:
         keeps the body built for this client so a re-download gets the same."""
         self._offered(package_id, client)
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("UPDATE deliveries SET downloaded_at=?, downloads=downloads+1,"
                              " content=COALESCE(?, content), key_package_id=COALESCE(?, key_package_id)"
                              " WHERE package_id=? AND client=?", (now, content, key_package_id, package_id, client))
@@ -401,8 +396,7 @@ class PackageTables:
         self._offered(package_id, client)
         now = _now()
         kind = "receipt" if code is None else "error"
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             if code is None:
                 self._db.execute("UPDATE deliveries SET receipt_at=?, last_return='receipt',"
                                  " return_der=COALESCE(?, return_der)"
@@ -446,8 +440,7 @@ class PackageTables:
     def add_to_group(self, group: str, clients: Iterable[str]) -> int:
         now = _now()
         added = 0
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             for client in clients:
                 try:
                     self._db.execute("INSERT INTO client_groups VALUES (?, ?, ?)", (group, client, now))
@@ -458,8 +451,7 @@ class PackageTables:
 
     def remove_from_group(self, group: str, clients: Iterable[str] | None = None) -> int:
         """Remove members (all of them, i.e. the group, when ``clients`` is None)."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             if clients is None:
                 return self._db.execute("DELETE FROM client_groups WHERE grp=?", (group,)).rowcount
             return sum(self._db.execute("DELETE FROM client_groups WHERE grp=? AND client=?",
@@ -487,8 +479,7 @@ class PackageTables:
         if unknown:
             raise ValueError(f"unknown standing items {sorted(unknown)}")
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             for item, version in versions.items():
                 self._db.execute("INSERT INTO standing_downloads VALUES (?, ?, ?, ?, ?)"
                                  " ON CONFLICT (client, label, item)"
@@ -513,8 +504,7 @@ class PackageTables:
         return [_pending(r) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     def mark_result_delivered(self, pending_id: int) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT INTO enrollment_results VALUES (?, ?) ON CONFLICT (pending_id)"
                              " DO UPDATE SET delivered_at=excluded.delivered_at", (pending_id, _now()))
 

@@ -141,22 +141,19 @@ class ServerKeygenTables:
     def key_package_started(self, *, pkg_id: bytes, client: str, label: str, key_label: str, form: str,
                             receipt_requested: bool) -> None:
         """Durably note a key about to be generated (before the token makes it)."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT INTO skg_packages (pkg_id, client, label, key_label, form, state,"
                              " receipt_requested, created_at) VALUES (?, ?, ?, ?, ?, 'generating', ?, ?)",
                              (pkg_id.hex(), client, label, key_label, form, int(receipt_requested), _now()))
 
     def key_package_certified(self, pkg_id: bytes, serial: int) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("UPDATE skg_packages SET serial=? WHERE pkg_id=?", (format(serial, "x"), pkg_id.hex()))
 
     def key_package_delivered(self, pkg_id: bytes, *, escrowed: bool) -> None:
         """Durable before the response carrying the key is sent."""
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             row = self._db.execute("SELECT client, label, form, serial FROM skg_packages WHERE pkg_id=?",
                                    (pkg_id.hex(),)).fetchone()
             self._db.execute("UPDATE skg_packages SET state='delivered', delivered_at=?, escrowed=?,"
@@ -168,8 +165,7 @@ class ServerKeygenTables:
 
     def key_package_failed(self, pkg_id: bytes, reason: str, *, key_destroyed: bool) -> None:
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             row = self._db.execute("SELECT client, label FROM skg_packages WHERE pkg_id=?",
                                    (pkg_id.hex(),)).fetchone()
             self._db.execute("UPDATE skg_packages SET state='failed', detail=?, key_destroyed=? WHERE pkg_id=?",
@@ -205,8 +201,7 @@ class ServerKeygenTables:
                              error_code: str | None = None, signer: str | None = None) -> None:
         """Record a receipt or error (and move the package's state) in one commit."""
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT INTO skg_returns (pkg_id, client, kind, error_code, signer, received_at, der)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (None if pkg_id is None else pkg_id.hex(), client, kind, error_code, signer, now, der))
@@ -233,8 +228,7 @@ class ServerKeygenTables:
 
     def add_kek(self, key_id: bytes, client: str, token_label: str, size: int) -> None:
         try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._writing():
                 self._db.execute("INSERT INTO skg_keks VALUES (?, ?, ?, ?, ?)",
                                  (key_id.hex(), client, token_label, size, _now()))
                 self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
@@ -260,8 +254,7 @@ class ServerKeygenTables:
     # -- registered encryption certificates (AsymmetricDecryptKeyIdentifier) --
 
     def add_recipient(self, ski: bytes, client: str, der: bytes, subject: str, not_after: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT OR REPLACE INTO skg_recipients VALUES (?, ?, ?, ?, ?, ?)",
                              (ski.hex(), client, der, subject, not_after, _now()))
 
@@ -281,8 +274,7 @@ class ServerKeygenTables:
     # -- PKCS#12 passwords (sealed by a token key) ------------------------------
 
     def set_pkcs12_password(self, client: str, sealed: bytes) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self._db.execute("INSERT OR REPLACE INTO skg_pkcs12_passwords VALUES (?, ?, ?)", (client, sealed, _now()))
             self._db.execute("INSERT INTO audit (at, client, operation, outcome) VALUES (?, ?, 'pkcs12-password',"
                              " 'set')", (_now(), client))

@@ -66,8 +66,7 @@ class TampTables:
         """A sequence number larger than any this signer used before (and at
         least ``floor``, e.g. the time, so a re-installed appliance still
         counts upwards), recorded before it is used."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             row = self._db.execute("SELECT last FROM tamp_sequence WHERE key_id=?", (key_id,)).fetchone()
             value = max((row[0] + 1) if row else 1, floor)
             self._db.execute("INSERT INTO tamp_sequence VALUES (?, ?) ON CONFLICT (key_id) DO UPDATE SET"
@@ -105,8 +104,7 @@ class TampTables:
         None, title). ``replace`` is the whole store as the client reported
         it; ``clear`` drops every anchor but the new ``apex``."""
         now = _now()
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             if replace is not None:
                 known = {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(
                     "SELECT key_id, der, title, apex FROM tamp_anchors WHERE client=?", (client,))}
