@@ -1,39 +1,68 @@
 """Named single-thread executors for blocking work kept off the reactor."""
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Callable
 
 from twisted.internet import defer, reactor
-from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
+from twisted.python.failure import Failure
+
+_STOP = object()
 
 
 class SingleThread:
     """Runs callables one at a time, in order, on one dedicated thread.
 
     The thread starts on first use and stops when the reactor shuts down.
+    Deliberately lean (a C SimpleQueue, one callFromThread per result):
+    every enrollment crosses three of these threads, and Twisted's ThreadPool
+    spent its Python-level locks and conditions on each crossing, on the
+    reactor thread too.
     """
 
     def __init__(self, name: str):
         self.name = name
         self._lock = threading.Lock()
-        self._pool: ThreadPool | None = None
+        self._queue: queue.SimpleQueue | None = None
+        self._thread: threading.Thread | None = None
 
-    def _started(self) -> ThreadPool:
+    def _started(self) -> queue.SimpleQueue:
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPool(1, 1, name=self.name)
-                self._pool.start()
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._work, args=(self._queue,), name=self.name, daemon=True)
+                self._thread.start()
                 reactor.addSystemEventTrigger("during", "shutdown", self.stop)
-            return self._pool
+            return self._queue
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue) -> None:
+        while True:
+            job = jobs.get()
+            if job is _STOP:
+                return
+            fn, args, kwargs, d = job
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                reactor.callFromThread(d.errback, Failure())
+            else:
+                reactor.callFromThread(d.callback, result)
+            del job, fn, args, kwargs, d  # nothing of the last job outlives it here
 
     def stop(self) -> None:
+        """Finish what is queued, then end the thread."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.stop()
+            jobs, thread = self._queue, self._thread
+            self._queue = self._thread = None
+        if jobs is not None:
+            jobs.put(_STOP)
+            if thread is not threading.current_thread():
+                thread.join()
 
     def run(self, fn: Callable, *args, **kwargs) -> defer.Deferred:
         """Call ``fn(*args, **kwargs)`` on the thread; the Deferred fires on the reactor."""
-        return deferToThreadPool(reactor, self._started(), fn, *args, **kwargs)
+        d = defer.Deferred()
+        self._started().put((fn, args, kwargs, d))
+        return d

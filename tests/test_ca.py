@@ -117,7 +117,7 @@ class IssueTests(unittest.TestCase):
         _, req = self.request()
         yield self.ca.issue(req)
         self.assertTrue(seen)
-        self.assertEqual(set(seen), {"PoolThread-pkcs11-0"})
+        self.assertEqual(set(seen), {"pkcs11"})
 
 
 class CrlTests(unittest.TestCase):
