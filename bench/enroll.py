@@ -76,14 +76,15 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
+
+from loadgen import HOST, ClientResult, ProtocolError, run_clients  # bench/ is this script's directory
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
 SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
-HOST = "127.0.0.1"  # the only address this script ever connects to
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa2048", "rsa3072")
 ENROLL_PATH = "/.well-known/est/simpleenroll"
 BENCH_USER = "bench"
@@ -695,10 +696,6 @@ def raw_sign_figures(spec: TokenSpec, seconds: float, workers: int) -> RawSign:
 # -- HTTP/1.1 over TLS, by hand ------------------------------------------------
 
 
-class ProtocolError(Exception):
-    """The server's answer was not the HTTP/1.1 we expect."""
-
-
 def client_context(ca_file: str) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -842,60 +839,11 @@ def certificate_context(target: Target, name: str, timeout: float) -> ssl.SSLCon
 
 
 @dataclass
-class ClientResult:
-    ok: int = 0
-    errors: int = 0
-    first_error: str | None = None
-    latencies: list[float] = field(default_factory=list)
-    finished: list[float] = field(default_factory=list)  # time.monotonic() at each success
-
-    def failed(self, text: str) -> None:
-        self.errors += 1
-        if self.first_error is None:
-            self.first_error = text
-
-
-@dataclass
 class WorkerResult:
     clients: list[ClientResult]
     started: float  # time.monotonic(): one clock for every process on Linux
     finished: float
     cpu_seconds: float  # this load process's own CPU time during the load
-
-
-def one_enrollment(plan: LoadPlan, context, conn: Connection | None, request: bytes, result: ClientResult):
-    """Send one request; returns the connection to reuse (or None)."""
-    start = time.perf_counter()
-    try:
-        if conn is None:
-            conn = Connection(context, plan.target.port, plan.timeout)
-        status, body, keep_alive = conn.exchange(request)
-    except (OSError, ProtocolError, ValueError) as e:
-        result.failed(f"{type(e).__name__}: {e}")
-        if conn is not None:
-            conn.close()
-        time.sleep(0.05)  # a dead server must not turn into a busy loop
-        return None
-    latency = time.perf_counter() - start
-    if status == 200 and certs_only_der(body) is not None:
-        result.ok += 1
-        result.latencies.append(latency)
-        result.finished.append(time.monotonic())
-    else:
-        result.failed(f"HTTP {status}: {body[:200].decode('utf-8', 'replace').strip()}")
-    if plan.new_connection or not keep_alive:
-        conn.close()
-        return None
-    return conn
-
-
-def client_loop(plan: LoadPlan, context, requests: list[bytes], turn, deadline: float, result: ClientResult):
-    conn = None
-    while time.monotonic() < deadline:
-        request = requests[next(turn) % len(requests)]
-        conn = one_enrollment(plan, context, conn, request, result)
-    if conn is not None:
-        conn.close()
 
 
 def client_contexts(plan: LoadPlan, index: int, clients: int) -> list[ssl.SSLContext]:
@@ -916,19 +864,20 @@ def load_worker(index: int, plan: LoadPlan, clients: int, messages, go) -> None:
     except Exception as e:  # reported by the parent
         messages.put(("error", index, f"{type(e).__name__}: {e}"))
         return
-    messages.put(("ready", index, None))
-    go.wait()
-    started, cpu_start = time.monotonic(), time.process_time()
-    deadline = started + plan.seconds
-    turn = itertools.count()  # next() on it is atomic under the GIL
+    def ready():
+        messages.put(("ready", index, None))
+        go.wait()
     results = [ClientResult() for _ in range(clients)]
-    threads = [threading.Thread(target=client_loop, args=(plan, ctx, requests, turn, deadline, r))
-               for ctx, r in zip(contexts, results)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    messages.put(("done", index, WorkerResult(results, started, time.monotonic(), time.process_time() - cpu_start)))
+    cpu_start = time.process_time()
+    started, finished = run_clients(contexts, results, requests, t.port, plan.new_connection, plan.timeout,
+                                    enrolled, ready, plan.seconds)
+    # The CPU of the pre-connect is outside the load: count from the start.
+    messages.put(("done", index, WorkerResult(results, started, finished, time.process_time() - cpu_start)))
+
+
+def enrolled(status: int, body: bytes) -> bool:
+    """Only 200 answers whose body is base64 of DER count as enrollments."""
+    return status == 200 and certs_only_der(body) is not None
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -981,15 +930,19 @@ def run_load(plan: LoadPlan, processes: int, on_go: Callable[[], None],
 def warm_up(target: Target, timeout: float) -> None:
     """Untimed Basic enrollments, a few per server worker: they check the
     credentials and fill each worker's caches (password, key lookup)."""
-    plan = LoadPlan(target, clients=1, seconds=0, new_connection=True, auth="basic", csrs_per_process=1,
-                    timeout=timeout)
     authorization = basic_authorization(target.user, target.password)
     context = client_context(target.ca_file)
     for csr in make_csrs(3 * target.workers, "bench-warm-up"):
-        result = ClientResult()
-        one_enrollment(plan, context, None, enroll_request(csr, target.port, authorization, True), result)
-        if not result.ok:
-            raise BenchError(f"the warm-up enrollment failed: {result.first_error}")
+        conn = Connection(context, target.port, timeout)
+        try:
+            status, body, _ = conn.exchange(enroll_request(csr, target.port, authorization, True))
+        except (OSError, ProtocolError, ValueError) as e:
+            raise BenchError(f"the warm-up enrollment failed: {type(e).__name__}: {e}") from None
+        finally:
+            conn.close()
+        if not enrolled(status, body):
+            raise BenchError(f"the warm-up enrollment failed: HTTP {status}: "
+                             f"{body[:200].decode('utf-8', 'replace').strip()}")
 
 
 # -- figures -------------------------------------------------------------------
