@@ -29,8 +29,10 @@ It always connects to 127.0.0.1 (on the config's port). What it prints:
   process per server worker signing in parallel (the ceiling N workers with
   one PKCS#11 thread each could reach);
 * enrollments per second: only 200 answers whose body is base64 of DER count;
-* latency p50/p90/p99/max of those successful enrollments (with
-  ``--new-connection`` they include the TCP and TLS handshakes);
+* latency p50/p90/p99/max of those successful enrollments: from the first
+  byte of the request to the last of the answer (keep-alive clients open
+  their connection before the clock starts); with ``--new-connection`` from
+  the connect, so they include the TCP and TLS handshakes;
 * errors (non-200 answers and failed requests) with the first error's text,
   and how many clients got no certificate at all;
 * the server's CPU time per enrollment (utime + stime of the master and all
@@ -44,7 +46,8 @@ It always connects to 127.0.0.1 (on the config's port). What it prints:
   whatever the figures: nothing here asserts a timing.
 
 The P-256 CSRs are made before the clock starts (a pool of distinct keys per
-load process, used round-robin). Untimed before the load: a few Basic
+load process, used round-robin). Each load process drives all its clients
+from one thread (bench/loadgen.py). Untimed before the load: a few Basic
 enrollments warm every server worker up (password check, key lookup), and
 with ``--auth cert`` each client enrolls once with Basic to get the
 certificate it then presents. The load generator shares the machine with
