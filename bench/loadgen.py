@@ -185,27 +185,31 @@ class _Client:
         self._want(selectors.EVENT_READ)
 
     def _receive(self) -> None:
+        closed = False
         try:
             while True:
                 data = self.sock.recv(65536)
-                if not data:
-                    raise ProtocolError("the server closed the connection")
+                if not data:  # fine after a whole answer (Connection: close)
+                    closed = True
+                    break
                 self.inbuf += data
         except (ssl.SSLWantReadError, BlockingIOError):
             pass
         except ssl.SSLWantWriteError:
             self._want(selectors.EVENT_WRITE)
             return
-        except (OSError, ProtocolError) as e:
+        except OSError as e:
             self._fail(f"{type(e).__name__}: {e}")
             return
         try:
             answer = parse_answer(self.inbuf)
+            if answer is None and closed:
+                raise ProtocolError("the server closed the connection")
         except (ProtocolError, ValueError) as e:
             self._fail(f"{type(e).__name__}: {e}")
             return
         if answer is not None:
-            self._done(*answer)
+            self._done(answer[0], answer[1], answer[2] and not closed)
 
     def _idle(self) -> None:
         """Readable while no request is out: only a close (or TLS 1.3 tickets) can come."""
