@@ -75,6 +75,9 @@ class ServerConfig:
     max_body: int
     realm: str
     retry_after: int
+    # SCHED_BATCH for the serving processes: a thread woken (the PKCS#11 or
+    # store thread) no longer preempts the reactor thread holding the GIL.
+    batch_scheduling: bool = True
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,13 @@ def _int(table: dict, key: str, default: int, where: str, minimum: int = 0) -> i
     return value
 
 
+def _bool(table: dict, key: str, default: bool, where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"[{where}] {key} must be true or false, not {value!r}")
+    return value
+
+
 def _require(table: dict, key: str, where: str):
     if key not in table:
         raise ConfigError(f"[{where}] needs '{key}'")
@@ -349,6 +359,7 @@ def from_dict(raw: dict, path: Path) -> Config:
         max_body=_int(s, "max_body", 64 * 1024, "server", 1024),
         realm=s.get("realm", "estappliance"),
         retry_after=_int(s, "retry_after", 10, "server", 1),
+        batch_scheduling=_bool(s, "batch_scheduling", True, "server"),
     )
     t = raw.get("token")
     if not t:

