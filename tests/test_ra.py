@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -16,6 +17,7 @@ from estappliance.client import make_csr, new_key
 from estappliance.config import Label, Profile
 from estappliance.errors import AuthenticationRequired, MalformedRequest, NotAuthorized, NotFound, PolicyRefused
 from estappliance.ra import Authenticator, Credentials, Identity, Registrar, TrustAnchors
+from estappliance.ra import auth as auth_module
 from estappliance.ra.passwords import hash_password
 from estappliance.store import Store, on_store_thread
 
@@ -54,6 +56,39 @@ PROFILE = Profile(name="p", validity_days=30, key_types=("ec-p256", "rsa2048"), 
 
 def label(name="default", auth=("basic", "cert"), anchors=("ca",)):
     return Label(name=name, profile=PROFILE, auth=auth, cert_anchors=anchors)
+
+
+class TrustAnchorCacheTests(unittest.TestCase):
+    """A verified chain is remembered for a while (path validation is the
+    costly part of certificate authentication), never past its expiry."""
+
+    def setUp(self):
+        self.ca_key, self.ca = make_ca("CN=Our CA")
+        self.anchors = TrustAnchors({"ca": [self.ca]})
+
+    def test_a_verified_chain_is_remembered_and_answers_the_same(self):
+        _, cert = issue(self.ca_key, self.ca, "CN=dev", days=10)
+        self.assertEqual(self.anchors.verify((cert,)), "ca")
+        self.patch(auth_module, "PolicyBuilder", None)  # no second path validation
+        self.assertEqual(self.anchors.verify((cert,)), "ca")
+
+    def test_never_remembered_past_the_first_expiry_in_the_chain(self):
+        key = ec.generate_private_key(ec.SECP256R1())
+        soon = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=short"))
+                .issuer_name(self.ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(NOW - datetime.timedelta(days=1))
+                .not_valid_after(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5))
+                .sign(self.ca_key, hashes.SHA256()))
+        self.assertEqual(self.anchors.verify((soon,)), "ca")
+        expires, _ = self.anchors._verified[(soon,)]
+        self.assertLessEqual(expires - time.monotonic(), 5)
+
+    def test_a_chain_that_failed_is_not_remembered(self):
+        _, stranger_ca = make_ca("CN=Stranger")
+        stranger_key, _ = make_ca("CN=Other")
+        _, cert = issue(stranger_key, stranger_ca, "CN=x")
+        self.assertIsNone(self.anchors.verify((cert,)))
+        self.assertEqual(self.anchors._verified, {})
 
 
 class AuthenticatorTests(unittest.TestCase):

@@ -339,6 +339,11 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                                  (_now(), record.client, record.label, f"serial {serial_key(serial)}: {reason}"))
         return record
 
+    def certificate_and_enroller(self, serial: int) -> tuple[CertificateRecord | None, ClientRecord | None]:
+        """A certificate's record and the client that enrolled it (if any), in one call."""
+        record = self.certificate(serial)
+        return record, (self.client(record.client) if record is not None and record.client else None)
+
     def certificate(self, serial: int) -> CertificateRecord | None:
         row = self._db.execute(_CERT_SELECT + " WHERE serial=?", (serial_key(serial),)).fetchone()
         return None if row is None else _certificate(row)
