@@ -28,6 +28,7 @@ from zope.interface import implementer
 log = Logger()
 
 ACCEPTS_PER_WAKEUP = 16
+ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (e.g. out of file descriptors)
 MAX_FDS_PER_READ = 256  # one byte is sent with each descriptor
 
 
@@ -124,6 +125,7 @@ class Dispatcher:
         self._reader = _Readable(sock, self._accept, "est-dispatcher")
         self._reading = False
         self._stopped = False
+        self._paused = None  # a DelayedCall while accepting is paused
 
     def link(self, index: int, sock: socket.socket) -> WorkerLink:
         self.unlink(index)
@@ -141,6 +143,9 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stopped = True
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
         self._update()
         while self.waiting:
             self.waiting.popleft().close()
@@ -149,7 +154,7 @@ class Dispatcher:
         return [link for link in self.links.values() if link.ready]
 
     def _update(self) -> None:
-        want = bool(self._ready()) and not self._stopped
+        want = bool(self._ready()) and not self._stopped and self._paused is None
         if want and not self._reading:
             reactor.addReader(self._reader)
         elif not want and self._reading:
@@ -164,11 +169,19 @@ class Dispatcher:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
                 return None
-            except OSError as e:  # e.g. out of file descriptors: try again on the next wake-up
-                log.warn("accept failed: {error}", error=e)
+            except OSError as e:
+                # Out of file descriptors or memory: the connection stays queued
+                # and the socket readable, so pause rather than spin on it.
+                log.warn("accept failed: {error}; pausing {pause} s", error=e, pause=ACCEPT_PAUSE)
+                self._paused = reactor.callLater(ACCEPT_PAUSE, self._resume)
+                self._update()
                 return None
             self._hand_over(conn)
         return None
+
+    def _resume(self) -> None:
+        self._paused = None
+        self._update()
 
     def _hand_over(self, conn: socket.socket) -> None:
         for link in sorted(self._ready(), key=lambda link: link.connections):

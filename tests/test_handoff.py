@@ -3,6 +3,7 @@ ready worker holding the fewest, and what a dying worker never received goes
 to another one. Worker ends are plain socket pairs here."""
 from __future__ import annotations
 
+import errno
 import socket
 
 from twisted.internet import defer, reactor, task
@@ -109,3 +110,29 @@ class DispatcherTests(unittest.TestCase):
         got[0].close()  # the worker's copy was the last: the client sees the close
         client.settimeout(5)
         self.assertEqual(client.recv(1), b"")
+
+    @defer.inlineCallbacks
+    def test_out_of_descriptors_pauses_accepting_then_resumes(self):
+        real = self.listener
+        failures = []
+
+        class Exhausted:
+            """The listening socket, whose first accept() fails like at the fd limit."""
+
+            def fileno(self):
+                return real.fileno()
+
+            def accept(self):
+                if not failures:
+                    failures.append(1)
+                    raise OSError(errno.EMFILE, "Too many open files")
+                return real.accept()
+        self.dispatcher.sock = Exhausted()
+        self.workers[0].send(b"0 0\n")
+        yield until(lambda: self.dispatcher.links[0].ready)
+        self.connect()
+        yield until(lambda: failures)
+        self.assertFalse(self.dispatcher._reading)  # no busy loop on a readable socket
+        got = yield until(lambda: received(self.workers[0]))
+        self.assertEqual(len(got), 1)  # accepted after the pause: nothing lost
+        got[0].close()
