@@ -709,7 +709,8 @@ class ServiceStopTests(unittest.TestCase):
             events.append(f"issue {kind}")
             return issuing if kind == "crl" else defer.succeed(None)
         appliance = SimpleNamespace(
-            primary=True, config=SimpleNamespace(crl=CrlConfig(), ca=SimpleNamespace(key_label="k")),
+            primary=True, config=SimpleNamespace(crl=CrlConfig(), ca=SimpleNamespace(key_label="k"),
+                                                 server=SimpleNamespace(batch_scheduling=False)),
             crls=SimpleNamespace(current=current), close=lambda: events.append("close"),
             ca=SimpleNamespace(check_key_matches=lambda: defer.succeed(True),
                                certificate=SimpleNamespace(subject=x509.Name([]))))
