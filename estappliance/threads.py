@@ -16,7 +16,7 @@ class SingleThread:
 
     The thread starts on first use and stops when the reactor shuts down.
     Deliberately lean (a C SimpleQueue, one callFromThread per result):
-    every enrollment crosses three of these threads, and Twisted's ThreadPool
+    an enrollment crosses two or three of these threads, and Twisted's ThreadPool
     spent its Python-level locks and conditions on each crossing, on the
     reactor thread too.
     """
