@@ -78,6 +78,7 @@ class _Client:
         self.mask = 0
         self.out = b""
         self.inbuf = bytearray()
+        self.closed = False  # the server ended the stream
         self.started = 0.0  # when the current enrollment began
         self.retry_at = 0.0
         self.busy = False  # an enrollment (or the pre-connect) is in flight
@@ -111,6 +112,7 @@ class _Client:
         self.busy = True
         self.out = self.run.next_request()
         self.inbuf.clear()
+        self.closed = False
         self.started = now
         if self.sock is None:
             self._connect()
@@ -147,17 +149,23 @@ class _Client:
         self.step = self._handshake
         self._handshake()
 
-    def _handshake(self) -> None:
+    def _tls(self, action: Callable[[], object]) -> bool:
+        """One non-blocking step; False if it must wait (the selector is told
+        for what) or failed (the client is reset and retries later)."""
         try:
-            self.sock.do_handshake()
+            action()
         except ssl.SSLWantReadError:
             self._want(selectors.EVENT_READ)
-            return
-        except ssl.SSLWantWriteError:
+        except (ssl.SSLWantWriteError, BlockingIOError):
             self._want(selectors.EVENT_WRITE)
-            return
         except (OSError, ValueError) as e:
             self._fail(f"{type(e).__name__}: {e}")
+        else:
+            return True
+        return False
+
+    def _handshake(self) -> None:
+        if not self._tls(self.sock.do_handshake):
             return
         if self.out:
             self.step = self._send
@@ -167,49 +175,37 @@ class _Client:
             self.step = self._idle
             self._want(selectors.EVENT_READ)
 
-    def _send(self) -> None:
-        try:
-            while self.out:
-                sent = self.sock.send(self.out)
-                self.out = self.out[sent:]
-        except (ssl.SSLWantWriteError, BlockingIOError):
-            self._want(selectors.EVENT_WRITE)
-            return
-        except ssl.SSLWantReadError:
-            self._want(selectors.EVENT_READ)
-            return
-        except OSError as e:
-            self._fail(f"{type(e).__name__}: {e}")
-            return
-        self.step = self._receive
-        self._want(selectors.EVENT_READ)
+    def _send_all(self) -> None:
+        while self.out:
+            self.out = self.out[self.sock.send(self.out):]
 
-    def _receive(self) -> None:
-        closed = False
+    def _send(self) -> None:
+        if self._tls(self._send_all):
+            self.step = self._receive
+            self._want(selectors.EVENT_READ)
+
+    def _read_available(self) -> None:
+        """Read what has arrived; an end of stream is noted, not an error:
+        it follows a whole answer sent with Connection: close."""
         try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:  # fine after a whole answer (Connection: close)
-                    closed = True
-                    break
+            while data := self.sock.recv(65536):
                 self.inbuf += data
+            self.closed = True
         except (ssl.SSLWantReadError, BlockingIOError):
             pass
-        except ssl.SSLWantWriteError:
-            self._want(selectors.EVENT_WRITE)
-            return
-        except OSError as e:
-            self._fail(f"{type(e).__name__}: {e}")
+
+    def _receive(self) -> None:
+        if not self._tls(self._read_available):
             return
         try:
             answer = parse_answer(self.inbuf)
-            if answer is None and closed:
+            if answer is None and self.closed:
                 raise ProtocolError("the server closed the connection")
         except (ProtocolError, ValueError) as e:
             self._fail(f"{type(e).__name__}: {e}")
             return
         if answer is not None:
-            self._done(answer[0], answer[1], answer[2] and not closed)
+            self._done(answer[0], answer[1], answer[2] and not self.closed)
 
     def _idle(self) -> None:
         """Readable while no request is out: only a close (or TLS 1.3 tickets) can come."""
