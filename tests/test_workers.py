@@ -57,6 +57,17 @@ class WorkerTests(unittest.TestCase):
                        auth=auth or BasicAuth(USER, self.server.password)) as client:
             return client.simpleenroll(make_csr(new_key(), f"CN={cn}"))
 
+    def test_only_the_workers_load_the_pkcs11_library(self):
+        """Workers are started fresh (fork and exec): the master never loads
+        the PKCS#11 library, so no worker inherits its state."""
+        def maps(pid):
+            return Path(f"/proc/{pid}/maps").read_text()
+        module = Path(support.SOFTHSM_LIB).resolve().name
+        self.assertNotIn(module, maps(self.server.proc.pid))
+        for pid in children(self.server.proc.pid):
+            self.assertIn(module, maps(pid))
+            self.assertIn("estappliance.worker", Path(f"/proc/{pid}/cmdline").read_text())
+
     @defer.inlineCallbacks
     def test_two_workers_issue_unique_serials(self):
         certs = yield defer.gatherResults([support.in_thread(self.enroll, f"w-{i}") for i in range(40)],
