@@ -3,6 +3,7 @@ master in ``workers.py``: serves the connections the master hands it."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from twisted.internet import reactor
@@ -12,13 +13,31 @@ from .config import ConfigError, load
 from .handoff import MasterLink, counting_tls_factory
 from .service import ApplianceService, build, site, tls_factory
 
-log = Logger()
+log = Logger(namespace="estappliance.worker")  # not __main__ under python -m
+
+
+_stopping = False
+
+
+def _stop(why: str) -> None:
+    """Stop once, however many reasons arrive: on a service stop the worker
+    gets SIGTERM from the master and, from systemd or a process-group kill,
+    another one; Twisted's own handler then called reactor.stop() twice and
+    logged a ReactorNotRunning traceback."""
+    global _stopping
+    if _stopping or not reactor.running:
+        return
+    _stopping = True
+    log.info("worker stopping: {why}", why=why)
+    reactor.stop()
 
 
 def _master_gone() -> None:
-    if reactor.running:
-        log.info("master gone; worker stopping")
-        reactor.stop()
+    _stop("master gone")
+
+
+def _on_signal(signum, frame) -> None:
+    reactor.callFromThread(_stop, signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     link.start()
-    reactor.run()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    reactor.run(installSignalHandlers=False)
     return 0
 
 

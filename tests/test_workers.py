@@ -163,6 +163,21 @@ class WorkerTests(unittest.TestCase):
         self.assertEqual(cert.subject.rfc4514_string(), "CN=after-restart")
 
     @defer.inlineCallbacks
+    def test_a_worker_signalled_twice_stops_once_without_a_traceback(self):
+        """On a service stop a worker hears SIGTERM from the master and,
+        under systemd or a process-group kill, once more."""
+        pid = children(self.server.proc.pid)[0]
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
+        gone = yield support.in_thread(wait_for, lambda: not Path(f"/proc/{pid}").exists()
+                                       or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
+        self.assertTrue(gone)
+        yield support.in_thread(wait_for, lambda: "restarting" in self.server.log())
+        log = self.server.log()
+        self.assertIn("worker stopping: SIGTERM", log)
+        self.assertNotIn("Traceback", log)
+
+    @defer.inlineCallbacks
     def test_sigterm_stops_master_and_workers(self):
         workers = children(self.server.proc.pid)
         yield support.in_thread(self.server.stop)
