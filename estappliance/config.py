@@ -16,6 +16,10 @@ DEFAULT_LABEL = "default"
 
 KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa2048", "rsa3072", "rsa4096")
 AUTH_MODES = ("basic", "digest", "cert")
+# RFC 7616 Digest algorithms, strongest first: the order their challenges go in.
+DIGEST_ALGORITHMS = ("SHA-256", "MD5")
+# Which WWW-Authenticate challenges come first on a 401 (see Label.challenge_order).
+CHALLENGE_ORDERS = ("compatible", "strict")
 SAN_TYPES = ("DNS", "IP", "email", "URI")
 EXTENSION_NAMES = ("subjectAltName",)
 APPROVAL_MODES = ("auto", "manual")
@@ -105,6 +109,13 @@ class Label:
     profile: Profile
     auth: tuple[str, ...]
     cert_anchors: tuple[str, ...]
+    # Digest algorithms offered and accepted, strongest first (RFC 7616 3.7).
+    digest_algorithms: tuple[str, ...] = DIGEST_ALGORITHMS
+    # "compatible": Basic first, then Digest: clients that read only the first
+    # WWW-Authenticate (Bouncy Castle, libest) find a scheme they can answer.
+    # "strict": Digest first, strongest algorithm first, then Basic, for
+    # clients that pick the strongest challenge offered.
+    challenge_order: str = "compatible"
     pop_linking: bool = False  # require challengePassword = channel binding
     approval: str = "auto"  # or "manual": 202 until an operator approves
     # /serverkeygen: the key forms allowed; what a request naming none gets
@@ -301,6 +312,13 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
     for a in cert_anchors:
         if a != "ca" and a not in anchors:
             raise ConfigError(f"[labels.{name}] names unknown trust anchor {a!r}")
+    digest_algorithms = t.get("digest_algorithms", DIGEST_ALGORITHMS)
+    if (not isinstance(digest_algorithms, list | tuple) or not digest_algorithms
+            or any(a not in DIGEST_ALGORITHMS for a in digest_algorithms)):
+        raise ConfigError(f"[labels.{name}] digest_algorithms: one or more of {', '.join(DIGEST_ALGORITHMS)}")
+    challenge_order = t.get("challenge_order", "compatible")
+    if challenge_order not in CHALLENGE_ORDERS:
+        raise ConfigError(f"[labels.{name}] challenge_order must be one of {', '.join(CHALLENGE_ORDERS)}")
     approval = t.get("approval", "auto")
     if approval not in APPROVAL_MODES:
         raise ConfigError(f"[labels.{name}] approval must be one of {', '.join(APPROVAL_MODES)}")
@@ -311,6 +329,8 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
     if default is not None and (default not in ("pkcs8", "pkcs12") or default not in forms):
         raise ConfigError(f"[labels.{name}] serverkeygen_default must be 'pkcs8' or 'pkcs12', and allowed")
     return Label(name=name, profile=profiles[pname], auth=auth, cert_anchors=cert_anchors,
+                 digest_algorithms=tuple(a for a in DIGEST_ALGORITHMS if a in digest_algorithms),
+                 challenge_order=challenge_order,
                  pop_linking=bool(t.get("pop_linking", False)), approval=approval, serverkeygen_forms=forms,
                  serverkeygen_default=default, escrow=bool(t.get("escrow", False)),
                  serverkeygen_receipts=bool(t.get("serverkeygen_receipts", False)),

@@ -32,6 +32,10 @@ class AuthenticationRequired(EstError):
     the label); ``stale`` marks an expired Digest nonce.
     """
 
+    # The reason when the request carried no credentials at all: the first
+    # step of every password client, not a failure worth logging.
+    NO_CREDENTIALS = "authentication required"
+
     def __init__(self, reason: str, *, stale: bool = False):
         super().__init__(reason)
         self.stale = stale

@@ -14,7 +14,7 @@ REALM = "estrealm"
 def answer(verifier, algorithm="SHA-256", user="estuser", password="pw", method="POST",
            uri="/.well-known/est/simpleenroll", nc=1):
     client = DigestAuth(user, password)
-    challenges = [c for c in verifier.challenges() if f"algorithm={algorithm}" in c]
+    challenges = verifier.challenges([algorithm])
     assert client.use_challenge(challenges)
     client._nc = nc - 1
     return parse_authorization(client.header(method, uri))
@@ -41,8 +41,25 @@ class DigestTests(unittest.TestCase):
     def test_challenges_offer_sha256_first_then_md5(self):
         challenges = self.v.challenges()
         self.assertIn("algorithm=SHA-256", challenges[0])
-        self.assertIn("algorithm=MD5", challenges[1])
         self.assertTrue(all('qop="auth"' in c and 'realm="estrealm"' in c for c in challenges))
+
+    def test_md5_challenge_leaves_algorithm_out_and_quotes_every_value(self):
+        # RFC 7616 3.3: no algorithm means MD5; Bouncy Castle's parser wants
+        # every value quoted, and an algorithm value must not be.
+        (md5,) = self.v.challenges(["MD5"])
+        self.assertNotIn("algorithm", md5)
+        params = md5.split(" ", 1)[1].split(", ")
+        self.assertEqual([p.split("=", 1)[0] for p in params], ["realm", "qop", "nonce"])
+        self.assertTrue(all(p.split("=", 1)[1].startswith('"') for p in params), md5)
+        self.assertEqual(parse_authorization(md5)["realm"], REALM)
+
+    def test_answer_with_an_algorithm_the_label_does_not_offer_is_bad(self):
+        uri = "/.well-known/est/simpleenroll"
+        self.assertEqual(self.v.check(answer(self.v, "SHA-256"), "POST", uri, self.stored, algorithms=["MD5"]),
+                         "bad")
+        self.assertEqual(self.v.check(answer(self.v, "MD5"), "POST", uri, self.stored, algorithms=["SHA-256"]),
+                         "bad")
+        self.assertEqual(self.v.check(answer(self.v, "MD5"), "POST", uri, self.stored, algorithms=["MD5"]), "ok")
 
     def test_nonces_are_unique(self):
         self.assertEqual(len({self.v.nonce() for _ in range(100)}), 100)

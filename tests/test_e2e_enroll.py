@@ -178,12 +178,18 @@ class EnrollTests(unittest.TestCase):
         before = yield self.server.count_certificates()
         resp = yield self.raw(method, path, headers, body)
         self.assertEqual(resp.status, status, resp.body)
-        self.assertTrue(resp.header("content-type", "").startswith("text/plain"))
-        text = resp.body.decode()
-        self.assertEqual(text.count("\n"), 1, text)
-        self.assertNotIn("Traceback", text)
-        if reason:
-            self.assertIn(reason, text)
+        if status == 401:  # empty (Bouncy Castle closes a 401 unread); the reason is audited
+            self.assertEqual((resp.body, resp.header("content-length")), (b"", "0"))
+            if reason:
+                events = yield support.in_thread(self.server.store.audit_events, 1)
+                self.assertIn(reason, events[0].detail)
+        else:
+            self.assertTrue(resp.header("content-type", "").startswith("text/plain"))
+            text = resp.body.decode()
+            self.assertEqual(text.count("\n"), 1, text)
+            self.assertNotIn("Traceback", text)
+            if reason:
+                self.assertIn(reason, text)
         after = yield self.server.count_certificates()
         self.assertEqual(after, before)
         return resp
@@ -195,7 +201,7 @@ class EnrollTests(unittest.TestCase):
     def test_no_credentials_is_401_with_basic_challenge(self):
         resp = yield self.assertRefused(401, "POST", "/.well-known/est/simpleenroll",
                                         {"Content-Type": "application/pkcs10"}, base64.b64encode(csr_der()))
-        self.assertEqual(resp.header("www-authenticate"), 'Basic realm="estappliance"')
+        self.assertEqual(resp.header_values("www-authenticate")[0], 'Basic realm="estappliance"')
 
     @defer.inlineCallbacks
     def test_wrong_password_is_401(self):

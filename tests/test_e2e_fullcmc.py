@@ -511,7 +511,7 @@ class FullCmcTests(unittest.TestCase):
         request = cmc.sign_request(cmc.pki_data([], [self.csr_request(1, key=key)[1]]), key)
         resp, answer = yield self.post_raw(request, user=None)
         self.assertEqual((resp.status, answer.statuses[0].fail_info), (401, "bad_identity"))
-        self.assertIn("Basic", resp.header("www-authenticate"))
+        self.assertIn("Basic", resp.header_values("www-authenticate")[0])
         resp, answer = yield self.post_raw(request, user="bob", label="manual")
         self.assertEqual((resp.status, answer.statuses[0].fail_info), (403, "bad_identity"))
         # Unsigned: fine under "open" for an authenticated client, not for nobody.

@@ -498,6 +498,9 @@ class InteropTests(InteropBase):
     def assertRefused(self, status: int, path: str, *args):
         answer = yield self.curl(path, *args)
         self.assertEqual(answer.status, status, answer.body)
+        if status == 401:  # a challenge: empty, as Bouncy Castle's client needs
+            self.assertEqual((answer.body, answer.header("content-length")), (b"", "0"))
+            return answer
         self.assertTrue((answer.header("content-type") or "").startswith("text/plain"), answer.headers)
         text = answer.body.decode("utf-8")
         self.assertTrue(text.endswith("\n") and text.count("\n") == 1 and text.strip(), repr(text))
@@ -538,7 +541,8 @@ class InteropTests(InteropBase):
         answer = yield self.assertRefused(401, f"{EST}/simpleenroll",
                                           *self.enroll_args("-u", f"{USER}:not-the-password", data=f"@{csr}"))
         self.assertEqual(answer.header("www-authenticate"), f'Basic realm="{REALM}"')
-        self.assertIn("wrong username or password", answer.body.decode())
+        # The body is empty (Bouncy Castle); the reason is in the server's log.
+        self.assertIn("401 /.well-known/est/simpleenroll: wrong username or password", self.server.log())
 
     @defer.inlineCallbacks
     def test_refused_wrong_content_type_415(self):

@@ -130,13 +130,17 @@ class Authenticator:
         self._checking: dict[tuple[str, bytes], list[defer.Deferred]] = {}
 
     def challenge(self, label: Label, stale: bool = False) -> list[str]:
-        """WWW-Authenticate values for a 401 under this label."""
-        values = []
-        if "digest" in label.auth:
-            values += self.digest.challenges(stale)
-        if "basic" in label.auth:
-            values.append(f'Basic realm="{self.realm}"')
-        return values
+        """WWW-Authenticate values for a 401 under this label.
+
+        Bouncy Castle and libest read only the first challenge, and neither
+        answers SHA-256 Digest; so the label's "compatible" order (the
+        default) puts Basic first. Among Digest challenges the strongest
+        algorithm always comes first (RFC 7616 3.7); "strict" puts them all
+        before Basic, for clients that pick the strongest scheme offered.
+        """
+        digest = self.digest.challenges(label.digest_algorithms, stale) if "digest" in label.auth else []
+        basic = [f'Basic realm="{self.realm}"'] if "basic" in label.auth else []
+        return digest + basic if label.challenge_order == "strict" else basic + digest
 
     @defer.inlineCallbacks
     def authenticate(self, creds: Credentials, label: Label):
@@ -155,7 +159,7 @@ class Authenticator:
             if record is None:
                 raise AuthenticationRequired("wrong username or password")
             return self._authorized(record, label, "basic")
-        raise refusal or AuthenticationRequired("authentication required")
+        raise refusal or AuthenticationRequired(AuthenticationRequired.NO_CREDENTIALS)
 
     @staticmethod
     def _authorized(record: ClientRecord, label: Label, method: str) -> Identity:
@@ -194,7 +198,8 @@ class Authenticator:
         params = creds.digest
         username = params.get("username", "")
         record = yield on_read_thread(self.reads.client, username)
-        verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {})
+        verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
+                                    algorithms=label.digest_algorithms)
         if verdict == "stale":
             raise AuthenticationRequired("digest nonce expired or reused; retry", stale=True)
         if verdict != "ok" or record is None:

@@ -14,6 +14,7 @@ import hmac
 import os
 import re
 import time
+from typing import Iterable
 
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 NONCE_LIFETIME = 300  # seconds
@@ -71,19 +72,27 @@ class DigestVerifier:
         good = hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
         return now - issued if hmac.compare_digest(mac, good) else None
 
-    def challenges(self, stale: bool = False) -> list[str]:
-        """WWW-Authenticate values, SHA-256 first (RFC 7616 3.7)."""
+    def challenges(self, algorithms: Iterable[str] = tuple(ALGORITHMS), stale: bool = False) -> list[str]:
+        """WWW-Authenticate values, one per algorithm in the order given
+        (strongest first, RFC 7616 3.7), all with one nonce.
+
+        The MD5 challenge leaves ``algorithm`` out (RFC 7616 3.3: absent means
+        MD5): clients whose parser wants every value quoted (Bouncy Castle)
+        read it, while a present ``algorithm`` must not be quoted.
+        """
         nonce = self.nonce()
         extra = ", stale=true" if stale else ""
-        return [f'Digest realm="{self.realm}", qop="auth", algorithm={alg}, nonce="{nonce}"{extra}'
-                for alg in ALGORITHMS]
+        return [f'Digest realm="{self.realm}", qop="auth", '
+                + ("" if alg == "MD5" else f"algorithm={alg}, ") + f'nonce="{nonce}"{extra}'
+                for alg in algorithms]
 
     def check(self, params: dict[str, str], method: str, uri: str, stored_ha1: dict[str, str],
-              now: float | None = None) -> str:
-        """'ok', 'stale' (retry with a fresh nonce) or 'bad'."""
+              now: float | None = None, algorithms: Iterable[str] = tuple(ALGORITHMS)) -> str:
+        """'ok', 'stale' (retry with a fresh nonce) or 'bad'. An answer with
+        an algorithm outside ``algorithms`` (those the label offers) is bad."""
         now = time.time() if now is None else now
         algorithm = params.get("algorithm", "MD5").upper().replace("SHA256", "SHA-256")
-        if algorithm not in ALGORITHMS or algorithm not in stored_ha1:
+        if algorithm not in ALGORITHMS or algorithm not in algorithms or algorithm not in stored_ha1:
             return "bad"
         if params.get("realm") != self.realm or params.get("qop") != "auth":
             return "bad"

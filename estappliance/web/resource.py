@@ -31,6 +31,13 @@ STATUS = [
 ]
 
 
+# A 401 (a challenge) and a 202 (come back later) are answered with an empty
+# body: Bouncy Castle's EST client closes these responses unread, and its
+# stream throws when more than one byte of the declared length is left
+# (bc-java #781, #1185). Their reasons go to the log (and the RA's audit).
+BODILESS = (401, 202)
+
+
 class MethodNotAllowed(Exception):
     def __init__(self, allowed):
         self.allowed = allowed
@@ -116,6 +123,11 @@ class EstResource(resource.Resource):
                 headers.append((b"retry-after", str(exc.retry_after).encode()))
             if status == 503:
                 headers.append((b"retry-after", str(self.retry_after).encode()))
+            if status in BODILESS:
+                if exc.reason != errors.AuthenticationRequired.NO_CREDENTIALS:
+                    log.info("{status} {uri}: {reason}", status=status, uri=request.uri.decode("ascii", "replace"),
+                             reason=exc.reason)
+                return Response(b"", None, status, headers)
             return Response(_one_line(exc.reason), media.TEXT, status, headers)
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         return Response(b"internal error\n", media.TEXT, 500)
@@ -127,6 +139,8 @@ class EstResource(resource.Resource):
         request.setResponseCode(response.status)
         if response.content_type is not None:
             request.setHeader(b"content-type", response.content_type)
+        else:
+            request.defaultContentType = None  # an empty body has no type (Twisted would say text/html)
         for name, value in response.headers:
             request.responseHeaders.addRawHeader(name, value)
         if response.status != 204:  # RFC 9110 8.6: no Content-Length on 204
