@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from asn1crypto import algos, cms
+from asn1crypto import keys as asn1_keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -162,6 +163,31 @@ class MultipartTests(unittest.TestCase):
         self.assertEqual(read_certs_only(parts[1].der), [cert])
         self.assertRaises(multipart.BadMultipart, multipart.parse, "application/pkcs8", body)
         self.assertRaises(multipart.BadMultipart, multipart.parse, "multipart/mixed; boundary=other", body)
+
+
+class CompletePkcs8Tests(unittest.TestCase):
+    def test_ec_key_gains_its_public_key_and_stays_the_same_key(self):
+        key = ec.generate_private_key(ec.SECP256R1())
+        full = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+        # What a token exports: the RFC 5915 ECPrivateKey without publicKey.
+        info = asn1_keys.PrivateKeyInfo.load(full)
+        inner = info["private_key"].parsed
+        bare_inner = asn1_keys.ECPrivateKey({"version": inner["version"], "private_key": inner["private_key"]})
+        bare = asn1_keys.PrivateKeyInfo({"version": 0, "private_key_algorithm": info["private_key_algorithm"],
+                                         "private_key": bare_inner}).dump()
+        self.assertIsNone(asn1_keys.PrivateKeyInfo.load(bare)["private_key"].parsed["public_key"].native)
+        completed = keypackages.complete_pkcs8(bare)
+        point = asn1_keys.PrivateKeyInfo.load(completed)["private_key"].parsed["public_key"].native
+        self.assertEqual(point, key.public_key().public_bytes(serialization.Encoding.X962,
+                                                              serialization.PublicFormat.UncompressedPoint))
+        self.assertEqual(serialization.load_der_private_key(completed, None).private_numbers(),
+                         key.private_numbers())
+
+    def test_rsa_key_is_left_as_it_is(self):
+        der = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        self.assertEqual(keypackages.complete_pkcs8(der), der)
 
 
 class KeyPackageTests(unittest.TestCase):

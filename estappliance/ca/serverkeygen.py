@@ -164,7 +164,7 @@ class ServerKeyGenerator:
                 profile=order.label.profile, label=order.label.name, client=order.client, replaces=order.replaces,
                 pending_id=order.pending_id))
             yield on_store_thread(self.store.key_package_certified, pkg_id, cert.serial_number)
-            pkcs8 = yield on_token_thread(self.token.export_private_key, key_label)
+            pkcs8 = keypackages.complete_pkcs8((yield on_token_thread(self.token.export_private_key, key_label)))
             key_der = yield self._package(order, pkg_id, pkcs8, cert, receipts)
             del pkcs8
             if order.label.escrow:

@@ -14,6 +14,7 @@ from asn1crypto import cms
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
 from . import envelope, key_package_returns, signeddata, trust
@@ -23,6 +24,17 @@ from .key_package_returns import receipt_request
 
 class BadKeyPackage(ValueError):
     """Not an AsymmetricKeyPackage we can use."""
+
+
+def complete_pkcs8(pkcs8_der: bytes) -> bytes:
+    """PKCS#8 as OpenSSL and most tools write it: an EC key gains the
+    optional RFC 5915 ``publicKey`` that tokens leave out (SoftHSM2 does),
+    which some readers need to use the key. Other keys are returned as they are."""
+    key = serialization.load_der_private_key(pkcs8_der, None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return pkcs8_der
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def asymmetric_key_package(pkcs8_der: bytes) -> rfc5958.AsymmetricKeyPackage:
