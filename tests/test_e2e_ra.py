@@ -983,6 +983,25 @@ class DigestTests(RaTestCase):
         self.assertEqual(resp.status, 200, resp.body)
 
     @defer.inlineCallbacks
+    def test_digest_uri_without_the_label_as_libest_signs_it(self):
+        """libest answers for /.well-known/est/simpleenroll even when it asks
+        under a label: accepted for that request, not for another operation."""
+        path = self.path("digestmd5", "simpleenroll")
+        resp = yield self.raw("POST", path, {"Content-Type": "application/pkcs10"})
+        auth = DigestAuth("alice", PASSWORD)
+        self.assertTrue(auth.use_challenge(resp.header_values("www-authenticate")))
+        key = new_key()
+        resp = yield self.raw("POST", path, {"Authorization": auth.header("POST", "/.well-known/est/simpleenroll"),
+                                             "Content-Type": "application/pkcs10"},
+                              b64csr(make_csr(key, "CN=libest-label")))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(read_certs_only(decode_body(resp.body))[0].public_key(), key.public_key())
+        yield self.assertRefused(401, "POST", path,
+                                 {"Authorization": auth.header("POST", "/.well-known/est/simplereenroll"),
+                                  "Content-Type": "application/pkcs10"},
+                                 b64csr(make_csr(new_key(), "CN=x")), reason="wrong username or password")
+
+    @defer.inlineCallbacks
     def test_wrong_password_is_401(self):
         client = self.client(label="digest", auth=DigestAuth("alice", "wrong"))
         err = yield self.assertFailure(support.in_thread(client.simpleenroll, make_csr(new_key(), "CN=x")),

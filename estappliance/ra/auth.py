@@ -51,6 +51,8 @@ class Credentials:
     digest: dict[str, str] | None = None  # Authorization: Digest parameters
     method: str = "GET"
     uri: str = ""
+    # Other request-URIs a Digest answer may name for this same request.
+    digest_uri_aliases: tuple[str, ...] = ()
     # tls-unique (TLS 1.2) or tls-exporter (TLS 1.3); a callable so that it is
     # computed only for the requests that carry a challengePassword.
     channel_binding: bytes | Callable[[], bytes | None] | None = None
@@ -199,7 +201,7 @@ class Authenticator:
         username = params.get("username", "")
         record = yield on_read_thread(self.reads.client, username)
         verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
-                                    algorithms=label.digest_algorithms)
+                                    algorithms=label.digest_algorithms, uri_aliases=creds.digest_uri_aliases)
         if verdict == "stale":
             raise AuthenticationRequired("digest nonce expired or reused; retry", stale=True)
         if verdict != "ok" or record is None:

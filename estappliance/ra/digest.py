@@ -87,23 +87,25 @@ class DigestVerifier:
                 for alg in algorithms]
 
     def check(self, params: dict[str, str], method: str, uri: str, stored_ha1: dict[str, str],
-              now: float | None = None, algorithms: Iterable[str] = tuple(ALGORITHMS)) -> str:
+              now: float | None = None, algorithms: Iterable[str] = tuple(ALGORITHMS),
+              uri_aliases: Iterable[str] = ()) -> str:
         """'ok', 'stale' (retry with a fresh nonce) or 'bad'. An answer with
-        an algorithm outside ``algorithms`` (those the label offers) is bad."""
+        an algorithm outside ``algorithms`` (those the label offers) is bad;
+        its digest-uri must be ``uri`` or one of ``uri_aliases``."""
         now = time.time() if now is None else now
         algorithm = params.get("algorithm", "MD5").upper().replace("SHA256", "SHA-256")
         if algorithm not in ALGORITHMS or algorithm not in algorithms or algorithm not in stored_ha1:
             return "bad"
         if params.get("realm") != self.realm or params.get("qop") != "auth":
             return "bad"
-        if params.get("uri") != uri:
+        if params.get("uri") != uri and params.get("uri") not in uri_aliases:
             return "bad"
         nonce, nc, cnonce = params.get("nonce", ""), params.get("nc", ""), params.get("cnonce", "")
         age = self._nonce_age(nonce, now)
         if age is None or not cnonce or not re.fullmatch(r"[0-9a-fA-F]{8}", nc):
             return "bad"
         h = ALGORITHMS[algorithm]
-        ha2 = h(f"{method}:{uri}".encode()).hexdigest()
+        ha2 = h(f"{method}:{params['uri']}".encode()).hexdigest()
         expected = h(f"{stored_ha1[algorithm]}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
         if not hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode()):  # bytes: any text
             return "bad"

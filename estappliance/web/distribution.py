@@ -72,25 +72,25 @@ def routes(distribution: Distribution, results: EnrollmentResults) -> Routes:
     @defer.inlineCallbacks
     def get_pal(request: server.Request, label: str | None):
         page = _page(request)
-        entries = yield distribution.pal(label, credentials(request), base_uri(request, label), page)
+        entries = yield distribution.pal(label, credentials(request, label), base_uri(request, label), page)
         if wants_json(request.requestHeaders.getRawHeaders(b"accept", [])):
             return Response(pal_format.to_json(entries), JSON)
         return Response(pal_format.to_xml(entries), XML)
 
     @defer.inlineCallbacks
     def get_eecerts(request: server.Request, label: str | None):
-        certs = yield distribution.eecerts(label, credentials(request))
+        certs = yield distribution.eecerts(label, credentials(request, label))
         return base64_response(certs_only(certs), media.PKCS7_MIME)
 
     @defer.inlineCallbacks
     def get_crls(request: server.Request, label: str | None):
-        der = yield distribution.crls(label, credentials(request))
+        der = yield distribution.crls(label, credentials(request, label))
         return base64_response(der, media.PKCS7_MIME)
 
     def result_of(operation: str):
         @defer.inlineCallbacks
         def get_result(request: server.Request, label: str | None):
-            cert = yield results.fetch(operation, label, credentials(request))
+            cert = yield results.fetch(operation, label, credentials(request, label))
             return base64_response(certs_only([cert]), media.CERTS_ONLY)
         return get_result
 
@@ -115,7 +115,7 @@ def track_cacerts(routes: Routes, distribution: Distribution) -> Routes:
     def get_cacerts(request: server.Request, label: str | None):
         response = yield defer.maybeDeferred(serve, request, label)
         if response.status == 200:
-            yield distribution.cacerts_served(label, credentials(request))
+            yield distribution.cacerts_served(label, credentials(request, label))
         return response
 
     return {**routes, ("cacerts",): Operation({**op.handlers, b"GET": get_cacerts}, accepts=op.accepts)}

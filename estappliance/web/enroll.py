@@ -16,12 +16,12 @@ def routes(registrar: Registrar) -> Routes:
 
     @defer.inlineCallbacks
     def post_simpleenroll(request: server.Request, label: str | None):
-        cert = yield registrar.simpleenroll(label, credentials(request), lazy_der_body(request))
+        cert = yield registrar.simpleenroll(label, credentials(request, label), lazy_der_body(request))
         return base64_response(certs_only([cert]), media.CERTS_ONLY)
 
     @defer.inlineCallbacks
     def post_simplereenroll(request: server.Request, label: str | None):
-        cert = yield registrar.simplereenroll(label, credentials(request), lazy_der_body(request))
+        cert = yield registrar.simplereenroll(label, credentials(request, label), lazy_der_body(request))
         return base64_response(certs_only([cert]), media.CERTS_ONLY)
 
     def get_csrattrs(request: server.Request, label: str | None) -> Response:

@@ -24,7 +24,7 @@ CMC_RESPONSE = b"application/pkcs7-mime; smime-type=CMC-response"
 def routes(fullcmc: FullCmc) -> Routes:
     @defer.inlineCallbacks
     def post_fullcmc(request: server.Request, label: str | None):
-        answer = yield fullcmc.handle(label, credentials(request), lazy_der_body(request))
+        answer = yield fullcmc.handle(label, credentials(request, label), lazy_der_body(request))
         response: Response = base64_response(answer.der, CMC_RESPONSE, answer.http_status)
         if answer.http_status == 401:
             response.headers += [(b"www-authenticate", c.encode()) for c in answer.challenges]

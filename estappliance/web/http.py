@@ -32,6 +32,7 @@ class Operation:
 
 
 Routes = dict[tuple[str, ...], Operation]
+EST_PREFIX = "/.well-known/est/"
 
 
 def base64_response(der: bytes, content_type: bytes, status: int = 200) -> Response:
@@ -39,7 +40,7 @@ def base64_response(der: bytes, content_type: bytes, status: int = 200) -> Respo
     return Response(encode_body(der), content_type, status, headers=[(b"content-transfer-encoding", b"base64")])
 
 
-def credentials(request: server.Request) -> Credentials:
+def credentials(request: server.Request, label: str | None = None) -> Credentials:
     """Everything the RA may judge the client by, unchecked."""
     username = password = digest = None
     auth = request.getHeader(b"authorization")
@@ -49,9 +50,14 @@ def credentials(request: server.Request) -> Credentials:
         password = request.getPassword().decode("utf-8", "replace")
     elif scheme == b"digest":
         digest = parse_authorization(auth.decode("utf-8", "replace")) or {}
+    uri = request.uri.decode("utf-8", "replace")
+    # libest signs its Digest answer for /.well-known/est/<operation> even
+    # when it asked under a label: that form is accepted for the same request.
+    labelled = f"{EST_PREFIX}{label}/"
+    unlabelled = (EST_PREFIX + uri[len(labelled):],) if label and uri.startswith(labelled) else ()
     return Credentials(username=username, password=password, peer_chain=peer_chain(request), digest=digest,
-                       method=request.method.decode("ascii", "replace"),
-                       uri=request.uri.decode("utf-8", "replace"), channel_binding=lambda: channel_binding(request))
+                       method=request.method.decode("ascii", "replace"), uri=uri, digest_uri_aliases=unlabelled,
+                       channel_binding=lambda: channel_binding(request))
 
 
 def der_body(request: server.Request) -> bytes:

@@ -26,7 +26,7 @@ def routes(delivery: PackageDelivery) -> Routes:
     def getter(operation: str):
         @defer.inlineCallbacks
         def get(request: server.Request, label: str | None):
-            served = yield delivery.fetch(operation, label, credentials(request))
+            served = yield delivery.fetch(operation, label, credentials(request, label))
             return base64_response(served.body, served.media_type.encode("latin-1"))
         return get
 
@@ -34,7 +34,7 @@ def routes(delivery: PackageDelivery) -> Routes:
         @defer.inlineCallbacks
         def post(request: server.Request, label: str | None):
             content_type = media.essence(request.getHeader(b"content-type"))
-            yield delivery.take_return(operation, label, credentials(request), lazy_der_body(request),
+            yield delivery.take_return(operation, label, credentials(request, label), lazy_der_body(request),
                                        content_type)
             return Response(status=204)
         return post

@@ -24,7 +24,7 @@ def routes(keygen: KeygenRegistrar) -> Routes:
     @defer.inlineCallbacks
     def post_serverkeygen(request: server.Request, label: str | None):
         accept = request.getHeader(b"accept")
-        delivered = yield keygen.serverkeygen(label, credentials(request), lazy_der_body(request),
+        delivered = yield keygen.serverkeygen(label, credentials(request, label), lazy_der_body(request),
                                               accept=accept.decode("latin-1") if accept else None)
         if delivered.form == "pkcs12":
             return base64_response(delivered.key_der, PKCS12)
@@ -36,7 +36,7 @@ def routes(keygen: KeygenRegistrar) -> Routes:
 
     @defer.inlineCallbacks
     def post_return(request: server.Request, label: str | None):
-        yield keygen.key_return(label, credentials(request), lazy_der_body(request))
+        yield keygen.key_return(label, credentials(request, label), lazy_der_body(request))
         return Response(status=204)
 
     return {
