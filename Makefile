@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Debian machine (as root):
 #   make run    venv + deps + SoftHSM2 token + CA under var/, then twistd -n est
-#   make test   the same set-up, then the whole trial suite
+#   make test   the same set-up (and a JDK with Bouncy Castle for the interop tests),
+#               then the whole trial suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,22 +9,38 @@ BIN := $(VENV)/bin
 CONFIG ?= etc/estappliance.toml
 SOFTHSM_LIB := /usr/lib/softhsm/libsofthsm2.so
 APT_STAMP := .venv/.apt-ok
+TEST_APT_STAMP := .venv/.apt-test-ok
+# Installs the apt packages named in $$missing, if any.
+APT_INSTALL = if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-.PHONY: run test deps system venv token ca bench clean
+.PHONY: run test deps system test-system venv token ca bench clean
 
+# What the appliance needs. The Makefile is a prerequisite of both stamps so
+# that a check added here runs on an existing checkout too.
 system: $(APT_STAMP)
-$(APT_STAMP):
+$(APT_STAMP): Makefile
 	@missing=""; \
 	[ -e $(SOFTHSM_LIB) ] && command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(APT_INSTALL)
 	@mkdir -p $(VENV) && touch $@
+
+# What only the tests need: a JDK and Bouncy Castle's EST client (tests/interop).
+test-system: $(TEST_APT_STAMP)
+$(TEST_APT_STAMP): Makefile | $(APT_STAMP)
+	@missing=""; \
+	for jar in bcprov bcpkix bcutil bctls; do \
+	  [ -e /usr/share/java/$$jar.jar ] || missing="$$missing lib$$jar-java"; \
+	done; \
+	command -v javac >/dev/null && command -v java >/dev/null || missing="$$missing default-jdk-headless"; \
+	$(APT_INSTALL)
+	@touch $@
 
 venv: $(BIN)/twistd
 $(BIN)/twistd: setup.cfg pyproject.toml | $(APT_STAMP)
@@ -59,7 +76,7 @@ run: ca var/demo.password
 	@echo ""
 	$(BIN)/twistd -n --pidfile= est -c $(CONFIG)
 
-test: deps
+test: deps test-system
 	@mkdir -p var
 	@set -o pipefail; $(BIN)/trial --temp-directory=var/_trial_temp $(TRIAL_ARGS) tests 2>&1 | tee var/trial.log; \
 	status=$$?; $(BIN)/python -m tests.summary var/trial.log; exit $$status

@@ -24,9 +24,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
@@ -215,33 +217,47 @@ cert_anchors = ["ca"]
 
 # -- the server InteropTests share -------------------------------------------------
 
-_shared: EstServer | None = None
-_shared_error: BaseException | None = None
+class SharedServer:
+    """One server for a whole test run: made (prepared and started) by the
+    first test that asks, stopped when trial shuts down. A failed start is
+    remembered, so later tests fail at once with its reason."""
+
+    def __init__(self, make: Callable[[], EstServer]):
+        self._make = make
+        self._lock = threading.Lock()
+        self._server: EstServer | None = None
+        self._error: BaseException | None = None
+
+    def get(self) -> EstServer:
+        """Blocking: the server, made on first use."""
+        with self._lock:
+            if self._error is not None:
+                raise AssertionError(f"the shared server failed to start: {self._error}")
+            if self._server is None:
+                server = self._make()
+                try:
+                    server.prepare()
+                    server.start()
+                except BaseException as e:
+                    self._error = e
+                    server.shutdown()
+                    raise
+                self._server = server
+                reactor.addSystemEventTrigger("before", "shutdown", self.stop)
+                atexit.register(self.stop)
+            return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
 
 
-def _stop_shared() -> None:
-    if _shared is not None:
-        _shared.shutdown()
+_interop_server = SharedServer(lambda: EstServer(Path(tempfile.mkdtemp(prefix="interop-", dir=os.getcwd()))))
 
 
 def shared_server() -> EstServer:
     """Blocking: the one server for InteropTests, made on first use."""
-    global _shared, _shared_error
-    if _shared_error is not None:
-        raise AssertionError(f"the shared server failed to start: {_shared_error}")
-    if _shared is None:
-        server = EstServer(Path(tempfile.mkdtemp(prefix="interop-", dir=os.getcwd())))
-        try:
-            server.prepare()
-            server.start()
-        except BaseException as e:
-            _shared_error = e
-            server.shutdown()
-            raise
-        _shared = server
-        reactor.addSystemEventTrigger("before", "shutdown", _stop_shared)
-        atexit.register(_stop_shared)
-    return _shared
+    return _interop_server.get()
 
 
 # -- answers read with curl -------------------------------------------------------
