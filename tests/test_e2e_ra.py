@@ -743,7 +743,7 @@ class ApprovalTests(RaTestCase):
         row = rows[0]
         self.assertEqual((row.label, row.client, row.operation, row.subject, row.state),
                          ("manual", "alice", "simpleenroll", "CN=waiting,O=Example", "pending"))
-        self.assertEqual(row.csr, der(first_csr))
+        self.assertEqual(row.request, der(first_csr))
         self.assertEqual((yield self.count()), before)
         events = yield self.on_store(self.server.store.audit_events, 1)
         self.assertEqual((events[0].client, events[0].outcome), ("alice", "pending"))

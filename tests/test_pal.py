@@ -415,7 +415,7 @@ class BuilderTests(unittest.TestCase):
 
     def request(self, operation="simpleenroll", client="alice", label_name="default"):
         return self.store.add_pending(label=label_name, client=client, key_hash=f"k{operation}{client}",
-                                      subject="CN=x", operation=operation, csr=b"\x30\x00")
+                                      subject="CN=x", operation=operation, request=b"\x30\x00")
 
     @defer.inlineCallbacks
     def test_enrollment_results_one_at_a_time(self):

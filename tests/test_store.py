@@ -259,3 +259,33 @@ class UpgradeTests(unittest.TestCase):
         store.record_certificate(serial=0xBEEF, subject="CN=new", not_before=NOT_BEFORE, not_after=NOT_AFTER,
                                  label="default", client="bob", der=b"\x30\x00")
         self.assertEqual(store.count_certificates(), 2)
+
+    def test_fullcmc_requests_waiting_in_their_own_table_move_into_pending(self):
+        """Version 2 kept /fullcmc's waiting requests' kind and renewed serial
+        in cmc_pending; version 3 has one pending table: the rows move in
+        place, the old table goes, and other operations' rows read pkcs10."""
+        path = Path(self.mktemp()) / "est.sqlite"
+        Store(path).close()  # the current schema, then made to look like version 2
+        db = sqlite3.connect(path)
+        db.executescript("""
+            CREATE TABLE cmc_pending (pending_id INTEGER PRIMARY KEY REFERENCES pending(id), kind TEXT NOT NULL,
+                                      replaces TEXT);
+            INSERT INTO pending (id, label, client, key_hash, subject, operation, csr, state, created_at)
+              VALUES (1, 'default', 'alice', 'k1', 'CN=a', 'fullcmc', x'3000', 'pending', '2026-01-01T00:00:00+00:00'),
+                     (2, 'default', 'alice', 'k2', 'CN=b', 'simpleenroll', x'3000', 'approved',
+                      '2026-01-01T00:00:00+00:00');
+            INSERT INTO cmc_pending VALUES (1, 'crmf', 'beef');
+            UPDATE meta SET value = '2' WHERE key = 'schema_version';
+        """)
+        db.commit()
+        db.close()
+
+        store = Store(path)
+        self.addCleanup(store.close)
+        crmf, pkcs10 = store.pending(1), store.pending(2)
+        self.assertEqual((crmf.operation, crmf.kind, crmf.replaces, crmf.request), ("fullcmc", "crmf", 0xBEEF,
+                                                                                    b"\x30\x00"))
+        self.assertEqual((pkcs10.kind, pkcs10.replaces, pkcs10.state), ("pkcs10", None, "approved"))
+        tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        self.assertNotIn("cmc_pending", tables)
+        self.assertEqual(store._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0], "3")

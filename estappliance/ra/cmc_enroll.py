@@ -3,8 +3,6 @@ proof of possession and linking, renewal and re-key, manual approval with
 pendToken follow-ups, issuance."""
 from __future__ import annotations
 
-import datetime
-
 from cryptography import x509
 from twisted.internet import defer
 
@@ -14,11 +12,12 @@ from ..errors import MalformedRequest, NotAuthorized, PolicyRefused
 from ..pki import cmc, crmf
 from ..pki import csr as csrs
 from ..pki.asn1 import rfc4211
-from ..store import AlreadyIssued, on_store_thread
+from ..store import on_store_thread
 from . import profiles
 from .auth import Credentials
 from .cmc_common import Refusal, Requester, pending_id, pending_status
-from .registrar import Registrar, key_hash
+from .approvals import Approved, Decision, Fulfilled, Rejected, Submission, Waiting
+from .registrar import Registrar
 
 
 class _Subject:
@@ -31,9 +30,9 @@ class _Subject:
 class CmcEnrollment:
     def __init__(self, registrar: Registrar):
         self.registrar = registrar
-        self.ca = registrar.ca
+        self.approvals = registrar.approvals
         self.store = registrar.store
-        self.retry_after = registrar.config.server.retry_after
+        self.retry_after = registrar.approvals.retry_after
 
     @defer.inlineCallbacks
     def enroll(self, req: cmc.CertificationRequest, ref, label: Label, requester: Requester, creds: Credentials):
@@ -44,12 +43,12 @@ class CmcEnrollment:
             replaces = self._renewal(req, subject, label, requester)
             pending = None
             if self._needs_approval(label, requester):
-                decided = yield self._approval(req, subject, label, requester, replaces, ref)
-                if isinstance(decided, cmc.Status):
-                    return decided, None
-                if isinstance(decided, x509.Certificate):
-                    return cmc.Status("success", (ref,)), decided
-                pending = decided
+                decision = yield self.approvals.submit(Submission(
+                    label=label.name, client=requester.identity.name, operation="fullcmc", subject=subject,
+                    public_key=req.public_key, request=req.der, kind=req.kind, replaces=replaces))
+                if not isinstance(decision, Approved):
+                    return self._answer(decision, ref)
+                pending = decision.request_id
             cert = yield self._issue(subject, req.public_key, req.san, label, requester.identity.name, replaces,
                                      pending)
         except Refusal as e:
@@ -64,24 +63,22 @@ class CmcEnrollment:
         (Status, certificate or None)."""
         try:
             token = control.value.native if control.value is not None else None
-            found = None
-            if pending_id(token) is not None:
-                found = yield on_store_thread(self.store.cmc_pending, pending_id(token))
+            found = yield self._pending(token)
             if found is None or found.label != label.name or found.client != requester.identity.name:
                 raise Refusal("bad_request", "no request of yours has this pendToken")
-            decided = yield self._decided(found, ref)
-            if decided is None:
+            decision = yield self.approvals.decision(found)
+            if decision is None:
                 raise Refusal("bad_request", f"request {found.id} was fulfilled and its certificate is no longer"
                                              " valid")
-            if isinstance(decided, cmc.Status):
-                return decided, None
-            if isinstance(decided, x509.Certificate):
-                return cmc.Status("success", (ref,)), decided
+            if not isinstance(decision, Approved):
+                return self._answer(decision, ref)
             public_key, san = _stored_request(found.kind, found.request)
             cert = yield self._issue(x509.Name.from_rfc4514_string(found.subject), public_key, san, label,
                                      found.client, found.replaces, found.id)
         except Refusal as e:
             return e.status_for((ref,)), None
+        except NotAuthorized as e:
+            return cmc.Status("failed", (ref,), e.reason, "bad_request"), None
         return cmc.Status("success", (ref,)), cert
 
     @defer.inlineCallbacks
@@ -92,9 +89,7 @@ class CmcEnrollment:
         keys = []
         for c in pki.controls_of("query_pending") if pki is not None else ():
             token = c.value.native if c.value is not None else None
-            if pending_id(token) is None:
-                continue
-            found = yield on_store_thread(self.store.cmc_pending, pending_id(token))
+            found = yield self._pending(token)
             if found is not None and found.label == label.name:
                 try:
                     keys.append(_stored_request(found.kind, found.request)[0])
@@ -156,63 +151,31 @@ class CmcEnrollment:
             return False
         return not (requester.is_ra and label.cmc_ra_approval == "auto")
 
-    # -- approval -----------------------------------------------------------------
+    # -- approval and issuance (ra/approvals.py) -------------------------------------
 
-    @defer.inlineCallbacks
-    def _approval(self, req: cmc.CertificationRequest, subject: x509.Name, label: Label, requester: Requester,
-                  replaces: int | None, ref):
-        """The request's standing with the operator: a pending Status (new or
-        still waiting), the approved request's id, or its certificate."""
-        client = requester.identity.name
-        khash = key_hash(req.public_key)
-        subject_text = subject.rfc4514_string()
-        found = yield on_store_thread(self.store.find_cmc_pending, label.name, client, khash, subject_text)
-        if found is not None:
-            decided = yield self._decided(found, ref)
-            if decided is not None:
-                return decided
-        new = yield on_store_thread(self.store.add_cmc_pending, label=label.name, client=client, key_hash=khash,
-                                    subject=subject_text, kind=req.kind, request=req.der, replaces=replaces)
-        return pending_status((ref,), new.id, self.retry_after)
+    def _pending(self, token) -> defer.Deferred:
+        """Fires with the /fullcmc request a pendToken names, or None."""
+        request_id = pending_id(token)
+        if request_id is None:
+            return defer.succeed(None)
+        d = on_store_thread(self.store.pending, request_id)
+        return d.addCallback(lambda found: found if found is not None and found.operation == "fullcmc" else None)
 
-    @defer.inlineCallbacks
-    def _decided(self, found, ref):
-        """Status (pending or rejected), approved id (int), the certificate,
-        or None (issued, but that certificate is no longer good)."""
-        if found.state == "pending":
-            return pending_status((ref,), found.id, self.retry_after)
-        if found.state == "rejected":
-            return cmc.Status("failed", (ref,), f"request {found.id} was rejected by an operator", "bad_request")
-        if found.state == "approved":
-            return found.id
-        cert = yield self._issued_for(found.serial)
-        return cert
+    def _answer(self, decision: Decision, ref) -> tuple[cmc.Status, x509.Certificate | None]:
+        """The CMC answer to a request that is not to be issued now."""
+        if isinstance(decision, Waiting):
+            return pending_status((ref,), decision.request_id, self.retry_after), None
+        if isinstance(decision, Rejected):
+            return cmc.Status("failed", (ref,), f"request {decision.request_id} was rejected by an operator",
+                              "bad_request"), None
+        assert isinstance(decision, Fulfilled)
+        return cmc.Status("success", (ref,)), decision.certificate
 
-    @defer.inlineCallbacks
-    def _issued_for(self, serial: int | None):
-        if serial is None:
-            return None
-        record = yield on_store_thread(self.store.certificate, serial)
-        if record is None or record.revoked:
-            return None
-        cert = x509.load_der_x509_certificate(record.der)
-        return cert if cert.not_valid_after_utc > datetime.datetime.now(datetime.timezone.utc) else None
-
-    @defer.inlineCallbacks
     def _issue(self, subject: x509.Name, public_key, san, label: Label, client: str, replaces: int | None,
-               pending: int | None):
-        try:
-            cert = yield self.ca.issue(IssueRequest(
-                subject=subject, public_key=public_key, san=san, profile=label.profile, label=label.name,
-                client=client, replaces=replaces, pending_id=pending))
-        except AlreadyIssued:
-            # A concurrent repeat of this approved request got there first: same answer for both.
-            done = yield on_store_thread(self.store.cmc_pending, pending)
-            cert = yield self._issued_for(done.serial if done else None)
-            if cert is None:
-                raise Refusal("bad_request", f"request {pending} was fulfilled and its certificate is no longer"
-                                             " valid") from None
-        return cert
+               pending: int | None) -> defer.Deferred:
+        return self.approvals.issue(IssueRequest(
+            subject=subject, public_key=public_key, san=san, profile=label.profile, label=label.name,
+            client=client, replaces=replaces, pending_id=pending))
 
 
 def _check_template(subject: x509.Name, san: x509.SubjectAlternativeName | None, profile) -> None:

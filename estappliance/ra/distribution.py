@@ -13,7 +13,7 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from ..config import Label, PalConfig
-from ..errors import AuthenticationRequired, EstError, NotFound
+from ..errors import EstError, NotFound
 from ..packages import PackageQueue, types
 from ..packages.builder import PalBuilder, StandingItems, paginate, peer_certificates
 from ..packages.pal import PalEntry
@@ -62,14 +62,8 @@ class Distribution:
 
     def refused(self, operation: str, error: EstError, label: Label | None, creds: Credentials,
                 identity: Identity | None = None) -> defer.Deferred:
-        """Audit a refusal (with the challenges a 401 must carry)."""
-        if isinstance(error, AuthenticationRequired) and label is not None:
-            error.challenges = self.registrar.authenticator.challenge(label, error.stale)
-        who = identity.name if identity else (creds.username or (creds.digest or {}).get("username")
-                                               or (creds.peer_chain[0].subject.rfc4514_string()
-                                                   if creds.peer_chain else None))
-        return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}", client=who,
-                               label=label.name if label else None, detail=error.reason)
+        """Audit a refusal (Registrar.refused: the one refusal audit)."""
+        return self.registrar.refused(operation, error, label, creds, identity)
 
     # -- /pal -------------------------------------------------------------------------------
 

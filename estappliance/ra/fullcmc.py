@@ -39,7 +39,7 @@ from .cmc_common import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_UNAUTHENTICATED,
 from .cmc_controls import CmcControls
 from .cmc_enroll import CmcEnrollment
 from .cmc_secrets import IdentityProofs
-from .registrar import Body, Registrar
+from .registrar import Body, Registrar, claimed_name
 
 OPERATION = "fullcmc"
 # Controls acted upon; any other makes the whole PKIData fail (RFC 5272 3.2.1.2).
@@ -89,7 +89,7 @@ class FullCmc:
             yield self._process(request.pki_data, label, requester, creds, (), outcome)
         except Refusal as e:
             refs = _all_refs(request.pki_data, ()) if request is not None else ()
-            yield self._audit(label, who or _claimed(creds), e.reason, "refused")
+            yield self._audit(label, who or claimed_name(creds), e.reason, "refused")
             answer = yield self._answer(request, Outcome(statuses=[e.status_for(refs)]), e.http)
             if e.http == HTTP_UNAUTHENTICATED:  # RFC 9110 15.5.2: a 401 always says how to authenticate
                 answer.challenges = e.challenges or self.authenticator.challenge(label) or \
@@ -337,11 +337,3 @@ def _all_refs(pki: cmc.PkiData, prefix: tuple) -> list:
 
 def _value(control: cmc.Control | None):
     return None if control is None or control.value is None else control.value.native
-
-
-def _claimed(creds: Credentials) -> str | None:
-    if creds.username:
-        return creds.username
-    if creds.peer_chain:
-        return creds.peer_chain[0].subject.rfc4514_string()
-    return None

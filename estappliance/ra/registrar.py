@@ -7,8 +7,6 @@ returned, and changes nothing else.
 from __future__ import annotations
 
 import base64
-import datetime
-import hashlib
 import hmac
 from typing import Callable, Union
 
@@ -18,24 +16,17 @@ from twisted.internet import defer
 
 from ..ca import CertificateAuthority, IssueRequest
 from ..config import Config, Label
-from ..errors import AuthenticationRequired, EstError, NotAuthorized, NotFound, Pending, \
-    PolicyRefused
+from ..errors import AuthenticationRequired, EstError, NotAuthorized, NotFound, Pending, PolicyRefused
 from ..pki import csr as csrs
 from ..pki import csrattrs
-from ..store import AlreadyIssued, Store, on_store_thread
+from ..store import Store, on_store_thread
 from . import profiles
+from .approvals import Approvals, Fulfilled, Submission
 from .auth import OWN_CA, Authenticator, Credentials, Identity
 
 
 # The request's DER, or a callable giving it (raising MalformedRequest).
 Body = Union[bytes, Callable[[], bytes]]
-
-
-def key_hash(public_key) -> str:
-    """Identifies a request across retries: a new TLS session means a new CSR
-    (new challengePassword), but the same key (RFC 7030 3.5, 4.2.3)."""
-    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).hexdigest()
 
 
 class Registrar:
@@ -44,6 +35,7 @@ class Registrar:
         self.authenticator = authenticator
         self.ca = ca
         self.store = store
+        self.approvals = Approvals(ca, store, config.server.retry_after)
 
     def label(self, name: str | None) -> Label:
         label = self.config.label(name)
@@ -115,7 +107,7 @@ class Registrar:
                 replaces = self._check_renewal(csr, subject, label, identity)
             cert = yield self._issue(operation, label, identity, csr, subject, replaces)
         except EstError as e:
-            yield self._refused(operation, e, identity, label, creds)
+            yield self.refused(operation, e, label, creds, identity)
             raise
         return cert
 
@@ -145,78 +137,37 @@ class Registrar:
                subject: x509.Name, replaces: int | None):
         pending_id = None
         if label.approval == "manual":
-            decided = yield self._approval(operation, label, identity, csr, subject)
-            if isinstance(decided, x509.Certificate):
-                return decided
-            pending_id = decided
-        try:
-            cert = yield self.ca.issue(IssueRequest(
-                subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
-                label=label.name, client=identity.name, replaces=replaces, pending_id=pending_id))
-        except AlreadyIssued:
-            # A concurrent repeat of this approved request got there first: same answer for both.
-            done = yield on_store_thread(self.store.pending, pending_id)
-            cert = yield self._issued_for(done.serial)
-            if cert is None:
-                raise NotAuthorized(f"request {pending_id} was fulfilled and its certificate is no longer valid")
+            decision = yield self.approvals.submit(Submission(
+                label=label.name, client=identity.name, operation=operation, subject=subject,
+                public_key=csr.public_key(), request=csr.public_bytes(serialization.Encoding.DER),
+                replaces=replaces))
+            if isinstance(decision, Fulfilled):
+                return decision.certificate
+            pending_id = yield self.approvals.approved_id(decision)
+        cert = yield self.approvals.issue(IssueRequest(
+            subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
+            label=label.name, client=identity.name, replaces=replaces, pending_id=pending_id))
         return cert
 
-    @defer.inlineCallbacks
-    def _approval(self, operation: str, label: Label, identity: Identity, csr: x509.CertificateSigningRequest,
-                  subject: x509.Name):
-        """RFC 7030 4.2.3: the first request waits for an operator (202); the
-        client's repeat gets the decision. Returns the approved request's id
-        (issue now) or the certificate already issued for it."""
-        khash = key_hash(csr.public_key())
-        subject_text = subject.rfc4514_string()
-        found = yield on_store_thread(self.store.find_pending, label.name, identity.name, khash, subject_text,
-                                      operation)
-        if found is not None:
-            if found.state == "pending":
-                raise Pending(f"request {found.id} is waiting for approval", self.config.server.retry_after)
-            if found.state == "rejected":
-                # The client has its answer: the PAL stops announcing it (RFC 8295 9).
-                yield on_store_thread(self.store.mark_result_delivered, found.id)
-                raise NotAuthorized(f"request {found.id} was rejected by an operator")
-            if found.state == "approved":
-                return found.id
-            if found.state == "issued" and found.serial is not None:
-                cert = yield self._issued_for(found.serial)
-                if cert is not None:
-                    return cert
-        der = csr.public_bytes(serialization.Encoding.DER)
-        request = yield on_store_thread(self.store.add_pending, label=label.name, client=identity.name,
-                                        key_hash=khash, subject=subject_text, operation=operation, csr=der)
-        raise Pending(f"request {request.id} is waiting for approval", self.config.server.retry_after)
-
-    @defer.inlineCallbacks
-    def _issued_for(self, serial: int):
-        """The certificate issued for an approved request, if still good."""
-        record = yield on_store_thread(self.store.certificate, serial)
-        if record is None or record.revoked:
-            return None
-        cert = x509.load_der_x509_certificate(record.der)
-        return cert if cert.not_valid_after_utc > _now() else None
-
-    def _refused(self, operation: str, error: EstError, identity: Identity | None, label: Label | None,
-                 creds: Credentials) -> defer.Deferred:
+    def refused(self, operation: str, error: EstError, label: Label | None, creds: Credentials,
+                identity: Identity | None = None) -> defer.Deferred:
+        """The one refusal audit of every operation: the refusal recorded
+        with whoever asked, and the challenges a 401 must carry. A request
+        waiting for approval is recorded with the request itself."""
         if isinstance(error, AuthenticationRequired) and label is not None:
             error.challenges = self.authenticator.challenge(label, error.stale)
         if isinstance(error, Pending):
-            return defer.succeed(None)  # recorded with the request itself
-        who = identity.name if identity else (error.client or creds.username or _digest_user(creds)
-                                              or _cert_name(creds))
+            return defer.succeed(None)
+        who = identity.name if identity else (error.client or claimed_name(creds))
         return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}",
                                client=who, label=label.name if label else None, detail=error.reason)
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def _cert_name(creds: Credentials) -> str | None:
+def claimed_name(creds: Credentials) -> str | None:
+    """Who the request says it is before that is proven: the Basic or Digest
+    user name, else the TLS client certificate's subject."""
+    if creds.username:
+        return creds.username
+    if creds.digest and creds.digest.get("username"):
+        return creds.digest["username"]
     return creds.peer_chain[0].subject.rfc4514_string() if creds.peer_chain else None
-
-
-def _digest_user(creds: Credentials) -> str | None:
-    return creds.digest.get("username") if creds.digest else None

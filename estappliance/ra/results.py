@@ -14,10 +14,11 @@ from cryptography import x509
 from twisted.internet import defer
 
 from ..ca import IssueRequest
-from ..errors import EstError, NotAuthorized, NotFound, Pending
+from ..errors import EstError, NotFound, Pending
 from ..pki import csr as csrs
-from ..store import AlreadyIssued, PendingRequest, on_store_thread
+from ..store import PendingRequest, on_store_thread
 from . import profiles
+from .approvals import Rejected, Waiting
 from .auth import OWN_CA, Credentials, Identity
 from .distribution import Distribution
 
@@ -47,6 +48,7 @@ class EnrollmentResults:
 
     @defer.inlineCallbacks
     def _fetch(self, operation: str, label, identity: Identity):
+        approvals = self.registrar.approvals
         requests = yield on_store_thread(self.store.client_requests, label.name, identity.name, operation)
         delivered = yield on_store_thread(self.store.delivered_results, [r.id for r in requests])
         for request in requests:
@@ -54,35 +56,28 @@ class EnrollmentResults:
                 cert = yield self._issue(request, label, identity)
                 return cert
             if request.state == "rejected" and request.id not in delivered:
-                yield on_store_thread(self.store.mark_result_delivered, request.id)
-                raise NotAuthorized(f"request {request.id} was rejected by an operator")
+                yield approvals.approved_id(Rejected(request.id))  # raises, the result marked delivered
         for request in reversed(requests):
-            if request.state == "issued" and request.serial is not None:
-                cert = yield self.registrar._issued_for(request.serial)
+            if request.state == "issued":
+                cert = yield approvals.issued_for(request.serial)
                 if cert is not None:
                     return cert
         waiting = [r for r in requests if r.state == "pending"]
         if waiting:
-            raise Pending(f"request {waiting[0].id} is waiting for approval", self.registrar.config.server.retry_after)
+            yield approvals.approved_id(Waiting(waiting[0].id))  # raises Pending
         raise NotFound("no enrollment result is waiting for this client")
 
     @defer.inlineCallbacks
     def _issue(self, request: PendingRequest, label, identity: Identity):
         """Issue for an approved request, as the repeated POST would have."""
-        csr = x509.load_der_x509_csr(request.csr)
+        csr = x509.load_der_x509_csr(request.request)
         subject = profiles.subject_for(csr, label.profile, identity.name)
-        replaces = None
-        if request.operation == "simplereenroll" and identity.method == "cert" and identity.anchor == OWN_CA \
-                and identity.certificate is not None:
+        replaces = request.replaces
+        if replaces is None and request.operation == "simplereenroll" and identity.method == "cert" \
+                and identity.anchor == OWN_CA and identity.certificate is not None:
             replaces = identity.certificate.serial_number
-        try:
-            cert = yield self.registrar.ca.issue(IssueRequest(
-                subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
-                label=label.name, client=identity.name, replaces=replaces, pending_id=request.id))
-        except AlreadyIssued:
-            done = yield on_store_thread(self.store.pending, request.id)
-            cert = yield self.registrar._issued_for(done.serial)
-            if cert is None:
-                raise NotAuthorized(f"request {request.id} was fulfilled and its certificate is no longer valid")
+        cert = yield self.registrar.approvals.issue(IssueRequest(
+            subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
+            label=label.name, client=identity.name, replaces=replaces, pending_id=request.id))
         yield on_store_thread(self.store.mark_result_delivered, request.id)
         return cert

@@ -37,6 +37,7 @@ from ..pki import envelope, keygen_request, keypackages
 from ..store import AlreadyIssued, Store, on_store_thread
 from ..token import KEY_SPECS
 from . import profiles
+from .approvals import Fulfilled, Submission
 from .auth import Credentials, Identity
 from .registrar import Body, Registrar
 
@@ -168,11 +169,14 @@ class KeygenRegistrar:
             password = (yield self._pkcs12_password(identity, creds)) if form == "pkcs12" else None
             pending_id = None
             if label.approval == "manual":
-                decided = yield self.registrar._approval("serverkeygen", label, identity, csr, subject)
-                if isinstance(decided, x509.Certificate):
+                approvals = self.registrar.approvals
+                decision = yield approvals.submit(Submission(
+                    label=label.name, client=identity.name, operation="serverkeygen", subject=subject,
+                    public_key=csr.public_key(), request=der))
+                if isinstance(decision, Fulfilled):
                     raise PolicyRefused("this request was already fulfilled; a server-generated key is delivered"
                                         " once (send a new request for a new key)")
-                pending_id = decided
+                pending_id = yield approvals.approved_id(decision)
             order = KeyOrder(label=label, client=identity.name, subject=subject, san=csrs.requested_san(csr),
                              key_type=key_type_for(csr, label), form=form, protection=protection, cipher=cipher,
                              pkcs12_password=password, pending_id=pending_id)
@@ -181,7 +185,7 @@ class KeygenRegistrar:
             except AlreadyIssued:
                 raise PolicyRefused(f"request {pending_id} was already fulfilled") from None
         except EstError as e:
-            yield self.registrar._refused("serverkeygen", e, identity, label, creds)
+            yield self.registrar.refused("serverkeygen", e, label, creds, identity)
             raise
         return delivered
 
@@ -276,7 +280,7 @@ class KeygenRegistrar:
                                   kind=returned.kind, der=der, error_code=returned.error_code,
                                   signer=returned.signer.subject.rfc4514_string() if returned.signer else None)
         except EstError as e:
-            yield self.registrar._refused("serverkeygen/return", e, identity, label, creds)
+            yield self.registrar.refused("serverkeygen/return", e, label, creds, identity)
             raise
         return returned
 

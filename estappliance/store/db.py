@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS pending (
     state TEXT NOT NULL DEFAULT 'pending',
     created_at TEXT NOT NULL,
     decided_at TEXT,
-    serial TEXT
+    serial TEXT,
+    kind TEXT NOT NULL DEFAULT 'pkcs10',
+    replaces TEXT
 );
 CREATE INDEX IF NOT EXISTS pending_lookup ON pending(label, client, key_hash);
 CREATE TABLE IF NOT EXISTS audit (
@@ -71,7 +73,7 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT
 );
 """
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # Columns added since version 1, added in place when an older file is opened.
 INDEXES = """
 DROP INDEX IF EXISTS certificates_client;  -- version 1's, replaced by certificates_client_expiry
@@ -81,7 +83,17 @@ MIGRATIONS = [
     ("clients", "digest_ha1_sha256", "TEXT"),
     ("clients", "digest_ha1_md5", "TEXT"),
     ("certificates", "replaces", "TEXT"),
+    ("pending", "kind", "TEXT NOT NULL DEFAULT 'pkcs10'"),
+    ("pending", "replaces", "TEXT"),
 ]
+# Version 3: /fullcmc's requests waiting for approval kept their kind and the
+# certificate they renew in a table of their own; one pending table holds all.
+MERGE_CMC_PENDING = """
+UPDATE pending SET kind = (SELECT kind FROM cmc_pending WHERE pending_id = pending.id),
+                   replaces = (SELECT replaces FROM cmc_pending WHERE pending_id = pending.id)
+ WHERE id IN (SELECT pending_id FROM cmc_pending);
+DROP TABLE cmc_pending;
+"""
 
 
 class DuplicateSerial(Exception):
@@ -130,17 +142,21 @@ class CertificateRecord:
 
 @dataclass(frozen=True)
 class PendingRequest:
+    """A request waiting for (or decided by) an operator, of any operation."""
+
     id: int
     label: str
     client: str
     key_hash: str
     subject: str
-    operation: str
-    csr: bytes
+    operation: str  # simpleenroll | simplereenroll | serverkeygen | fullcmc
+    request: bytes  # DER, read as ``kind`` says
     state: str  # pending | approved | rejected | issued
     created_at: str
     decided_at: str | None
     serial: int | None
+    kind: str = "pkcs10"  # pkcs10 (a CSR) | crmf (a CertReqMsg)
+    replaces: int | None = None  # serial of the certificate it renews
 
 
 @dataclass(frozen=True)
@@ -195,6 +211,10 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                 have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='cmc_pending'").fetchone():
+                for statement in MERGE_CMC_PENDING.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._db.executescript(INDEXES)  # after the migrations: they may index new columns
 
@@ -379,11 +399,14 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
     # -- requests waiting for an operator (RFC 7030 4.2.3) ---------------------
 
     def add_pending(self, *, label: str, client: str, key_hash: str, subject: str, operation: str,
-                    csr: bytes) -> PendingRequest:
+                    request: bytes, kind: str = "pkcs10", replaces: int | None = None) -> PendingRequest:
+        """A request for the operator (``estctl pending``), audited, in one durable commit."""
         with self._writing():
             cur = self._db.execute(
-                "INSERT INTO pending (label, client, key_hash, subject, operation, csr, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", (label, client, key_hash, subject, operation, csr, _now()))
+                "INSERT INTO pending (label, client, key_hash, subject, operation, csr, kind, replaces, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (label, client, key_hash, subject, operation, request, kind,
+                 None if replaces is None else serial_key(replaces), _now()))
             self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                              " VALUES (?, ?, ?, ?, 'pending', ?)",
                              (_now(), client, label, operation, f"request {cur.lastrowid}: {subject}"))
@@ -440,7 +463,7 @@ _CERT_SELECT = ("SELECT serial, subject, not_before, not_after, label, client, i
                 " revoked_at, revocation_reason, replaces FROM certificates")
 _CLIENT_SELECT = "SELECT name, password_hash, labels, created_at, digest_ha1_sha256, digest_ha1_md5 FROM clients"
 _PENDING_SELECT = ("SELECT id, label, client, key_hash, subject, operation, csr, state, created_at, decided_at,"
-                   " serial FROM pending")
+                   " serial, kind, replaces FROM pending")
 
 
 def _client(row) -> ClientRecord:
@@ -456,4 +479,5 @@ def _certificate(row) -> CertificateRecord:
 
 def _pending(row) -> PendingRequest:
     serial = None if row[10] is None else int(row[10], 16)
-    return PendingRequest(*row[:10], serial=serial)
+    replaces = None if row[12] is None else int(row[12], 16)
+    return PendingRequest(*row[:10], serial=serial, kind=row[11], replaces=replaces)
