@@ -20,9 +20,8 @@ from .packages import PackageQueue
 from .packages.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
 from .ra.delivery import PackageDelivery
-from .ra.cmc_secrets import IdentityProofs
 from .ra.distribution import Distribution
-from .ra.fullcmc import FullCmc
+from .ra.cmc import FullCmc, IdentityProofs
 from .ra.results import EnrollmentResults
 from .ra.serverkeygen import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store

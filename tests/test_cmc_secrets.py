@@ -1,4 +1,4 @@
-"""CMC identity-proof shared secrets (ra.cmc_secrets, token.hmac_keys) in the
+"""CMC identity-proof shared secrets (ra.cmc.identity_proofs, token.hmac_keys) in the
 test SoftHSM2 token, and ``estctl cmc secret``: the token computes the same
 witness as RFC 5272 6.2.1 does with hashlib and hmac, for every hash and MAC
 we take, and the secret can be read back by nobody."""
@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.pki import cmc
-from estappliance.ra import cmc_secrets
+from estappliance.ra.cmc import identity_proofs as cmc_secrets
 from estappliance.store import Store
 from estappliance.token import hmac_keys, on_token_thread
 

@@ -30,7 +30,7 @@ from estappliance.config import Profile
 from estappliance.pki import cmc, crmf
 from estappliance.pki.asn1 import rfc4211, rfc5272
 from estappliance.pki.encoding import decode_body
-from estappliance.ra import cmc_secrets
+from estappliance.ra.cmc import identity_proofs as cmc_secrets
 from estappliance.store import on_store_thread
 from estappliance.token import on_token_thread
 

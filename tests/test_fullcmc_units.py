@@ -11,8 +11,10 @@ from estappliance.admin.cli import REVOCATION_REASONS
 from estappliance.client import fullcmc as client_fullcmc
 from estappliance.config import ConfigError, from_dict
 from estappliance.pki import cmc
-from estappliance.ra import cmc_common, cmc_controls, fullcmc
-from estappliance.ra.cmc_common import Outcome
+from estappliance.ra.cmc import common as cmc_common
+from estappliance.ra.cmc import controls as cmc_controls
+from estappliance.ra.cmc import requests as fullcmc
+from estappliance.ra.cmc.common import Outcome, Verdict
 
 
 def label(**options):
@@ -54,12 +56,17 @@ class StatusTests(unittest.TestCase):
         self.assertEqual([(s.status, s.body_list) for s in grouped],
                          [("success", (1, (9, 3))), ("failed", (2,)), ("success", (4,))])
 
-    def test_http_status_follows_the_outcome(self):
-        def http(*kinds):
-            return fullcmc._http_status(Outcome(statuses=[cmc.Status(k, (n,)) for n, k in enumerate(kinds)]))
-        self.assertEqual(http("success", "failed", "pending"), 200)
-        self.assertEqual(http("pending", "failed"), 202)
-        self.assertEqual(http("failed", "no_support"), 400)
+    def test_verdict_follows_the_outcome(self):
+        def verdict(*kinds):
+            return fullcmc._verdict(Outcome(statuses=[cmc.Status(k, (n,)) for n, k in enumerate(kinds)]))
+        self.assertEqual(verdict("success", "failed", "pending"), Verdict.SUCCESS)
+        self.assertEqual(verdict("pending", "failed"), Verdict.PENDING)
+        self.assertEqual(verdict("failed", "no_support"), Verdict.BAD_REQUEST)
+
+    def test_the_web_layer_has_a_status_for_every_verdict(self):
+        from estappliance.web.fullcmc import HTTP_STATUS
+        self.assertEqual(set(HTTP_STATUS), set(Verdict))
+        self.assertEqual([HTTP_STATUS[v] for v in Verdict], [200, 202, 400, 401, 403])
 
     def test_revocation_reasons_agree_with_estctl(self):
         self.assertEqual(sorted(cmc_controls.REASONS.values()), sorted(REVOCATION_REASONS))

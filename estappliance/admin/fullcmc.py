@@ -2,7 +2,7 @@
 CMC requests (identityProofV2, RFC 5272 6.2).
 
 The secret is turned into HMAC keys inside the token and forgotten (see
-``ra.cmc_secrets``); a client that has one must prove it in every /fullcmc
+``ra.cmc.identity_proofs``); a client that has one must prove it in every /fullcmc
 request that its certificate does not sign. ``--generate`` prints a new
 random secret once: hand it to the device out of band.
 """
@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..ra import cmc_secrets
+from ..ra.cmc import identity_proofs as cmc_secrets
 from ..store import Store
 from .cli import _token
 

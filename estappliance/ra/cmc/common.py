@@ -3,25 +3,35 @@ how a body part is referred to."""
 from __future__ import annotations
 
 import datetime
+import enum
 from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from ..pki import cmc
-from .auth import Identity
+from ...pki import cmc
+from ..auth import Identity
 
-# Whole-message refusals: the HTTP status that goes with them.
-HTTP_BAD_REQUEST, HTTP_UNAUTHENTICATED, HTTP_FORBIDDEN = 400, 401, 403
+class Verdict(enum.Enum):
+    """How a whole Full PKI Request fared; the web layer answers each with
+    its HTTP status (RFC 7030 4.3.2)."""
+
+    SUCCESS = "success"  # something in it succeeded
+    PENDING = "pending"  # everything in it waits for an operator
+    BAD_REQUEST = "bad_request"  # malformed or refused
+    UNAUTHENTICATED = "unauthenticated"  # who asks is not proven
+    FORBIDDEN = "forbidden"  # proven, but may not
 
 
 class Refusal(Exception):
-    """A CMC failure: a CMCFailInfo name and a client-safe reason."""
+    """A CMC failure: a CMCFailInfo name, a client-safe reason, and the
+    verdict on the whole request if it fails all of it."""
 
-    def __init__(self, fail_info: str, reason: str, *, http: int = HTTP_BAD_REQUEST, status: str = "failed"):
+    def __init__(self, fail_info: str, reason: str, *, verdict: Verdict = Verdict.BAD_REQUEST,
+                 status: str = "failed"):
         super().__init__(reason)
         self.fail_info = fail_info
         self.reason = reason
-        self.http = http
+        self.verdict = verdict
         self.status = status
         self.challenges: list[str] = []
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 from cryptography import x509
 from twisted.internet import defer
 
-from ..ca import IssueRequest
-from ..config import Label
-from ..errors import MalformedRequest, NotAuthorized, PolicyRefused
-from ..pki import cmc, crmf
-from ..pki import csr as csrs
-from ..pki.asn1 import rfc4211
-from ..store import on_store_thread
-from . import profiles
-from .auth import Credentials
-from .cmc_common import Refusal, Requester, pending_id, pending_status
-from .approvals import Approved, Decision, Fulfilled, Rejected, Submission, Waiting
-from .registrar import Registrar
+from ...ca import IssueRequest
+from ...config import Label
+from ...errors import MalformedRequest, NotAuthorized, PolicyRefused
+from ...pki import cmc, crmf
+from ...pki import csr as csrs
+from ...pki.asn1 import rfc4211
+from ...store import on_store_thread
+from .. import profiles
+from ..auth import Credentials
+from .common import Refusal, Requester, pending_id, pending_status
+from ..approvals import Approved, Decision, Fulfilled, Rejected, Submission, Waiting
+from ..registrar import Registrar
 
 
 class _Subject:

@@ -25,21 +25,21 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from twisted.internet import defer
 
-from ..ca import ContentSigner
-from ..ca.crl import CrlIssuer
-from ..config import Label
-from ..errors import AuthenticationRequired, MalformedRequest, NotAuthorized
-from ..pki import cmc
-from ..pki.asn1 import rfc5272
-from ..pki.keyids import spki_der
-from ..store import on_store_thread
-from .auth import OWN_CA, Credentials, Identity
-from .cmc_common import (HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_UNAUTHENTICATED, Outcome, Refusal, Requester,
+from ...ca import ContentSigner
+from ...ca.crl import CrlIssuer
+from ...config import Label
+from ...errors import AuthenticationRequired, MalformedRequest, NotAuthorized
+from ...pki import cmc
+from ...pki.asn1 import rfc5272
+from ...pki.keyids import spki_der
+from ...store import on_store_thread
+from ..auth import OWN_CA, Credentials, Identity
+from .common import (Outcome, Refusal, Requester, Verdict,
                          ref)
-from .cmc_controls import CmcControls
-from .cmc_enroll import CmcEnrollment
-from .cmc_secrets import IdentityProofs
-from .registrar import Body, Registrar, claimed_name
+from .controls import CmcControls
+from .enroll import CmcEnrollment
+from .identity_proofs import IdentityProofs
+from ..registrar import Body, Registrar, claimed_name
 
 OPERATION = "fullcmc"
 # Controls acted upon; any other makes the whole PKIData fail (RFC 5272 3.2.1.2).
@@ -52,12 +52,12 @@ ASKING = ("revoke_request", "get_cert", "get_crl", "query_pending")
 
 @dataclass
 class CmcAnswer:
-    """The signed Full PKI Response and the HTTP status it goes with."""
+    """The signed Full PKI Response and the verdict it goes with."""
 
     der: bytes
-    http_status: int = 200
-    challenges: list[str] = field(default_factory=list)  # WWW-Authenticate values, for 401
-    retry_after: int | None = None  # for 202
+    verdict: Verdict = Verdict.SUCCESS
+    challenges: list[str] = field(default_factory=list)  # WWW-Authenticate values, when UNAUTHENTICATED
+    retry_after: int | None = None  # when PENDING
 
 
 class FullCmc:
@@ -90,8 +90,8 @@ class FullCmc:
         except Refusal as e:
             refs = _all_refs(request.pki_data, ()) if request is not None else ()
             yield self._audit(label, who or claimed_name(creds), e.reason, "refused")
-            answer = yield self._answer(request, Outcome(statuses=[e.status_for(refs)]), e.http)
-            if e.http == HTTP_UNAUTHENTICATED:  # RFC 9110 15.5.2: a 401 always says how to authenticate
+            answer = yield self._answer(request, Outcome(statuses=[e.status_for(refs)]), e.verdict)
+            if e.verdict is Verdict.UNAUTHENTICATED:  # RFC 9110 15.5.2: a 401 always says how to authenticate
                 answer.challenges = e.challenges or self.authenticator.challenge(label) or \
                     [f'Basic realm="{self.authenticator.realm}"']
             return answer
@@ -102,7 +102,7 @@ class FullCmc:
             yield self.controls.current_crl()  # the next CRL shows them now (issued unless getCRL did)
         if not outcome.statuses:
             outcome.statuses.append(cmc.Status("failed", (), "the PKIData asks for nothing", "bad_request"))
-        answer = yield self._answer(request, outcome, _http_status(outcome))
+        answer = yield self._answer(request, outcome, _verdict(outcome))
         return answer
 
     # -- who is asking --------------------------------------------------------------
@@ -138,10 +138,10 @@ class FullCmc:
             must_prove = yield self.proofs.has_secret(identity.name)
             if must_prove:
                 raise Refusal("bad_identity", f"client {identity.name!r} must prove its identity with"
-                                              " identityProofV2", http=HTTP_FORBIDDEN)
+                                              " identityProofV2", verdict=Verdict.FORBIDDEN)
         if not request.signed and tls is None:
             raise Refusal("bad_message_check", "an unsigned Full PKI Request needs an authenticated TLS client",
-                          http=HTTP_UNAUTHENTICATED)
+                          verdict=Verdict.UNAUTHENTICATED)
         return Requester(identity)
 
     @defer.inlineCallbacks
@@ -149,30 +149,30 @@ class FullCmc:
         chain = (signer, *[c for c in carried if c != signer])
         if "cert" not in label.auth:
             raise Refusal("bad_identity", "certificate-signed requests are not accepted under this label",
-                          http=HTTP_FORBIDDEN)
+                          verdict=Verdict.FORBIDDEN)
         try:
             identity = yield self.authenticator.authenticate(Credentials(peer_chain=chain), label)
         except AuthenticationRequired as e:
-            raise Refusal("bad_identity", f"request signer: {e.reason}", http=HTTP_UNAUTHENTICATED) from None
+            raise Refusal("bad_identity", f"request signer: {e.reason}", verdict=Verdict.UNAUTHENTICATED) from None
         except NotAuthorized as e:
-            raise Refusal("bad_identity", f"request signer: {e.reason}", http=HTTP_FORBIDDEN) from None
+            raise Refusal("bad_identity", f"request signer: {e.reason}", verdict=Verdict.FORBIDDEN) from None
         return identity
 
     @defer.inlineCallbacks
     def _tls_identity(self, label: Label, creds: Credentials):
         """(Identity, None) for the TLS/HTTP-authenticated client, else (None, the refusal to give)."""
         if not (creds.peer_chain or creds.username is not None or creds.digest is not None):
-            refusal = Refusal("bad_identity", "authentication required", http=HTTP_UNAUTHENTICATED)
+            refusal = Refusal("bad_identity", "authentication required", verdict=Verdict.UNAUTHENTICATED)
             refusal.challenges = self.authenticator.challenge(label)
             return None, refusal
         try:
             identity = yield self.authenticator.authenticate(creds, label)
         except AuthenticationRequired as e:
-            refusal = Refusal("bad_identity", e.reason, http=HTTP_UNAUTHENTICATED)
+            refusal = Refusal("bad_identity", e.reason, verdict=Verdict.UNAUTHENTICATED)
             refusal.challenges = self.authenticator.challenge(label, e.stale)
             return None, refusal
         except NotAuthorized as e:
-            return None, Refusal("bad_identity", e.reason, http=HTTP_FORBIDDEN)
+            return None, Refusal("bad_identity", e.reason, verdict=Verdict.FORBIDDEN)
         return identity, None
 
     @defer.inlineCallbacks
@@ -187,18 +187,18 @@ class FullCmc:
         name = named.value.native if named is not None and named.value is not None else None
         if tls is not None and name is not None and name != tls.name:
             raise Refusal("bad_identity", "identification names another client than the authenticated one",
-                          http=HTTP_FORBIDDEN)
+                          verdict=Verdict.FORBIDDEN)
         name = name or (tls.name if tls else None)
         if not name:
             raise Refusal("bad_identity", "an identity proof needs the identification control",
-                          http=HTTP_UNAUTHENTICATED)
+                          verdict=Verdict.UNAUTHENTICATED)
         record = yield on_store_thread(self.store.client, name)
         has_secret = yield self.proofs.has_secret(name)
         ok = record is not None and has_secret and (yield self.proofs.check(name, proof, pki.req_sequence_der))
         if not ok:
-            raise Refusal("bad_identity", "identity proof does not verify", http=HTTP_FORBIDDEN)
+            raise Refusal("bad_identity", "identity proof does not verify", verdict=Verdict.FORBIDDEN)
         if not record.may_use(label.name):
-            raise Refusal("bad_identity", f"client {name!r} may not use label {label.name!r}", http=HTTP_FORBIDDEN)
+            raise Refusal("bad_identity", f"client {name!r} may not use label {label.name!r}", verdict=Verdict.FORBIDDEN)
         return tls or Identity(name=name, method="cmc-identity-proof")
 
     @staticmethod
@@ -281,7 +281,7 @@ class FullCmc:
     # -- the answer -------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def _answer(self, request: cmc.FullPkiRequest | None, outcome: Outcome, http_status: int):
+    def _answer(self, request: cmc.FullPkiRequest | None, outcome: Outcome, verdict: Verdict):
         pki = request.pki_data if request is not None else None
         txid = nonce = None
         echoed = []
@@ -302,19 +302,19 @@ class FullCmc:
             if c not in certs:
                 certs.append(c)
         der = yield self.signer.sign(rfc5272.PKI_RESPONSE, response, certificates=certs, crls=outcome.crls)
-        return CmcAnswer(der, http_status, retry_after=self.retry_after if http_status == 202 else None)
+        return CmcAnswer(der, verdict, retry_after=self.retry_after if verdict is Verdict.PENDING else None)
 
     def _audit(self, label: Label, who: str | None, detail: str, outcome: str) -> defer.Deferred:
         return on_store_thread(self.store.audit, OPERATION, outcome, client=who, label=label.name, detail=detail)
 
 
-def _http_status(outcome: Outcome) -> int:
+def _verdict(outcome: Outcome) -> Verdict:
     kinds = {s.status for s in outcome.statuses}
     if "success" in kinds:
-        return 200
+        return Verdict.SUCCESS
     if "pending" in kinds:
-        return 202
-    return HTTP_BAD_REQUEST
+        return Verdict.PENDING
+    return Verdict.BAD_REQUEST
 
 
 def _grouped(statuses: list[cmc.Status]) -> list[cmc.Status]:

@@ -18,10 +18,10 @@ import hmac as std_hmac
 
 from twisted.internet import defer
 
-from ..pki.cmc import PROOF_HASHES, IdentityProof, identity_proof_key
-from ..store import Store, on_store_thread
-from ..token import Token, on_token_thread
-from ..token import hmac_keys
+from ...pki.cmc import PROOF_HASHES, IdentityProof, identity_proof_key
+from ...store import Store, on_store_thread
+from ...token import Token, on_token_thread
+from ...token import hmac_keys
 
 BLOCK_SIZES = {"sha1": 64, "sha256": 64, "sha384": 128, "sha512": 128}
 MIN_SECRET = 8

@@ -6,13 +6,13 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from twisted.internet import defer
 
-from ..ca import CertificateAuthority
-from ..ca.crl import CrlIssuer
-from ..config import Label
-from ..pki import cmc
-from ..store import Store, on_store_thread
-from .auth import OWN_CA
-from .cmc_common import Refusal, Requester
+from ...ca import CertificateAuthority
+from ...ca.crl import CrlIssuer
+from ...config import Label
+from ...pki import cmc
+from ...store import Store, on_store_thread
+from ..auth import OWN_CA
+from .common import Refusal, Requester
 
 # CRLReason (asn1crypto names) to the reason names estctl cert revoke takes.
 REASONS = {
