@@ -45,7 +45,7 @@ class PackageDelivery:
     @defer.inlineCallbacks
     def fetch(self, operation: str, label_name: str | None, creds: Credentials):
         """Fires with what a GET on ``operation`` serves this client (Served)."""
-        label, identity = yield self.distribution.identify(operation, label_name, creds, required=True)
+        label, identity = yield self.distribution.registrar.identify(operation, label_name, creds)
         try:
             offer = yield self.distribution.packages.next_for(identity.name, label.name, types.types_for(operation))
             if offer is None or offer.body is None:
@@ -62,7 +62,7 @@ class PackageDelivery:
         """Parse, check and record a return on ``operation``/return; fires
         with the id of the package it was for."""
         where = f"{operation}/return"
-        label, identity = yield self.distribution.identify(where, label_name, creds, required=True)
+        label, identity = yield self.distribution.registrar.identify(where, label_name, creds)
         presented = identity.certificate if identity.method == "cert" else None
         try:
             der = body()

@@ -22,10 +22,6 @@ from .auth import Credentials, Identity
 from .registrar import Registrar
 
 
-def _explicit(creds: Credentials) -> bool:
-    return creds.username is not None or creds.digest is not None
-
-
 class Distribution:
     def __init__(self, registrar: Registrar, packages: PackageQueue, standing: StandingItems, builder: PalBuilder,
                  settings: PalConfig):
@@ -39,27 +35,6 @@ class Distribution:
     def store(self) -> Store:
         return self.registrar.store
 
-    # -- who is asking ---------------------------------------------------------------------
-
-    @defer.inlineCallbacks
-    def identify(self, operation: str, label_name: str | None, creds: Credentials, *, required: bool):
-        """Fires with (Label, Identity or None for an anonymous client)."""
-        label = None
-        try:
-            label = self.registrar.label(label_name)
-            if not required and not _explicit(creds) and not creds.peer_chain:
-                return label, None
-            try:
-                identity = yield self.registrar.authenticator.authenticate(creds, label)
-            except EstError:
-                if not required and not _explicit(creds):
-                    return label, None  # a certificate we cannot use: anonymous, as the RFC allows
-                raise
-        except EstError as e:
-            yield self.refused(operation, e, label, creds)
-            raise
-        return label, identity
-
     def refused(self, operation: str, error: EstError, label: Label | None, creds: Credentials,
                 identity: Identity | None = None) -> defer.Deferred:
         """Audit a refusal (Registrar.refused: the one refusal audit)."""
@@ -70,7 +45,7 @@ class Distribution:
     @defer.inlineCallbacks
     def pal(self, label_name: str | None, creds: Credentials, base: str, page: int = 1):
         """Fires with the entries of one page of the client's PAL."""
-        label, identity = yield self.identify("pal", label_name, creds, required=True)
+        label, identity = yield self.registrar.identify("pal", label_name, creds)
         entries = yield self.builder.entries(identity.name, label, base)
         page_entries: list[PalEntry] = paginate(entries, page, self.settings.max_entries,
                                                 lambda n: f"{base}/pal?page={n}")
@@ -82,7 +57,7 @@ class Distribution:
     def crls(self, label_name: str | None, creds: Credentials):
         """Fires with the crls-only DER (current CRL and ARL), recording the
         download for an authenticated client before it is sent."""
-        label, identity = yield self.identify("crls", label_name, creds, required=False)
+        label, identity = yield self.registrar.identify("crls", label_name, creds, anonymous=True)
         body = yield self.standing.crls()
         if identity is not None:
             yield on_store_thread(self.store.record_standing_downloads, identity.name, label.name, body.versions)
@@ -94,7 +69,7 @@ class Distribution:
     def cacerts_served(self, label_name: str | None, creds: Credentials):
         """Record that an identifiable client fetched /cacerts (quietly
         nothing for anyone else: /cacerts itself needs no authentication)."""
-        if not _explicit(creds) and not creds.peer_chain:
+        if creds.username is None and creds.digest is None and not creds.peer_chain:
             return
         try:
             label = self.registrar.label(label_name)
@@ -110,7 +85,7 @@ class Distribution:
     def eecerts(self, label_name: str | None, creds: Credentials):
         """Fires with the peer EE certificates queued for this client (or, for
         an anonymous one, for the whole label), downloads recorded first."""
-        label, identity = yield self.identify("eecerts", label_name, creds, required=False)
+        label, identity = yield self.registrar.identify("eecerts", label_name, creds, anonymous=True)
         if identity is None:
             found = yield on_store_thread(self.store.packages, label.name)
             bodies = [p.content for p in found if p.pal_type == types.EE_CERTIFICATE and p.target_kind == "label"]

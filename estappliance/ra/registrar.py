@@ -91,12 +91,33 @@ class Registrar:
         return (yield self._enroll("simplereenroll", label_name, creds, body))
 
     @defer.inlineCallbacks
-    def _enroll(self, operation: str, label_name: str | None, creds: Credentials, body: Body):
-        identity: Identity | None = None
+    def identify(self, operation: str, label_name: str | None, creds: Credentials, *, anonymous: bool = False):
+        """The one way an operation learns who asks: fires with (Label,
+        Identity), or (Label, None) for an anonymous client where
+        ``anonymous`` allows one (no password given; a TLS client certificate
+        we cannot use leaves a client anonymous there). An unknown label
+        (404), missing or wrong credentials (401) and a client the label does
+        not take (403) are audited, then raised."""
         label = None
         try:
             label = self.label(label_name)
-            identity = yield self.authenticator.authenticate(creds, label)
+            if anonymous and not _explicit(creds) and not creds.peer_chain:
+                return label, None
+            try:
+                identity = yield self.authenticator.authenticate(creds, label)
+            except EstError:
+                if anonymous and not _explicit(creds):
+                    return label, None
+                raise
+        except EstError as e:
+            yield self.refused(operation, e, label, creds)
+            raise
+        return label, identity
+
+    @defer.inlineCallbacks
+    def _enroll(self, operation: str, label_name: str | None, creds: Credentials, body: Body):
+        label, identity = yield self.identify(operation, label_name, creds)
+        try:
             # The body is read only now: clients probe with an empty body
             # before they answer an authentication challenge.
             csr = self.check_csr(body() if callable(body) else body, label)
@@ -161,6 +182,11 @@ class Registrar:
         who = identity.name if identity else (error.client or claimed_name(creds))
         return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}",
                                client=who, label=label.name if label else None, detail=error.reason)
+
+
+def _explicit(creds: Credentials) -> bool:
+    """A password (Basic or Digest) was given."""
+    return creds.username is not None or creds.digest is not None
 
 
 def claimed_name(creds: Credentials) -> str | None:

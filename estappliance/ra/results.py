@@ -37,7 +37,7 @@ class EnrollmentResults:
         Pending (202) or NotFound."""
         if operation not in OPERATIONS:
             raise ValueError(operation)
-        label, identity = yield self.distribution.identify(operation, label_name, creds, required=True)
+        label, identity = yield self.distribution.registrar.identify(operation, label_name, creds)
         try:
             cert = yield self._fetch(operation, label, identity)
         except EstError as e:

@@ -151,11 +151,8 @@ class KeygenRegistrar:
     @defer.inlineCallbacks
     def serverkeygen(self, label_name: str | None, creds: Credentials, body: Body, accept: str | None = None):
         """Fires with a DeliveredKey."""
-        identity: Identity | None = None
-        label = None
+        label, identity = yield self.registrar.identify("serverkeygen", label_name, creds)
         try:
-            label = self.registrar.label(label_name)
-            identity = yield self.registrar.authenticator.authenticate(creds, label)
             der = body() if callable(body) else body
             csr = check_keygen_csr(der, label)
             self.registrar.check_linking(csr, label, creds, identity)
@@ -257,11 +254,8 @@ class KeygenRegistrar:
     @defer.inlineCallbacks
     def key_return(self, label_name: str | None, creds: Credentials, body: Body):
         """Record an RFC 7191 receipt or error for a key package this client got."""
-        identity: Identity | None = None
-        label = None
+        label, identity = yield self.registrar.identify("serverkeygen/return", label_name, creds)
         try:
-            label = self.registrar.label(label_name)
-            identity = yield self.registrar.authenticator.authenticate(creds, label)
             der = body() if callable(body) else body
             trusted = yield self._client_certificates(identity)
             try:
