@@ -76,3 +76,20 @@ class LayerTests(unittest.TestCase):
         self.assertIn("estappliance.packages.types", names)
         self.assertIn("estappliance.errors", names)
         self.assertIn("estappliance.token.session", imports(ROOT / "token" / "keys.py"))
+
+    def test_every_pki_error_is_a_pki_error(self):
+        """One base for the pure layer's errors: a caller catches PkiError."""
+        import importlib
+        import inspect
+        import pkgutil
+
+        from estappliance import pki
+        from estappliance.pki.errors import PkiError
+        stray = []
+        for info in pkgutil.iter_modules(pki.__path__):
+            module = importlib.import_module(f"estappliance.pki.{info.name}")
+            stray += [f"{info.name}.{name}" for name, value in vars(module).items()
+                      if inspect.isclass(value) and issubclass(value, Exception) and value.__module__ == module.__name__
+                      and not issubclass(value, PkiError)]
+        self.assertEqual(stray, [])
+

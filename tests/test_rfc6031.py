@@ -85,7 +85,7 @@ class KeyPackageTests(Asn1Check, unittest.TestCase):
 
     def test_other_key_cannot_open_it(self):
         other = certificate("CN=device-2", issuer=self.ca)
-        self.assertRaises(symkeys.BadKeyPackage, symkeys.open_package, self.deliver(),
+        self.assertRaises(symkeys.BadSymmetricKeyPackage, symkeys.open_package, self.deliver(),
                           envelope.RecipientKey.for_certificate(*other))
 
     def test_key_package_validation(self):
@@ -127,10 +127,10 @@ class ReturnTests(Asn1Check, unittest.TestCase):
     def test_unsigned_receipt_refused(self):
         key, cert = self.device
         der = symkeys.unsigned_return(rfc7191.RECEIPT, symkeys.receipt(b"pkg-0001", cert.subject))
-        err = self.assertRaises(symkeys.BadKeyPackageReturn, symkeys.read_return, der)
+        err = self.assertRaises(symkeys.BadSymmetricKeyReturn, symkeys.read_return, der)
         self.assertIn("signed", str(err))
         for bad in (b"", b"\x30\x03\x02\x01\x00", der[:-2], signeddata.sign("data", b"x", key, cert)):
-            self.assertRaises(symkeys.BadKeyPackageReturn, symkeys.read_return, bad)
+            self.assertRaises(symkeys.BadSymmetricKeyReturn, symkeys.read_return, bad)
 
     def test_published_rfc7191_samples(self):
         receipt = symkeys.read_return(vector("rfc7191_message2_pem_text.b64"))
@@ -139,7 +139,7 @@ class ReturnTests(Asn1Check, unittest.TestCase):
         self.assertEqual((error.pkg_id, error.error_code, error.error_name),
                          (receipt.pkg_id, 10, "noTrustAnchor"))
         # message 1 is a signed symmetric key package whose signature does not verify
-        self.assertRaises(symkeys.BadKeyPackage, symkeys.open_package, vector("rfc7191_message1_pem_text.b64"),
+        self.assertRaises(symkeys.BadSymmetricKeyPackage, symkeys.open_package, vector("rfc7191_message1_pem_text.b64"),
                           envelope.RecipientKey())
         self.assertEqual(symkeys.pkg_id_of(vector("rfc7191_message1_pem_text.b64")), receipt.pkg_id)
 

@@ -25,7 +25,8 @@ from ..store import Store
 from ..token import KEY_SPECS, Token
 from .authority import TokenSigner, load_pem_certs
 from .content import ContentSigner
-from .setup import SetupError, _named_after, _write
+from ..files import write_atomically
+from .setup import SetupError, _named_after
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def ensure(config: Config, token: Token, store: Store, name: str, *, renew: bool
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label=f"({name}-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail=f"{r.title} certificate")
-    _write(r.cert_file, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomically(r.cert_file, cert.public_bytes(serialization.Encoding.PEM))
     return cert
 
 

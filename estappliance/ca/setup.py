@@ -6,7 +6,6 @@ Blocking code for ``estctl``; it runs without a reactor.
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..config import Config
+from ..files import write_atomically
 from ..pki import certs
 from ..store import Store
 from ..token import KEY_SPECS, Token
@@ -29,17 +29,6 @@ class SetupError(Exception):
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -69,9 +58,9 @@ def init_root(config: Config, token: Token, store: Store) -> x509.Certificate:
     builder = certs.root_ca(subject, signer.key().public_key(), x509.random_serial_number(), _now(),
                             config.ca.validity_days)
     ca_cert = signer.sign_certificate(builder)
-    _write(config.ca.cert_file, _pem(ca_cert))
+    write_atomically(config.ca.cert_file, _pem(ca_cert))
     if config.ca.chain_file is not None:
-        _write(config.ca.chain_file, b"")
+        write_atomically(config.ca.chain_file, b"")
     issue_tls_server(config, signer, ca_cert, store)
     issue_content_signer(config, token, signer, ca_cert, store)
     return ca_cert
@@ -84,7 +73,7 @@ def init_subordinate(config: Config, token: Token, csr_out: Path) -> x509.Certif
                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                .add_extension(certs.key_usage(("digitalSignature", "keyCertSign", "cRLSign")), critical=True))
     csr = signer.sign_csr(builder)
-    _write(csr_out, csr.public_bytes(serialization.Encoding.PEM))
+    write_atomically(csr_out, csr.public_bytes(serialization.Encoding.PEM))
     return csr
 
 
@@ -114,9 +103,9 @@ def import_subordinate(config: Config, token: Token, store: Store, cert_path: Pa
         raise SetupError("the certificate is not a CA certificate (basicConstraints cA is not set)")
     if chain:
         _verify_chain(ca_cert, chain)
-    _write(config.ca.cert_file, _pem(ca_cert))
+    write_atomically(config.ca.cert_file, _pem(ca_cert))
     if config.ca.chain_file is not None:
-        _write(config.ca.chain_file, b"".join(_pem(c) for c in chain))
+        write_atomically(config.ca.chain_file, b"".join(_pem(c) for c in chain))
     issue_tls_server(config, signer, ca_cert, store)
     issue_content_signer(config, token, signer, ca_cert, store)
     return ca_cert
@@ -158,10 +147,10 @@ def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certific
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label="(tls-server)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail="TLS server certificate")
-    _write(config.server.tls_key, key.private_bytes(serialization.Encoding.PEM,
+    write_atomically(config.server.tls_key, key.private_bytes(serialization.Encoding.PEM,
                                                     serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()), mode=0o600)
-    _write(config.server.tls_cert, _pem(cert) + _pem(ca_cert))
+    write_atomically(config.server.tls_cert, _pem(cert) + _pem(ca_cert))
 
 
 def _named_after(ca_subject: x509.Name, role: str) -> x509.Name:
@@ -192,5 +181,5 @@ def issue_content_signer(config: Config, token: Token, ca_signer: TokenSigner, c
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label="(content-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail="CMS content signer certificate")
-    _write(config.ca.signer_cert_file, _pem(cert))
+    write_atomically(config.ca.signer_cert_file, _pem(cert))
     return cert

@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from ..files import write_atomically
 from . import pemfiles
 from .est import BasicAuth, DigestAuth, EnrollmentPending, EstClient, EstClientError, new_key
 from .http import TLSError
@@ -27,12 +28,11 @@ def _pem_certs(certs) -> bytes:
 
 
 def _write(path: str | None, data: bytes, mode: int = 0o644) -> None:
+    """An output file of the command (written atomically), or standard output for None or '-'."""
     if path in (None, "-"):
         sys.stdout.write(data.decode())
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    write_atomically(path, data, mode)
 
 
 def client_from_args(args) -> EstClient:

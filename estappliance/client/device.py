@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 from asn1crypto import cms
 from cryptography import x509
 
+from ..files import write_atomically
 from ..pki import envelope, firmware, signeddata, symkeys, tamp, trust
 from ..pki.asn1 import rfc5914, rfc7191
 
@@ -60,15 +60,6 @@ def _safe(name: str) -> str:
     return _SAFE.sub("_", name)[:100] or "unnamed"
 
 
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 class Device:
     def __init__(self, state: Path, anchors: list[x509.Certificate], *, key=None,
                  cert: x509.Certificate | None = None, kek: bytes | None = None, kek_id: bytes | None = None,
@@ -89,7 +80,7 @@ class Device:
         return {"apex": None, "removed": [], "communities": [], "seq": {}, "answers": {}}
 
     def _save_tamp_state(self, state: dict) -> None:
-        _write(self.state / "tamp.json", json.dumps(state, indent=1, sort_keys=True).encode())
+        write_atomically(self.state / "tamp.json", json.dumps(state, indent=1, sort_keys=True).encode())
 
     def anchors(self) -> list[tamp.TrustAnchor]:
         """The trust anchor store: given, plus added by TAMP, minus removed."""
@@ -149,7 +140,7 @@ class Device:
     def symmetric_key(self, der: bytes) -> Outcome:
         try:
             opened = symkeys.open_package(der, self._recipient_key())
-        except symkeys.BadKeyPackage as e:
+        except symkeys.BadSymmetricKeyPackage as e:
             text = str(e)
             code = (KP_NO_DECRYPT_KEY if "no RecipientInfo" in text or "needs the shared key" in text
                     else KP_DECRYPT_FAILURE if "decrypt" in text
@@ -165,13 +156,13 @@ class Device:
         stored = []
         for key in opened.keys:
             key_id = str(key.attributes.get("key_id") or hashlib.sha256(key.key).hexdigest()[:16])
-            _write(self.state / "keys" / f"{_safe(key_id)}.key", key.key, 0o600)
+            write_atomically(self.state / "keys" / f"{_safe(key_id)}.key", key.key, 0o600)
             meta = {k: (v.isoformat() if isinstance(v, datetime.datetime) else v)
                     for k, v in key.attributes.items() if isinstance(v, (str, int, list, datetime.datetime))}
             meta.update(pkg_id=opened.pkg_id.hex() if opened.pkg_id else None,
                         signer=opened.inner_signer.subject.rfc4514_string(),
                         received_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-            _write(self.state / "keys" / f"{_safe(key_id)}.json", json.dumps(meta, indent=1).encode())
+            write_atomically(self.state / "keys" / f"{_safe(key_id)}.json", json.dumps(meta, indent=1).encode())
             stored.append(key_id)
         summary = f"symmetric key {', '.join(stored)} stored"
         if opened.pkg_id is None:
@@ -207,8 +198,8 @@ class Device:
             return self._cms_answer("firmware", firmware.ERROR, value, False,
                                     f"firmware {package.name} is {package.content_type}: not loadable here")
         stem = _safe(str(package.name))
-        _write(self.state / "firmware" / f"{stem}.bin", package.image)
-        _write(self.state / "firmware" / f"{stem}.json", json.dumps({
+        write_atomically(self.state / "firmware" / f"{stem}.bin", package.image)
+        write_atomically(self.state / "firmware" / f"{stem}.json", json.dumps({
             "name": str(package.name), "targets": list(package.targets), "description": package.description,
             "signer": package.signer.subject.rfc4514_string(),
             "anchor": package.anchor.subject.rfc4514_string() if package.anchor else None,
@@ -279,7 +270,7 @@ class Device:
                             f"TAMP status query {message.ref.seq_num} answered ({len(self.anchors())} anchors)")
 
     def _store_anchor(self, anchor: tamp.TrustAnchor, state: dict) -> None:
-        _write(self.state / "trust-anchors" / f"{anchor.key_id.hex()}.der", anchor.der)
+        write_atomically(self.state / "trust-anchors" / f"{anchor.key_id.hex()}.der", anchor.der)
         if anchor.key_id.hex() in state["removed"]:
             state["removed"].remove(anchor.key_id.hex())
 

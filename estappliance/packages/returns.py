@@ -60,14 +60,14 @@ def _latest_awaiting(offers: list[Offer]) -> Offer:
 # -- /symmetrickeys/return ---------------------------------------------------------------
 
 
-def parse_key_package_return(der: bytes) -> symkeys.KeyPackageReturn:
+def parse_key_package_return(der: bytes) -> symkeys.SymmetricKeyReturn:
     try:
         return symkeys.read_return(der)
-    except symkeys.BadKeyPackageReturn as e:
+    except symkeys.BadSymmetricKeyReturn as e:
         raise MalformedRequest(str(e)) from None
 
 
-def record_key_package_return(store: Store, client: str, label: str, ret: symkeys.KeyPackageReturn,
+def record_key_package_return(store: Store, client: str, label: str, ret: symkeys.SymmetricKeyReturn,
                               presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, ret.signer, presented)
     offers = store.offered_packages(client, label, SYMMETRIC)

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
 
+from .errors import PkiError
 from . import crmf, signeddata
 from . import csr as csrs
 from .asn1 import rfc4211, rfc5272
@@ -28,7 +29,7 @@ PROOF_HASHES = ("sha1", "sha256", "sha384", "sha512")
 PROOF_MACS = ("sha1", "sha256", "sha384", "sha512")  # hmacWithSHA*
 
 
-class BadCmcMessage(ValueError):
+class BadCmcMessage(PkiError):
     """The message as a whole cannot be used; ``fail_info`` is the CMCFailInfo."""
 
     def __init__(self, reason: str, fail_info: str = "bad_request"):

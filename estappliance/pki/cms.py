@@ -6,8 +6,10 @@ from typing import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
+from .errors import PkiError
 
-class NotCertsOnly(ValueError):
+
+class NotCertsOnly(PkiError):
     """The bytes are not a SignedData holding certificates."""
 
 

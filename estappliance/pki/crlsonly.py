@@ -9,8 +9,10 @@ from typing import Sequence
 from asn1crypto import cms, core
 from asn1crypto import crl as asn1_crl
 
+from .errors import PkiError
 
-class NotCrlsOnly(ValueError):
+
+class NotCrlsOnly(PkiError):
     """The bytes are not a SignedData holding CRLs."""
 
 

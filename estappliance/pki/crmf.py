@@ -15,6 +15,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
+from .errors import PkiError
 from .asn1 import rfc4211
 from .keyids import spki_der
 
@@ -27,7 +28,7 @@ _SAN_TYPES = {
 }
 
 
-class BadCrmfRequest(ValueError):
+class BadCrmfRequest(PkiError):
     """The CertReqMsg cannot be used; ``fail_info`` names the CMCFailInfo."""
 
     def __init__(self, reason: str, fail_info: str = "bad_request"):

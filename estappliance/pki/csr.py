@@ -6,10 +6,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AttributeOID
 
+from .errors import PkiError
+
 _CURVE_NAMES = {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}
 
 
-class BadCSR(ValueError):
+class BadCSR(PkiError):
     """The bytes are not a usable PKCS#10 request."""
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from asn1crypto import core, x509
 
+from .errors import PkiError
 from .asn1.rfc7030 import OIDS, Attribute, AttrOrOID, CsrAttrs
 
 _CURVES = {"ec-p256": "secp256r1", "ec-p384": "secp384r1", "ec-p521": "secp521r1"}
@@ -13,7 +14,7 @@ _EC_SIGNATURE = {"ec-p256": "ecdsa-with-SHA256", "ec-p384": "ecdsa-with-SHA384",
 _EXTENSIONS = {"subjectAltName": OIDS["subjectAltName"]}
 
 
-class BadCsrAttrs(ValueError):
+class BadCsrAttrs(PkiError):
     """The bytes are not a CsrAttrs SEQUENCE."""
 
 

@@ -11,10 +11,12 @@ import base64
 import binascii
 import re
 
+from .errors import PkiError
+
 _WHITESPACE = re.compile(rb"[\s]+")
 
 
-class NotBase64OrDer(ValueError):
+class NotBase64OrDer(PkiError):
     """The body is neither base64 nor a DER SEQUENCE."""
 
 

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from .errors import PkiError
 from .asn1 import rfc6032
 
 # Content-encryption algorithms (asn1crypto names) and their key sizes.
@@ -55,7 +56,7 @@ _HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384
 GCM_TAG_LENGTH = 16
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(PkiError):
     """The structure cannot be built, read or decrypted with the key given."""
 
 

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from .errors import PkiError
 from . import signeddata
 from .asn1 import rfc4108
 from .maybe_signed import open_content_info, reading
@@ -32,11 +33,11 @@ ERROR = "firmware_load_error"
 _ENCAPSULATED = {FIRMWARE, "compressed_data", "encrypted_data"}
 
 
-class BadFirmware(ValueError):
+class BadFirmware(PkiError):
     """Not an RFC 4108 firmware package, or one that does not verify."""
 
 
-class BadFirmwareReport(ValueError):
+class BadFirmwareReport(PkiError):
     """Not a firmware load receipt or load error we can read."""
 
 

@@ -12,12 +12,13 @@ from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
+from .errors import PkiError
 from . import signeddata
 from .asn1 import rfc7191
 from .maybe_signed import open_content_info, reading
 
 
-class BadReturn(ValueError):
+class BadReturn(PkiError):
     """Not an RFC 7191 receipt or error we can read."""
 
 

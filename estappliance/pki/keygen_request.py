@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from .errors import PkiError
 from . import envelope
 from .asn1 import rfc6032
 
@@ -51,7 +52,7 @@ DEFAULT_CIPHER = "aes256_cbc"
 DEFAULT_WRAP = "aes256_wrap"
 
 
-class BadKeygenRequest(ValueError):
+class BadKeygenRequest(PkiError):
     """An attribute is malformed, or asks for something that cannot be done."""
 
 

@@ -17,12 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
+from .errors import PkiError
 from . import envelope, key_package_returns, signeddata, trust
 from .asn1 import rfc5958, rfc7191
 from .key_package_returns import receipt_request
 
 
-class BadKeyPackage(ValueError):
+class BadKeyPackage(PkiError):
     """Not an AsymmetricKeyPackage we can use."""
 
 

@@ -10,10 +10,11 @@ import email.policy
 import os
 from dataclasses import dataclass
 
+from .errors import PkiError
 from .encoding import NotBase64OrDer, decode_body, encode_body
 
 
-class BadMultipart(ValueError):
+class BadMultipart(PkiError):
     """Not a multipart/mixed body we can read."""
 
 

@@ -17,12 +17,13 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from .errors import PkiError
 from .keyids import key_identifier
 
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512, "sha1": hashes.SHA1}
 
 
-class BadSignedData(ValueError):
+class BadSignedData(PkiError):
     """Not a SignedData, or one whose signature does not hold."""
 
 

@@ -19,6 +19,7 @@ from asn1crypto import cms, core
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from .errors import PkiError
 from . import envelope, key_package_returns, signeddata
 from .asn1 import rfc6031, rfc6032, rfc7191
 from .key_package_returns import receipt_request
@@ -34,7 +35,7 @@ INNER_CONTENT = "sKeyPackage"
 ALGORITHM_BITS = {"aes128": 128, "aes192": 192, "aes256": 256}
 
 
-class BadKeyPackage(ValueError):
+class BadSymmetricKeyPackage(PkiError):
     """Not a key package we can open, or one whose signature does not hold."""
 
 
@@ -111,7 +112,7 @@ class SymmetricKey:
 
 
 @dataclass(frozen=True)
-class OpenedKeyPackage:
+class OpenedSymmetricKeyPackage:
     keys: tuple[SymmetricKey, ...]
     package_attributes: dict
     pkg_id: bytes | None
@@ -127,7 +128,7 @@ def _attr(attrs: cms.CMSAttributes, name: str):
     for a in attrs:
         if a["type"].native == name:
             if len(a["values"]) != 1:
-                raise BadKeyPackage(f"{name} must have exactly one value (RFC 7191 3)")
+                raise BadSymmetricKeyPackage(f"{name} must have exactly one value (RFC 7191 3)")
             return a["values"][0]
     return None
 
@@ -138,11 +139,11 @@ def pkg_id_of(inner_signed: bytes) -> bytes | None:
         si = cms.ContentInfo.load(inner_signed)["content"]["signer_infos"][0]
         value = _attr(si["signed_attrs"], rfc7191.RECEIPT_REQUEST)
         return None if value is None else value["pkg_id"].native
-    except (ValueError, TypeError, KeyError, IndexError, BadKeyPackage):
+    except (ValueError, TypeError, KeyError, IndexError, BadSymmetricKeyPackage):
         return None
 
 
-def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedKeyPackage:
+def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedSymmetricKeyPackage:
     """Verify the outer signature (if any), decrypt, verify the inner one and
     read the keys. Whether the signers are trusted is the caller's call
     (see ``trust.chain_to_anchor`` with the certificates returned)."""
@@ -160,16 +161,16 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedKeyPackage:
         if ctype in ("enveloped_data", "authenticated_enveloped_data", "encrypted_data", rfc6032.CONTENT_TYPE):
             opened = envelope.open_content_info(layer_der, key)
             if opened.content_type != "signed_data":
-                raise BadKeyPackage(f"the encrypted layer holds {opened.content_type}, not a signed key package")
+                raise BadSymmetricKeyPackage(f"the encrypted layer holds {opened.content_type}, not a signed key package")
             inner_der = cms.ContentInfo({"content_type": "signed_data",
                                          "content": cms.SignedData.load(opened.content)}).dump()
         elif ctype == SKEY_PACKAGE:
-            raise BadKeyPackage("an unprotected key package: refused (RFC 8295 5.1 recommends encryption)")
+            raise BadSymmetricKeyPackage("an unprotected key package: refused (RFC 8295 5.1 recommends encryption)")
         else:
-            raise BadKeyPackage(f"unexpected content {ctype}")
+            raise BadSymmetricKeyPackage(f"unexpected content {ctype}")
         inner = signeddata.verify(inner_der)
         if inner.content_type != SKEY_PACKAGE:
-            raise BadKeyPackage(f"the signed layer holds {inner.content_type}, not a symmetric key package")
+            raise BadSymmetricKeyPackage(f"the signed layer holds {inner.content_type}, not a symmetric key package")
         package = rfc6031.SymmetricKeyPackage.load(inner.content, strict=True)
         package.native
         request = _attr(inner.signed_attrs, rfc7191.RECEIPT_REQUEST)
@@ -185,23 +186,23 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedKeyPackage:
                      for k in package["s_keys"])
         pkg_attrs = {a["type"].native: a["values"][0].native
                      for a in (package["s_key_pkg_attrs"] if package["s_key_pkg_attrs"].native else [])}
-        return OpenedKeyPackage(keys, pkg_attrs, pkg_id, asks_receipt, receipts_to, outer_signer, inner.signer,
+        return OpenedSymmetricKeyPackage(keys, pkg_attrs, pkg_id, asks_receipt, receipts_to, outer_signer, inner.signer,
                                 tuple(carried_certificates(inner_der)), outer_certs)
     except signeddata.BadSignedData as e:
-        raise BadKeyPackage(f"signature check failed: {e}") from None
+        raise BadSymmetricKeyPackage(f"signature check failed: {e}") from None
     except envelope.EnvelopeError as e:
-        raise BadKeyPackage(f"cannot decrypt: {e}") from None
+        raise BadSymmetricKeyPackage(f"cannot decrypt: {e}") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm,
             x509.InvalidVersion) as e:
-        if isinstance(e, BadKeyPackage):
+        if isinstance(e, BadSymmetricKeyPackage):
             raise
-        raise BadKeyPackage(f"unreadable key package: {e}") from None
+        raise BadSymmetricKeyPackage(f"unreadable key package: {e}") from None
 
 
 def _load_content(content_type: str, content: bytes):
     spec = cms.ContentInfo._oid_specs.get(content_type)
     if spec is None:
-        raise BadKeyPackage(f"unknown content type {content_type}")
+        raise BadSymmetricKeyPackage(f"unknown content type {content_type}")
     return spec.load(content, strict=True)
 
 
@@ -211,11 +212,11 @@ def _load_content(content_type: str, content: bytes):
 # RFC 7191 receipts and errors are built alike for every kind of key package.
 receipt, error = key_package_returns.receipt, key_package_returns.error
 sign_return, unsigned_return = key_package_returns.sign, key_package_returns.unsigned
-BadKeyPackageReturn = key_package_returns.BadReturn
+BadSymmetricKeyReturn = key_package_returns.BadReturn
 
 
 @dataclass(frozen=True)
-class KeyPackageReturn:
+class SymmetricKeyReturn:
     kind: str  # rfc7191.RECEIPT or rfc7191.ERROR
     pkg_id: bytes | None
     error_code: int | None  # the enumerated code; 127 (other) for an OID code
@@ -224,16 +225,16 @@ class KeyPackageReturn:
     der: bytes
 
 
-def read_return(der: bytes) -> KeyPackageReturn:
+def read_return(der: bytes) -> SymmetricKeyReturn:
     """Parse a receipt (must be signed) or an error (signed or not), checking
     any signature against the certificates it carries."""
     returned = key_package_returns.read(der)
     if returned.kind == rfc7191.RECEIPT and returned.pkg_id is None:
-        raise BadKeyPackageReturn("only receipts naming a pkgID are understood")
-    return KeyPackageReturn(returned.kind, returned.pkg_id, returned.error_number, returned.error_name,
+        raise BadSymmetricKeyReturn("only receipts naming a pkgID are understood")
+    return SymmetricKeyReturn(returned.kind, returned.pkg_id, returned.error_number, returned.error_name,
                             returned.signer, der)
 
 
-__all__ = ["BadKeyPackage", "BadKeyPackageReturn", "KeyPackageReturn", "LAYERS", "OpenedKeyPackage", "SymmetricKey",
+__all__ = ["BadSymmetricKeyPackage", "BadSymmetricKeyReturn", "SymmetricKeyReturn", "LAYERS", "OpenedSymmetricKeyPackage", "SymmetricKey",
            "encrypt_for", "error", "key_package", "media_type", "open_package", "pkg_id_of", "read_return",
            "receipt", "receipt_request", "sign_key_package", "sign_return", "signed_data_of", "unsigned_return"]

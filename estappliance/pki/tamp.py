@@ -14,6 +14,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .errors import PkiError
 from . import signeddata
 from .asn1 import rfc5914, rfc5934
 from .keyids import key_identifier, spki_der
@@ -37,7 +38,7 @@ ANSWER_TO = {
 MAX_SEQ_NUM = 9223372036854775807
 
 
-class BadTamp(ValueError):
+class BadTamp(PkiError):
     """Not a TAMP message we can read, or one whose signature fails."""
 
 

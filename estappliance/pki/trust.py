@@ -14,12 +14,13 @@ from asn1crypto import cms, core
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from .errors import PkiError
 from .keyids import spki_der
 
 MAX_DEPTH = 8
 
 
-class Untrusted(ValueError):
+class Untrusted(PkiError):
     """The signer does not lead to any of the given trust anchors."""
 
 

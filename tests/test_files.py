@@ -1,0 +1,37 @@
+"""estappliance.files: the one file writer, all or nothing."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from unittest import mock
+
+from twisted.trial import unittest
+
+from estappliance.files import write_atomically
+
+
+class WriteAtomicallyTests(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(self.mktemp())
+
+    def test_creates_parents_writes_bytes_and_mode(self):
+        target = self.dir / "a" / "b" / "key.pem"
+        write_atomically(target, b"secret", 0o600)
+        self.assertEqual(target.read_bytes(), b"secret")
+        self.assertEqual(stat.S_IMODE(target.stat().st_mode), 0o600)
+
+    def test_replaces_and_leaves_no_temporary_file(self):
+        target = self.dir / "ca.pem"
+        write_atomically(target, b"old")
+        write_atomically(target, b"new")
+        self.assertEqual(target.read_bytes(), b"new")
+        self.assertEqual(os.listdir(self.dir), ["ca.pem"])
+
+    def test_a_failed_write_keeps_the_old_file(self):
+        target = self.dir / "ca.pem"
+        write_atomically(target, b"old")
+        with mock.patch("estappliance.files.os.fsync", side_effect=OSError(28, "No space left on device")):
+            self.assertRaises(OSError, write_atomically, target, b"new")
+        self.assertEqual(target.read_bytes(), b"old")
+        self.assertEqual(os.listdir(self.dir), ["ca.pem"])
