@@ -64,7 +64,30 @@ def cmd_cacerts(args) -> None:
             print(f"# {cert.subject.rfc4514_string()}  SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}",
                   file=sys.stderr)
         print("# bootstrap: check these fingerprints out of band before trusting them", file=sys.stderr)
+    else:
+        _follow_key_update(args.anchor, certs)
     _write(args.out, _pem_certs(certs))
+
+
+def _follow_key_update(anchor_file: str, certs) -> None:
+    """RFC 7030 4.1.3 / RFC 4210 4.4: take a new root that the trusted one
+    certified (NewWithOld), drop a retired one; rewrite the anchor file and say so."""
+    from .rollover import update_anchors
+    update = update_anchors(pemfiles.certificates(anchor_file), certs)
+    for why in update.refused:
+        print(f"est: new root not trusted: {why}", file=sys.stderr)
+    if not update.changed:
+        return
+    for cert in update.added:
+        print(f"est: CA key update: new root {cert.subject.rfc4514_string()}"
+              f" (SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}) certified by the trusted root"
+              " through NewWithOld; added to the anchors", file=sys.stderr)
+    for cert in update.dropped:
+        print(f"est: CA key update: root {cert.subject.rfc4514_string()}"
+              f" (SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}) is retired; removed from the anchors",
+              file=sys.stderr)
+    _write(anchor_file, _pem_certs(update.anchors))
+    print(f"est: {anchor_file} updated ({len(update.anchors)} anchor(s))", file=sys.stderr)
 
 
 def _write_key(path: str, key) -> None:
