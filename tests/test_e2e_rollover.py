@@ -15,16 +15,21 @@ import time
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pyasn1_alt_modules import rfc5280
-from twisted.internet import defer, task, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from estappliance.ca import ceremony
+from estappliance.ca import ceremony, setup
 from estappliance.ca.setup import SetupError
-from estappliance.client import BasicAuth, EstClient, EstClientError, new_key
+from estappliance.client import BasicAuth, EstClient, new_key
 from estappliance.client.cli import main as est_main
+from estappliance.client import HttpsConnection
 from estappliance.client.distribution import get_crls, get_pal
+from estappliance.pki import certs
+from estappliance.service import build, site, tls_factory
+from estappliance.store import Store
 from estappliance.pki.rollover import authority_key_identifier, key_identifier
 from estappliance.store import on_store_thread
 from estappliance.token import on_token_thread
@@ -44,24 +49,10 @@ def aki(cert: x509.Certificate) -> bytes:
     return authority_key_identifier(cert)
 
 
-class RolloverTests(support.ExactDecoding, unittest.TestCase):
+class CaLifeHelpers(support.ExactDecoding):
+    """What both stories do: enroll, re-enroll, fetch, run estctl, wait for the server."""
+
     timeout = 240
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.server = yield support.start_server(self, labels={"default": {"auth": ["basic", "cert"]}})
-        yield self.server.add_client("alice", PASSWORD)
-        # The running server follows the store like ApplianceService does, only faster.
-        self.watch = self.server.appliance.ca_watch()
-        self.watch.step = 0.2
-        self.watch.startService()
-        self.addCleanup(self.watch.stopService)
-        self.tmp = Path(self.mktemp())
-        self.tmp.mkdir()
-        self.old_root = self.server.ca_cert
-        self.old_label = self.server.appliance.config.ca.key_label
-
-    # -- helpers -------------------------------------------------------------------------
 
     def client(self, anchors, **kw) -> EstClient:
         kw.setdefault("auth", BasicAuth("alice", PASSWORD))
@@ -121,7 +112,30 @@ class RolloverTests(support.ExactDecoding, unittest.TestCase):
                                      "-CRLfile", str(self.tmp / "crls.pem"), str(self.tmp / "leaf.pem"))
         return out.returncode, (out.stdout + out.stderr).decode()
 
-    # -- the story -------------------------------------------------------------------------
+    def _server_chain(self, anchors):
+        conn = HttpsConnection("127.0.0.1", self.server.port, anchors=anchors)
+        try:
+            conn.connect()
+            chain = conn._conn.get_peer_cert_chain()
+            return [c.to_cryptography() for c in chain]
+        finally:
+            conn.close()
+
+
+class RolloverTests(CaLifeHelpers, unittest.TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.server = yield support.start_server(self, labels={"default": {"auth": ["basic", "cert"]}})
+        yield self.server.add_client("alice", PASSWORD)
+        # The running server follows the store like ApplianceService does, only faster.
+        self.watch = self.server.appliance.ca_watch()
+        self.watch.step = 0.2
+        self.watch.startService()
+        self.addCleanup(self.watch.stopService)
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir()
+        self.old_root = self.server.ca_cert
+        self.old_label = self.server.appliance.config.ca.key_label
 
     @defer.inlineCallbacks
     def test_root_key_update_from_start_to_retirement(self):
@@ -321,12 +335,124 @@ class RolloverTests(support.ExactDecoding, unittest.TestCase):
         key_d, dev_d = yield self.enroll("device-last", [new])
         dev_d.verify_directly_issued_by(new)
 
-    def _server_chain(self, anchors):
-        from estappliance.client import HttpsConnection
-        conn = HttpsConnection("127.0.0.1", self.server.port, anchors=anchors)
-        try:
-            conn.connect()
-            chain = conn._conn.get_peer_cert_chain()
-            return [c.to_cryptography() for c in chain]
-        finally:
-            conn.close()
+
+def parent_ca():
+    """A parent root CA with a software key (the one that certifies our subordinate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Parent Root")])
+    cert = certs.root_ca(name, key.public_key(), x509.random_serial_number(), now, 3650).sign(key, hashes.SHA256())
+    return key, cert
+
+
+def parent_signs(parent_key, parent_cert, csr_pem: bytes) -> x509.Certificate:
+    csr = x509.load_pem_x509_csr(csr_pem)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(parent_cert.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1800))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(certs.key_usage(("digitalSignature", "keyCertSign", "cRLSign")), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(parent_cert.public_key()),
+                           critical=False)
+            .sign(parent_key, hashes.SHA256()))
+
+
+class SubordinateRenewalTests(CaLifeHelpers, unittest.TestCase):
+    """A subordinate CA renews its certificate with its parent: a new key
+    (``estctl ca renew --csr-out``), the parent's answer imported (and
+    switched to), then the same key again (``--same-key``)."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir()
+        self.parent_key, self.parent = parent_ca()
+        cfg = support.config(self.tmp / "state")
+        csr_path = self.tmp / "sub.csr"
+        (self.tmp / "parent.pem").write_bytes(pem(self.parent))
+
+        def make():
+            token = support.token()
+            setup.init_subordinate(cfg, token, csr_path)
+            (self.tmp / "sub.pem").write_bytes(pem(parent_signs(self.parent_key, self.parent, csr_path.read_bytes())))
+            store = Store(cfg.store)
+            try:
+                return setup.import_subordinate(cfg, token, store, self.tmp / "sub.pem", self.tmp / "parent.pem")
+            finally:
+                store.close()
+        sub = yield on_token_thread(make)
+        appliance = build(cfg)
+        listener = reactor.listenSSL(0, site(appliance), tls_factory(appliance), interface="127.0.0.1")
+        self.server = support.RunningServer(appliance, listener.getHost().port, listener, self.parent)
+        self.addCleanup(self.server.stop)
+        yield self.server.add_client("alice", PASSWORD)
+        self.watch = appliance.ca_watch()
+        self.watch.step = 0.2
+        self.watch.startService()
+        self.addCleanup(self.watch.stopService)
+        self.sub = sub
+        self.old_label = cfg.ca.key_label
+
+    @defer.inlineCallbacks
+    def test_renewal_with_a_new_key_then_with_the_same_key(self):
+        parent, old_sub = self.parent, self.sub
+        code, out = yield self.estctl("ca", "rollover")
+        self.assertEqual(code, 2)
+        self.assertIn("estctl ca renew", out)
+        key_a, dev_a = yield self.enroll("device-1", [parent])
+        dev_a.verify_directly_issued_by(old_sub)
+
+        csr_path = self.tmp / "renew.csr"
+        code, out = yield self.estctl("ca", "renew", "--csr-out", str(csr_path))
+        self.assertEqual(code, 0, out)
+        gens = yield self.generations()
+        self.assertEqual([g.state for g in gens], ["current", "next"])
+        _, dev_b = yield self.enroll("device-while-renewing", [parent])
+        dev_b.verify_directly_issued_by(old_sub)  # nothing changes before the answer is imported
+        new_sub = parent_signs(self.parent_key, parent, csr_path.read_bytes())
+        self.assertNotEqual(new_sub.public_key(), old_sub.public_key())
+        (self.tmp / "new-sub.pem").write_bytes(pem(new_sub))
+        code, out = yield self.estctl("ca", "import", str(self.tmp / "new-sub.pem"), "--chain",
+                                      str(self.tmp / "parent.pem"))
+        self.assertEqual(code, 0, out)
+        yield self.wait_for_key(gens[1].key_label)
+        _, dev_c = yield self.enroll("device-after", [parent])
+        dev_c.verify_directly_issued_by(new_sub)
+        # /cacerts: the new CA certificate with its chain, and the old one while it retires (RFC 7030 4.1.3)
+        served = yield self.cacerts([parent])
+        self.assertEqual(set(served), {new_sub, parent, old_sub})
+        self.decode_all(served)
+        renewed = yield self.reenroll(key_a, dev_a, [parent])
+        renewed.verify_directly_issued_by(new_sub)
+
+        code, out = yield self.estctl("ca", "retire")
+        self.assertEqual(code, 2)
+        self.assertIn("still answers for 2 valid certificate(s)", out)
+        for cert in (dev_a, dev_b):
+            yield self.estctl("cert", "revoke", format(cert.serial_number, "x"))
+        code, out = yield self.estctl("ca", "retire")
+        self.assertEqual(code, 0, out)
+        has = yield on_token_thread(self.server.appliance.token.has_key, self.old_label)
+        self.assertFalse(has)
+        served = yield self.cacerts([parent])
+        self.assertEqual(set(served), {new_sub, parent})
+
+        # the same key again: the old certificate retires at once, the key stays
+        code, out = yield self.estctl("ca", "renew", "--csr-out", str(csr_path), "--same-key")
+        self.assertEqual(code, 0, out)
+        again = parent_signs(self.parent_key, parent, csr_path.read_bytes())
+        self.assertEqual(again.public_key(), new_sub.public_key())
+        (self.tmp / "again.pem").write_bytes(pem(again))
+        code, out = yield self.estctl("ca", "import", str(self.tmp / "again.pem"), "--chain",
+                                      str(self.tmp / "parent.pem"))
+        self.assertEqual(code, 0, out)
+        gens = yield self.generations()
+        self.assertEqual([g.state for g in gens], ["retired", "retired", "current"])
+        self.assertEqual(gens[1].key_label, gens[2].key_label)
+        served = yield self.cacerts([parent])
+        self.assertEqual(set(served), {again, parent})
+        _, dev_d = yield self.enroll("device-same-key", [parent])
+        dev_d.verify_directly_issued_by(again)
+        renewed.verify_directly_issued_by(again)  # same name, same key: earlier certificates chain to it too
