@@ -109,11 +109,15 @@ def cmd_enroll(args) -> None:
             if not args.subject or not args.key_out:
                 raise SystemExit("est enroll: give --csr FILE, or --subject and --key-out to make a key")
             hints = c.csrattrs()
-            key = new_key(args.key_type or (hints.key_type if hints else None) or "ec-p256")
+            template_key = hints.template.key_type if hints and hints.template else None
+            key = new_key(args.key_type or template_key or (hints.key_type if hints else None) or "ec-p256")
             # Written first: a key whose certificate is still pending approval must survive.
             _write_key(args.key_out, key)
-            cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
-                            max_polls=args.max_polls, hints=hints)
+            try:
+                cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
+                                max_polls=args.max_polls, hints=hints)
+            except ValueError as e:  # the server's CSR template asks for what was not given
+                raise SystemExit(f"est enroll: {e}") from None
     _write(args.out, _pem_certs([cert]))
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
@@ -152,6 +156,12 @@ def cmd_csrattrs(args) -> None:
     print(f"signature algorithm: {hints.signature_algorithm or 'any'}")
     if hints.extensions:
         print(f"extensions requested: {', '.join(sorted(hints.extensions))}")
+    if hints.template is not None:  # RFC 9908
+        t = hints.template
+        subject = ", ".join(f"{s.name}={s.value}" if s.value is not None else f"{s.name}=?" for s in t.subject or ())
+        print(f"CSR template: subject {subject or 'free'}; key {t.key_type or 'free'}; extensions "
+              + (", ".join(f"{e.name}{' (critical)' if e.critical else ''}{'' if e.value is not None else '=?'}"
+                           for e in t.extensions) or "none"))
     for oid in hints.oids:
         print(f"oid: {oid}")
     for oid in hints.attributes:
