@@ -69,7 +69,7 @@ class Appliance:
         key's CRL, re-read the content signer and the TLS certificate."""
         self.ca.apply_generations(gens)
         self.registrar.authenticator.anchors.set_anchor("ca", generations.anchors(gens))
-        self.crls.issuers = generations.crl_issuers(self.config, self.token, self.store, gens)
+        self.crls.set_issuers(generations.crl_issuers(self.config, self.token, self.store, gens))
         self.content_signer.reload(self.ca.ca_certificates())
         for listener in self.ca_listeners:
             listener()

@@ -45,6 +45,11 @@ def pem(*certs) -> bytes:
     return b"".join(c.public_bytes(PEM) for c in certs)
 
 
+def support_der_octets(data: bytes) -> bytes:
+    """DER OCTET STRING: the eContent of id-data."""
+    return bytes([0x04, len(data)]) + data
+
+
 def aki(cert: x509.Certificate) -> bytes:
     return authority_key_identifier(cert)
 
@@ -248,6 +253,17 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
         self.decode_all(served)
         pal = yield support.in_thread(lambda: get_pal(self.client([new])))
         self.assertIsNone(next(e for e in pal if e.type == "0002").date, "0002 is dated anew after the switch")
+
+        # CMS content: the content signer's certificate was re-issued under the new key; openssl
+        # verifies a SignedData from the running server against the new root alone.
+        signer = self.server.appliance.content_signer
+        self.assertEqual(aki(signer.certificate), key_identifier(new))
+        signed = yield signer.sign("data", support_der_octets(b"after the switch"))
+        (self.tmp / "signed.der").write_bytes(signed)
+        (self.tmp / "new.pem").write_bytes(pem(new))
+        out = yield support.run_tool("openssl", "cms", "-verify", "-inform", "DER", "-in", str(self.tmp / "signed.der"),
+                                     "-CAfile", str(self.tmp / "new.pem"), "-purpose", "any")
+        self.assertEqual(out.returncode, 0, out.stderr.decode())
 
         # 5. A device that only knows the old root walks to the new one.
         anchor_file = self.tmp / "anchor.pem"

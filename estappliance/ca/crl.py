@@ -74,7 +74,7 @@ class CrlIssuer:
         self.validity = datetime.timedelta(hours=validity_hours)
         self.key_id = key_id
         self.suffix = suffix
-        self._issuers: dict[int, bytes | None] = {}  # serial -> AKI, for the few revoked certificates
+        self._signed_by: dict[int, bytes | None] = {}  # serial -> AKI, for the few revoked certificates
         self._lock = defer.DeferredLock()
 
     def revoked(self, kind: str) -> list[tuple[int, str, str]]:
@@ -83,9 +83,9 @@ class CrlIssuer:
             return self.store.revoked_certificates(ca_certificates=kind == "arl")
         out = []
         for serial, at, reason, _, der in self.store.revoked_certificates_with_der(ca_certificates=kind == "arl"):
-            if serial not in self._issuers:
-                self._issuers[serial] = authority_key_identifier(x509.load_der_x509_certificate(der))
-            if self._issuers[serial] in (self.key_id, None):
+            if serial not in self._signed_by:
+                self._signed_by[serial] = authority_key_identifier(x509.load_der_x509_certificate(der))
+            if self._signed_by[serial] in (self.key_id, None):
                 out.append((serial, at, reason))
         return out
 

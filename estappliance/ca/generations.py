@@ -136,40 +136,37 @@ def crl_issuers(config: Config, token: Token, store: Store, gens: list[LiveGener
     return out
 
 
-class CaCrls:
+class CaCrls(CrlIssuer):
     """The CRL issuers of every CA key still answering for certificates.
 
-    ``current``/``issue`` are the current key's (what getCRL and estctl
-    mean by "the CRL"); ``all_current`` gives every key's, for /crls."""
+    Itself the current key's issuer (what getCRL, the schedule and estctl
+    mean by "the CRL"; retargeted in place at a switch, so every holder of
+    it follows); ``others`` are the retiring and retired keys'.
+    ``all_current`` gives every key's, for /crls."""
 
     def __init__(self, issuers: list[CrlIssuer]):
-        self.issuers = issuers
+        first = issuers[0]
+        super().__init__(first.signer, first.issuer, first.store, key_id=first.key_id, suffix=first.suffix)
+        self.validity = first.validity
+        self.others: list[CrlIssuer] = list(issuers[1:])
 
     @property
-    def signer(self):
-        return self.issuers[0].signer
+    def issuers(self) -> list[CrlIssuer]:
+        return [self, *self.others]
 
-    @property
-    def issuer(self) -> x509.Certificate:
-        return self.issuers[0].issuer
-
-    def current(self, kind: str, refresh_before=None) -> defer.Deferred:
-        if refresh_before is None:
-            return self.issuers[0].current(kind)
-        return self.issuers[0].current(kind, refresh_before)
-
-    def issue(self, kind: str) -> defer.Deferred:
-        return self.issuers[0].issue(kind)
-
-    def issue_blocking(self, kind: str):
-        return self.issuers[0].issue_blocking(kind)
+    def set_issuers(self, issuers: list[CrlIssuer]) -> None:
+        first = issuers[0]
+        self.signer, self.issuer, self.key_id, self.suffix = first.signer, first.issuer, first.key_id, first.suffix
+        self.validity = first.validity
+        self._signed_by = {}
+        self.others = list(issuers[1:])
 
     @defer.inlineCallbacks
     def all_current(self, kind: str, refresh_before):
         """Every key's current CRL (or ARL) that is still in force, current key first."""
         now = datetime.datetime.now(datetime.timezone.utc)
         out = []
-        for issuer in list(self.issuers):
+        for issuer in self.issuers:
             record = yield issuer.current(kind, refresh_before)
             if record is not None and (issuer.signer is not None
                                        or datetime.datetime.fromisoformat(record.next_update) > now):
