@@ -472,3 +472,64 @@ class SubordinateRenewalTests(CaLifeHelpers, unittest.TestCase):
         _, dev_d = yield self.enroll("device-same-key", [parent])
         dev_d.verify_directly_issued_by(again)
         renewed.verify_directly_issued_by(again)  # same name, same key: earlier certificates chain to it too
+
+
+class WorkersFollowASwitchTests(unittest.TestCase):
+    """The real ``twistd est`` with two worker processes: ``estctl ca
+    rollover`` and ``switch`` from another process reach both workers within
+    the watch interval, no restart, and a connection open across the switch
+    keeps working."""
+
+    timeout = 180
+
+    def setUp(self):
+        from .test_e2e_interop import EstServer, require_tools
+        require_tools()
+        self.server = EstServer(Path(self.mktemp()), workers=2)
+        self.addCleanup(self.server.shutdown)
+        return support.in_thread(self._start)
+
+    def _start(self):
+        from .test_workers import children, wait_for
+        self.server.prepare()
+        self.server.start()
+        assert wait_for(lambda: len(children(self.server.proc.pid)) == 2), self.server.log()
+        assert wait_for(lambda: self.server.log().count(" ready") >= 2), self.server.log()
+        self.workers = sorted(children(self.server.proc.pid))
+
+    def test_both_workers_sign_with_the_new_key_without_a_restart(self):
+        return support.in_thread(self._story)
+
+    def _story(self):
+        from .test_e2e_interop import USER
+        from .test_workers import children, wait_for
+        s = self.server
+        old = x509.load_pem_x509_certificate(s.ca_pem.read_bytes())
+        auth = BasicAuth(USER, s.password)
+        with EstClient(s.url, anchors=[old], auth=auth) as kept:
+            kept.cacerts()  # a keep-alive connection, open across the switch
+            s.estctl("ca", "rollover")
+            s.estctl("ca", "switch")
+            new = x509.load_pem_x509_certificate(s.ca_pem.read_bytes())
+            self.assertNotEqual(key_identifier(new), key_identifier(old))
+
+            def tls_key_ids():
+                ids = set()
+                for _ in range(6):  # new connections, shared by the master between both workers
+                    conn = HttpsConnection("127.0.0.1", s.port, anchors=[old])
+                    try:
+                        conn.connect()
+                        ids.add(aki(conn._conn.get_peer_certificate(as_cryptography=True)))
+                    finally:
+                        conn.close()
+                return ids
+            self.assertTrue(wait_for(lambda: tls_key_ids() == {key_identifier(new)}, timeout=20, step=0.5),
+                            s.log())
+            for i in range(8):
+                with EstClient(s.url, anchors=[old], auth=auth) as c:
+                    cert = c.enroll(new_key(), f"CN=after-{i}", link=False)
+                self.assertEqual(aki(cert), key_identifier(new))
+            served = kept.cacerts()  # the same connection, opened before the switch
+            self.assertIn(new, served)
+            self.assertEqual(aki(kept.conn._conn.get_peer_certificate(as_cryptography=True)), key_identifier(old))
+        self.assertEqual(sorted(children(s.proc.pid)), self.workers, "no worker was restarted")
