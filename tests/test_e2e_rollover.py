@@ -245,6 +245,9 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "the TLS certificate was never reloaded")
             yield task.deferLater(reactor, 0.2, lambda: None)
         self.assertEqual(served_tls[1:], [new_with_old])
+        code, out = yield self.estctl("ca", "rollover")  # one key update at a time
+        self.assertEqual(code, 2)
+        self.assertIn("generation 1 is still retiring", out)
 
         # /cacerts: the new root first, with the links and the old root while the old key retires
         served = yield self.cacerts([old])  # a device that knows only the old root still connects

@@ -92,6 +92,10 @@ def rollover(config: Config, token: Token, store: Store, key_type: str | None = 
     nxt = _next(gens)
     if nxt is not None and nxt.csr is not None:
         raise SetupError(f"a renewal is under way (generation {nxt.id}): finish it or abort it first")
+    retiring = [g for g in gens if g.state == "retiring"]
+    if nxt is None and retiring:
+        raise SetupError(f"generation {retiring[0].id} is still retiring: one key update at a time"
+                         " (estctl ca retire once nothing depends on it)")
     if nxt is None:
         kind = key_type or cur.key_type
         if kind not in KEY_SPECS:
@@ -312,6 +316,10 @@ def renew(config: Config, token: Token, store: Store, csr_out: Path, *, same_key
     nxt = _next(gens)
     if nxt is not None and nxt.csr is None:
         raise SetupError(f"a rollover is under way (generation {nxt.id}): finish it or abort it first")
+    retiring = [g for g in gens if g.state == "retiring"]
+    if nxt is None and retiring and not same_key:
+        raise SetupError(f"generation {retiring[0].id} is still retiring: one new key at a time"
+                         " (estctl ca retire once nothing depends on it)")
     if nxt is None:
         label = cur.key_label if same_key else _new_label(config)
         kind = cur.key_type if same_key else (key_type or cur.key_type)
