@@ -26,7 +26,7 @@ from ..token import KEY_SPECS, Token
 from . import roles, setup
 from .authority import TokenSigner, load_pem_certs
 from .crl import CrlIssuer
-from .generations import WATCH_SECONDS, crl_suffix, from_files
+from .generations import WATCH_SECONDS, certs_pem, crl_suffix, from_files
 from .setup import SetupError
 
 DER = serialization.Encoding.DER
@@ -209,7 +209,7 @@ def finish_switch(config: Config, token: Token, store: Store) -> None:
     gens = store.generations()
     cur = _current(gens)
     cert = _cert(cur.cert)
-    chain = load_pem_certs_bytes(cur.chain)
+    chain = certs_pem(cur.chain)
     signer = TokenSigner(token, cur.key_label)
     if not config.ca.cert_file.exists() or config.ca.cert_file.read_bytes() != cert.public_bytes(PEM):
         setup._write(config.ca.cert_file, cert.public_bytes(PEM))
@@ -230,10 +230,6 @@ def finish_switch(config: Config, token: Token, store: Store) -> None:
             store.audit_ca("ok", f"switch: {r.title} certificate re-issued under the new key")
 
 
-def load_pem_certs_bytes(data: bytes | None) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(data) if data and data.strip() else []
-
-
 def _tls_chain(gens: list[Generation], cur: Generation) -> list[x509.Certificate]:
     """What follows the TLS server certificate: NewWithOld while the old root
     retires (a client knowing only the old root still finds a path; one
@@ -241,7 +237,7 @@ def _tls_chain(gens: list[Generation], cur: Generation) -> list[x509.Certificate
     retiring = any(g.state == "retiring" for g in gens)
     if retiring and cur.new_with_old:
         return [_cert(cur.new_with_old)]
-    return [_cert(cur.cert), *load_pem_certs_bytes(cur.chain)]
+    return [_cert(cur.cert), *certs_pem(cur.chain)]
 
 
 # -- retirement --------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def crl_suffix(config: Config, key_label: str) -> str:
     return "" if key_label == config.ca.key_label else f"@{key_label}"
 
 
-def _certs_pem(data: bytes | None) -> list[x509.Certificate]:
+def certs_pem(data: bytes | None) -> list[x509.Certificate]:
+    """Every certificate of a PEM blob (a stored chain); none for None or empty."""
     return x509.load_pem_x509_certificates(data) if data and data.strip() else []
 
 
@@ -84,7 +85,7 @@ def live(found: list[Generation]) -> list[LiveGeneration]:
     for g in found:
         if g.state not in ("next", "current", "retiring", "retired"):
             continue
-        out.append(LiveGeneration(g, _der(g.cert), _certs_pem(g.chain), _der(g.new_with_old), _der(g.old_with_new)))
+        out.append(LiveGeneration(g, _der(g.cert), certs_pem(g.chain), _der(g.new_with_old), _der(g.old_with_new)))
     out.sort(key=lambda lg: (lg.state != "current", -lg.record.id))
     return out
 
