@@ -156,6 +156,16 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
         pal = yield support.in_thread(fetch_and_pal)
         self.assertIsNotNone(next(e for e in pal if e.type == "0002").date)
 
+        # 0. Nothing under way: each step says why it cannot run, and changes nothing.
+        for argv, reason in [(("ca", "switch"), "no rollover or renewal is ready to switch"),
+                             (("ca", "retire"), "no generation is retiring"),
+                             (("ca", "rollover", "--abort"), "no rollover or renewal is under way"),
+                             (("ca", "renew", "--csr-out", str(self.tmp / "x.csr")), "this CA is a root")]:
+            code, out = yield self.estctl(*argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn(reason, out)
+        self.assertEqual([g.state for g in (yield self.generations())], ["current"])
+
         # 1. A rollover step fails half way (the new key and NewWithNew made, no links): the CA serves on.
         real_link = ceremony.link
 

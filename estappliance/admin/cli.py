@@ -89,8 +89,10 @@ def cmd_ca_signer(args, config) -> None:
 
 
 def _print_ca(cert, config) -> None:
+    from ..ca.generations import records
+    current = next(g for g in records(config, Store(config.store)) if g.state == "current")  # after a key update
     print(f"CA: {cert.subject.rfc4514_string()}")
-    print(f"  key: {config.ca.key_label!r} in token {config.token.label!r} ({config.ca.key_type})")
+    print(f"  key: {current.key_label!r} in token {config.token.label!r} ({current.key_type})")
     print(f"  valid until {cert.not_valid_after_utc:%Y-%m-%d}")
     print(f"  SHA-256 fingerprint: {cert.fingerprint(hashes.SHA256()).hex(':')}")
     print(f"  certificate: {config.ca.cert_file}")
