@@ -236,6 +236,11 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
         # (certs-only is a DER SET OF: the wire order is DER's, not ours)
         self.assertEqual(set(served), {old, new, new_with_old, old_with_new})
         self.assertEqual(len(served), 4)
+        # a client that already trusts only the new root reaches the (old-key) server through OldWithNew
+        served_tls = yield support.in_thread(self._server_chain, [new])
+        self.assertEqual((aki(served_tls[0]), served_tls[1:]), (key_identifier(old), [old_with_new]))
+        served = yield self.cacerts([new])
+        self.assertEqual(len(served), 4)
         key_b, dev_b = yield self.enroll("device-during", [old])
         self.assertEqual(aki(dev_b), key_identifier(old))
 

@@ -130,6 +130,7 @@ def rollover(config: Config, token: Token, store: Store, key_type: str | None = 
             nxt.id, f"rollover: links issued, NewWithOld serial {nwo.serial_number:x},"
                     f" OldWithNew serial {own.serial_number:x}",
             new_with_old=nwo.public_bytes(DER), old_with_new=own.public_bytes(DER))
+    _rewrite_tls_chain(config, store)  # OldWithNew follows the server certificate during the overlap
     return nxt
 
 
@@ -141,6 +142,7 @@ def abort(config: Config, token: Token, store: Store) -> Generation:
     if nxt is None:
         raise SetupError("no rollover or renewal is under way (after 'estctl ca switch' there is nothing to abort)")
     store.set_generation_state(nxt.id, "aborted", f"generation {nxt.id} aborted before its switch")
+    _rewrite_tls_chain(config, store)
     _sweep_keys(token, store)
     return store.generation(nxt.id)
 
@@ -228,16 +230,34 @@ def finish_switch(config: Config, token: Token, store: Store) -> None:
         if r.cert_file is not None and r.cert_file.exists() and _issued_by_other(r.cert_file, cur):
             roles.ensure(config, token, store, name, renew=True)
             store.audit_ca("ok", f"switch: {r.title} certificate re-issued under the new key")
+    _rewrite_tls_chain(config, store)  # e.g. a renewal with the same key: the new CA certificate follows
 
 
 def _tls_chain(gens: list[Generation], cur: Generation) -> list[x509.Certificate]:
-    """What follows the TLS server certificate: NewWithOld while the old root
-    retires (a client knowing only the old root still finds a path; one
-    knowing the new root finds it in its own store), else the CA chain."""
-    retiring = any(g.state == "retiring" for g in gens)
-    if retiring and cur.new_with_old:
+    """What follows the TLS server certificate, so that a client trusting
+    either root of a key update finds a path (OpenSSL looks in its own
+    store first, then matches the chain by key identifier): during the
+    overlap OldWithNew (the server certificate is the old key's), after the
+    switch NewWithOld while the old root retires, else the CA chain."""
+    nxt = _next(gens)
+    if nxt is not None and nxt.old_with_new:
+        return [_cert(nxt.old_with_new)]
+    if any(g.state == "retiring" for g in gens) and cur.new_with_old:
         return [_cert(cur.new_with_old)]
     return [_cert(cur.cert), *certs_pem(cur.chain)]
+
+
+def _rewrite_tls_chain(config: Config, store: Store) -> None:
+    """The same TLS server certificate with the chain ``_tls_chain`` gives
+    (running servers re-read the file within seconds)."""
+    tls = config.server.tls_cert
+    if not tls.exists():
+        return
+    gens = store.generations()
+    found = x509.load_pem_x509_certificates(tls.read_bytes())
+    data = found[0].public_bytes(PEM) + b"".join(c.public_bytes(PEM) for c in _tls_chain(gens, _current(gens)))
+    if data != tls.read_bytes():
+        setup._write(tls, data)
 
 
 # -- retirement --------------------------------------------------------------------------
@@ -291,11 +311,7 @@ def retire(config: Config, token: Token, store: Store) -> list[Generation]:
         done.append(store.generation(old.id))
     _sweep_keys(token, store)
     cur = _current(store.generations())
-    tls = config.server.tls_cert
-    if tls.exists():  # NewWithOld no longer follows the server certificate
-        server = x509.load_pem_x509_certificates(tls.read_bytes())[0]
-        setup._write(tls, server.public_bytes(PEM) + b"".join(c.public_bytes(PEM) for c in _tls_chain(
-            store.generations(), cur)))
+    _rewrite_tls_chain(config, store)  # NewWithOld no longer follows the server certificate
     return done
 
 

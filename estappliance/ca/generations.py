@@ -182,7 +182,7 @@ def _file_stamp(paths: list[Path | None]) -> tuple:
             st = os.stat(p) if p is not None else None
         except OSError:
             st = None
-        out.append(None if st is None else (st.st_mtime_ns, st.st_size))
+        out.append(None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size))  # files are replaced, not edited
     return tuple(out)
 
 
