@@ -310,7 +310,6 @@ def retire(config: Config, token: Token, store: Store) -> list[Generation]:
         store.set_generation_state(old.id, "retired", f"generation {old.id} (key {old.key_label!r}) retired")
         done.append(store.generation(old.id))
     _sweep_keys(token, store)
-    cur = _current(store.generations())
     _rewrite_tls_chain(config, store)  # NewWithOld no longer follows the server certificate
     return done
 
