@@ -135,6 +135,9 @@ class Label:
     cmc_ra_subjects: tuple[str, ...] = ()
     cmc_ra_revoke: bool = False
     cmc_ra_approval: str = "label"
+    # /csrattrs also carries the profile as a CSR template (RFC 9908, and
+    # RFC 8295 Appendix B's form); CSRs that contradict it are refused.
+    csr_template: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,7 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
                  serverkeygen_default=default, escrow=bool(t.get("escrow", False)),
                  serverkeygen_receipts=bool(t.get("serverkeygen_receipts", False)),
                  pkcs12_iterations=_int(t, "pkcs12_iterations", 600_000, f"labels.{name}", 10_000),
+                 csr_template=_bool(t, "csr_template", False, f"labels.{name}"),
                  **_fullcmc_options(name, t))
 
 

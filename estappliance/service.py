@@ -1,6 +1,7 @@
 """Builds the Twisted service tree for ``twistd est`` from the config."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import os
@@ -13,7 +14,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
-from .ca.crl import CrlIssuer, CrlSchedule
+from .ca import generations
+from .ca.crl import CrlSchedule
+from .ca.generations import CaCrls, CaWatch, LiveGeneration
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
 from .packages import PackageQueue
@@ -51,11 +54,29 @@ class Appliance:
     ca: CertificateAuthority
     registrar: Registrar
     content_signer: ContentSigner
-    crls: CrlIssuer
+    crls: CaCrls
     worker_index: int = 0
     packages: PackageQueue | None = None  # RFC 8295 package queue (set by build)
     distribution: Distribution | None = None  # /pal, /eecerts, /crls (set by build)
     keygen: KeygenRegistrar | None = None  # /serverkeygen and /serverkeygen/return (set by build)
+    # Called with nothing after a CA generation change was applied (e.g. the TLS context reload).
+    ca_listeners: list = dataclasses.field(default_factory=list)
+
+    def apply_generations(self, gens: list[LiveGeneration]) -> None:
+        """A ceremony step changed the CA (ca/generations.py): sign with the
+        current key, trust every generation's certificates, serve every
+        key's CRL, re-read the content signer and the TLS certificate."""
+        self.ca.apply_generations(gens)
+        self.registrar.authenticator.anchors.set_anchor("ca", generations.anchors(gens))
+        self.crls.set_issuers(generations.crl_issuers(self.config, self.token, self.store, gens))
+        self.content_signer.reload(self.ca.ca_certificates())
+        for listener in self.ca_listeners:
+            listener()
+
+    def ca_watch(self) -> CaWatch:
+        watch = CaWatch(self.config, self.token, self.store, self.apply_generations)
+        watch.prime()
+        return watch
 
     @property
     def primary(self) -> bool:
@@ -74,14 +95,16 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
         raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
     ca = CertificateAuthority.from_files(TokenSigner(token, config.ca.key_label), config.ca.cert_file,
                                          config.ca.chain_file, store)
-    anchors = {"ca": [ca.certificate]}
+    gens = generations.live(generations.records(config, store))
+    ca.apply_generations(gens)
+    anchors = {"ca": generations.anchors(gens)}
     for name, path in config.trust_anchors.items():
         anchors[name] = load_pem_certs(path)
     authenticator = Authenticator(store, TrustAnchors(anchors), config.server.realm, shared_secret(config, "digest"))
     registrar = Registrar(config, authenticator, ca, store)
     content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
                                    ca.ca_certificates())
-    crls = CrlIssuer(ca.signer, ca.certificate, store, validity_hours=config.crl.validity_hours)
+    crls = CaCrls(generations.crl_issuers(config, token, store, gens))
     packages = PackageQueue(store)
     standing = StandingItems(ca, crls, datetime.timedelta(hours=config.crl.reissue_before_hours))
     dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
@@ -127,9 +150,13 @@ def site(appliance: Appliance):
 
 
 def tls_factory(appliance: Appliance) -> ServerContextFactory:
+    """The TLS context; re-made (for new connections only) when the CA
+    generations change: a switch re-issues the server certificate."""
     s = appliance.config.server
-    anchors = appliance.registrar.authenticator.anchors.certificates()
-    return ServerContextFactory(s.tls_key, s.tls_cert, anchors)
+    anchors = appliance.registrar.authenticator.anchors.certificates
+    factory = ServerContextFactory(s.tls_key, s.tls_cert, anchors())
+    appliance.ca_listeners.append(lambda: factory.reload(s.tls_key, s.tls_cert, anchors()))
+    return factory
 
 
 def quiet_gc() -> None:
@@ -168,6 +195,7 @@ class ApplianceService(service.MultiService):
             c = appliance.config.crl
             CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours),
                         c.check_minutes).setServiceParent(self)
+        appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
 
     def startService(self):
         super().startService()

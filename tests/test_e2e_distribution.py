@@ -701,6 +701,7 @@ class ServiceStopTests(unittest.TestCase):
     def test_store_closes_after_a_crl_being_issued(self):
         from types import SimpleNamespace
         from estappliance.config import CrlConfig
+        from twisted.application.service import Service
         from estappliance.service import ApplianceService
         issuing = defer.Deferred()
         events = []
@@ -712,6 +713,7 @@ class ServiceStopTests(unittest.TestCase):
             primary=True, config=SimpleNamespace(crl=CrlConfig(), ca=SimpleNamespace(key_label="k"),
                                                  server=SimpleNamespace(batch_scheduling=False)),
             crls=SimpleNamespace(current=current), close=lambda: events.append("close"),
+            ca_watch=lambda: Service(),  # the CA generation watch (a no-op here)
             ca=SimpleNamespace(check_key_matches=lambda: defer.succeed(True),
                                certificate=SimpleNamespace(subject=x509.Name([]))))
         top = ApplianceService(appliance)

@@ -51,16 +51,25 @@ def cmd_init(args, config) -> None:
 
 
 def cmd_ca_import(args, config) -> None:
-    cert = setup.import_subordinate(config, _token(config), Store(config.store), Path(args.cert),
-                                    Path(args.chain) if args.chain else None)
+    from cryptography import x509
+    from ..ca import ceremony
+    store = Store(config.store)
+    if config.ca.cert_file.exists():  # a renewal's answer (estctl ca renew)
+        ceremony.import_renewal(config, _token(config), store, Path(args.cert), Path(args.chain) if args.chain else None)
+        cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
+    else:
+        cert = setup.import_subordinate(config, _token(config), store, Path(args.cert),
+                                        Path(args.chain) if args.chain else None)
     _print_ca(cert, config)
 
 
 def cmd_ca_show(args, config) -> None:
     from cryptography import x509
+    from .ca_lifecycle import print_generations
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     _print_ca(x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes()), config)
+    print_generations(config, Store(config.store))
 
 
 def cmd_ca_signer(args, config) -> None:
@@ -70,16 +79,20 @@ def cmd_ca_signer(args, config) -> None:
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     if config.ca.signer_cert_file.exists() and not args.renew:
         raise SystemExit(f"estctl: the content signer exists ({config.ca.signer_cert_file}); --renew replaces it")
+    from ..ca.roles import current_key_label
     token = _token(config)
+    store = Store(config.store)
     ca_cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
-    cert = setup.issue_content_signer(config, token, TokenSigner(token, config.ca.key_label), ca_cert,
-                                      Store(config.store))
+    cert = setup.issue_content_signer(config, token, TokenSigner(token, current_key_label(config, store)), ca_cert,
+                                      store)
     print(f"content signer: {cert.subject.rfc4514_string()} (key {config.ca.signer_key_label!r} in the token)")
 
 
 def _print_ca(cert, config) -> None:
+    from ..ca.generations import records
+    current = next(g for g in records(config, Store(config.store)) if g.state == "current")  # after a key update
     print(f"CA: {cert.subject.rfc4514_string()}")
-    print(f"  key: {config.ca.key_label!r} in token {config.token.label!r} ({config.ca.key_type})")
+    print(f"  key: {current.key_label!r} in token {config.token.label!r} ({current.key_type})")
     print(f"  valid until {cert.not_valid_after_utc:%Y-%m-%d}")
     print(f"  SHA-256 fingerprint: {cert.fingerprint(hashes.SHA256()).hex(':')}")
     print(f"  certificate: {config.ca.cert_file}")
@@ -146,17 +159,16 @@ def cmd_cert_revoke(args, config) -> None:
 
 
 def cmd_crl_issue(args, config) -> None:
-    from cryptography import x509
-    from ..ca import TokenSigner
-    from ..ca.crl import CrlIssuer
+    import datetime
+    from ..ca.ceremony import new_crl_issuers
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
-    ca_cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
-    issuer = CrlIssuer(TokenSigner(_token(config), config.ca.key_label), ca_cert, Store(config.store),
-                       validity_hours=args.hours)
-    for kind in (("crl", "arl") if args.both else ("arl",) if args.arl else ("crl",)):
-        record = issuer.issue_blocking(kind)
-        print(f"{kind.upper()} number {record.number} issued, next update {record.next_update}")
+    # Every CA key that still signs CRLs (two while an old key retires), the current one first.
+    for issuer in new_crl_issuers(config, _token(config), Store(config.store)):
+        issuer.validity = datetime.timedelta(hours=args.hours)
+        for kind in (("crl", "arl") if args.both else ("arl",) if args.arl else ("crl",)):
+            record = issuer.issue_blocking(kind)
+            print(f"{record.kind.upper()} number {record.number} issued, next update {record.next_update}")
 
 
 def cmd_pending_list(args, config) -> None:
@@ -192,7 +204,8 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("cert", help="PEM: the CA certificate (may be followed by its chain)")
     imp.add_argument("--chain", help="PEM: the parent CA chain up to its root")
     imp.set_defaults(func=cmd_ca_import)
-    ca.add_parser("show", help="print the CA certificate's details").set_defaults(func=cmd_ca_show)
+    ca.add_parser("show", help="print the CA certificate and every CA generation").set_defaults(func=cmd_ca_show)
+    importlib.import_module("estappliance.admin.ca_lifecycle").register(ca)  # rollover, switch, retire, renew
     sg = ca.add_parser("signer", help="create the CMS content-signer key and certificate (done by init)")
     sg.add_argument("--renew", action="store_true", help="issue a new certificate for it")
     sg.set_defaults(func=cmd_ca_signer)

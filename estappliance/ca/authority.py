@@ -74,6 +74,17 @@ class CertificateAuthority:
         self.chain = chain
         self.store = store
         self.recorder = GroupCommitter(store)
+        self.generations: list = []  # LiveGeneration, current first (ca/generations.py); empty: one CA, no rollover
+
+    def apply_generations(self, generations: list) -> None:
+        """Sign from now on with the current generation's key (on the reactor
+        thread: a request already signing keeps the builder it made)."""
+        current = next(g for g in generations if g.state == "current")
+        if current.record.key_label != self.signer.key_label:
+            self.signer = TokenSigner(self.signer.token, current.record.key_label)
+        self.certificate = current.certificate
+        self.chain = current.chain
+        self.generations = generations
 
     @classmethod
     def from_files(cls, signer: TokenSigner, cert_file: Path, chain_file: Path | None, store: Store):
@@ -82,7 +93,11 @@ class CertificateAuthority:
         return cls(signer, cert, chain, store)
 
     def ca_certificates(self) -> list[x509.Certificate]:
-        """What /cacerts serves: the issuing CA, then the rest of its chain."""
+        """What /cacerts serves: the issuing CA, then the rest of its chain
+        (and, during a key update, the other generation and the links)."""
+        if self.generations:
+            from .generations import cacerts
+            return cacerts(self.generations)
         return [self.certificate, *[c for c in self.chain if c != self.certificate]]
 
     def check_key_matches(self) -> defer.Deferred:

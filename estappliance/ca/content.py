@@ -29,6 +29,11 @@ class ContentSigner:
             self._cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
         return self._cert
 
+    def reload(self, ca_chain: list[x509.Certificate]) -> None:
+        """After a CA key switch: the certificate file was re-issued under the new key."""
+        self._cert = None
+        self.ca_chain = ca_chain
+
     def _sign_blocking(self, content_type: str, content, kwargs) -> bytes:
         if self._key is None:
             self._key = token_private_key(self.token, self.key_label)

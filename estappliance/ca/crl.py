@@ -14,6 +14,7 @@ from twisted.application.internet import TimerService
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ..pki.rollover import authority_key_identifier
 from ..store import CrlRecord, Store, on_store_thread
 from ..token import on_token_thread
 from .authority import TokenSigner
@@ -58,40 +59,62 @@ def build_crl(*, issuer: x509.Certificate, number: int, revoked: list[tuple[int,
 
 
 class CrlIssuer:
-    """Issues and keeps the current CRL and ARL."""
+    """Issues and keeps the current CRL and ARL of one CA key.
 
-    def __init__(self, signer: TokenSigner, issuer: x509.Certificate, store: Store, validity_hours: int = 24):
+    With several CA generations (a rollover), each key has its own CRL and
+    ARL (``suffix`` tells their numbers apart in the store) listing only the
+    certificates it signed (``key_id``: their authorityKeyIdentifier). A
+    retired key (``signer`` None) issues nothing; its last CRL serves on."""
+
+    def __init__(self, signer: TokenSigner | None, issuer: x509.Certificate, store: Store, validity_hours: int = 24,
+                 *, key_id: bytes | None = None, suffix: str = ""):
         self.signer = signer
         self.issuer = issuer
         self.store = store
         self.validity = datetime.timedelta(hours=validity_hours)
+        self.key_id = key_id
+        self.suffix = suffix
+        self._signed_by: dict[int, bytes | None] = {}  # serial -> AKI, for the few revoked certificates
         self._lock = defer.DeferredLock()
 
-    def issue_blocking(self, kind: str) -> CrlRecord:
+    def revoked(self, kind: str) -> list[tuple[int, str, str]]:
+        """(serial, revoked_at, reason) for this key's CRL or ARL (blocking: a store call)."""
+        if self.key_id is None:
+            return self.store.revoked_certificates(ca_certificates=kind == "arl")
+        out = []
+        for serial, at, reason, _, der in self.store.revoked_certificates_with_der(ca_certificates=kind == "arl"):
+            if serial not in self._signed_by:
+                self._signed_by[serial] = authority_key_identifier(x509.load_der_x509_certificate(der))
+            if self._signed_by[serial] in (self.key_id, None):
+                out.append((serial, at, reason))
+        return out
+
+    def issue_blocking(self, kind: str, next_update: datetime.datetime | None = None) -> CrlRecord:
         """Build, sign and record one CRL ('crl') or ARL ('arl'). Blocking:
         for estctl, or on the PKCS#11 thread (the store calls are quick)."""
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        number = self.store.next_crl_number(kind)
-        builder = build_crl(issuer=self.issuer, number=number,
-                            revoked=self.store.revoked_certificates(ca_certificates=kind == "arl"),
-                            now=now, next_update=now + self.validity, ca_only=kind == "arl")
+        until = next_update or now + self.validity
+        number = self.store.next_crl_number(kind + self.suffix)
+        builder = build_crl(issuer=self.issuer, number=number, revoked=self.revoked(kind),
+                            now=now, next_update=until, ca_only=kind == "arl")
         crl = self.signer.sign_crl(builder)
         der = crl.public_bytes(serialization.Encoding.DER)
-        self.store.record_crl(kind, number, now.isoformat(), (now + self.validity).isoformat(), der)
-        return CrlRecord(kind, number, now.isoformat(), (now + self.validity).isoformat(), der)
+        self.store.record_crl(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
+        return CrlRecord(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
 
     @defer.inlineCallbacks
     def issue(self, kind: str):
         """Fires with the new CrlRecord; signing on the PKCS#11 thread, recording on the store thread."""
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        number = yield on_store_thread(self.store.next_crl_number, kind)
-        revoked = yield on_store_thread(self.store.revoked_certificates, ca_certificates=kind == "arl")
+        number = yield on_store_thread(self.store.next_crl_number, kind + self.suffix)
+        revoked = yield on_store_thread(self.revoked, kind)
         builder = build_crl(issuer=self.issuer, number=number, revoked=revoked, now=now,
                             next_update=now + self.validity, ca_only=kind == "arl")
         crl = yield on_token_thread(self.signer.sign_crl, builder)
         der = crl.public_bytes(serialization.Encoding.DER)
-        record = CrlRecord(kind, number, now.isoformat(), (now + self.validity).isoformat(), der)
-        yield on_store_thread(self.store.record_crl, kind, number, record.this_update, record.next_update, der)
+        record = CrlRecord(kind + self.suffix, number, now.isoformat(), (now + self.validity).isoformat(), der)
+        yield on_store_thread(self.store.record_crl, kind + self.suffix, number, record.this_update,
+                              record.next_update, der)
         return record
 
     def current(self, kind: str, refresh_before: datetime.timedelta = datetime.timedelta(hours=1)) -> defer.Deferred:
@@ -102,11 +125,13 @@ class CrlIssuer:
 
     @defer.inlineCallbacks
     def _current(self, kind: str, refresh_before: datetime.timedelta):
-        record = yield on_store_thread(self.store.latest_crl, kind)
+        record = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
+        if self.signer is None:
+            return record  # a retired key: its last CRL, issued to last
         now = datetime.datetime.now(datetime.timezone.utc)
         stale = record is None or datetime.datetime.fromisoformat(record.next_update) - now < refresh_before
         if not stale:
-            revoked = yield on_store_thread(self.store.revoked_certificates, ca_certificates=kind == "arl")
+            revoked = yield on_store_thread(self.revoked, kind)
             listed = {entry.serial_number for entry in x509.load_der_x509_crl(record.der)}
             stale = any(serial not in listed for serial, _, _ in revoked)
         if stale:
@@ -114,7 +139,7 @@ class CrlIssuer:
                 record = yield self.issue(kind)
             except Exception:
                 # Another process (a worker, estctl) may have taken the number first: use its CRL.
-                latest = yield on_store_thread(self.store.latest_crl, kind)
+                latest = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
                 if latest is not None and (record is None or latest.number > record.number):
                     return latest
                 # The token is away: the CRL we have serves until its nextUpdate.
@@ -130,15 +155,17 @@ class CrlSchedule(TimerService):
     whichever is within ``reissue_before`` of its nextUpdate (or missing, or
     missing a revocation). A token outage is logged and retried next time."""
 
-    def __init__(self, issuer: CrlIssuer, reissue_before: datetime.timedelta, check_minutes: int):
+    def __init__(self, issuer, reissue_before: datetime.timedelta, check_minutes: int):
+        """``issuer``: a CrlIssuer, or the CaCrls of every CA generation."""
         super().__init__(check_minutes * 60, self.check)
         self.issuer = issuer
         self.reissue_before = reissue_before
 
     @defer.inlineCallbacks
     def check(self):
-        for kind in ("crl", "arl"):
-            try:
-                yield self.issuer.current(kind, self.reissue_before)
-            except Exception:
-                _log.failure("could not re-issue the {kind}", kind=kind)
+        for issuer in list(getattr(self.issuer, "issuers", [self.issuer])):
+            for kind in ("crl", "arl"):
+                try:
+                    yield issuer.current(kind, self.reissue_before)
+                except Exception:
+                    _log.failure("could not re-issue the {kind}", kind=kind)

@@ -24,6 +24,7 @@ from ..pki import certs
 from ..store import Store
 from ..token import KEY_SPECS, Token
 from .authority import TokenSigner, load_pem_certs
+from ..pki.rollover import authority_key_identifier, key_identifier
 from .content import ContentSigner
 from ..files import write_atomically
 from .setup import SetupError, _named_after
@@ -66,7 +67,14 @@ def _current(cert_file: Path, ca_cert: x509.Certificate, public_key) -> bool:
     same_key = cert.public_key().public_bytes(serialization.Encoding.DER, spki) == \
         public_key.public_bytes(serialization.Encoding.DER, spki)
     soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
-    return same_key and cert.issuer == ca_cert.subject and cert.not_valid_after_utc > soon
+    return (same_key and cert.issuer == ca_cert.subject and cert.not_valid_after_utc > soon
+            and authority_key_identifier(cert) in (key_identifier(ca_cert), None))
+
+
+def current_key_label(config: Config, store: Store) -> str:
+    """The token label of the CA key that signs now (after a key update, not the configured one)."""
+    current = [g for g in store.generations() if g.state == "current"]
+    return current[0].key_label if current else config.ca.key_label
 
 
 def ensure(config: Config, token: Token, store: Store, name: str, *, renew: bool = False) -> x509.Certificate:
@@ -84,7 +92,7 @@ def ensure(config: Config, token: Token, store: Store, name: str, *, renew: bool
         subject=_named_after(ca_cert.subject, r.title), public_key=public_key, issuer=ca_cert,
         serial=x509.random_serial_number(), now=now, days=config.ca.validity_days,
         key_usages=("digitalSignature",), extended_key_usages=(), san=None)
-    cert = TokenSigner(token, config.ca.key_label).sign_certificate(builder)
+    cert = TokenSigner(token, current_key_label(config, store)).sign_certificate(builder)
     store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label=f"({name}-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),

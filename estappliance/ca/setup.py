@@ -128,7 +128,8 @@ def _verify_chain(ca_cert: x509.Certificate, chain: list[x509.Certificate]) -> N
         raise SetupError(f"the chain does not verify: {e or type(e).__name__}") from None
 
 
-def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certificate, store: Store) -> None:
+def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certificate, store: Store,
+                     chain: list[x509.Certificate] | None = None) -> None:
     """A fresh P-256 key (a file, 0600) and a server certificate from the CA.
 
     The listener's TLS key lives on disk: OpenSSL (through pyOpenSSL) cannot
@@ -150,7 +151,9 @@ def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certific
     write_atomically(config.server.tls_key, key.private_bytes(serialization.Encoding.PEM,
                                                     serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()), mode=0o600)
-    write_atomically(config.server.tls_cert, _pem(cert) + _pem(ca_cert))
+    # ``chain``: what follows the server certificate (default: the CA certificate;
+    # after a root key switch NewWithOld, so a client knowing only the old root finds its path).
+    write_atomically(config.server.tls_cert, _pem(cert) + b"".join(_pem(c) for c in (chain or [ca_cert])))
 
 
 def _named_after(ca_subject: x509.Name, role: str) -> x509.Name:

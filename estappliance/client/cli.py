@@ -64,7 +64,30 @@ def cmd_cacerts(args) -> None:
             print(f"# {cert.subject.rfc4514_string()}  SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}",
                   file=sys.stderr)
         print("# bootstrap: check these fingerprints out of band before trusting them", file=sys.stderr)
+    else:
+        _follow_key_update(args.anchor, certs)
     _write(args.out, _pem_certs(certs))
+
+
+def _follow_key_update(anchor_file: str, certs) -> None:
+    """RFC 7030 4.1.3 / RFC 4210 4.4: take a new root that the trusted one
+    certified (NewWithOld), drop a retired one; rewrite the anchor file and say so."""
+    from .rollover import update_anchors
+    update = update_anchors(pemfiles.certificates(anchor_file), certs)
+    for why in update.refused:
+        print(f"est: new root not trusted: {why}", file=sys.stderr)
+    if not update.changed:
+        return
+    for cert in update.added:
+        print(f"est: CA key update: new root {cert.subject.rfc4514_string()}"
+              f" (SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}) certified by the trusted root"
+              " through NewWithOld; added to the anchors", file=sys.stderr)
+    for cert in update.dropped:
+        print(f"est: CA key update: root {cert.subject.rfc4514_string()}"
+              f" (SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}) is retired; removed from the anchors",
+              file=sys.stderr)
+    _write(anchor_file, _pem_certs(update.anchors))
+    print(f"est: {anchor_file} updated ({len(update.anchors)} anchor(s))", file=sys.stderr)
 
 
 def _write_key(path: str, key) -> None:
@@ -86,11 +109,15 @@ def cmd_enroll(args) -> None:
             if not args.subject or not args.key_out:
                 raise SystemExit("est enroll: give --csr FILE, or --subject and --key-out to make a key")
             hints = c.csrattrs()
-            key = new_key(args.key_type or (hints.key_type if hints else None) or "ec-p256")
+            template_key = hints.template.key_type if hints and hints.template else None
+            key = new_key(args.key_type or template_key or (hints.key_type if hints else None) or "ec-p256")
             # Written first: a key whose certificate is still pending approval must survive.
             _write_key(args.key_out, key)
-            cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
-                            max_polls=args.max_polls, hints=hints)
+            try:
+                cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
+                                max_polls=args.max_polls, hints=hints)
+            except ValueError as e:  # the server's CSR template asks for what was not given
+                raise SystemExit(f"est enroll: {e}") from None
     _write(args.out, _pem_certs([cert]))
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
@@ -129,6 +156,12 @@ def cmd_csrattrs(args) -> None:
     print(f"signature algorithm: {hints.signature_algorithm or 'any'}")
     if hints.extensions:
         print(f"extensions requested: {', '.join(sorted(hints.extensions))}")
+    if hints.template is not None:  # RFC 9908
+        t = hints.template
+        subject = ", ".join(f"{s.name}={s.value}" if s.value is not None else f"{s.name}=?" for s in t.subject or ())
+        print(f"CSR template: subject {subject or 'free'}; key {t.key_type or 'free'}; extensions "
+              + (", ".join(f"{e.name}{' (critical)' if e.critical else ''}{'' if e.value is not None else '=?'}"
+                           for e in t.extensions) or "none"))
     for oid in hints.oids:
         print(f"oid: {oid}")
     for oid in hints.attributes:

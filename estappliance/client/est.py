@@ -96,6 +96,21 @@ def make_csr(key, subject: str, *, dns_names: tuple[str, ...] = (), challenge_pa
     return builder.sign(key, _HASHES[signature_hash or _default_hash(key)]())
 
 
+def make_csr_from_template(key, template, subject: str, *, dns_names: tuple[str, ...] = (),
+                           challenge_password: str | None = None,
+                           signature_hash: str | None = None) -> x509.CertificateSigningRequest:
+    """A CSR that follows the server's RFC 9908 template (pki.csrtemplate.fill):
+    its RDNs and extensions, ``subject`` and ``dns_names`` filling what it
+    leaves open. Raises ValueError naming what the template asks and lacks."""
+    from ..pki.csrtemplate import fill, key_type_of
+    if template.key_type is not None and key_type_of(key.public_key()) != template.key_type:
+        raise ValueError(f"the server's CSR template asks for a {template.key_type} key")
+    builder = fill(template, x509.Name.from_rfc4514_string(subject), dns_names=dns_names)
+    if challenge_password is not None:
+        builder = builder.add_attribute(x509.oid.AttributeOID.CHALLENGE_PASSWORD, challenge_password.encode())
+    return builder.sign(key, _HASHES[signature_hash or _default_hash(key)]())
+
+
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 _SIGNATURE_HASH = {"ecdsa-with-SHA256": "sha256", "ecdsa-with-SHA384": "sha384", "ecdsa-with-SHA512": "sha512",
                    "sha256WithRSAEncryption": "sha256", "sha384WithRSAEncryption": "sha384",
@@ -222,9 +237,15 @@ class EstClient:
             link = bool(hints and hints.challenge_password)
         signature_hash = _SIGNATURE_HASH.get(hints.signature_algorithm) if hints else None
         op = "simplereenroll" if reenroll else "simpleenroll"
+        template = hints.template if hints else None
         for attempt in range(max_polls + 1):
-            csr = make_csr(key, subject, dns_names=dns_names, signature_hash=signature_hash,
-                           challenge_password=self.channel_binding() if link else None)
+            if template is not None:  # RFC 9908: the template only, the classic list aside
+                csr = make_csr_from_template(key, template, subject, dns_names=dns_names,
+                                             signature_hash=signature_hash,
+                                             challenge_password=self.channel_binding() if link else None)
+            else:
+                csr = make_csr(key, subject, dns_names=dns_names, signature_hash=signature_hash,
+                               challenge_password=self.channel_binding() if link else None)
             try:
                 return self._post_csr(op, csr)
             except EnrollmentPending as pending:

@@ -73,16 +73,25 @@ class StandingItems:
 
     @defer.inlineCallbacks
     def current_crls(self):
-        """Fires with (CRL record, ARL record), issuing either if due."""
+        """Fires with (CRL records, ARL records), issuing any that is due:
+        one of each per CA key still answering for certificates (a key
+        update has two), the current key's first."""
+        if hasattr(self.crl_issuer, "all_current"):
+            crls = yield self.crl_issuer.all_current("crl", self.reissue_before)
+            arls = yield self.crl_issuer.all_current("arl", self.reissue_before)
+            return crls, arls
         crl = yield self.crl_issuer.current("crl", self.reissue_before)
         arl = yield self.crl_issuer.current("arl", self.reissue_before)
-        return crl, arl
+        return [crl], [arl]
 
     @defer.inlineCallbacks
     def crls(self):
-        """Fires with the CrlsBody /crls serves: the CRL, then the ARL."""
-        crl, arl = yield self.current_crls()
-        return CrlsBody(crls_only([crl.der, arl.der]), {"crl": str(crl.number), "arl": str(arl.number)})
+        """Fires with the CrlsBody /crls serves: the CRLs, then the ARLs.
+        A version names every key's number, so a new one dates the PAL anew."""
+        crls, arls = yield self.current_crls()
+        return CrlsBody(crls_only([r.der for r in crls] + [r.der for r in arls]),
+                        {"crl": ",".join(f"{r.kind}:{r.number}" if r.kind != "crl" else str(r.number) for r in crls),
+                         "arl": ",".join(f"{r.kind}:{r.number}" if r.kind != "arl" else str(r.number) for r in arls)})
 
 
 # -- the builder ----------------------------------------------------------------------------

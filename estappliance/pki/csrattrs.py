@@ -8,6 +8,9 @@ from asn1crypto import core, x509
 
 from .errors import PkiError
 from .asn1.rfc7030 import OIDS, Attribute, AttrOrOID, CsrAttrs
+from .asn1.rfc9908 import OIDS as RFC9908_OIDS
+
+TEMPLATE_OID = RFC9908_OIDS["id-aa-certificationRequestInfoTemplate"]
 
 _CURVES = {"ec-p256": "secp256r1", "ec-p384": "secp384r1", "ec-p521": "secp521r1"}
 _EC_SIGNATURE = {"ec-p256": "ecdsa-with-SHA256", "ec-p384": "ecdsa-with-SHA384", "ec-p521": "ecdsa-with-SHA512"}
@@ -18,9 +21,10 @@ class BadCsrAttrs(PkiError):
     """The bytes are not a CsrAttrs SEQUENCE."""
 
 
-def build(*, key_type: str | None, pop_linking: bool, required_extensions=()) -> bytes:
+def build(*, key_type: str | None, pop_linking: bool, required_extensions=(), extra=()) -> bytes:
     """DER CsrAttrs: challengePassword (linking), the key type and its curve or
-    size, the extensions the profile requires, and the signature algorithm."""
+    size, the extensions the profile requires, and the signature algorithm;
+    then ``extra`` Attributes (the CSR templates, pki.csrtemplate)."""
     items = []
     if pop_linking:
         items.append(AttrOrOID(name="oid", value=OIDS["challengePassword"]))
@@ -37,6 +41,7 @@ def build(*, key_type: str | None, pop_linking: bool, required_extensions=()) ->
                            [core.ObjectIdentifier(_EXTENSIONS[e]) for e in required_extensions]))
     if signature:
         items.append(AttrOrOID(name="oid", value=OIDS[signature]))
+    items.extend(AttrOrOID(name="attribute", value=a) for a in extra)
     return CsrAttrs(items).dump()
 
 
@@ -54,6 +59,7 @@ class CsrHints:
     extensions: set[str] = field(default_factory=set)
     oids: list[str] = field(default_factory=list)
     attributes: dict[str, list[bytes]] = field(default_factory=dict)
+    template: object | None = None  # an RFC 9908 CsrTemplate (pki.csrtemplate) when the server sent one
 
 
 def parse(der: bytes) -> CsrHints:
@@ -77,6 +83,13 @@ def parse(der: bytes) -> CsrHints:
         oid = value["type"].dotted
         raw_values = [v.dump() for v in value["values"]]
         hints.attributes[oid] = raw_values
+        if oid == TEMPLATE_OID and len(raw_values) == 1:
+            from .csrtemplate import BadTemplate, from_der
+            try:
+                hints.template = from_der(raw_values[0])
+            except BadTemplate:
+                pass  # one we cannot read is one we ignore, as any attribute
+            continue
         try:
             if oid == OIDS["id-ecPublicKey"] and raw_values:
                 hints.key_type = curves.get(core.ObjectIdentifier.load(raw_values[0]).dotted)

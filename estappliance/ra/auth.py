@@ -85,12 +85,21 @@ class TrustAnchors:
     """Named anchors: 'ca' (this appliance's CA) plus configured outside CAs."""
 
     def __init__(self, anchors: dict[str, list[x509.Certificate]]):
-        self._by_cert = {}
+        self._set(anchors)
+
+    def _set(self, anchors: dict[str, list[x509.Certificate]]) -> None:
+        by_cert = {}
         for name, certs in anchors.items():
             for c in certs:
-                self._by_cert[c] = name
-        self._store = TrustStore(list(self._by_cert)) if self._by_cert else None
+                by_cert[c] = name
+        self._anchors = anchors
+        self._store = TrustStore(list(by_cert)) if by_cert else None
+        self._by_cert = by_cert
         self._verified: dict[tuple[x509.Certificate, ...], tuple[float, str]] = {}
+
+    def set_anchor(self, name: str, certs: list[x509.Certificate]) -> None:
+        """Replace one named anchor's certificates (the CA's generations after a key update)."""
+        self._set({**self._anchors, name: list(certs)})
 
     def certificates(self) -> list[x509.Certificate]:
         return list(self._by_cert)

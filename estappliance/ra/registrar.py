@@ -18,9 +18,9 @@ from ..ca import CertificateAuthority, IssueRequest
 from ..config import Config, Label
 from ..errors import AuthenticationRequired, EstError, NotAuthorized, NotFound, Pending, PolicyRefused
 from ..pki import csr as csrs
-from ..pki import csrattrs
+from ..pki import csrattrs, csrtemplate
 from ..store import Store, on_store_thread
-from . import profiles
+from . import csrtemplates, profiles
 from .approvals import Approvals, Fulfilled, Submission
 from .auth import OWN_CA, Authenticator, Credentials, Identity
 
@@ -53,12 +53,22 @@ class Registrar:
         profile = label.profile
         if not profile.csrattrs:
             return None
+        extra = ()
+        if label.csr_template:  # RFC 9908 for new clients, RFC 8295 Appendix B for PAL 0006/0013 ones
+            template = csrtemplates.template_for(label)
+            extra = (csrtemplate.rfc9908_attribute(template), csrtemplate.rfc8295_attribute(template))
         return csrattrs.build(key_type=profile.key_types[0], pop_linking=label.pop_linking,
-                              required_extensions=profile.required_extensions)
+                              required_extensions=profile.required_extensions, extra=extra)
 
     def check_csr(self, der: bytes, label: Label) -> x509.CertificateSigningRequest:
-        """Parse and judge a CSR against the label's profile; raises on refusal."""
-        return profiles.load_checked(der, label.profile)
+        """Parse and judge a CSR against the label's profile (and its CSR
+        template, where the label offers one); raises on refusal."""
+        csr = profiles.load_checked(der, label.profile)
+        if label.csr_template:
+            reason = csrtemplate.contradiction(csr, csrtemplates.template_for(label))
+            if reason is not None:
+                raise PolicyRefused(reason)
+        return csr
 
     @staticmethod
     def check_linking(csr: x509.CertificateSigningRequest, label: Label, creds: Credentials,

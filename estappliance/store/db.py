@@ -16,6 +16,7 @@ from typing import Iterable
 
 from .crls import CrlTables
 from .fullcmc import CmcTables
+from .generations import GenerationTables
 from .packages import PackageTables
 from .returns import ReturnLookups
 from .serverkeygen import ServerKeygenTables
@@ -71,6 +72,22 @@ CREATE TABLE IF NOT EXISTS audit (
     operation TEXT NOT NULL,
     outcome TEXT NOT NULL,
     detail TEXT
+);
+-- CA generations (issue 14, store/generations.py): one row per CA key and
+-- certificate; state next -> current -> retiring -> retired (or aborted).
+CREATE TABLE IF NOT EXISTS ca_generations (
+    id INTEGER PRIMARY KEY,
+    key_label TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cert BLOB,
+    chain BLOB,
+    csr BLOB,
+    new_with_old BLOB,
+    old_with_new BLOB,
+    created_at TEXT NOT NULL,
+    switched_at TEXT,
+    retired_at TEXT
 );
 """
 SCHEMA_VERSION = "3"
@@ -178,7 +195,7 @@ def serial_key(serial: int) -> str:
     return format(serial, "x")
 
 
-class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables, ReturnLookups):
+class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables, ReturnLookups, GenerationTables):
     def __init__(self, path: str | Path, *, read_only: bool = False):
         """``read_only``: a second connection for lookups, used from its own
         thread so that reads never queue behind a commit's fsync (WAL lets
