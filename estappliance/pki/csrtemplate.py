@@ -16,6 +16,7 @@ from asn1crypto import cms, core, csr as asn1_csr, keys, x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from .errors import PkiError
 from .asn1.rfc5272 import PKIData, ReqSequence, TaggedCertificationRequest, TaggedRequest
 from .asn1.rfc7030 import OIDS as RFC7030_OIDS, Attribute
 from .asn1.rfc9908 import OIDS, CertificationRequestInfoTemplate, ExtensionReqTemplate, ExtensionTemplate
@@ -28,7 +29,7 @@ _RDN_NAMES = {"CN": "2.5.4.3", "O": "2.5.4.10", "OU": "2.5.4.11", "C": "2.5.4.6"
               "UID": "0.9.2342.19200300.100.1.1"}
 
 
-class BadTemplate(ValueError):
+class BadTemplate(PkiError):
     """The bytes are not a template we can read."""
 
 
