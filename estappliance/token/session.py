@@ -32,6 +32,19 @@ _SESSIONS: dict[tuple[str, str], pkcs11.Session] = {}
 _STALE: dict[tuple[str, str], bool] = {}
 
 
+def drop_all() -> None:
+    """Close every session of this process and re-initialise each library on
+    its next use (after a call that hung: the state it left is suspect).
+    Token objects notice the new session and forget the key handles they held."""
+    for key in list(_SESSIONS):
+        session = _SESSIONS.pop(key)
+        _STALE[key] = True
+        try:
+            session.close()
+        except (PKCS11Error, RuntimeError):
+            pass
+
+
 @dataclass(frozen=True)
 class KeySpec:
     """A key type as the config names it (``ec-p256``, ``rsa3072`` ...)."""
