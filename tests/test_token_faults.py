@@ -30,6 +30,8 @@ class TokenFaultTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
+        # The deadline is per process; the next test's server sets its own.
+        self.addCleanup(setattr, TOKEN_CALLS, "timeout", TOKEN_CALLS.timeout)
         self.server = yield support.start_server(self, token={"call_timeout": CALL_TIMEOUT})
         yield self.server.add_client("alice", PASSWORD)
         self.module, self.label = str(support.SOFTHSM_LIB), support.TOKEN_LABEL

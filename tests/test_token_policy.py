@@ -127,3 +127,23 @@ class RefusedPerRequestTests(unittest.TestCase):
         self.assertEqual(resp.status, 200, resp.body)
         resp = yield self.post("simpleenroll", ec_csr)  # a device's own EC key: the CA only signs it
         self.assertEqual(resp.status, 200, resp.body)
+
+
+class TokenCheckTests(unittest.TestCase):
+    """``estctl token check`` on SoftHSM2: everything the appliance uses is there."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_softhsm2_serves_every_feature(self):
+        server = yield support.start_server(self)
+        code, out = yield server.estctl("token", "check")
+        self.assertEqual(code, 0, out)
+        self.assertIn("SoftHSM", out)
+        features = out.split("\nfeatures:\n")[1].splitlines()
+        self.assertEqual(len(features), 11, out)
+        self.assertEqual([line for line in features if not line.startswith("  yes  ")], [])
+        for text in ("CKM_ECDSA (hash on the host)", "wrapped out with CKM_AES_KEY_WRAP",
+                     "ok    non-extractable ec-p256 key: wrapping it out is refused",
+                     "ok    sessions: 2 more read/write sessions open"):
+            self.assertIn(text, out)
