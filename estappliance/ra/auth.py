@@ -205,13 +205,14 @@ class Authenticator:
         verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
                                     algorithms=label.digest_algorithms, uri_aliases=creds.digest_uri_aliases)
         if verdict == "stale":
-            raise AuthenticationRequired("digest nonce expired or reused; retry", stale=True)
+            raise AuthenticationRequired("digest nonce expired; retry", stale=True)
         if verdict != "ok" or record is None:
             raise AuthenticationRequired("wrong username or password")
         # Counts are claimed in the store, shared by every worker: a replayed
         # header (same nonce, same or lower nc) is refused everywhere.
         if not (yield self.nonce_counts.claim(*nonce_count(params))):
-            raise AuthenticationRequired("digest nonce count reused (a replay); retry", stale=True)
+            raise AuthenticationRequired("digest nonce expired or reused (its count was seen: a replay); retry",
+                                         stale=True)
         return record
 
     @defer.inlineCallbacks
