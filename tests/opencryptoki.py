@@ -9,15 +9,20 @@ fresh install has (87654321; it is never changed here: opencryptoki 3.8
 cannot re-initialise a token whose SO PIN was changed), the label
 ``est-test`` and their own user PIN. A token someone set up with another SO
 PIN is left alone and the tests are skipped, saying so.
+
+The test process itself never loads the library (``query`` asks a child
+process): pkcsslotd will not stop while a process it serves is attached.
 """
 from __future__ import annotations
 
 import atexit
 import glob
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -90,6 +95,24 @@ def _set_up() -> str:
     if pin.returncode != 0:
         raise AssertionError(f"pkcsconf -u failed: {pin.stdout}{pin.stderr}")
     return module
+
+
+_QUERY = """
+import json, sys
+from estappliance.token import Token
+module, label, pin, method, arg = sys.argv[1:]
+print(json.dumps(getattr(Token(module, label, lambda: pin), method)(arg), default=lambda b: b.hex()))
+"""
+
+
+def query(method: str, arg: str):
+    """Blocking: ``Token(...).method(arg)`` on the soft token, in a child
+    process; its JSON (bytes as hex)."""
+    done = subprocess.run([sys.executable, "-c", _QUERY, soft_token(), LABEL, USER_PIN, method, arg],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise AssertionError(f"token query {method}({arg!r}) failed:\n{done.stderr}")
+    return json.loads(done.stdout)
 
 
 def soft_token() -> str:

@@ -15,10 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import pkcs12
-from twisted.internet import defer
 from twisted.trial import unittest
-
-from estappliance.token import Token, on_token_thread
 
 from . import opencryptoki
 from .test_e2e_interop import BIN, CA_SUBJECT, REALM, USER, EstServer, SharedServer, _toml_str, free_port
@@ -145,13 +142,11 @@ class OpencryptokiTests(unittest.TestCase):
         self.assertIn(b"[ca] key_type 'ec-p256': the token has no CKM_EC_KEY_PAIR_GEN", done.stderr)
         self.assertFalse((self.dir / "ec-ca" / "ca.pem").exists())
 
-    @defer.inlineCallbacks
     def test_ca_key_is_sensitive_and_never_extractable(self):
-        token = Token(self.server.module, opencryptoki.LABEL, lambda: opencryptoki.USER_PIN)
-        attributes = yield on_token_thread(token.private_key_attributes, "est-ca")
+        attributes = opencryptoki.query("private_key_attributes", "est-ca")
         self.assertEqual(attributes, {"sensitive": True, "extractable": False, "always_sensitive": True,
                                       "never_extractable": True})
-        spki = yield on_token_thread(token.public_key_der, "est-ca")
+        spki = bytes.fromhex(opencryptoki.query("public_key_der", "est-ca"))
         self.assertEqual(spki, self.ca.public_key().public_bytes(serialization.Encoding.DER,
                                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
 
@@ -231,7 +226,6 @@ class OpencryptokiTests(unittest.TestCase):
 
     # -- /symmetrickeys, firmware, TAMP: one device syncs them all -----------------------------
 
-    @defer.inlineCallbacks
     def test_symmetric_key_firmware_and_tamp_packages(self):
         cert, key = self.enroll("ock-device")  # RSA with keyEncipherment: symmetric keys are encrypted to it
         image = self.dir / "image.bin"
@@ -251,5 +245,4 @@ class OpencryptokiTests(unittest.TestCase):
         self.assertEqual(len((state / "keys" / "ock-key.key").read_bytes()), 32)
         self.assertEqual((state / "firmware" / f"{FW_ID}_version_2.bin").read_bytes(), image.read_bytes())
         # No symmetric key is left in the token: made, wrapped out (AES-CBC-PAD), destroyed.
-        token = Token(self.server.module, opencryptoki.LABEL, lambda: opencryptoki.USER_PIN)
-        self.assertEqual((yield on_token_thread(token.key_labels, "symkey-")), [])
+        self.assertEqual(opencryptoki.query("key_labels", "symkey-"), [])
