@@ -31,7 +31,8 @@ $(APT_STAMP): Makefile
 	$(APT_INSTALL)
 	@mkdir -p $(VENV) && touch $@
 
-# What only the tests need: a JDK and Bouncy Castle's EST client (tests/interop).
+# What only the tests need: a JDK and Bouncy Castle's EST client (tests/interop), and
+# opencryptoki's soft token, a second real PKCS#11 token (tests/test_e2e_opencryptoki.py).
 test-system: $(TEST_APT_STAMP)
 $(TEST_APT_STAMP): Makefile | $(APT_STAMP)
 	@missing=""; \
@@ -39,6 +40,8 @@ $(TEST_APT_STAMP): Makefile | $(APT_STAMP)
 	  [ -e /usr/share/java/$$jar.jar ] || missing="$$missing lib$$jar-java"; \
 	done; \
 	command -v javac >/dev/null && command -v java >/dev/null || missing="$$missing default-jdk-headless"; \
+	command -v pkcsslotd >/dev/null && ls /usr/lib/*/opencryptoki/libopencryptoki.so.0 >/dev/null 2>&1 \
+	  || missing="$$missing opencryptoki"; \
 	$(APT_INSTALL)
 	@touch $@
 

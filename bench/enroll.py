@@ -9,6 +9,7 @@ measures, stops the server and removes the directory::
     .venv/bin/python bench/enroll.py --workers 1 --seconds 3 --new-connection
     .venv/bin/python bench/enroll.py --key-type rsa3072 --clients 64
     .venv/bin/python bench/enroll.py --auth cert          # TLS client certificates instead of Basic
+    .venv/bin/python bench/enroll.py --auth digest        # SHA-256 Digest: a nonce per client, nc counted in the store
     .venv/bin/python bench/enroll.py --prefill 1000000 --state /tmp/est-1m   # store with 1M certificates
     .venv/bin/python bench/enroll.py --suite              # the issue 7 scenarios and their targets
 
@@ -151,7 +152,7 @@ class LoadPlan:
     clients: int
     seconds: float
     new_connection: bool
-    auth: str  # "basic" or "cert"
+    auth: str  # "basic", "cert" or "digest"
     csrs_per_process: int
     timeout: float
 
@@ -237,7 +238,7 @@ copy_san = true
 
 [labels.default]
 profile = "default"
-auth = ["basic", "cert"]
+auth = ["basic", "cert", "digest"]
 cert_anchors = ["ca"]
 """
     path = state / "estappliance.toml"
@@ -868,10 +869,11 @@ def load_worker(index: int, plan: LoadPlan, clients: int, messages, go) -> None:
     """One load process: make its CSRs (and certificates), say ready, wait for go, run its clients."""
     try:
         t = plan.target
-        authorization = basic_authorization(t.user, t.password) if plan.auth == "basic" else None
+        authorization = {"basic": basic_authorization(t.user, t.password), "digest": DIGEST_SLOT}.get(plan.auth)
         requests = [enroll_request(der, t.port, authorization, plan.new_connection)
                     for der in make_csrs(plan.csrs_per_process, f"bench-{index}")]
         contexts = client_contexts(plan, index, clients)
+        prepare = [digest_preparer(t, plan.timeout) for _ in range(clients)] if plan.auth == "digest" else None
     except Exception as e:  # reported by the parent
         messages.put(("error", index, f"{type(e).__name__}: {e}"))
         return
@@ -881,9 +883,48 @@ def load_worker(index: int, plan: LoadPlan, clients: int, messages, go) -> None:
     results = [ClientResult() for _ in range(clients)]
     cpu_start = time.process_time()
     started, finished = run_clients(contexts, results, requests, t.port, plan.new_connection, plan.timeout,
-                                    enrolled, ready, plan.seconds)
+                                    enrolled, ready, plan.seconds, prepare)
     # The CPU of the pre-connect is outside the load: count from the start.
     messages.put(("done", index, WorkerResult(results, started, finished, time.process_time() - cpu_start)))
+
+
+DIGEST_SLOT = "Digest-to-be-computed"
+
+
+def digest_nonce(target: Target, timeout: float) -> tuple[str, str]:
+    """(realm, nonce) of a 401 challenge (untimed, before the load)."""
+    import re
+
+    with socket.create_connection((HOST, target.port), timeout=timeout) as raw:
+        with client_context(target.ca_file).wrap_socket(raw, server_hostname=HOST) as sock:
+            sock.sendall(enroll_request(b"", target.port, None, close=True))
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    found = re.search(r'WWW-Authenticate: Digest realm="([^"]*)".*algorithm=SHA-256.*nonce="([^"]*)"', head, re.I)
+    if found is None:
+        raise BenchError(f"no SHA-256 Digest challenge in the 401: {head[:300]!r}")
+    return found.group(1), found.group(2)
+
+
+def digest_preparer(target: Target, timeout: float) -> Callable[[bytes], bytes]:
+    """For one client: its own nonce, and each request's Authorization with
+    the next nonce count (RFC 7616, qop=auth, SHA-256)."""
+    import hashlib
+
+    realm, nonce = digest_nonce(target, timeout)
+    h = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    ha1, ha2 = h(f"{target.user}:{realm}:{target.password}"), h(f"POST:{ENROLL_PATH}")
+    count = itertools.count(1)
+
+    def prepare(request: bytes) -> bytes:
+        nc, cnonce = f"{next(count):08x}", secrets.token_hex(8)
+        response = h(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+        value = (f'Digest username="{target.user}", realm="{realm}", nonce="{nonce}", uri="{ENROLL_PATH}", '
+                 f'algorithm=SHA-256, qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}"')
+        return request.replace(DIGEST_SLOT.encode(), value.encode(), 1)
+    return prepare
 
 
 def enrolled(status: int, body: bytes) -> bool:
@@ -1231,6 +1272,8 @@ def suite_scenarios(args) -> list[Scenario]:
         Scenario(4, "RSA-3072 CA, keep-alive, Basic", ("--key-type", "rsa3072"), checks_rsa),
         Scenario(5, f"P-256, keep-alive, Basic, store prefilled ({args.suite_prefill})", prefill,
                  checks_prefilled),
+        Scenario(6, "P-256, keep-alive, SHA-256 Digest (nonce counts in the store)", ("--auth", "digest"),
+                 checks_cert),
     ]
 
 
@@ -1308,9 +1351,10 @@ def parser() -> argparse.ArgumentParser:
                         "2 on a machine with 2+ cores)")
     p.add_argument("--key-type", choices=KEY_TYPES, default="ec-p256",
                    help="CA key type of the started server (default ec-p256; ignored with --config)")
-    p.add_argument("--auth", choices=("basic", "cert"), default="basic",
+    p.add_argument("--auth", choices=("basic", "cert", "digest"), default="basic",
                    help="basic: HTTP Basic on every request; cert: each client enrolls once with Basic "
-                        "(untimed), then presents that certificate in TLS (default basic)")
+                        "(untimed), then presents that certificate in TLS; digest: SHA-256 Digest, each client "
+                        "with its own nonce (one untimed 401) and a growing nonce count (default basic)")
     p.add_argument("--clients", type=positive(int), default=16, help="concurrent clients (default 16)")
     p.add_argument("--processes", type=positive(int), default=2,
                    help="load processes the clients are spread over (default 2)")

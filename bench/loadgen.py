@@ -69,10 +69,12 @@ def parse_answer(data: bytes | bytearray) -> tuple[int, bytes, bool] | None:
 class _Client:
     """One client: connect, TLS handshake, then requests one after another."""
 
-    def __init__(self, run: _Run, context: ssl.SSLContext, result: ClientResult):
+    def __init__(self, run: _Run, context: ssl.SSLContext, result: ClientResult,
+                 prepare: Callable[[bytes], bytes] | None = None):
         self.run = run
         self.context = context
         self.result = result
+        self.prepare = prepare  # e.g. puts this client's next Digest Authorization in
         self.sock: socket.socket | None = None
         self.step: Callable[[], None] = self._idle
         self.mask = 0
@@ -111,6 +113,8 @@ class _Client:
         """Begin the next enrollment (connecting first when there is no connection)."""
         self.busy = True
         self.out = self.run.next_request()
+        if self.prepare is not None:
+            self.out = self.prepare(self.out)
         self.inbuf.clear()
         self.closed = False
         self.started = now
@@ -294,12 +298,15 @@ def preconnect(run: _Run, clients: list[_Client], timeout: float) -> None:
 
 def run_clients(contexts: list[ssl.SSLContext], results: list[ClientResult], requests: list[bytes], port: int,
                 new_connection: bool, timeout: float, accept: Callable[[int, bytes], bool],
-                ready: Callable[[], None], seconds: float) -> tuple[float, float]:
+                ready: Callable[[], None], seconds: float,
+                prepare: list[Callable[[bytes], bytes]] | None = None) -> tuple[float, float]:
     """Drive one client per context: keep-alive clients connect first, then
     ``ready()`` is called (it returns when the load may start); each client
-    enrolls again and again for ``seconds``. Returns (started, finished), monotonic."""
+    enrolls again and again for ``seconds``. ``prepare``: per client, a
+    function each request passes through just before it is sent.
+    Returns (started, finished), monotonic."""
     run = _Run(port, requests, itertools.count(), new_connection, timeout, accept)
-    clients = [_Client(run, ctx, r) for ctx, r in zip(contexts, results)]
+    clients = [_Client(run, ctx, r, prep) for ctx, r, prep in zip(contexts, results, prepare or [None] * len(results))]
     if not new_connection:
         preconnect(run, clients, timeout)
     ready()

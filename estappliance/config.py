@@ -43,6 +43,8 @@ class TokenConfig:
     pin_file: Path | None = None
     pin_env: str | None = None
     softhsm2_conf: Path | None = None
+    # Seconds a token call may take before its request is answered 503 (token/worker.py).
+    call_timeout: float = 30.0
 
     def read_pin(self) -> str:
         if self.pin_env and os.environ.get(self.pin_env):
@@ -244,6 +246,13 @@ def _bool(table: dict, key: str, default: bool, where: str) -> bool:
     return value
 
 
+def _positive_float(table: dict, key: str, default: float, where: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"[{where}] {key} must be a number of seconds above 0, not {value!r}")
+    return float(value)
+
+
 def _require(table: dict, key: str, where: str):
     if key not in table:
         raise ConfigError(f"[{where}] needs '{key}'")
@@ -394,6 +403,7 @@ def from_dict(raw: dict, path: Path) -> Config:
         pin_file=_path(base, t.get("pin_file")),
         pin_env=t.get("pin_env"),
         softhsm2_conf=_path(base, t.get("softhsm2_conf")),
+        call_timeout=_positive_float(t, "call_timeout", 30.0, "token"),
     )
     c = raw.get("ca", {})
     key_type = c.get("key_type", "ec-p256")

@@ -29,6 +29,8 @@ from .ra.results import EnrollmentResults
 from .ra.serverkeygen import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
+from .token.session import drop_all as drop_all_sessions
+from .token.worker import TOKEN_CALLS
 from .web import ServerContextFactory, distribution, enroll, fullcmc, make_site, serverkeygen
 from .web import packages as package_routes
 from .workers import WorkerPool
@@ -90,6 +92,7 @@ class Appliance:
 
 def build(config: Config, worker_index: int = 0) -> Appliance:
     token = Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
+    TOKEN_CALLS.timeout, TOKEN_CALLS.on_recovered = config.token.call_timeout, drop_all_sessions
     store = Store(config.store)
     if not config.ca.cert_file.exists():
         raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")

@@ -171,6 +171,13 @@ class DefaultsTests(ConfigTestCase):
         self.assertFalse(self.load_tables(server={"batch_scheduling": False}).server.batch_scheduling)
         self.assertConfigError("[server]", "batch_scheduling", "true or false", server={"batch_scheduling": "no"})
 
+    def test_token_call_timeout(self):
+        self.assertEqual(self.load_tables().token.call_timeout, 30.0)
+        self.assertEqual(self.load_tables(token={**MINIMAL_TOKEN, "call_timeout": 2.5}).token.call_timeout, 2.5)
+        for bad in (0, -1, "soon", True):
+            self.assertConfigError("[token]", "call_timeout", "seconds above 0",
+                                   token={**MINIMAL_TOKEN, "call_timeout": bad})
+
     def test_default_label_always_present(self):
         cfg = self.load_tables(labels={"iot": {"auth": ["basic"]}})
         self.assertEqual(set(cfg.labels), {"iot", DEFAULT_LABEL})

@@ -264,6 +264,30 @@ class WireTests(PackagesCase):
         self.assertEqual(mine[package_id][1].state, "receipt")
 
     @defer.inlineCallbacks
+    def test_a_return_for_a_package_offered_but_never_downloaded_is_refused(self):
+        """The PAL showed it, the client never fetched it: the server knows it
+        never sent it, so a receipt or error for it is a 400, nothing recorded."""
+        code, out = yield self.estctl("publish", "symmetric-key", "--client", "alice")
+        self.assertEqual(code, 0, out)
+        resp = yield self.raw("GET", f"{EST}/pal", who=self.alice)
+        self.assertEqual(resp.status, 200, resp.body)
+        packages = yield on_store_thread(self.server.store.package_report, client="alice")
+        (report,) = packages
+        pkg_id = report.package.key_package_id
+        mine = yield self.deliveries("alice")
+        self.assertEqual(mine[report.package.id][1].state, "offered")
+        for body in (symkeys.sign_return(rfc7191.RECEIPT, symkeys.receipt(pkg_id, self.alice[1].subject),
+                                         *self.alice),
+                     symkeys.unsigned_return(rfc7191.ERROR, symkeys.error(pkg_id, self.alice[1].subject, 61))):
+            resp = yield self.raw("POST", f"{EST}/symmetrickeys/return", {"Content-Type": "application/cms"},
+                                  base64.b64encode(body), who=self.alice)
+            self.assertEqual(resp.status, 400, resp.body)
+            self.assertIn(b"offered to this client but never downloaded by it", resp.body)
+        mine = yield self.deliveries("alice")
+        delivery = mine[report.package.id][1]
+        self.assertEqual((delivery.state, delivery.downloaded_at, delivery.error_code), ("offered", None, None))
+
+    @defer.inlineCallbacks
     def test_tamp_on_the_wire(self):
         code, out = yield self.estctl("publish", "tamp", "status-query", "--client", "alice", "--to-hardware",
                                       HW_TYPE, "--serial", "SN-1")

@@ -659,6 +659,30 @@ class ReturnTests(ServerKeygenBase):
             self.assertEqual(record.state, "delivered")
 
     @defer.inlineCallbacks
+    def test_an_error_naming_no_package_needs_a_delivered_key(self):
+        """A package that was never sent (still being made, or none at all):
+        the client cannot report on it; 400 and nothing recorded."""
+        unnamed = keypackages.error_message(None, x509.Name.from_rfc4514_string("CN=device-1"), "decryptFailure")
+        resp = yield self.post_return(unnamed, user="bob")
+        self.assertEqual(resp.status, 400, resp.body)
+        self.assertIn(b"none was delivered to this client", resp.body)
+        pkg_id = os.urandom(16)
+        yield on_store_thread_call(self.server.store.key_package_started, pkg_id=pkg_id, client="bob",
+                                   label="default", key_label="never-made", form="enveloped",
+                                   receipt_requested=True)
+        for body in (unnamed, keypackages.error_message(pkg_id, x509.Name.from_rfc4514_string("CN=device-1"), 71)):
+            resp = yield self.post_return(body, user="bob")
+            self.assertEqual(resp.status, 400, resp.body)
+        rows = yield on_store_thread_call(self.server.store.key_package_returns)
+        self.assertEqual(rows, [])
+        record = yield on_store_thread_call(self.server.store.key_package, pkg_id)
+        self.assertEqual((record.state, record.returned_at), ("generating", None))
+        delivered = yield self.delivered_key("bob")
+        resp = yield self.post_return(unnamed, user="bob")
+        self.assertEqual(resp.status, 204, resp.body)
+        self.assertTrue(delivered.pkg_id)
+
+    @defer.inlineCallbacks
     def test_published_rfc7191_receipt_is_read_and_refused_as_not_ours(self):
         path = Path("/work/shared/spec/vectors/pyasn1alt/rfc7191_message2_pem_text.b64")
         if not path.exists():

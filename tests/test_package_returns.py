@@ -209,3 +209,59 @@ class DamagedReturnTests(unittest.TestCase):
                         parse(bytes(damaged))
                     except MalformedRequest:
                         pass
+
+
+class OfferedNotDownloadedTests(ReturnsCase):
+    """A package shown in the PAL but never fetched: the client cannot have a
+    receipt or an error for it, so a return naming it is refused (400) and
+    nothing is recorded."""
+
+    def offer_only(self, package, client="alice"):
+        self.store.offers(client, "default")
+        self.assertIsNone(self.state(package, client).downloaded_at)
+
+    def assertNothingRecorded(self, package):
+        d = self.state(package)
+        self.assertIsNone(d.downloaded_at)
+        self.assertNotIn(d.state, ("receipt", "error"))
+        self.assertIsNone(d.error_code)
+
+    def test_key_package(self):
+        package = self.queue("0024", b"\x30\x00", key_package_id=b"pkg-n")
+        self.offer_only(package)
+        for ret in (symkeys.sign_return(rfc7191.RECEIPT, symkeys.receipt(b"pkg-n", self.alice[1].subject),
+                                        *self.alice),
+                    symkeys.unsigned_return(rfc7191.ERROR, symkeys.error(b"pkg-n", self.alice[1].subject, 61)),
+                    symkeys.unsigned_return(rfc7191.ERROR, symkeys.error(None, self.alice[1].subject, 61))):
+            with self.assertRaises(NotOffered) as caught:
+                returns.record_key_package_return(self.store, "alice", "default", symkeys.read_return(ret), None)
+            self.assertIsInstance(caught.exception, PolicyRefused)  # a 400
+        self.assertNothingRecorded(package)
+        self.store.mark_downloaded(package.id, "alice")
+        returns.record_key_package_return(self.store, "alice", "default", symkeys.read_return(
+            symkeys.sign_return(rfc7191.RECEIPT, symkeys.receipt(b"pkg-n", self.alice[1].subject), *self.alice)),
+            None)
+        self.assertEqual(self.state(package).state, "receipt")
+
+    def test_firmware(self):
+        name = firmware.PackageName(oid="1.3.6.1.4.1.99999.1.7", version=1)
+        package = self.queue("0026", b"\x30\x00", details={"fw_name": name.key()})
+        self.offer_only(package)
+        for report in (firmware.unsigned(firmware.RECEIPT, firmware.receipt("1.2.3", b"s", name)),
+                       firmware.unsigned(firmware.ERROR, firmware.load_error("1.2.3", b"s", 28, name))):
+            self.assertRaises(NotOffered, returns.record_firmware_report, self.store, "alice", "default",
+                              firmware.read_report(report), None)
+        self.assertNothingRecorded(package)
+
+    def test_tamp(self):
+        a = tamp.TrustAnchor.from_cert(certificate("CN=A", ca=True)[1])
+        ref = tamp.MsgRef(tamp.Target(), 700)
+        der = tamp.sign("tamp_status_query", tamp.status_query(ref), *self.manager)
+        package = self.queue("0028", der, details={"tamp_kind": "tamp_status_query", "seq_num": 700})
+        self.offer_only(package)
+        for answer in (tamp.unsigned("tamp_status_response", tamp.status_response(ref, [a])),
+                       tamp.unsigned("tamp_error", tamp.error("tamp_status_query", 24))):
+            self.assertRaises(NotOffered, returns.record_tamp_answer, self.store, "alice", "default",
+                              tamp.read(answer), None)
+        self.assertNothingRecorded(package)
+        self.assertEqual(self.store.client_anchors("alice"), [])

@@ -3,6 +3,7 @@ real ``twistd est``: shared serial space, shared Digest nonces, a worker's
 death neither seen by clients nor final, and a clean stop of them all."""
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -146,6 +148,81 @@ class WorkerTests(unittest.TestCase):
         certs = yield defer.gatherResults([support.in_thread(answer_elsewhere, i) for i in range(12)],
                                           consumeErrors=True)
         self.assertEqual(len(certs), 12)
+
+    def exchange(self, conn: ssl.SSLSocket, method: str, path: str, headers: dict[str, str] | None = None,
+                 body: bytes = b"") -> tuple[int, dict[str, list[str]], bytes]:
+        """One HTTP/1.1 request on a kept-alive connection: (status, headers, body)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        conn.sendall(head.encode() + b"\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        raw_head, _, rest = data.partition(b"\r\n\r\n")
+        lines = raw_head.decode("latin-1").split("\r\n")
+        answer: dict[str, list[str]] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            answer.setdefault(name.strip().lower(), []).append(value.strip())
+        length = int(answer.get("content-length", ["0"])[0])
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        return int(lines[0].split()[1]), answer, rest
+
+    def issued(self) -> int:
+        return len(self.server.estctl("cert", "list").stdout.splitlines())
+
+    def replay_is_refused(self, conn: ssl.SSLSocket, captured: str) -> None:
+        """The captured header, with a CSR for another key: 401 stale, nothing issued."""
+        before = self.issued()
+        csr = make_csr(new_key(), "CN=attacker").public_bytes(serialization.Encoding.DER)
+        status, headers, body = self.exchange(conn, "POST", "/.well-known/est/simpleenroll",
+                                              {"Authorization": captured, "Content-Type": "application/pkcs10"},
+                                              base64.b64encode(csr))
+        self.assertEqual(status, 401, body)
+        self.assertTrue(any(c.startswith("Digest") and "stale=true" in c for c in headers["www-authenticate"]),
+                        headers)
+        self.assertEqual(self.issued(), before)
+
+    @defer.inlineCallbacks
+    def test_a_captured_digest_header_is_refused_by_the_other_worker_and_after_a_restart(self):
+        """Nonce counts live in the store: the victim's Authorization, replayed
+        on a connection held by the other worker, or after the worker that
+        accepted it was restarted, gets a 401 (stale) and no certificate."""
+        conns = yield support.in_thread(self.open_keep_alive, 2)
+        self.addCleanup(lambda: [c.close() for c in conns])
+        held = self.client_ports_per_worker()
+        self.assertEqual(sorted(len(h) for h in held), [1, 1])  # one connection on each worker
+        victim, other = conns
+
+        def victim_enrolls() -> str:
+            status, headers, _ = self.exchange(victim, "POST", "/.well-known/est/simpleenroll",
+                                               {"Content-Type": "application/pkcs10"})
+            self.assertEqual(status, 401)
+            auth = DigestAuth(USER, self.server.password)
+            self.assertTrue(auth.use_challenge(headers["www-authenticate"]))
+            captured = auth.header("POST", "/.well-known/est/simpleenroll")
+            csr = make_csr(new_key(), "CN=victim").public_bytes(serialization.Encoding.DER)
+            status, _, body = self.exchange(victim, "POST", "/.well-known/est/simpleenroll",
+                                            {"Authorization": captured, "Content-Type": "application/pkcs10"},
+                                            base64.b64encode(csr))
+            self.assertEqual(status, 200, body)
+            return captured
+        captured = yield support.in_thread(victim_enrolls)
+        yield support.in_thread(self.replay_is_refused, other, captured)
+        yield support.in_thread(self.replay_is_refused, victim, captured)
+        # Both workers restarted: the counts are still there.
+        workers = children(self.server.proc.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        fresh = yield support.in_thread(wait_for, lambda: (lambda c: c if len(c) == 2 and not set(c) & set(workers)
+                                                           else None)(children(self.server.proc.pid)))
+        self.assertTrue(fresh, self.server.log())
+        yield support.in_thread(wait_for, lambda: self.server.log().count(" ready") >= 4)
+        after = yield support.in_thread(self.open_keep_alive, 2)
+        self.addCleanup(lambda: [c.close() for c in after])
+        for conn in after:
+            yield support.in_thread(self.replay_is_refused, conn, captured)
 
     @defer.inlineCallbacks
     def test_a_dead_worker_is_replaced_and_clients_are_served_meanwhile(self):

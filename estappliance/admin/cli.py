@@ -21,7 +21,8 @@ DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
 # command's func(args, config) runs with the config loaded.
 EXTENSIONS: tuple[str, ...] = ("estappliance.admin.packages", "estappliance.admin.serverkeygen",
-                                "estappliance.admin.distribution", "estappliance.admin.fullcmc")
+                                "estappliance.admin.distribution", "estappliance.admin.fullcmc",
+                                "estappliance.admin.token")
 
 
 def _token(config) -> Token:

@@ -41,6 +41,11 @@ def _generator(config, store: Store) -> ServerKeyGenerator:
     return ServerKeyGenerator(_token(config), None, None, store, key_prefix=config.ca.key_label)
 
 
+def _token_can(problem: str | None, what: str) -> None:
+    if problem:
+        raise SystemExit(f"estctl: this token cannot hold {what}: {problem} (see 'estctl token check')")
+
+
 def _key_id(text: str) -> bytes:
     try:
         value = bytes.fromhex(text.replace(":", ""))
@@ -78,6 +83,7 @@ def cmd_kek_add(args, config) -> None:
     else:
         raise SystemExit("estctl: give --import FILE or --generate --out FILE")
     generator = _generator(config, store)
+    _token_can(generator.token.policy().kek_problem(), "a KEK")
     label = generator.kek_label(key_id)
     size = symmetric.create_kek(generator.token, label, value)
     try:
@@ -149,7 +155,9 @@ def cmd_pkcs12_password(args, config) -> None:
     password = text.rstrip("\r\n")
     if len(password) < MIN_PKCS12_PASSWORD:
         raise SystemExit(f"estctl: a PKCS#12 password has at least {MIN_PKCS12_PASSWORD} characters")
-    _generator(config, store).set_pkcs12_password_blocking(args.client, password.encode("utf-8"))
+    generator = _generator(config, store)
+    _token_can(generator.token.policy().sealing_problem(), "a sealed PKCS#12 password")
+    generator.set_pkcs12_password_blocking(args.client, password.encode("utf-8"))
     print(f"PKCS#12 password of {args.client!r} set (sealed by the token)")
 
 

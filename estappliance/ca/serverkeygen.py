@@ -37,6 +37,7 @@ from ..pki.asn1 import rfc5958
 from ..store import Store, on_store_thread
 from ..token import KEY_SPECS, Token, TokenRefused, on_token_thread
 from ..token import symmetric
+from ..token.policy import TokenCannot
 from .authority import CertificateAuthority, IssueRequest
 from .content import ContentSigner
 
@@ -149,6 +150,8 @@ class ServerKeyGenerator:
         if not self._swept:
             self._swept = True
             yield self.sweep()
+        policy = yield on_token_thread(self.token.policy)
+        self._check_token(policy, order)
         pkg_id = os.urandom(16)
         key_label = f"{self.key_prefix}-skg-{pkg_id.hex()}"
         receipts = order.label.serverkeygen_receipts and order.form in ("enveloped", "encrypted-key-package")
@@ -178,6 +181,19 @@ class ServerKeyGenerator:
                 raise Unavailable("the token refused to export the new key") from e
             raise
         return DeliveredKey(pkg_id, order.form, MEDIA_TYPES[order.form], key_der, cert)
+
+    @staticmethod
+    def _check_token(policy, order: KeyOrder) -> None:
+        """Refuse (400, named in the log) what this token cannot do, before
+        anything is recorded or made."""
+        try:
+            policy.require_key_type(order.key_type, "/serverkeygen")
+            policy.require(policy.export_problem(), "/serverkeygen")
+            if isinstance(order.protection, KekProtection):
+                policy.require(policy.kek_problem(), "/serverkeygen to a KEK (kekri)")
+        except TokenCannot as e:
+            log.warn("token cannot serve this request: {reason}", reason=e.reason)
+            raise
 
     @defer.inlineCallbacks
     def _package(self, order: KeyOrder, pkg_id: bytes, pkcs8: bytes, cert: x509.Certificate, receipts: bool):

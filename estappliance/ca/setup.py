@@ -37,6 +37,10 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 def _ensure_key(config: Config, token: Token) -> None:
     if not token.has_key(config.ca.key_label):
+        problem = token.policy().key_type_problem(config.ca.key_type)
+        if problem:
+            raise SetupError(f"[ca] key_type {config.ca.key_type!r}: {problem} ('estctl token check' shows what"
+                             " this token can do)")
         token.generate_keypair(config.ca.key_label, KEY_SPECS[config.ca.key_type], extractable=False)
 
 

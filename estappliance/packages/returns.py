@@ -4,8 +4,8 @@ was offered, record, and for TAMP move the client's trust anchor record.
 
 ``parse_*`` run anywhere (pure, quick); ``record_*`` are blocking store work
 for the store thread. A return that does not parse, is signed by anyone but
-the client, or names nothing this client was offered is refused with a
-client-safe reason (400) and records nothing.
+the client, or names nothing this client was offered and downloaded is
+refused with a client-safe reason (400) and records nothing.
 """
 from __future__ import annotations
 
@@ -49,6 +49,14 @@ def check_signer(store: Store, client: str, signer: x509.Certificate | None,
                         " not by a certificate of this client")
 
 
+def _downloaded(offer: Offer) -> Offer:
+    """A return may only name a package the client has downloaded: the server
+    knows which ones it never sent."""
+    if offer.delivery.downloaded_at is None:
+        raise NotOffered(f"package {offer.package.id} was offered to this client but never downloaded by it")
+    return offer
+
+
 def _latest_awaiting(offers: list[Offer]) -> Offer:
     """For an error that names no package: the newest one downloaded and still owed a return."""
     for offer in offers:
@@ -77,6 +85,7 @@ def record_key_package_return(store: Store, client: str, label: str, ret: symkey
         offer = next((o for o in offers if o.key_package_id == ret.pkg_id), None)
         if offer is None:
             raise NotOffered("the return names a key package this client was never offered")
+        _downloaded(offer)
     if ret.kind == rfc7191.RECEIPT:
         store.record_receipt(offer.package.id, client, return_der=ret.der)
     else:
@@ -104,6 +113,7 @@ def record_firmware_report(store: Store, client: str, label: str, report: fw.Fir
         offer = next((o for o in offers if o.package.details.get("fw_name") == report.name.key()), None)
         if offer is None:
             raise NotOffered(f"the report names firmware {report.name} that this client was never offered")
+        _downloaded(offer)
     if report.kind == fw.RECEIPT:
         store.record_receipt(offer.package.id, client, return_der=report.der)
     else:
@@ -148,6 +158,7 @@ def record_tamp_answer(store: Store, client: str, label: str, message: tamp.Tamp
         if offer is None:
             raise NotOffered(f"the answer names TAMP message {message.ref.seq_num}, which this client was never"
                              " offered")
+        _downloaded(offer)
     failed = next((s for s in message.statuses if s != SUCCESS), None)
     if message.kind != "tamp_error":
         _move_anchors(store, client, offer, message)

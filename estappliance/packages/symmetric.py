@@ -74,7 +74,9 @@ def recipients_for(store: Store, token: Token, client: str) -> list[envelope.Rec
     """Every key ``client`` can open a package with (see the module notes)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     found: list[envelope.Recipient] = []
-    for kek in store.keks():
+    # KEKs only where the token has AES key wrap (kekri); the rest still serve.
+    keks = store.keks() if token.policy().kek_problem() is None else []
+    for kek in keks:
         if kek.client == client:
             found.append(envelope.KekRecipient(kek.key_id, lambda cek, lbl=kek.token_label: wrap_with_kek(
                 token, lbl, cek), kek.size))
@@ -102,6 +104,8 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
         raise PublishError(f"unknown form {request.form!r}")
     if not request.clients:
         raise PublishError("no client to publish the key for")
+    if token.policy().export_problem():
+        raise PublishError(f"symmetric keys: {token.policy().export_problem()}")
     recipients = {}
     for client in request.clients:
         record = store.client(client)  # None: a client known by its certificate only

@@ -23,8 +23,9 @@ from ..config import Label
 from ..errors import AuthenticationRequired, NotAuthorized
 from ..pki.certs import ID_KP_CMC_RA
 from ..store import ClientRecord, Store, on_read_thread
+from ..store.nonce_claims import NonceCountClaims
 from ..threads import SingleThread
-from .digest import DigestVerifier
+from .digest import NONCE_LIFETIME, DigestVerifier, nonce_count
 from .passwords import verify_password
 
 # A verified password is remembered this long so that keep-alive clients do not
@@ -137,6 +138,7 @@ class Authenticator:
         self.anchors = anchors
         self.realm = realm
         self.digest = DigestVerifier(realm, digest_secret)
+        self.nonce_counts = NonceCountClaims(store, NONCE_LIFETIME)
         self._verified: dict[tuple[str, bytes], tuple[float, ClientRecord]] = {}
         self._checking: dict[tuple[str, bytes], list[defer.Deferred]] = {}
 
@@ -212,9 +214,14 @@ class Authenticator:
         verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
                                     algorithms=label.digest_algorithms, uri_aliases=creds.digest_uri_aliases)
         if verdict == "stale":
-            raise AuthenticationRequired("digest nonce expired or reused; retry", stale=True)
+            raise AuthenticationRequired("digest nonce expired; retry", stale=True)
         if verdict != "ok" or record is None:
             raise AuthenticationRequired("wrong username or password")
+        # Counts are claimed in the store, shared by every worker: a replayed
+        # header (same nonce, same or lower nc) is refused everywhere.
+        if not (yield self.nonce_counts.claim(*nonce_count(params))):
+            raise AuthenticationRequired("digest nonce expired or reused (its count was seen: a replay); retry",
+                                         stale=True)
         return record
 
     @defer.inlineCallbacks

@@ -3,8 +3,12 @@
 MD5 stays because the EST clients in the field (libest and its derivatives,
 RFC 7030 Appendix A.3) speak only MD5 Digest. The server keeps
 H(username:realm:password) per algorithm, so a realm change needs new
-passwords. Nonces are stateless (a time stamp and its HMAC); nonce counts
-must grow, which stops a captured Authorization header being replayed.
+passwords. Nonces are stateless (a time stamp and its HMAC, with a key every
+worker shares), so a client may answer a challenge on a new connection that
+another worker takes. Nonce counts must grow: ``check`` only says an answer is
+genuine and fresh; the caller then claims its count in the store
+(``store.nonce_claims``), which every worker sees, so a captured
+Authorization header is refused on any worker and after a restart.
 """
 from __future__ import annotations
 
@@ -51,7 +55,6 @@ class DigestVerifier:
     def __init__(self, realm: str, secret: bytes | None = None):
         self.realm = realm
         self._secret = secret or os.urandom(32)
-        self._counts: dict[str, tuple[float, int]] = {}
 
     def nonce(self, now: float | None = None) -> str:
         """time stamp, 8 random bytes (so no two challenges share a nonce), MAC."""
@@ -89,7 +92,9 @@ class DigestVerifier:
     def check(self, params: dict[str, str], method: str, uri: str, stored_ha1: dict[str, str],
               now: float | None = None, algorithms: Iterable[str] = tuple(ALGORITHMS),
               uri_aliases: Iterable[str] = ()) -> str:
-        """'ok', 'stale' (retry with a fresh nonce) or 'bad'. An answer with
+        """'ok', 'stale' (retry with a fresh nonce) or 'bad'. 'ok' means genuine
+        and within the nonce's lifetime: its count must still be claimed
+        (``nonce_count``), or a replay passes. An answer with
         an algorithm outside ``algorithms`` (those the label offers) is bad;
         its digest-uri must be ``uri`` or one of ``uri_aliases``."""
         now = time.time() if now is None else now
@@ -111,14 +116,10 @@ class DigestVerifier:
             return "bad"
         if age > NONCE_LIFETIME or age < -60:
             return "stale"
-        count = int(nc, 16)
-        last = self._counts.get(nonce)
-        if last is not None and count <= last[1]:
-            return "stale"  # a replayed (or reordered) request: make the client start afresh
-        self._forget_old(now)
-        self._counts[nonce] = (now, count)
         return "ok"
 
-    def _forget_old(self, now: float) -> None:
-        if len(self._counts) > 10000:
-            self._counts = {n: v for n, v in self._counts.items() if now - v[0] < NONCE_LIFETIME}
+
+def nonce_count(params: dict[str, str]) -> tuple[str, int]:
+    """(nonce, nc as a number) of an answer ``check`` found good: the count to
+    claim before the request is served."""
+    return params["nonce"], int(params["nc"], 16)

@@ -270,6 +270,12 @@ class KeygenRegistrar:
                     raise PolicyRefused(f"no key package {returned.pkg_id.hex()} was delivered")
                 if record.client != identity.name:
                     raise NotAuthorized(f"key package {returned.pkg_id.hex()} was not delivered to this client")
+            else:
+                # An error naming no package is about a key this client got:
+                # a client that was never sent one has nothing to report on.
+                records = yield on_store_thread(self.store.key_packages, identity.name)
+                if not any(r.state in ("delivered", "confirmed", "error") for r in records):
+                    raise PolicyRefused("the error names no key package, and none was delivered to this client")
             yield on_store_thread(self.store.key_package_returned, returned.pkg_id, client=identity.name,
                                   kind=returned.kind, der=der, error_code=returned.error_code,
                                   signer=returned.signer.subject.rfc4514_string() if returned.signer else None)

@@ -17,6 +17,7 @@ from typing import Iterable
 from .crls import CrlTables
 from .fullcmc import CmcTables
 from .generations import GenerationTables
+from .nonces import NonceCountTables
 from .packages import PackageTables
 from .returns import ReturnLookups
 from .serverkeygen import ServerKeygenTables
@@ -64,6 +65,9 @@ CREATE TABLE IF NOT EXISTS pending (
     replaces TEXT
 );
 CREATE INDEX IF NOT EXISTS pending_lookup ON pending(label, client, key_hash);
+-- Digest nonce counts (store/nonces.py): the last count accepted per nonce, for every worker.
+CREATE TABLE IF NOT EXISTS digest_nonce_counts (nonce TEXT PRIMARY KEY, nc INTEGER NOT NULL, used_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS digest_nonce_counts_used ON digest_nonce_counts(used_at);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -195,7 +199,8 @@ def serial_key(serial: int) -> str:
     return format(serial, "x")
 
 
-class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables, ReturnLookups, GenerationTables):
+class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables, ReturnLookups, GenerationTables,
+            NonceCountTables):
     def __init__(self, path: str | Path, *, read_only: bool = False):
         """``read_only``: a second connection for lookups, used from its own
         thread so that reads never queue behind a commit's fsync (WAL lets

@@ -70,10 +70,10 @@ class TokenRSAKey(rsa.RSAPrivateKey):
     def sign(self, data: bytes, pad: padding.AsymmetricPadding, algorithm) -> bytes:
         if not isinstance(pad, padding.PKCS1v15) or isinstance(algorithm, utils.Prehashed):
             raise TypeError("token RSA keys sign with PKCS#1 v1.5 over the whole message")
-        mechanism = _RSA_PKCS1.get(algorithm.name)
-        if mechanism is None:
+        if algorithm.name not in _RSA_PKCS1:
             raise TypeError(f"no token mechanism for {algorithm.name}")
-        return self._token.sign(self._label, data, mechanism)
+        # The mechanism policy picks CKM_SHA*_RSA_PKCS, or CKM_RSA_PKCS over a DigestInfo.
+        return self._token.sign_rsa_pkcs1(self._label, data, algorithm.name)
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public

@@ -19,7 +19,9 @@ from pkcs11.exceptions import (AttributeReadOnly, AttributeSensitive, KeyTypeInc
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pkcs11.util.rsa import encode_rsa_public_key
 from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+from cryptography.hazmat.primitives.padding import PKCS7
 
 from ..errors import TokenUnavailable
 
@@ -30,6 +32,27 @@ T = TypeVar("T")
 # thread anyway, so Token objects share it.
 _SESSIONS: dict[tuple[str, str], pkcs11.Session] = {}
 _STALE: dict[tuple[str, str], bool] = {}
+# The mechanism policy of each token (policy.py), read once per process.
+_POLICIES: dict[tuple[str, str], object] = {}
+# DigestInfo prefixes (RFC 8017 9.2) for RSA PKCS#1 v1.5 over a host-made hash.
+_DIGEST_INFO = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def drop_all() -> None:
+    """Close every session of this process and re-initialise each library on
+    its next use (after a call that hung: the state it left is suspect).
+    Token objects notice the new session and forget the key handles they held."""
+    for key in list(_SESSIONS):
+        session = _SESSIONS.pop(key)
+        _STALE[key] = True
+        try:
+            session.close()
+        except (PKCS11Error, RuntimeError):
+            pass
 
 
 @dataclass(frozen=True)
@@ -163,6 +186,25 @@ class Token:
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
         return self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
 
+    def policy(self):
+        """This token's MechanismPolicy (what each feature uses here)."""
+        from .policy import MechanismPolicy
+        key = (self._module, self._label)
+        cached = _POLICIES.get(key)
+        if cached is None:
+            cached = _POLICIES[key] = self._run(lambda s: MechanismPolicy.of_slot(s.token.slot))
+        return cached
+
+    def sign_rsa_pkcs1(self, label: str, data: bytes, hash_name: str) -> bytes:
+        """RSASSA-PKCS1-v1_5 over ``data`` with the token's SHA-2 mechanism, or,
+        where the token has none (opencryptoki's soft token), CKM_RSA_PKCS over
+        a DigestInfo made on the host: the same signature."""
+        mechanism, prehash = self.policy().rsa_signing(hash_name)
+        if prehash:
+            import hashlib
+            data = _DIGEST_INFO[hash_name] + hashlib.new(hash_name, data).digest()
+        return self.sign(label, data, mechanism)
+
     def generate_keypair(self, label: str, spec: KeySpec, *, extractable: bool = False) -> bytes:
         """Make a key pair inside the token; returns the public key (SPKI DER).
 
@@ -204,14 +246,25 @@ class Token:
 
         The caller (the CA building a package for one device) needs the bytes
         to encrypt them again for that device; the transport key never
-        outlives this call.
+        outlives this call. The wrap is the policy's: AES key wrap where the
+        token has it, else AES-CBC with PKCS#7 padding.
         """
+        from .policy import TokenCannot
+        mechanism = self.policy().export_wrap()
+        if mechanism is None:
+            raise TokenCannot(self.policy().export_problem())
         transport = session.generate_key(KeyType.AES, 256, store=False, template={
             Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True, Attribute.WRAP: True, Attribute.UNWRAP: False,
             Attribute.ENCRYPT: False, Attribute.DECRYPT: False})
         try:
-            wrapped = transport.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP)
-            return aes_key_unwrap(bytes(transport[Attribute.VALUE]), wrapped)
+            if mechanism == Mechanism.AES_KEY_WRAP:
+                wrapped = transport.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP)
+                return aes_key_unwrap(bytes(transport[Attribute.VALUE]), wrapped)
+            iv = os.urandom(16)
+            wrapped = transport.wrap_key(key, mechanism=mechanism, mechanism_param=iv)
+            decryptor = Cipher(algorithms.AES(bytes(transport[Attribute.VALUE])), modes.CBC(iv)).decryptor()
+            unpadder = PKCS7(128).unpadder()
+            return unpadder.update(decryptor.update(wrapped) + decryptor.finalize()) + unpadder.finalize()
         finally:
             transport.destroy()
 

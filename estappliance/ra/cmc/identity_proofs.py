@@ -17,11 +17,15 @@ import hashlib
 import hmac as std_hmac
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from ...pki.cmc import PROOF_HASHES, IdentityProof, identity_proof_key
 from ...store import Store, on_store_thread
 from ...token import Token, on_token_thread
 from ...token import hmac_keys
+from ...token.policy import TokenCannot
+
+log = Logger()
 
 BLOCK_SIZES = {"sha1": 64, "sha256": 64, "sha384": 128, "sha512": 128}
 MIN_SECRET = 8
@@ -67,6 +71,12 @@ class IdentityProofs:
     def check(self, client: str, proof: IdentityProof, req_sequence_der: bytes):
         """Fires with True if ``proof`` is the client's witness over reqSequence."""
         label = key_label(client, proof.hash, BLOCK_SIZES[proof.mac])
+        policy = yield on_token_thread(self.token.policy)
+        problem = policy.hmac_problem(proof.mac)
+        if problem:
+            log.warn("token cannot check an identityProofV2 with HMAC-{mac}: {problem}", mac=proof.mac,
+                     problem=problem)
+            raise TokenCannot(f"identityProofV2 with HMAC-{proof.mac.upper()}: {problem}")
         mac = yield on_token_thread(hmac_keys.hmac, self.token, label, req_sequence_der, proof.mac)
         return mac is not None and std_hmac.compare_digest(mac, proof.witness)
 

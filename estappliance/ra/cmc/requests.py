@@ -33,6 +33,7 @@ from ...pki import cmc
 from ...pki.asn1 import rfc5272
 from ...pki.keyids import spki_der
 from ...store import on_store_thread
+from ...token.policy import TokenCannot
 from ..auth import OWN_CA, Credentials, Identity
 from .common import (Outcome, Refusal, Requester, Verdict,
                          ref)
@@ -194,7 +195,10 @@ class FullCmc:
                           verdict=Verdict.UNAUTHENTICATED)
         record = yield on_store_thread(self.store.client, name)
         has_secret = yield self.proofs.has_secret(name)
-        ok = record is not None and has_secret and (yield self.proofs.check(name, proof, pki.req_sequence_der))
+        try:
+            ok = record is not None and has_secret and (yield self.proofs.check(name, proof, pki.req_sequence_der))
+        except TokenCannot as e:
+            raise Refusal("bad_alg", e.reason) from None
         if not ok:
             raise Refusal("bad_identity", "identity proof does not verify", verdict=Verdict.FORBIDDEN)
         if not record.may_use(label.name):
