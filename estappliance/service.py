@@ -19,20 +19,20 @@ from .ca.crl import CrlSchedule
 from .ca.generations import CaCrls, CaWatch, LiveGeneration
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
-from .packages import PackageQueue
-from .packages.builder import PalBuilder, StandingItems
+from .distribution import PackageQueue
+from .distribution.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
 from .ra.delivery import PackageDelivery
-from .ra.distribution import Distribution
+from .ra.package_access import Distribution
 from .ra.cmc import FullCmc, IdentityProofs
 from .ra.results import EnrollmentResults
-from .ra.serverkeygen import KeygenRegistrar
+from .ra.keygen_requests import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
 from .token.session import drop_all as drop_all_sessions
 from .token.worker import TOKEN_CALLS
-from .web import ServerContextFactory, distribution, enroll, fullcmc, make_site, serverkeygen
-from .web import packages as package_routes
+from .web import ServerContextFactory, distribution_routes, enroll_routes, fullcmc_routes, make_site, serverkeygen_routes
+from .web import package_routes
 from .workers import WorkerPool
 
 log = Logger()
@@ -139,13 +139,13 @@ def site(appliance: Appliance):
     s = appliance.config.server
     route_sets = [
         # RFC 7030 enrollment; /cacerts downloads are noted for the PAL
-        distribution.track_cacerts(enroll.routes(appliance.registrar), appliance.distribution),
+        distribution_routes.track_cacerts(enroll_routes.routes(appliance.registrar), appliance.distribution),
         # RFC 8295: /pal, /eecerts, /crls, GET on the enrollment paths
-        distribution.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
-        serverkeygen.routes(appliance.keygen),  # and /serverkeygen/return
+        distribution_routes.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
+        serverkeygen_routes.routes(appliance.keygen),  # and /serverkeygen/return
         # /symmetrickeys, /firmware, /tamp and their returns
         package_routes.routes(PackageDelivery(appliance.distribution)),
-        fullcmc.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
+        fullcmc_routes.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
                                IdentityProofs(appliance.token, appliance.store))),
     ]
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,

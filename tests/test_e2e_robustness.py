@@ -28,7 +28,7 @@ from twisted.trial import unittest
 
 from estappliance.client import BasicAuth, EstClient, HttpsConnection, make_csr, new_key
 from estappliance.client.http import TLSError
-from estappliance.client import serverkeygen
+from estappliance.client import keygen_commands
 from estappliance.pki import cmc, key_package_returns, keygen_request
 from estappliance.pki.encoding import decode_body
 from estappliance.ra.digest import ha1_all
@@ -225,7 +225,7 @@ class RobustnessTests(unittest.TestCase):
         return could name), its PAL (which offers the packages) and the CRLs
         (issued on first demand)."""
         with EstClient(self.server.url, anchors=[self.server.ca_cert], auth=BasicAuth("alice", PASSWORD)) as c:
-            serverkeygen.request_key(c, keygen_request.build_csr(x509.Name.from_rfc4514_string("CN=k"), new_key()))
+            keygen_commands.request_key(c, keygen_request.build_csr(x509.Name.from_rfc4514_string("CN=k"), new_key()))
         for label in (None, "strict"):
             with EstClient(self.server.url, anchors=[self.server.ca_cert], label=label,
                            auth=BasicAuth("alice", PASSWORD)) as c:

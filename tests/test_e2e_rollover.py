@@ -26,7 +26,7 @@ from estappliance.ca.setup import SetupError
 from estappliance.client import BasicAuth, EstClient, new_key
 from estappliance.client.cli import main as est_main
 from estappliance.client import HttpsConnection
-from estappliance.client.distribution import get_crls, get_pal
+from estappliance.client.distribution_commands import get_crls, get_pal
 from estappliance.pki import certs
 from estappliance.service import build, site, tls_factory
 from estappliance.store import Store

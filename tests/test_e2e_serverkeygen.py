@@ -23,7 +23,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.client import BasicAuth, EstClient, EstClientError, make_csr, new_key
-from estappliance.client import serverkeygen as skg
+from estappliance.client import keygen_commands as skg
 from estappliance.errors import TokenUnavailable
 from estappliance.pki import envelope, keygen_request, keypackages, multipart
 from estappliance.pki.asn1 import rfc6032 as our_rfc6032

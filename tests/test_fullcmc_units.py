@@ -8,7 +8,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from estappliance.admin.cli import REVOCATION_REASONS
-from estappliance.client import fullcmc as client_fullcmc
+from estappliance.client import cmc_commands as client_fullcmc
 from estappliance.config import ConfigError, from_dict
 from estappliance.pki import cmc
 from estappliance.ra.cmc import common as cmc_common
@@ -64,7 +64,7 @@ class StatusTests(unittest.TestCase):
         self.assertEqual(verdict("failed", "no_support"), Verdict.BAD_REQUEST)
 
     def test_the_web_layer_has_a_status_for_every_verdict(self):
-        from estappliance.web.fullcmc import HTTP_STATUS
+        from estappliance.web.fullcmc_routes import HTTP_STATUS
         self.assertEqual(set(HTTP_STATUS), set(Verdict))
         self.assertEqual([HTTP_STATUS[v] for v in Verdict], [200, 202, 400, 401, 403])
 

@@ -1,4 +1,4 @@
-"""The layers point one way (web -> ra -> packages -> ca -> pki/token/store),
+"""The layers point one way (web -> ra -> distribution -> ca -> pki/token/store),
 read from the imports of every module (ast, nothing imported)."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import estappliance
 ROOT = Path(estappliance.__file__).parent
 # Lower imports higher, never the other way. config, errors and threads are
 # for everyone; service, workers, admin (estctl) and client (est) sit on top.
-RANK = {"web": 0, "ra": 1, "packages": 2, "ca": 3, "pki": 4, "token": 4, "store": 4}
+RANK = {"web": 0, "ra": 1, "distribution": 2, "ca": 3, "pki": 4, "token": 4, "store": 4}
 TOP = {"service", "workers", "admin", "client"}
 # Known and left: the store checks a package's PAL type against the registry
 # (a table of pure data) when it queues it.
-ALLOWED = {("store/packages.py", "estappliance.packages.types")}
+ALLOWED = {("store/package_tables.py", "estappliance.distribution.types")}
 
 
 def imports(path: Path) -> set[str]:
@@ -72,8 +72,8 @@ class LayerTests(unittest.TestCase):
 
     def test_the_rules_see_a_violation(self):
         """The checks read relative imports right (else they would pass on anything)."""
-        names = imports(ROOT / "store" / "packages.py")
-        self.assertIn("estappliance.packages.types", names)
+        names = imports(ROOT / "store" / "package_tables.py")
+        self.assertIn("estappliance.distribution.types", names)
         self.assertIn("estappliance.errors", names)
         self.assertIn("estappliance.token.session", imports(ROOT / "token" / "keys.py"))
 

@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives import serialization
 from twisted.trial import unittest
 
 from estappliance.errors import MalformedRequest, PolicyRefused
-from estappliance.packages import returns
+from estappliance.distribution import returns
 from estappliance.pki import firmware, signeddata, symkeys, tamp
 from estappliance.pki.asn1 import rfc7191
 from estappliance.store import Store
-from estappliance.store.packages import NotOffered
+from estappliance.store.package_tables import NotOffered
 
 from .distribution_support import certificate
 

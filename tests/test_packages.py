@@ -10,8 +10,8 @@ from pathlib import Path
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from estappliance.packages import (NotOffered, PackageQueue, UnknownPalType, next_offer, pal_type, types_for)
-from estappliance.packages.types import DERIVED, PAL_TYPES
+from estappliance.distribution import (NotOffered, PackageQueue, UnknownPalType, next_offer, pal_type, types_for)
+from estappliance.distribution.types import DERIVED, PAL_TYPES
 from estappliance.store import Store
 
 

@@ -17,16 +17,16 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.config import Label, PalConfig, Profile
-from estappliance.packages import pal
-from estappliance.packages.builder import CrlsBody, PalBuilder, key_use, paginate
-from estappliance.packages.pal import BadPal, IssuerSerial, PalEntry
+from estappliance.distribution import pal_format
+from estappliance.distribution.builder import CrlsBody, PalBuilder, key_use, paginate
+from estappliance.distribution.pal_format import BadPal, IssuerSerial, PalEntry
 from estappliance.pki.crlsonly import NotCrlsOnly, crls_only, read_crls_only
 from estappliance.pki.cms import certs_only
 from estappliance.store import Store
-from estappliance.web.distribution import wants_json
+from estappliance.web.distribution_routes import wants_json
 
 UTC = datetime.timezone.utc
-XSD = Path(pal.__file__).with_name("pal.xsd")
+XSD = Path(pal_format.__file__).with_name("pal.xsd")
 WHEN = datetime.datetime(2016, 12, 29, 9, 28, tzinfo=UTC)
 BASE = "https://est.example.com/.well-known/est"
 
@@ -50,22 +50,22 @@ def build_crl(key, issuer: x509.Name, number: int, serials=()) -> bytes:
 
 class XmlTests(unittest.TestCase):
     def test_every_info_kind_validates_and_round_trips(self):
-        doc = pal.to_xml(ALL_KINDS)
-        pal.validate_xml(doc)
+        doc = pal_format.to_xml(ALL_KINDS)
+        pal_format.validate_xml(doc)
         self.assertTrue(doc.startswith(b"<?xml version='1.0' encoding='UTF-8'?>"))
-        self.assertEqual(pal.parse_xml(doc), ALL_KINDS)
+        self.assertEqual(pal_format.parse_xml(doc), ALL_KINDS)
         root = etree.fromstring(doc)
         self.assertEqual(root.tag, "{urn:ietf:params:xml:ns:pal}pal")
-        ns = {"p": pal.NAMESPACE}
+        ns = {"p": pal_format.NAMESPACE}
         self.assertEqual(root.xpath("//p:message[1]/p:date/text()", namespaces=ns), ["2016-12-29T09:28:00Z"])
         self.assertEqual(root.xpath("//p:message[4]/p:info/p:ski/text()", namespaces=ns), ["0A1B2C3D4E5F"])
         # field order of the schema's sequence: type, date, size, info
         self.assertEqual([etree.QName(c).localname for c in root[0]], ["type", "date", "size", "info"])
 
     def test_empty_pal_is_valid(self):
-        doc = pal.to_xml([])
-        pal.validate_xml(doc)
-        self.assertEqual(pal.parse_xml(doc), [])
+        doc = pal_format.to_xml([])
+        pal_format.validate_xml(doc)
+        self.assertEqual(pal_format.parse_xml(doc), [])
 
     def test_schema_is_the_rfc_structure_with_the_two_fixes(self):
         text = XSD.read_text()
@@ -75,14 +75,14 @@ class XmlTests(unittest.TestCase):
         self.assertIn('targetNamespace="urn:ietf:params:xml:ns:pal"', text)
         # As published (no backslashes) the schema refuses every real type:
         published = etree.XMLSchema(etree.fromstring(text.replace(r"\d", "d").encode()))
-        self.assertFalse(published.validate(etree.fromstring(pal.to_xml(ALL_KINDS[:1]))))
+        self.assertFalse(published.validate(etree.fromstring(pal_format.to_xml(ALL_KINDS[:1]))))
         # ... and with the RFC text's https namespace it is no schema at all.
         with self.assertRaises(etree.XMLSchemaParseError):
             etree.XMLSchema(etree.fromstring(text.replace("http://www.w3.org/2001/XMLSchema",
                                                           "https://www.w3.org/2001/XMLSchema").encode()))
 
     def test_schema_rejects_what_the_rfc_rules_out(self):
-        good = pal.to_xml([PalEntry("0005", 10, uri=f"{BASE}/crls", date=WHEN)])
+        good = pal_format.to_xml([PalEntry("0005", 10, uri=f"{BASE}/crls", date=WHEN)])
         bad = {
             "three-digit type": good.replace(b"<type>0005</type>", b"<type>005</type>"),
             "fractional date": good.replace(b"09:28:00Z", b"09:28:00.5Z"),
@@ -91,23 +91,23 @@ class XmlTests(unittest.TestCase):
             "negative size": good.replace(b"<size>10</size>", b"<size>-1</size>"),
             "two infos": good.replace(b"</uri>", b"</uri><dn>CN=x</dn>"),
             "no namespace": good.replace(b' xmlns="urn:ietf:params:xml:ns:pal"', b""),
-            "serial zero": pal.to_xml([PalEntry("0010", 0, iasn=IssuerSerial("CN=x", 1))]).replace(
+            "serial zero": pal_format.to_xml([PalEntry("0010", 0, iasn=IssuerSerial("CN=x", 1))]).replace(
                 b"<serial>1</serial>", b"<serial>0</serial>"),
         }
         for why, doc in bad.items():
             with self.assertRaises(BadPal, msg=why):
-                pal.validate_xml(doc)
+                pal_format.validate_xml(doc)
 
     def test_parser_is_liberal_but_not_blind(self):
         unqualified = (b"<pal><message><type>0003</type><size>5</size>"
                        b"<info><uri>https://h/.well-known/est/eecerts</uri></info></message></pal>")
-        self.assertEqual(pal.parse_xml(unqualified), [PalEntry("0003", 5, uri="https://h/.well-known/est/eecerts")])
+        self.assertEqual(pal_format.parse_xml(unqualified), [PalEntry("0003", 5, uri="https://h/.well-known/est/eecerts")])
         for doc in (b"not xml", b"<other/>", b"<pal><message><type>0003</type><size>1</size></message></pal>",
                     b"<pal><message><type>3</type><size>1</size><info><uri>u</uri></info></message></pal>",
                     b"<pal><message><type>0003</type><size>x</size><info><uri>u</uri></info></message></pal>",
                     b"<pal><message><type>0003</type><date>yesterday</date><size>1</size>"
                     b"<info><uri>u</uri></info></message></pal>"):
-            self.assertRaises(BadPal, pal.parse_xml, doc)
+            self.assertRaises(BadPal, pal_format.parse_xml, doc)
 
     def test_external_entities_are_not_resolved(self):
         secret = Path(self.mktemp())
@@ -115,7 +115,7 @@ class XmlTests(unittest.TestCase):
         doc = (f'<?xml version="1.0"?><!DOCTYPE pal [<!ENTITY x SYSTEM "file://{secret.resolve()}">]>'
                '<pal xmlns="urn:ietf:params:xml:ns:pal"><message><type>0003</type><size>1</size>'
                '<info><dn>&x;</dn></info></message></pal>').encode()
-        entries = pal.parse_xml(doc)
+        entries = pal_format.parse_xml(doc)
         self.assertNotIn("SECRET", entries[0].dn)
 
     def test_entry_rules(self):
@@ -136,33 +136,33 @@ class JsonTests(unittest.TestCase):
     ]"""
 
     def test_rfc_8295_example(self):
-        entries = pal.parse_json(self.RFC_EXAMPLE)
+        entries = pal_format.parse_json(self.RFC_EXAMPLE)
         self.assertEqual(entries, [
             PalEntry("0003", 1234, uri="https://www.example.com/.well-known/est/eecerts/1234", date=WHEN),
             PalEntry("0006", 1234, iasn=IssuerSerial("CN=Sean Turner,O=sn3rd,C=US", 0), date=WHEN)])
 
     def test_round_trip_and_shape(self):
         import json
-        doc = pal.to_json(ALL_KINDS)
-        self.assertEqual(pal.parse_json(doc), ALL_KINDS)
+        doc = pal_format.to_json(ALL_KINDS)
+        self.assertEqual(pal_format.parse_json(doc), ALL_KINDS)
         items = json.loads(doc)
         self.assertEqual(items[0], {"type": "0002", "date": "2016-12-29T09:28:00Z", "size": 4246,
                                     "info": {"uri": f"{BASE}/cacerts"}})
         self.assertEqual(items[1]["info"], {"iasn": {"issuer": "CN=Example CA,O=Example,C=US", "serial": 21}})
         self.assertNotIn("date", items[1])
         self.assertEqual(items[3]["info"], {"ski": "0A1B2C3D4E5F"})
-        self.assertEqual(pal.to_json([]), b"[]")
+        self.assertEqual(pal_format.to_json([]), b"[]")
 
     def test_dispatch_by_content_type(self):
-        self.assertEqual(pal.parse(pal.to_json(ALL_KINDS), "application/json"), ALL_KINDS)
-        self.assertEqual(pal.parse(pal.to_xml(ALL_KINDS), "application/xml; charset=utf-8"), ALL_KINDS)
-        self.assertEqual(pal.parse(pal.to_json(ALL_KINDS), None), ALL_KINDS)
+        self.assertEqual(pal_format.parse(pal_format.to_json(ALL_KINDS), "application/json"), ALL_KINDS)
+        self.assertEqual(pal_format.parse(pal_format.to_xml(ALL_KINDS), "application/xml; charset=utf-8"), ALL_KINDS)
+        self.assertEqual(pal_format.parse(pal_format.to_json(ALL_KINDS), None), ALL_KINDS)
 
     def test_bad_json(self):
         for doc in (b"{", b'"x"', b'[{"type": "0003", "size": 1}]', b'[{"type": "0003", "info": {"uri": "u"}}]',
                     b'[{"type": "0003", "size": 1, "info": {"uri": "u", "dn": "d"}}]',
                     b'[{"type": "0003", "size": 1, "info": {"what": "u"}}]'):
-            self.assertRaises(BadPal, pal.parse_json, doc)
+            self.assertRaises(BadPal, pal_format.parse_json, doc)
 
 
 class PagingTests(unittest.TestCase):
@@ -299,7 +299,7 @@ class BuilderTests(unittest.TestCase):
     def pal(self, client="alice", lab=None):
         builder = PalBuilder(self.store, self.standing, self.settings, now=lambda: self.now)
         entries = yield builder.entries(client, lab or label(), BASE)
-        pal.validate_xml(pal.to_xml(entries))  # whatever it builds is schema-valid
+        pal_format.validate_xml(pal_format.to_xml(entries))  # whatever it builds is schema-valid
         return entries
 
     def queue(self, pal_type, target="alice", **kw):

@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.store import Store
-from estappliance.store.serverkeygen import DuplicateKek
+from estappliance.store.keygen_tables import DuplicateKek
 from estappliance.token import on_token_thread, symmetric
 
 from . import support

@@ -27,7 +27,7 @@ from estappliance.pki import csr as csrs
 from estappliance.pki import envelope, keygen_request, keypackages, multipart, signeddata
 from estappliance.pki.asn1 import rfc6032
 from estappliance.pki.cms import certs_only, read_certs_only
-from estappliance.ra.serverkeygen import check_keygen_csr, choose_form, key_type_for, pkcs12_preference
+from estappliance.ra.keygen_requests import check_keygen_csr, choose_form, key_type_for, pkcs12_preference
 
 VECTORS = Path("/work/shared/spec/vectors")
 NOW = datetime.datetime.now(datetime.timezone.utc)

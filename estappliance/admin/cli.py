@@ -20,8 +20,8 @@ from ..token import Token
 DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
 # command's func(args, config) runs with the config loaded.
-EXTENSIONS: tuple[str, ...] = ("estappliance.admin.packages", "estappliance.admin.serverkeygen",
-                                "estappliance.admin.distribution", "estappliance.admin.fullcmc",
+EXTENSIONS: tuple[str, ...] = ("estappliance.admin.package_commands", "estappliance.admin.keygen_commands",
+                                "estappliance.admin.distribution_commands", "estappliance.admin.cmc_commands",
                                 "estappliance.admin.token")
 
 

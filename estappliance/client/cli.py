@@ -19,8 +19,8 @@ from .http import TLSError
 # Modules adding their own sub-commands: each has register(subparsers, common)
 # where ``common`` is the parent parser with the connection options; their
 # commands call ``client_from_args(args)``.
-EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution", "estappliance.client.serverkeygen",
-                               "estappliance.client.sync", "estappliance.client.fullcmc")
+EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution_commands", "estappliance.client.keygen_commands",
+                               "estappliance.client.sync", "estappliance.client.cmc_commands")
 
 
 def _pem_certs(certs) -> bytes:

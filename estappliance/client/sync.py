@@ -15,11 +15,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..packages.types import PAL_TYPES
+from ..distribution.types import PAL_TYPES
 from ..pki.encoding import NotBase64OrDer, decode_body
 from . import pemfiles
 from .device import Device, Outcome, load_kek
-from .distribution import _first_line, get_pal
+from .distribution_commands import _first_line, get_pal
 from .est import EstClient, EstClientError
 
 HANDLED = ("symmetrickeys", "firmware", "tamp")

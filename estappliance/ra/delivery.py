@@ -14,10 +14,10 @@ from typing import Callable
 from twisted.internet import defer
 
 from ..errors import EstError, NotFound
-from ..packages import returns, types
+from ..distribution import returns, types
 from ..store import on_store_thread
 from .auth import Credentials
-from .distribution import Distribution
+from .package_access import Distribution
 
 OPERATIONS = ("symmetrickeys", "firmware", "tamp")
 _NOTHING = {

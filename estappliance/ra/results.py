@@ -20,7 +20,7 @@ from ..store import PendingRequest, on_store_thread
 from . import profiles
 from .approvals import Rejected, Waiting
 from .auth import OWN_CA, Credentials, Identity
-from .distribution import Distribution
+from .package_access import Distribution
 
 OPERATIONS = ("simpleenroll", "simplereenroll")
 

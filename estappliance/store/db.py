@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Iterable
 
 from .crls import CrlTables
-from .fullcmc import CmcTables
+from .cmc_tables import CmcTables
 from .generations import GenerationTables
 from .nonces import NonceCountTables
-from .packages import PackageTables
+from .package_tables import PackageTables
 from .returns import ReturnLookups
-from .serverkeygen import ServerKeygenTables
+from .keygen_tables import ServerKeygenTables
 from .tamp import TampTables
 from .writelock import WriterLock
 

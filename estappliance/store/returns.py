@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .packages import _DELIVERY_COLUMNS, _P_COLUMNS, Offer, _delivery, _package
+from .package_tables import _DELIVERY_COLUMNS, _P_COLUMNS, Offer, _delivery, _package
 
 
 class ReturnLookups:

@@ -8,7 +8,7 @@ from typing import Iterable
 from twisted.internet import defer
 
 from ..store import Store, on_store_thread
-from ..store.packages import Delivery, Offer, Package
+from ..store.package_tables import Delivery, Offer, Package
 
 
 def next_offer(offers: list[Offer]) -> Offer | None:

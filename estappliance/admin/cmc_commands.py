@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..ra.cmc import identity_proofs as cmc_secrets
+from ..ra.cmc import identity_proofs
 from ..store import Store
 from .cli import _token
 
@@ -25,8 +25,8 @@ def _secret(args) -> bytes:
         return secret
     data = sys.stdin.buffer.read() if args.secret_file == "-" else Path(args.secret_file).read_bytes()
     secret = data.rstrip(b"\r\n")
-    if len(secret) < cmc_secrets.MIN_SECRET:
-        raise SystemExit(f"estctl: a CMC shared secret has at least {cmc_secrets.MIN_SECRET} characters")
+    if len(secret) < identity_proofs.MIN_SECRET:
+        raise SystemExit(f"estctl: a CMC shared secret has at least {identity_proofs.MIN_SECRET} characters")
     return secret
 
 
@@ -35,13 +35,13 @@ def cmd_secret_set(args, config) -> None:
     if store.client(args.name) is None:
         raise SystemExit(f"estctl: no client {args.name!r} (estctl client add first)")
     secret = _secret(args)
-    cmc_secrets.install(_token(config), store, args.name, secret)
+    identity_proofs.install(_token(config), store, args.name, secret)
     print(f"CMC shared secret of {args.name!r} set: its /fullcmc requests must now carry identityProofV2",
           file=sys.stderr)
 
 
 def cmd_secret_remove(args, config) -> None:
-    if not cmc_secrets.remove(_token(config), Store(config.store), args.name):
+    if not identity_proofs.remove(_token(config), Store(config.store), args.name):
         raise SystemExit(f"estctl: client {args.name!r} has no CMC shared secret")
     print(f"CMC shared secret of {args.name!r} removed")
 

@@ -33,7 +33,7 @@ equivalents are the ``Store`` methods of the same names (``queue_package``,
 Other modules here: ``pal`` (PAL entries, XML/JSON, the corrected XSD),
 ``builder`` (a client's PAL from its packages and the server's notifications).
 """
-from ..store.packages import Delivery, NotOffered, Offer, Package, PackageReport, UnknownPackage
+from ..store.package_tables import Delivery, NotOffered, Offer, Package, PackageReport, UnknownPackage
 from .queue import PackageQueue, next_offer
 from .types import PAL_TYPES, PalType, UnknownPalType, pal_type, types_for
 

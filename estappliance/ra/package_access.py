@@ -14,9 +14,9 @@ from twisted.internet import defer
 
 from ..config import Label, PalConfig
 from ..errors import EstError, NotFound
-from ..packages import PackageQueue, types
-from ..packages.builder import PalBuilder, StandingItems, paginate, peer_certificates
-from ..packages.pal import PalEntry
+from ..distribution import PackageQueue, types
+from ..distribution.builder import PalBuilder, StandingItems, paginate, peer_certificates
+from ..distribution.pal_format import PalEntry
 from ..store import Store, on_store_thread
 from .auth import Credentials, Identity
 from .registrar import Registrar

@@ -13,11 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import MalformedRequest, PolicyRefused
-from ..pki import firmware as fw
+from ..pki import firmware
 from ..pki import symkeys, tamp
 from ..pki.asn1 import rfc5914, rfc7191
 from ..store import Store
-from ..store.packages import NotOffered, Offer
+from ..store.package_tables import NotOffered, Offer
 from . import types
 
 SYMMETRIC = (types.SYMMETRIC_KEY,)
@@ -96,14 +96,14 @@ def record_key_package_return(store: Store, client: str, label: str, ret: symkey
 # -- /firmware/return ----------------------------------------------------------------------
 
 
-def parse_firmware_report(der: bytes) -> fw.FirmwareReport:
+def parse_firmware_report(der: bytes) -> firmware.FirmwareReport:
     try:
-        return fw.read_report(der)
-    except fw.BadFirmwareReport as e:
+        return firmware.read_report(der)
+    except firmware.BadFirmwareReport as e:
         raise MalformedRequest(str(e)) from None
 
 
-def record_firmware_report(store: Store, client: str, label: str, report: fw.FirmwareReport,
+def record_firmware_report(store: Store, client: str, label: str, report: firmware.FirmwareReport,
                            presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, report.signer, presented)
     offers = store.offered_packages(client, label, FIRMWARE)
@@ -114,7 +114,7 @@ def record_firmware_report(store: Store, client: str, label: str, report: fw.Fir
         if offer is None:
             raise NotOffered(f"the report names firmware {report.name} that this client was never offered")
         _downloaded(offer)
-    if report.kind == fw.RECEIPT:
+    if report.kind == firmware.RECEIPT:
         store.record_receipt(offer.package.id, client, return_der=report.der)
     else:
         store.record_error(offer.package.id, client, report.error_code, return_der=report.der)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from twisted.internet import defer
 
 from ..ca import ContentSigner
-from ..ca.serverkeygen import CertificateProtection, KekProtection, KeyOrder, ServerKeyGenerator
+from ..ca.key_generation import CertificateProtection, KekProtection, KeyOrder, ServerKeyGenerator
 from ..config import Label
 from ..errors import EstError, MalformedRequest, NotAuthorized, PolicyRefused
 from ..pki import csr as csrs

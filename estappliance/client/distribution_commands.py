@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from ..packages import pal as pal_format
-from ..packages.types import NEXT_PAL, PAL_TYPES
+from ..distribution import pal_format
+from ..distribution.types import NEXT_PAL, PAL_TYPES
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.crlsonly import NotCrlsOnly, read_crls_only
 from ..pki.encoding import NotBase64OrDer, decode_body

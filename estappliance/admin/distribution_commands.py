@@ -12,14 +12,14 @@ from cryptography.hazmat.primitives import hashes
 
 from ..ca import ContentSigner, load_pem_certs, roles
 from ..ca.setup import SetupError
-from ..packages import firmware as firmware_publish
-from ..packages import symmetric, tamp as tamp_publish
+from ..distribution import firmware_publishing
+from ..distribution import symmetric_publishing, tamp_publishing
 from ..pki import firmware, symkeys, tamp
 from ..pki.asn1 import rfc6031
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..store import Store
 from .cli import _token
-from .packages import _load_certs, add_target_arguments, publish_commands, target_from_args
+from .package_commands import _load_certs, add_target_arguments, publish_commands, target_from_args
 
 _OID = re.compile(r"^[0-2](\.\d+)+$")
 TAMP_KINDS = {
@@ -70,14 +70,14 @@ def cmd_publish_symmetric_key(args, config) -> None:
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     token = _token(config)
-    request = symmetric.SymmetricKeyRequest(
+    request = symmetric_publishing.SymmetricKeyRequest(
         label=label, clients=tuple(clients), algorithm=args.algorithm, key_id=args.key_id,
         form=args.form,
         usages=tuple(args.usage or ("Encrypt", "Decrypt")), valid_days=args.days,
         friendly_name=args.name or None, keep=args.keep or config.distribution.keep_symmetric_keys)
     try:
-        queued = symmetric.publish(config, token, store, _content_signer(config, token), request)
-    except (symmetric.PublishError, ValueError) as e:
+        queued = symmetric_publishing.publish(config, token, store, _content_signer(config, token), request)
+    except (symmetric_publishing.PublishError, ValueError) as e:
         raise _fail(e) from None
     details = queued[0].details
     fate = "kept in the token, sealed (escrow)" if request.keep else "destroyed in the token"
@@ -104,7 +104,7 @@ def _read_cms(path: str) -> bytes:
 def cmd_publish_firmware(args, config) -> None:
     store = Store(config.store)
     label, kind, target_name = target_from_args(args, config, store)
-    target = firmware_publish.Target(label, kind, target_name)
+    target = firmware_publishing.Target(label, kind, target_name)
     try:
         if args.sign:
             if args.legacy_name:
@@ -113,16 +113,16 @@ def cmd_publish_firmware(args, config) -> None:
                 name = firmware.PackageName(oid=_oid(args.package_id), version=args.version)
             else:
                 raise SystemExit("estctl: --sign needs --package-id OID and --version N (or --legacy-name)")
-            image = firmware_publish.FirmwareImage(
+            image = firmware_publishing.FirmwareImage(
                 image=Path(args.file).read_bytes(), name=name, targets=tuple(_oid(h) for h in args.hardware or ()),
                 description=args.description, stale_version=args.stale_version)
-            package = firmware_publish.sign_and_queue(config, _token(config), store, image, target)
+            package = firmware_publishing.sign_and_queue(config, _token(config), store, image, target)
         else:
             if args.hardware or args.package_id or args.legacy_name:
                 raise SystemExit("estctl: --package-id, --version, --legacy-name and --hardware describe a raw"
                                  " image signed here (--sign); a signed package carries its own")
-            package = firmware_publish.import_signed(config, store, _read_cms(args.file), target)
-    except (symmetric.PublishError, SetupError, ValueError) as e:
+            package = firmware_publishing.import_signed(config, store, _read_cms(args.file), target)
+    except (symmetric_publishing.PublishError, SetupError, ValueError) as e:
         raise _fail(e) from None
     d = package.details
     print(f"package {package.id}: {package.name} for {kind} {target_name} (label {label}), {package.size} bytes,"
@@ -148,7 +148,7 @@ def cmd_publish_tamp(args, config) -> None:
         msg_target = tamp.Target("communities", communities=tuple(_oid(c) for c in args.to_community))
     else:
         msg_target = tamp.Target()
-    request = tamp_publish.TampRequest(
+    request = tamp_publishing.TampRequest(
         kind=TAMP_KINDS[args.message], target=msg_target,
         add=tuple(c for p in args.add or () for c in _load_certs(p)),
         remove=tuple(c for p in args.remove or () for c in _load_certs(p)),
@@ -156,9 +156,9 @@ def cmd_publish_tamp(args, config) -> None:
         add_communities=tuple(_oid(c) for c in args.add_community or ()),
         remove_communities=tuple(_oid(c) for c in args.remove_community or ()), terse=args.terse)
     try:
-        package = tamp_publish.publish(config, _token(config), store, request,
-                                       firmware_publish.Target(label, kind, target_name))
-    except (symmetric.PublishError, SetupError, ValueError) as e:
+        package = tamp_publishing.publish(config, _token(config), store, request,
+                                       firmware_publishing.Target(label, kind, target_name))
+    except (symmetric_publishing.PublishError, SetupError, ValueError) as e:
         raise _fail(e) from None
     print(f"package {package.id}: {package.name} for {kind} {target_name} (label {label}),"
           f" {package.media_type}, {package.size} bytes")

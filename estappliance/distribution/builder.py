@@ -34,7 +34,7 @@ from ..pki.cms import certs_only
 from ..pki.crlsonly import crls_only
 from ..store import Store, on_store_thread
 from . import types
-from .pal import IssuerSerial, PalEntry
+from .pal_format import IssuerSerial, PalEntry
 
 UTC = datetime.timezone.utc
 

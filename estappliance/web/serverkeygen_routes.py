@@ -12,7 +12,7 @@ from twisted.web import server
 
 from ..pki import multipart
 from ..pki.cms import certs_only
-from ..ra.serverkeygen import KeygenRegistrar
+from ..ra.keygen_requests import KeygenRegistrar
 from . import media
 from .http import Operation, Response, Routes, base64_response, credentials, lazy_der_body
 

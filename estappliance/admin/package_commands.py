@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..config import DEFAULT_LABEL
-from ..packages import types
+from ..distribution import types
 from ..store import Store
 
 

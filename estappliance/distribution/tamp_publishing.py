@@ -18,11 +18,11 @@ from ..ca import roles
 from ..config import Config
 from ..pki import tamp
 from ..store import Store
-from ..store.packages import Package
+from ..store.package_tables import Package
 from ..token import Token
-from .firmware import Target
+from .firmware_publishing import Target
 from .returns import TAMP_TYPES
-from .symmetric import PublishError
+from .symmetric_publishing import PublishError
 
 
 @dataclass(frozen=True)

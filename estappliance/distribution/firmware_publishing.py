@@ -17,10 +17,10 @@ from ..ca.authority import load_pem_certs
 from ..config import Config
 from ..pki import firmware
 from ..store import Store
-from ..store.packages import TARGET_KINDS, Package
+from ..store.package_tables import TARGET_KINDS, Package
 from ..token import Token
 from . import types
-from .symmetric import PublishError
+from .symmetric_publishing import PublishError
 
 _ECT = {"firmware_package": "signedData", "compressed_data": "signedData, compressedData",
         "encrypted_data": "signedData, encryptedData"}

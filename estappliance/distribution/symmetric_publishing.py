@@ -36,7 +36,7 @@ from ..ca.content import ContentSigner
 from ..config import Config
 from ..pki import envelope, symkeys
 from ..store import Store
-from ..store.packages import Package
+from ..store.package_tables import Package
 from ..token import Token
 from ..token.symmetric import wrap_with_kek
 from . import types

@@ -13,9 +13,9 @@ from twisted.internet import defer
 from twisted.web import server
 
 from .. import errors
-from ..packages import pal as pal_format
+from ..distribution import pal_format
 from ..pki.cms import certs_only
-from ..ra.distribution import Distribution
+from ..ra.package_access import Distribution
 from ..ra.results import EnrollmentResults
 from . import media
 from .http import Operation, Response, Routes, base64_response, credentials

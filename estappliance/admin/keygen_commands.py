@@ -23,9 +23,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ..ca.serverkeygen import ServerKeyGenerator
+from ..ca.key_generation import ServerKeyGenerator
 from ..store import Store
-from ..store.serverkeygen import DuplicateKek
+from ..store.keygen_tables import DuplicateKek
 from ..token import Token
 from ..token import symmetric
 
