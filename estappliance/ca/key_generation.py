@@ -31,13 +31,12 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from ..config import Label
-from ..errors import EstError, Unavailable
+from ..errors import EstError, TokenCannot, Unavailable
 from ..pki import envelope, keypackages
 from ..pki.asn1 import rfc5958
 from ..store import Store, on_store_thread
 from ..token import KEY_SPECS, Token, TokenRefused, on_token_thread
 from ..token import symmetric
-from ..token.policy import TokenCannot
 from .authority import CertificateAuthority, IssueRequest
 from .content import ContentSigner
 

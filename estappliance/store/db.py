@@ -447,6 +447,15 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                                (label, client, key_hash, subject, operation)).fetchone()
         return None if row is None else _pending(row)
 
+    def client_requests(self, label: str, client: str, operation: str | None = None) -> list[PendingRequest]:
+        """This client's approval requests under ``label``, oldest first."""
+        sql = _PENDING_SELECT + " WHERE label=? AND client=?"
+        args: list = [label, client]
+        if operation is not None:
+            sql += " AND operation=?"
+            args.append(operation)
+        return [_pending(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
     def pending_requests(self, state: str | None = "pending") -> list[PendingRequest]:
         if state is None:
             rows = self._db.execute(_PENDING_SELECT + " ORDER BY id")

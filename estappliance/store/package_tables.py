@@ -493,16 +493,6 @@ class PackageTables:
 
     # -- enrollment results fetched with GET (RFC 8295 9) ------------------------------
 
-    def client_requests(self, label: str, client: str, operation: str | None = None) -> list:
-        """This client's approval requests under ``label`` (PendingRequest), oldest first."""
-        from .db import _PENDING_SELECT, _pending
-        sql = _PENDING_SELECT + " WHERE label=? AND client=?"
-        args: list = [label, client]
-        if operation is not None:
-            sql += " AND operation=?"
-            args.append(operation)
-        return [_pending(r) for r in self._db.execute(sql + " ORDER BY id", args)]
-
     def mark_result_delivered(self, pending_id: int) -> None:
         with self._writing():
             self._db.execute("INSERT INTO enrollment_results VALUES (?, ?) ON CONFLICT (pending_id)"

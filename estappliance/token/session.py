@@ -9,7 +9,6 @@ itself once the token is back.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 import pkcs11
@@ -23,7 +22,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from cryptography.hazmat.primitives.padding import PKCS7
 
-from ..errors import TokenUnavailable
+from ..errors import TokenCannot, TokenUnavailable
+from .key_specs import KeySpec
+from .policy import MechanismPolicy
 
 T = TypeVar("T")
 
@@ -55,24 +56,6 @@ def drop_all() -> None:
             pass
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """A key type as the config names it (``ec-p256``, ``rsa3072`` ...)."""
-
-    name: str
-    kind: str  # "ec" or "rsa"
-    curve: str | None = None
-    bits: int | None = None
-
-
-KEY_SPECS = {
-    "ec-p256": KeySpec("ec-p256", "ec", curve="secp256r1"),
-    "ec-p384": KeySpec("ec-p384", "ec", curve="secp384r1"),
-    "ec-p521": KeySpec("ec-p521", "ec", curve="secp521r1"),
-    "rsa2048": KeySpec("rsa2048", "rsa", bits=2048),
-    "rsa3072": KeySpec("rsa3072", "rsa", bits=3072),
-    "rsa4096": KeySpec("rsa4096", "rsa", bits=4096),
-}
 
 
 class TokenRefused(Exception):
@@ -188,7 +171,6 @@ class Token:
 
     def policy(self):
         """This token's MechanismPolicy (what each feature uses here)."""
-        from .policy import MechanismPolicy
         key = (self._module, self._label)
         cached = _POLICIES.get(key)
         if cached is None:
@@ -249,7 +231,6 @@ class Token:
         outlives this call. The wrap is the policy's: AES key wrap where the
         token has it, else AES-CBC with PKCS#7 padding.
         """
-        from .policy import TokenCannot
         mechanism = self.policy().export_wrap()
         if mechanism is None:
             raise TokenCannot(self.policy().export_problem())

@@ -28,12 +28,11 @@ from twisted.internet import defer
 from ...ca import ContentSigner
 from ...ca.crl import CrlIssuer
 from ...config import Label
-from ...errors import AuthenticationRequired, MalformedRequest, NotAuthorized
+from ...errors import AuthenticationRequired, MalformedRequest, NotAuthorized, TokenCannot
 from ...pki import cmc
 from ...pki.asn1 import rfc5272
 from ...pki.keyids import spki_der
 from ...store import on_store_thread
-from ...token.policy import TokenCannot
 from ..auth import OWN_CA, Credentials, Identity
 from .common import (Outcome, Refusal, Requester, Verdict,
                          ref)
