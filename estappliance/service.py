@@ -30,6 +30,10 @@ from .token import Token
 from .web import ServerContextFactory, distribution, enroll, fullcmc, make_site, serverkeygen
 from .web import packages as package_routes
 from .workers import WorkerPool
+from .ops.admin import operated, prepare_metrics_dir, workers_readiness
+from .ops.health import ReadinessProbe
+from .ops.logs import watch_audit
+from .web.health import routes as health_routes
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
@@ -57,6 +61,7 @@ class Appliance:
     packages: PackageQueue | None = None  # RFC 8295 package queue (set by build)
     distribution: Distribution | None = None  # /pal, /eecerts, /crls (set by build)
     keygen: KeygenRegistrar | None = None  # /serverkeygen and /serverkeygen/return (set by build)
+    readiness: ReadinessProbe | None = None  # /readyz (set by build)
 
     @property
     def primary(self) -> bool:
@@ -87,7 +92,8 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     standing = StandingItems(ca, crls, datetime.timedelta(hours=config.crl.reissue_before_hours))
     dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
     return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index,
-                     packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer))
+                     packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer),
+                     readiness=ReadinessProbe(ca, store, config.ops.health))
 
 
 def shared_secret(config: Config, name: str) -> bytes:
@@ -124,7 +130,8 @@ def site(appliance: Appliance):
                                IdentityProofs(appliance.token, appliance.store))),
     ]
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
-                     max_body=s.max_body)
+                     max_body=s.max_body, plain=health_routes(appliance.readiness.check),
+                     request_log=appliance.config.ops.log.requests)
 
 
 def tls_factory(appliance: Appliance) -> ServerContextFactory:
@@ -201,17 +208,19 @@ def makeService(options: Options) -> service.IService:
     try:
         config = load(options["config"])
         port = options["port"] if options["port"] is not None else config.server.port
+        metrics_dir = prepare_metrics_dir(config)
         if config.workers > 1:
             if not config.ca.cert_file.exists():
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
             shared_secret(config, "digest")  # made once here, before the workers race for it
-            top = service.MultiService()
-            WorkerPool(str(config.path), config.workers, config.server.host, port).setServiceParent(top)
-            return top
+            pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
+            return operated(config, pool, workers_readiness(pool.links), metrics_dir)
         appliance = build(config)
+        if config.ops.log.syslog:
+            watch_audit(appliance.store)
     except (ConfigError, OSError, ValueError) as e:
         sys.exit(f"est: {e}")
     top = ApplianceService(appliance)
     listener = internet.SSLServer(port, site(appliance), tls_factory(appliance), interface=config.server.host)
     listener.setServiceParent(top)
-    return top
+    return operated(config, top, appliance.readiness.check, metrics_dir)

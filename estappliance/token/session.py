@@ -9,6 +9,7 @@ itself once the token is back.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -21,6 +22,7 @@ from pkcs11.util.rsa import encode_rsa_public_key
 from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
+from .. import metrics
 from ..errors import TokenUnavailable
 
 T = TypeVar("T")
@@ -161,7 +163,13 @@ class Token:
         return self._run(op)
 
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
-        return self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
+        started, ok = time.perf_counter(), False
+        try:
+            signature = self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
+            ok = True
+            return signature
+        finally:
+            metrics.observe_token_op(mechanism.name, time.perf_counter() - started, ok)
 
     def generate_keypair(self, label: str, spec: KeySpec, *, extractable: bool = False) -> bytes:
         """Make a key pair inside the token; returns the public key (SPKI DER).

@@ -9,14 +9,23 @@ from pathlib import Path
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _ossl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
+
+from .. import metrics
 
 
 def _accept_any(conn, cert, errno, depth, ok) -> bool:
     # Client certificates are judged by the RA against the label's anchors
     # (ra.auth): a stranger's certificate must earn a 401, not a broken handshake.
     return True
+
+
+def _count_handshake(conn: SSL.Connection, where: int, ret: int) -> None:
+    if where & SSL.SSL_CB_HANDSHAKE_DONE and metrics.enabled():
+        # pyOpenSSL has no session_reused(); its own binding of OpenSSL's does.
+        metrics.observe_handshake(bool(_ossl.SSL_session_reused(conn._ssl)))
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -37,6 +46,8 @@ class ServerContextFactory:
         if client_cas:
             ctx.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject() for c in client_cas])
         ctx.set_session_id(b"estappliance")
+        if metrics.enabled():
+            ctx.set_info_callback(_count_handshake)
         self._context = ctx
 
     def getContext(self) -> SSL.Context:
