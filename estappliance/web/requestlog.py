@@ -45,4 +45,4 @@ def finished(request: server.Request, status: int, client: str | None) -> None:
              request_id=request.est_request_id, peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
              method=request.method.decode("ascii", "replace"), path=request.path.decode("utf-8", "replace"),
              status=status, duration_ms=(time.monotonic() - started_at) * 1000, client=client,
-             label=getattr(request, "est_label", None), operation=getattr(request, "est_operation", None))
+             label=getattr(request, "est_label", None) or "default", operation=getattr(request, "est_operation", None))
