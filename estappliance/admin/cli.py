@@ -21,7 +21,8 @@ DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
 # command's func(args, config) runs with the config loaded.
 EXTENSIONS: tuple[str, ...] = ("estappliance.admin.packages", "estappliance.admin.serverkeygen",
-                                "estappliance.admin.distribution", "estappliance.admin.fullcmc")
+                                "estappliance.admin.distribution", "estappliance.admin.fullcmc",
+                                "estappliance.admin.backup")
 
 
 def _token(config) -> Token:
@@ -252,7 +253,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        config = load(args.config)
+        # own_config: the command reads (or restores) the config itself.
+        config = None if getattr(args, "own_config", False) else load(args.config)
         args.func(args, config)
     except (ConfigError, setup.SetupError) as e:
         print(f"estctl: {e}", file=sys.stderr)
