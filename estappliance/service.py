@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from .workers import WorkerPool
 from .ops.admin import operated, prepare_metrics_dir, workers_readiness
 from .ops.health import ReadinessProbe
 from .ops.logs import watch_audit
+from .ops.reload import ReloadOnHangup, reload_appliance
 from .web.health import routes as health_routes
 
 log = Logger()
@@ -214,13 +216,18 @@ def makeService(options: Options) -> service.IService:
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
             shared_secret(config, "digest")  # made once here, before the workers race for it
             pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
-            return operated(config, pool, workers_readiness(pool.links), metrics_dir)
+            top = service.MultiService()
+            pool.setServiceParent(top)
+            ReloadOnHangup(lambda: pool.signal_workers(signal.SIGHUP)).setServiceParent(top)
+            return operated(config, top, workers_readiness(pool.links), metrics_dir)
         appliance = build(config)
         if config.ops.log.syslog:
             watch_audit(appliance.store)
     except (ConfigError, OSError, ValueError) as e:
         sys.exit(f"est: {e}")
     top = ApplianceService(appliance)
-    listener = internet.SSLServer(port, site(appliance), tls_factory(appliance), interface=config.server.host)
+    tls = tls_factory(appliance)
+    listener = internet.SSLServer(port, site(appliance), tls, interface=config.server.host)
     listener.setServiceParent(top)
+    ReloadOnHangup(lambda: reload_appliance(appliance, tls)).setServiceParent(top)
     return operated(config, top, appliance.readiness.check, metrics_dir)

@@ -12,6 +12,7 @@ from twisted.logger import Logger, globalLogBeginner, globalLogPublisher, textFi
 from . import metrics
 from .config import ConfigError, load
 from .ops import logs
+from .ops.reload import reload_appliance
 from .handoff import MasterLink, counting_tls_factory
 from .service import ApplianceService, build, site, tls_factory
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", type=int, required=True, help="address family of the listening socket")
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before we serve changes nothing
     try:
         config = load(args.config)
         observer = logs.file_observer(config.ops.log) or textFileLogObserver(sys.stdout)
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.ops.log.syslog:
         globalLogPublisher.addObserver(logs.AuditToSyslog(config.ops.log))
         logs.watch_audit(appliance.store)
-    link = MasterLink(args.link, args.family, counting_tls_factory(tls_factory(appliance), site(appliance)),
-                      _master_gone)
+    tls = tls_factory(appliance)
+    link = MasterLink(args.link, args.family, counting_tls_factory(tls, site(appliance)), _master_gone)
     top = ApplianceService(appliance)
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         report = task.LoopingCall(lambda: appliance.readiness.check().addCallbacks(
             lambda r: link.report_readiness(r.as_json()), lambda f: log.failure("readiness probe failed", f)))
         report.start(config.ops.health.cache_seconds)
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(reload_appliance, appliance, tls))
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     reactor.run(installSignalHandlers=False)

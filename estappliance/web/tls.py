@@ -1,7 +1,8 @@
 """The listener's TLS context: TLS 1.2 and 1.3, optional client certificates.
 
 pyOpenSSL will not let a context change after its first connection and
-Twisted reuses one context, so everything is set up here, once.
+Twisted reuses one context, so everything is set up here, once per context;
+a reload swaps in a whole new one.
 """
 from __future__ import annotations
 
@@ -30,28 +31,40 @@ def _count_handshake(conn: SSL.Connection, where: int, ret: int) -> None:
 
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerContextFactory:
-    """Holds one prepared context; makes a server Connection per client."""
+    """Holds one prepared context; makes a server Connection per client.
+
+    ``replace()`` (on reload) builds a whole new context from the files and
+    swaps it in for the connections that come after; a connection made
+    before keeps the context it was made with."""
 
     def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]):
-        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-        # No renegotiation: the channel binding of a connection must not change.
-        ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
-        ctx.set_cipher_list(b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!DSS")
-        ctx.use_certificate_chain_file(str(cert_file))
-        ctx.use_privatekey_file(str(key_file))
-        ctx.check_privatekey()
-        ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
-        ctx.set_verify_depth(8)
-        if client_cas:
-            ctx.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject() for c in client_cas])
-        ctx.set_session_id(b"estappliance")
-        if metrics.enabled():
-            ctx.set_info_callback(_count_handshake)
-        self._context = ctx
+        self._context = build_context(key_file, cert_file, client_cas)
+
+    def replace(self, context: SSL.Context) -> None:
+        self._context = context
 
     def getContext(self) -> SSL.Context:
         return self._context
 
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
         return SSL.Connection(self._context, None)
+
+
+def build_context(key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> SSL.Context:
+    """A fresh server context; raises OSError or SSL.Error for unusable files."""
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    # No renegotiation: the channel binding of a connection must not change.
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
+    ctx.set_cipher_list(b"ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!DSS")
+    ctx.use_certificate_chain_file(str(cert_file))
+    ctx.use_privatekey_file(str(key_file))
+    ctx.check_privatekey()
+    ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
+    ctx.set_verify_depth(8)
+    if client_cas:
+        ctx.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject() for c in client_cas])
+    ctx.set_session_id(b"estappliance")
+    if metrics.enabled():
+        ctx.set_info_callback(_count_handshake)
+    return ctx
