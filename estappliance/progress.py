@@ -56,6 +56,13 @@ class Progress:
             self._rich.stop()
             self._rich = None
 
+    def print(self, line: str) -> None:
+        """A line of the program's own output to the stream, above the bars while they are drawn."""
+        if self._rich is not None:
+            self._rich.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=self.stream)
+
     def task(self, description: str, total: float | None = None) -> _QuietTask:
         if self._rich is None:
             return _QuietTask()
