@@ -6,14 +6,12 @@ import argparse
 import signal
 import sys
 
-from twisted.internet import reactor, task
-from twisted.logger import Logger, globalLogBeginner, globalLogPublisher, textFileLogObserver
+from twisted.internet import reactor
+from twisted.logger import Logger
 
-from . import metrics
 from .config import ConfigError, load
-from .ops import logs
-from .ops.reload import reload_appliance
 from .handoff import MasterLink, counting_tls_factory
+from .ops import worker as ops_worker
 from .service import ApplianceService, build, site, tls_factory
 
 log = Logger(namespace="estappliance.worker")  # not __main__ under python -m
@@ -50,32 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", type=int, required=True, help="address family of the listening socket")
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before we serve changes nothing
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until it reloads (ops.worker.operate)
     try:
         config = load(args.config)
-        observer = logs.file_observer(config.ops.log) or textFileLogObserver(sys.stdout)
-        globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-        if config.ops.metrics.enabled and config.ops.admin.port is not None:
-            metrics.enable(config.ops.metrics.dir)  # the master made the directory
+        ops_worker.begin(config)
         appliance = build(config, worker_index=args.index)
     except (ConfigError, OSError, ValueError) as e:
         print(f"est worker {args.index}: {e}", file=sys.stderr)
         return 2
-    if config.ops.log.syslog:
-        globalLogPublisher.addObserver(logs.AuditToSyslog(config.ops.log))
-        logs.watch_audit(appliance.store)
     tls = tls_factory(appliance)
     link = MasterLink(args.link, args.family, counting_tls_factory(tls, site(appliance)), _master_gone)
     top = ApplianceService(appliance)
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     link.start()
-    if config.ops.admin.port is not None:
-        # The master's admin /readyz is the sum of these reports.
-        report = task.LoopingCall(lambda: appliance.readiness.check().addCallbacks(
-            lambda r: link.report_readiness(r.as_json()), lambda f: log.failure("readiness probe failed", f)))
-        report.start(config.ops.health.cache_seconds)
-    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(reload_appliance, appliance, tls))
+    ops_worker.operate(config, appliance, link, tls)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     reactor.run(installSignalHandlers=False)
