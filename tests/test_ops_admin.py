@@ -124,3 +124,45 @@ class AdminListenerTests(unittest.TestCase):
             self.assertFalse(stale.exists())
             self.assertEqual(self.server.admin_get("/metrics")[0], 200)
         return support.in_thread(run)
+
+
+class SingleProcessAdminTests(unittest.TestCase):
+    """One process: the admin listener is its own, /readyz its own probe."""
+
+    timeout = 120
+
+    def setUp(self):
+        require_tools()
+        self.server = OperatedServer(Path(self.mktemp()), extra=HEALTH, workers=1)
+        self.addCleanup(self.server.shutdown)
+
+    def test_readyz_and_resumed_tls_handshakes(self):
+        import socket
+        import ssl
+
+        def handshake(ctx, session=None) -> ssl.SSLSocket:
+            conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.server.port), timeout=10),
+                                   server_hostname="127.0.0.1", session=session)
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            conn.recv(4096)
+            return conn
+
+        def run():
+            self.server.prepare()
+            self.server.start()
+            body = self.server.wait_ready()
+            self.assertEqual(body["checks"], {"token": "ok", "store": "ok", "ca": "ok", "crl": "ok"})
+            before = self.server.admin_get("/metrics")[2].decode()
+            ctx = ssl.create_default_context(cafile=str(self.server.ca_pem))
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            first = handshake(ctx)
+            second = handshake(ctx, first.session)
+            self.assertTrue(second.session_reused)
+            first.close()
+            second.close()
+            after = self.server.admin_get("/metrics")[2].decode()
+            for kind in ("new", "resumed"):
+                grew = ((metric_value(after, "est_tls_handshakes_total", kind=kind) or 0)
+                        - (metric_value(before, "est_tls_handshakes_total", kind=kind) or 0))
+                self.assertEqual(grew, 1, kind)
+        return support.in_thread(run)

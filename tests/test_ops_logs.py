@@ -83,3 +83,20 @@ class JsonLogAndSyslogTests(unittest.TestCase):
     def test_text_stays_the_default(self):
         config = load(REPO / "etc" / "estappliance.toml")
         self.assertEqual((config.ops.log.format, config.ops.log.syslog), ("text", False))
+
+
+class SyslogUnavailableTests(unittest.TestCase):
+    def test_a_missing_syslog_socket_is_one_warning_not_a_crash(self):
+        from twisted.logger import globalLogPublisher
+
+        from estappliance.ops.logs import AUDIT_NAMESPACE, AuditToSyslog
+        from estappliance.ops.settings import LogConfig
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        forward = AuditToSyslog(LogConfig(syslog=True, syslog_address=self.mktemp()))
+        self.addCleanup(forward.close)
+        for _ in range(3):
+            forward({"log_namespace": AUDIT_NAMESPACE, "log_format": "audit issue ok"})
+        warnings = [e for e in seen if "syslog unavailable" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)

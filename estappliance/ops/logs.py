@@ -13,10 +13,11 @@ import logging
 import logging.handlers
 import socket
 import sys
+import time
 from typing import IO
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.logger import (ILogObserver, Logger, formatEvent, globalLogPublisher, jsonFileLogObserver,
                             textFileLogObserver)
 from zope.interface import implementer
@@ -26,6 +27,7 @@ from .settings import LogConfig
 
 AUDIT_NAMESPACE = "estappliance.audit"
 audit_log = Logger(namespace=AUDIT_NAMESPACE)
+_log = Logger()
 
 
 def _open(config: LogConfig) -> IO[str]:
@@ -45,13 +47,27 @@ def file_observer(config: LogConfig) -> ILogObserver | None:
     return None
 
 
+class _SysLogHandler(logging.handlers.SysLogHandler):
+    """Reconnects on the next event by itself (stdlib); a failure is logged
+    once a minute instead of a traceback on stderr per event."""
+
+    _reported = 0.0
+
+    def handleError(self, record) -> None:
+        now = time.monotonic()
+        if now - self._reported >= 60:
+            self._reported = now
+            _log.warn("syslog unavailable at {address}: audit events go to the service log only until it is back",
+                      address=self.address)
+
+
 @implementer(ILogObserver)
 class AuditToSyslog:
     """Forwards audit events to syslog (stdlib SysLogHandler: a Unix socket, /dev/log by default)."""
 
     def __init__(self, config: LogConfig):
         address = config.syslog_address
-        self.handler = logging.handlers.SysLogHandler(
+        self.handler = _SysLogHandler(
             address=address, facility=logging.handlers.SysLogHandler.facility_names[config.syslog_facility],
             socktype=socket.SOCK_DGRAM)
         self.handler.ident = "estappliance: "
@@ -69,8 +85,9 @@ class AuditToSyslog:
 def watch_audit(store: Store) -> None:
     """Every audit row this connection inserts becomes an ``estappliance.audit`` log event."""
     def emit(at, client, label, operation, outcome, detail):
-        audit_log.info("audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
-                       client=client, label=label, operation=operation, outcome=outcome, detail=detail)
+        # On the store thread: the event is published on the reactor thread.
+        reactor.callFromThread(audit_log.info, "audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
+                               client=client, label=label, operation=operation, outcome=outcome, detail=detail)
     store._db.create_function("est_audit_event", 6, emit)
     store._db.execute("CREATE TEMP TRIGGER IF NOT EXISTS audit_to_log AFTER INSERT ON main.audit BEGIN"
                       " SELECT est_audit_event(NEW.at, NEW.client, NEW.label, NEW.operation, NEW.outcome,"

@@ -96,7 +96,7 @@ class EstResource(resource.Resource):
             raise errors.NotFound("no such EST operation") from None
         plain = self.plain.get(segments[0]) if len(segments) == 1 else None
         if plain is not None:
-            request.est_operation = segments[0]
+            request.est_label, request.est_operation = "-", segments[0]
             if request.method not in (b"GET", b"HEAD"):
                 raise MethodNotAllowed([b"GET", b"HEAD"])
             return plain(request)
