@@ -59,22 +59,26 @@ class ReadinessProbe:
         self.settings = settings
         self._last: Readiness | None = None
         self._at = 0.0
-        self._running: defer.Deferred | None = None
+        self._waiting: list[defer.Deferred] = []  # callers of the probe under way
 
     def check(self) -> defer.Deferred:
-        """Fires with a Readiness, fresh or at most ``cache_seconds`` old."""
+        """Fires with a Readiness, fresh or at most ``cache_seconds`` old;
+        callers during a probe share it."""
         if self._last is not None and time.monotonic() - self._at < self.settings.cache_seconds:
             return defer.succeed(self._last)
-        if self._running is None:
-            self._running = self._probe()
-            self._running.addBoth(self._done)
         d = defer.Deferred()
-        self._running.addCallback(lambda r: (d.callback(r), r)[1])
+        self._waiting.append(d)
+        if len(self._waiting) == 1:
+            self._probe().addBoth(self._done)
         return d
 
-    def _done(self, result):
-        self._running = None
-        return result
+    def _done(self, result) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
 
     @defer.inlineCallbacks
     def _probe(self):

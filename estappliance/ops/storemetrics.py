@@ -3,27 +3,26 @@ prometheus_client collector): pending approvals, packages waiting and
 delivered by PAL type, the current CRL's age and time to nextUpdate,
 certificates issued and expiring within 30 days.
 
-The queries run on their own thread over a read-only connection, and their
+The queries run off the reactor (the scrape's thread) over a read-only connection, and their
 answer is kept ``cache_seconds`` (counting a million certificates takes a
 while; a scrape every few seconds should not repeat it).
 """
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 
-from ..store import Store
 
 EXPIRY_HORIZON = datetime.timedelta(days=30)
 
 
-def read_figures(store: Store) -> dict:
-    """Blocking: one pass over the store."""
-    db = store._db
+def read_figures(db: sqlite3.Connection) -> dict:
+    """Blocking: one pass over the store (SQLite), in one read transaction."""
     now = datetime.datetime.now(datetime.timezone.utc)
     figures: dict = {}
     figures["pending"] = db.execute("SELECT COUNT(*) FROM pending WHERE state='pending'").fetchone()[0]
@@ -45,10 +44,11 @@ def read_figures(store: Store) -> dict:
         " WHERE d.downloaded_at IS NOT NULL GROUP BY p.pal_type"))
     crls = {}
     for kind in ("crl", "arl"):
-        record = store.latest_crl(kind)
-        if record is not None:
-            crls[kind] = ((now - datetime.datetime.fromisoformat(record.this_update)).total_seconds(),
-                          (datetime.datetime.fromisoformat(record.next_update) - now).total_seconds())
+        row = db.execute("SELECT this_update, next_update FROM crls WHERE kind=? ORDER BY number DESC LIMIT 1",
+                         (kind,)).fetchone()
+        if row is not None:
+            crls[kind] = ((now - datetime.datetime.fromisoformat(row[0])).total_seconds(),
+                          (datetime.datetime.fromisoformat(row[1]) - now).total_seconds())
     figures["crls"] = crls
     return figures
 
@@ -68,11 +68,12 @@ class StoreCollector:
             if self._figures is None or time.monotonic() - self._at >= self.cache_seconds:
                 if not self.path.exists():
                     return None
-                store = Store(self.path, read_only=True)
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
                 try:
-                    self._figures = read_figures(store)
+                    db.execute("BEGIN")
+                    self._figures = read_figures(db)
                 finally:
-                    store.close()
+                    db.close()
                 self._at = time.monotonic()
             return self._figures
 
