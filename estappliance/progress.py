@@ -46,8 +46,13 @@ class Progress:
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
                                        TimeElapsedColumn)
+            # What the program prints meanwhile goes above the bars, but only
+            # when it goes to the same terminal: piped output (make bench | tee)
+            # must stay where it was going.
             self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(file=self.stream), transient=False)
+                                      TimeElapsedColumn(), console=Console(file=self.stream), transient=False,
+                                      redirect_stdout=_isatty(sys.stdout),
+                                      redirect_stderr=self.stream is sys.stderr)
             self._rich.start()
         return self
 

@@ -3,6 +3,7 @@
 (pty) and with pipes, against a real ``twistd est``."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pty
@@ -57,6 +58,16 @@ class ProgressUnitTests(unittest.TestCase):
             t.advance(2)
         self.assertIn("counting things", stream.getvalue())
         self.assertIn("2/2", stream.getvalue())
+
+
+    def test_piped_standard_output_stays_where_it_goes(self):
+        """make bench | tee: the figures printed while a bar is drawn reach the pipe."""
+        bars, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), Progress(bars, enabled=True) as p:
+            p.task("scenarios", total=1)
+            print("enrollments: 42")
+        self.assertEqual(out.getvalue(), "enrollments: 42\n")
+        self.assertNotIn("enrollments", bars.getvalue())
 
 
 class TerminalTests(unittest.TestCase):
