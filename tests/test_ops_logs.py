@@ -24,6 +24,7 @@ from .test_workers import wait_for
 
 class JsonLogAndSyslogTests(unittest.TestCase):
     timeout = 120
+    workers = 1
 
     def setUp(self):
         require_tools()
@@ -38,7 +39,7 @@ class JsonLogAndSyslogTests(unittest.TestCase):
         self.addCleanup(self.syslog.close)
         extra = (f'\n[log]\nformat = "json"\nsyslog = true\nsyslog_address = "{self.syslog_path}"\n'
                  f'syslog_facility = "local3"\n')
-        self.server = OperatedServer(base / "srv", extra=extra, workers=1)
+        self.server = OperatedServer(base / "srv", extra=extra, workers=self.workers)
         self.addCleanup(self.server.shutdown)
 
     def syslog_messages(self) -> list[str]:
@@ -80,9 +81,19 @@ class JsonLogAndSyslogTests(unittest.TestCase):
             self.assertFalse([m for m in messages if "estappliance.request" in m or "POST" in m])
         return support.in_thread(run)
 
+
+class WorkersJsonLogAndSyslogTests(JsonLogAndSyslogTests):
+    """The same from a master and two workers (the workers serve and audit)."""
+
+    workers = 2
+
+
+class DefaultsTests(unittest.TestCase):
     def test_text_stays_the_default(self):
+        """make run's configuration: twistd's text log, no per-request lines, no syslog."""
         config = load(REPO / "etc" / "estappliance.toml")
-        self.assertEqual((config.ops.log.format, config.ops.log.syslog), ("text", False))
+        log = config.ops.log
+        self.assertEqual((log.format, log.requests, log.syslog), ("text", False, False))
 
 
 class SyslogUnavailableTests(unittest.TestCase):
