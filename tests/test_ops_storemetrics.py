@@ -32,6 +32,8 @@ class StoreFiguresTests(unittest.TestCase):
         self.certificate(1, 10)
         self.certificate(2, 100)
         self.certificate(3, -1)  # expired: not "expiring"
+        self.certificate(4, 20)
+        self.store.revoke(4, "keyCompromise")  # revoked: not "expiring" either
         self.store.queue_package(label="default", pal_type="0024", target_kind="client", target="alice",
                                  content=b"key")
         firmware = self.store.queue_package(label="default", pal_type="0026", target_kind="client", target="bob",
@@ -43,7 +45,7 @@ class StoreFiguresTests(unittest.TestCase):
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         self.addCleanup(db.close)
         f = read_figures(db)
-        self.assertEqual((f["pending"], f["issued"], f["expiring"]), (1, 3, 1))
+        self.assertEqual((f["pending"], f["issued"], f["expiring"]), (1, 4, 1))
         self.assertEqual((f["waiting"], f["delivered"]), ({"0024": 1}, {"0026": 1}))
         age, left = f["crls"]["crl"]
         self.assertLess(abs(age - 2 * 3600), 60)
