@@ -12,18 +12,17 @@ from twisted.trial import unittest
 from estappliance.ops.storemetrics import StoreCollector, read_figures
 from estappliance.store import Store
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
 
 class StoreFiguresTests(unittest.TestCase):
     def setUp(self):
+        self.now = datetime.datetime.now(datetime.timezone.utc)
         self.path = Path(self.mktemp()) / "est.sqlite"
         self.store = Store(self.path)
         self.addCleanup(self.store.close)
 
     def certificate(self, serial: int, days_left: float) -> None:
-        self.store.record_certificate(serial=serial, subject=f"CN=c{serial}", not_before=NOW,
-                                      not_after=NOW + datetime.timedelta(days=days_left), label="default",
+        self.store.record_certificate(serial=serial, subject=f"CN=c{serial}", not_before=self.now,
+                                      not_after=self.now + datetime.timedelta(days=days_left), label="default",
                                       client="alice", der=b"\x30\x00")
 
     def test_figures(self):
@@ -40,7 +39,7 @@ class StoreFiguresTests(unittest.TestCase):
                                             content=b"fw")
         self.store.offers("bob", "default")
         self.store.mark_downloaded(firmware.id, "bob")
-        this = (NOW - datetime.timedelta(hours=2)).replace(microsecond=0)
+        this = (self.now - datetime.timedelta(hours=2)).replace(microsecond=0)
         self.store.record_crl("crl", 1, this.isoformat(), (this + datetime.timedelta(hours=24)).isoformat(), b"")
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         self.addCleanup(db.close)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from twisted.internet import defer, reactor
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..ca import CertificateAuthority
@@ -25,6 +26,7 @@ from ..store import Store, on_store_thread
 from ..token import on_token_thread, signature_hash
 
 PROBE_DATA = b"estappliance readiness probe"
+log = Logger()
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class ReadinessProbe:
             left = datetime.datetime.fromisoformat(store[1].next_update) - now
             checks["crl"] = "ok" if left >= margin else f"CRL nextUpdate in {_hours(left)} h"
         result = Readiness(all(v == "ok" for v in checks.values()), checks)
+        if self._last is None or result.ready != self._last.ready:  # changes only, not every probe
+            if result.ready:
+                log.info("ready")
+            else:
+                log.warn("not ready: {reasons}", reasons="; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
         self._last, self._at = result, time.monotonic()
         return result
 
