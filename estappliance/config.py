@@ -12,6 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ops.settings import OpsConfig, ops_config  # the operator's tables, parsed next to the code using them
+
 DEFAULT_LABEL = "default"
 
 KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa2048", "rsa3072", "rsa4096")
@@ -215,6 +217,7 @@ class Config:
     crl: CrlConfig = CrlConfig()
     pal: PalConfig = PalConfig()
     distribution: DistributionConfig = DistributionConfig()
+    ops: OpsConfig = field(default_factory=OpsConfig)  # [admin], [health], [log], [metrics]
 
     def label(self, name: str | None) -> Label | None:
         return self.labels.get(name or DEFAULT_LABEL)
@@ -443,4 +446,9 @@ def from_dict(raw: dict, path: Path) -> Config:
         crl=_crl_config(raw.get("crl", {})),
         pal=_pal_config(raw.get("pal", {})),
         distribution=_distribution_config(raw.get("distribution", {}), base, anchors, ca.cert_file.parent),
+        ops=_ops_config(raw, base),
     )
+
+
+def _ops_config(raw: dict, base: Path) -> OpsConfig:
+    return ops_config(raw, base, _path(base, raw.get("store", {}).get("path", "est.sqlite")))

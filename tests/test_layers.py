@@ -11,9 +11,9 @@ import estappliance
 
 ROOT = Path(estappliance.__file__).parent
 # Lower imports higher, never the other way. config, errors and threads are
-# for everyone; service, workers, admin (estctl) and client (est) sit on top.
+# for everyone (so are metrics and progress); service, workers, ops, admin (estctl) and client (est) sit on top.
 RANK = {"web": 0, "ra": 1, "distribution": 2, "ca": 3, "pki": 4, "token": 4, "store": 4}
-TOP = {"service", "workers", "admin", "client"}
+TOP = {"service", "workers", "admin", "client", "ops"}
 # Known and left: the store checks a package's PAL type against the registry
 # (a table of pure data) when it queues it.
 ALLOWED = {("store/package_tables.py", "estappliance.distribution.types")}

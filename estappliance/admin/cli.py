@@ -22,7 +22,7 @@ DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # command's func(args, config) runs with the config loaded.
 EXTENSIONS: tuple[str, ...] = ("estappliance.admin.package_commands", "estappliance.admin.keygen_commands",
                                 "estappliance.admin.distribution_commands", "estappliance.admin.cmc_commands",
-                                "estappliance.admin.token")
+                                "estappliance.admin.token", "estappliance.admin.backup")
 
 
 def _token(config) -> Token:
@@ -266,7 +266,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        config = load(args.config)
+        # own_config: the command reads (or restores) the config itself.
+        config = None if getattr(args, "own_config", False) else load(args.config)
         args.func(args, config)
     except (ConfigError, setup.SetupError) as e:
         print(f"estctl: {e}", file=sys.stderr)

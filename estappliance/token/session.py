@@ -9,6 +9,7 @@ itself once the token is back.
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, TypeVar
 
 import pkcs11
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from cryptography.hazmat.primitives.padding import PKCS7
 
+from .. import metrics
 from ..errors import TokenCannot, TokenUnavailable
 from .key_specs import KeySpec
 from .policy import MechanismPolicy
@@ -167,7 +169,13 @@ class Token:
         return self._run(op)
 
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
-        return self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
+        started, ok = time.perf_counter(), False
+        try:
+            signature = self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
+            ok = True
+            return signature
+        finally:
+            metrics.observe_token_op(mechanism.name, time.perf_counter() - started, ok)
 
     def policy(self):
         """This token's MechanismPolicy (what each feature uses here)."""
