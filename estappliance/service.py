@@ -25,7 +25,8 @@ from .distribution.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
 from .ra.delivery import PackageDelivery
 from .ra.package_access import Distribution
-from .ra.cmc import FullCmc, IdentityProofs
+from .ca.identity_proofs import IdentityProofs
+from .ra.cmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
@@ -98,7 +99,7 @@ class Appliance:
 
 
 def build(config: Config, worker_index: int = 0) -> Appliance:
-    token = Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
+    token = Token.from_config(config.token)
     TOKEN_CALLS.timeout, TOKEN_CALLS.on_recovered = config.token.call_timeout, drop_all_sessions
     store = Store(config.store)
     if not config.ca.cert_file.exists():

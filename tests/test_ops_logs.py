@@ -101,7 +101,7 @@ class SyslogUnavailableTests(unittest.TestCase):
         from twisted.logger import globalLogPublisher
 
         from estappliance.ops.logs import AUDIT_NAMESPACE, AuditToSyslog
-        from estappliance.ops.settings import LogConfig
+        from estappliance.config.operations import LogConfig
         seen = []
         globalLogPublisher.addObserver(seen.append)
         self.addCleanup(globalLogPublisher.removeObserver, seen.append)

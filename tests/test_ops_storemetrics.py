@@ -27,7 +27,7 @@ class StoreFiguresTests(unittest.TestCase):
 
     def test_figures(self):
         self.store.add_pending(label="manual", client="alice", key_hash="k", subject="CN=x",
-                               operation="simpleenroll", csr=b"csr")
+                               operation="simpleenroll", request=b"csr")
         self.certificate(1, 10)
         self.certificate(2, 100)
         self.certificate(3, -1)  # expired: not "expiring"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from ..pki import csrattrs
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
-from ..ra.digest import ALGORITHMS, parse_authorization
+from ..http_digest import ALGORITHMS, parse_authorization
 from .http import HttpResponse, HttpsConnection
 
 

@@ -14,13 +14,14 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..distribution.types import PAL_TYPES
+from ..pki.pal_types import PAL_TYPES
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..progress import Progress
 from . import pemfiles
 from .device import Device, Outcome, load_kek
 from .distribution_commands import _first_line, get_pal
 from .est import EstClient, EstClientError
+from .cli_support import client_from_args
 
 HANDLED = ("symmetrickeys", "firmware", "tamp")
 MAX_ROUNDS = 20
@@ -108,7 +109,6 @@ def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log
 
 
 def cmd_sync(args) -> None:
-    from .cli import client_from_args
     anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     for extra in args.trust or ():
         anchors += pemfiles.certificates(extra)

@@ -220,7 +220,7 @@ def restore(config_path: Path, src: Path, progress: Progress, *, force: bool = F
     except ConfigError as e:
         raise BackupError(str(e)) from None
     ca = x509.load_pem_x509_certificate((files / entries["ca_cert"].name).read_bytes())
-    token = Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
+    token = Token.from_config(config.token)
     try:
         in_token = token.public_key_der(config.ca.key_label)
     except Exception as e:  # no such key, no token: either way, not this CA's

@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from ..ca import CertificateAuthority
 from ..errors import TokenUnavailable
-from ..ops.settings import HealthConfig
+from ..config.operations import HealthConfig
 from ..store import Store, on_store_thread
 from ..token import on_token_thread, signature_hash
 

@@ -234,7 +234,7 @@ class PackageTables:
         (``set_delivery_content`` / ``mark_downloaded(content=...)``), or give
         ``contents`` (client name -> body) built now for named clients.
         """
-        from ..distribution.types import DERIVED, pal_type as lookup
+        from ..pki.pal_types import DERIVED, pal_type as lookup
         code = lookup(pal_type).code
         if code in DERIVED:
             raise ValueError(f"type {code} is raised by the server itself and cannot be queued")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from cryptography.hazmat.primitives.padding import PKCS7
 
 from .. import metrics
+from ..config import TokenConfig
 from ..errors import TokenCannot, TokenUnavailable
 from .key_specs import KeySpec
 from .policy import MechanismPolicy
@@ -70,6 +71,11 @@ _REFUSALS = (KeyUnextractable, AttributeReadOnly, AttributeSensitive, MechanismI
 
 class Token:
     """One PKCS#11 token, found by label, logged in as the user."""
+
+    @classmethod
+    def from_config(cls, settings: TokenConfig) -> Token:
+        """The token ``[token]`` names (module, label, where the PIN is)."""
+        return cls(settings.module, settings.label, settings.read_pin, settings.softhsm2_conf)
 
     def __init__(self, module: str | os.PathLike, label: str, pin: Callable[[], str],
                  softhsm2_conf: str | os.PathLike | None = None):

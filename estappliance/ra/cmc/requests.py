@@ -38,7 +38,7 @@ from .common import (Outcome, Refusal, Requester, Verdict,
                          ref)
 from .controls import CmcControls
 from .enroll import CmcEnrollment
-from .identity_proofs import IdentityProofs
+from ...ca.identity_proofs import IdentityProofs
 from ..registrar import Body, Registrar, claimed_name
 
 OPERATION = "fullcmc"

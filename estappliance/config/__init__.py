@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ops.settings import OpsConfig, ops_config  # the operator's tables, parsed next to the code using them
+from .operations import OpsConfig, ops_config  # [admin], [health], [log], [metrics]
 
 DEFAULT_LABEL = "default"
 
@@ -263,7 +263,7 @@ def _require(table: dict, key: str, where: str):
 
 
 def _profile(name: str, t: dict) -> Profile:
-    from .pki import certs  # pure; imported here to keep config importable alone
+    from ..pki import certs  # pure; imported here to keep config importable alone
 
     where = f"[profiles.{name}]"
     key_types = tuple(t.get("key_types", KEY_TYPES))
@@ -355,7 +355,7 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
 
 
 def _fullcmc_options(name: str, t: dict) -> dict:
-    from .pki import certs  # pure; imported here to keep config importable alone
+    from ..pki import certs  # pure; imported here to keep config importable alone
 
     subjects = tuple(t.get("cmc_ra_subjects", ()))
     for s in subjects:

@@ -16,6 +16,8 @@ from importlib import resources
 
 from lxml import etree
 
+from .errors import PkiError
+
 NAMESPACE = "urn:ietf:params:xml:ns:pal"
 XML_MEDIA_TYPE = "application/xml"
 JSON_MEDIA_TYPE = "application/json"
@@ -25,7 +27,7 @@ _DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MAX_TEXT = 1024  # the schema's limit on dn, ski and uri
 
 
-class BadPal(ValueError):
+class BadPal(PkiError):
     """Not a PAL, or an entry that breaks RFC 8295 2.1."""
 
 
