@@ -23,7 +23,7 @@ from twisted.logger import (ILogObserver, Logger, formatEvent, globalLogPublishe
 from zope.interface import implementer
 
 from ..store import Store
-from .settings import LogConfig
+from ..config.operations import LogConfig
 
 AUDIT_NAMESPACE = "estappliance.audit"
 audit_log = Logger(namespace=AUDIT_NAMESPACE)
