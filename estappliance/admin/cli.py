@@ -63,7 +63,7 @@ def cmd_ca_import(args, config) -> None:
 
 def cmd_ca_show(args, config) -> None:
     from cryptography import x509
-    from .ca_lifecycle import print_generations
+    from .ca_commands import print_generations
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     _print_ca(x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes()), config)
