@@ -5,6 +5,7 @@ estappliance.token, the load, the figures, the table and the picture.
 Tiny scale; no figure's size is asserted, only that it was measured."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+import bench
 from bench import suite
 from bench.options import parser
 from estappliance.store import Store
@@ -46,3 +48,14 @@ class SuiteRunTests(unittest.TestCase):
         store = Store(state / "est.sqlite")
         self.addCleanup(store.close)
         self.assertGreaterEqual(len(store.certificates("bench")), 300 + enrolled[1])
+
+
+class BuiltFromTheProjectsPartsTests(unittest.TestCase):
+    def test_no_private_token_or_store_access(self):
+        """The token only through estappliance.token, the store only through Store."""
+        for path in sorted(Path(bench.__file__).parent.glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for name in names:
+                    self.assertNotIn(name.split(".")[0], ("pkcs11", "sqlite3"), path.name)
