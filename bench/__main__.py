@@ -1,15 +1,19 @@
-"""``python -m bench``: one benchmark run, or the suite with ``--suite``."""
+"""``python -m bench``: one benchmark run, or the suite with ``--suite``.
+
+The load and raw-sign processes are spawned, and each imports this module
+again (as ``__mp_main__``): its imports are inside ``main`` so that they
+load only what they use."""
 from __future__ import annotations
 
 import sys
 
-from .options import check_args, parser
-from .run import run_once
-from .suite import run_suite
-from .target import BenchError
-
 
 def main(argv: list[str] | None = None) -> int:
+    from .options import check_args, parser
+    from .run import run_once
+    from .suite import run_suite
+    from .target import BenchError
+
     args = parser().parse_args(argv)
     try:
         check_args(args)
@@ -23,5 +27,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # not when a spawned load process imports this module
+if __name__ == "__main__":
     sys.exit(main())
