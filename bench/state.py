@@ -89,6 +89,13 @@ def write_config(state: Path, port: int, key_type: str, workers: int, admin_port
     return path
 
 
+def softhsm_env(state: Path) -> dict[str, str]:
+    """The environment for the server: set explicitly, as the server only
+    setdefault()s SOFTHSM2_CONF from its config, and an inherited value
+    would point it at another token."""
+    return {**os.environ, "SOFTHSM2_CONF": str(state / "softhsm2.conf")}
+
+
 def init_ca_and_client(config_path: Path, password: str) -> None:
     """``estctl init`` and ``estctl client add bench --labels '*'``, in-process."""
     config = load(config_path)
@@ -207,9 +214,3 @@ def prefill(state: Path, info: StateInfo, wanted: int) -> None:
         store.close()
     print(f"store: {count} certificates, {store_size(state / STORE_FILE) / 2**20:.0f} MiB", flush=True)
 
-
-def softhsm_env(state: Path) -> dict[str, str]:
-    """The environment for the server: set explicitly, as the server only
-    setdefault()s SOFTHSM2_CONF from its config, and an inherited value
-    would point it at another token."""
-    return {**os.environ, "SOFTHSM2_CONF": str(state / "softhsm2.conf")}

@@ -211,6 +211,11 @@ class ImportTests(StoreTestCase):
         self.assertEqual(sorted(c.serial for c in self.store.certificates()), [1, 2, 3, 4])
         self.assertEqual(self.store.certificate(4).subject, "CN=device-1")
 
+    def test_a_serial_twice_in_one_batch_is_refused(self):
+        with self.assertRaises(DuplicateSerial) as raised:
+            self.store.import_certificates([self.imported(7), self.imported(8), self.imported(7)])
+        self.assertEqual((raised.exception.args, self.store.count_certificates()), ((7,), 0))
+
 
 class AuditTests(StoreTestCase):
     def test_newest_first(self):

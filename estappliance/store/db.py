@@ -353,10 +353,12 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                     self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'import', 'ok', ?)",
                                      (_now(), f"{len(chunk)} certificates"))
             except sqlite3.IntegrityError:
-                seen: set[str] = set()
-                taken = next(row[0] for row in chunk if row[0] in seen or seen.add(row[0])
-                             or self.certificate(int(row[0], 16)))
-                raise DuplicateSerial(int(taken, 16)) from None
+                seen: set[str] = set()  # the serial taken, in the store or earlier in the batch
+                for key, *_ in chunk:
+                    if key in seen or self.certificate(int(key, 16)) is not None:
+                        raise DuplicateSerial(int(key, 16)) from None
+                    seen.add(key)
+                raise
             done += len(chunk)
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return done
