@@ -252,7 +252,7 @@ class _Client:
 
 
 class _Run:
-    def __init__(self, port: int, requests: list[bytes], turn: itertools.count, new_connection: bool,
+    def __init__(self, port: int, requests: list[bytes], turn: itertools.count[int], new_connection: bool,
                  timeout: float, accept: Callable[[int, bytes], bool]):
         self.selector = selectors.DefaultSelector()
         self.port = port
