@@ -30,7 +30,7 @@ import tomli_w
 
 from estappliance.ca import setup
 from estappliance.config import ConfigError, from_dict, load
-from estappliance.ra.digest import ha1_all
+from estappliance.http_digest import ha1_all
 from estappliance.ra.passwords import hash_password
 from estappliance.store import CertificateRecord, Store
 from estappliance.token import Token
