@@ -36,7 +36,7 @@ MAX_FDS_PER_READ = 256  # one byte is sent with each descriptor
 class _Readable:
     """The least a socket needs to be watched by the reactor for reading."""
 
-    def __init__(self, sock: socket.socket, on_read: Callable[[], object], name: str):
+    def __init__(self, sock: socket.socket, on_read: Callable[[], object], name: str) -> None:
         self.sock = sock
         self.on_read = on_read
         self.name = name
@@ -47,7 +47,7 @@ class _Readable:
     def doRead(self):
         return self.on_read()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason) -> None:
         pass
 
     def logPrefix(self) -> str:
@@ -57,7 +57,7 @@ class _Readable:
 class WorkerLink:
     """The master's end of one worker's socket pair."""
 
-    def __init__(self, sock: socket.socket, index: int, on_change: Callable[[], None]):
+    def __init__(self, sock: socket.socket, index: int, on_change: Callable[[], None]) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.index = index
@@ -118,7 +118,7 @@ class Dispatcher:
     """Master side: accepts on the listening socket while some worker is
     ready; connections arriving meanwhile wait in the kernel's backlog."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.links: dict[int, WorkerLink] = {}
         self.waiting: deque[socket.socket] = deque()  # accepted, for the next ready worker
@@ -196,7 +196,7 @@ class _CountingTLSFactory(TLSMemoryBIOFactory):
 
     closed: Callable[[], None] = staticmethod(lambda: None)
 
-    def unregisterProtocol(self, p):
+    def unregisterProtocol(self, p) -> None:
         super().unregisterProtocol(p)
         self.closed()
 
@@ -205,7 +205,7 @@ class MasterLink:
     """Worker side: adopts each connection the master sends, reports counts,
     and calls ``master_gone`` when the master's end closes."""
 
-    def __init__(self, fd: int, family: int, factory: TLSMemoryBIOFactory, master_gone: Callable[[], None]):
+    def __init__(self, fd: int, family: int, factory: TLSMemoryBIOFactory, master_gone: Callable[[], None]) -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(False)
         self.family = family

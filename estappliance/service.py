@@ -191,7 +191,7 @@ def batch_scheduling() -> bool:
 
 
 class ApplianceService(service.MultiService):
-    def __init__(self, appliance: Appliance):
+    def __init__(self, appliance: Appliance) -> None:
         super().__init__()
         self.appliance = appliance
         if appliance.primary:
@@ -200,7 +200,7 @@ class ApplianceService(service.MultiService):
                         c.check_minutes).setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         quiet_gc()
         if self.appliance.config.server.batch_scheduling:

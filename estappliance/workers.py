@@ -41,15 +41,15 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
 
 
 class _Worker(protocol.ProcessProtocol):
-    def __init__(self, pool: WorkerPool, index: int):
+    def __init__(self, pool: WorkerPool, index: int) -> None:
         self.pool = pool
         self.index = index
         self.ended = defer.Deferred()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         log.info("worker {index} started (pid {pid})", index=self.index, pid=self.transport.pid)
 
-    def processEnded(self, reason):
+    def processEnded(self, reason) -> None:
         self.ended.callback(None)
         self.pool.worker_ended(self, reason.value)
 
@@ -57,7 +57,7 @@ class _Worker(protocol.ProcessProtocol):
 class WorkerPool(service.Service):
     """The master: owns the socket, keeps ``count`` workers running."""
 
-    def __init__(self, config_path: str, count: int, host: str, port: int):
+    def __init__(self, config_path: str, count: int, host: str, port: int) -> None:
         self.config_path = config_path
         self.count = count
         self.host = host
@@ -68,7 +68,7 @@ class WorkerPool(service.Service):
         self._delay: dict[int, float] = {}
         self._stopping = False
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self.sock = listening_socket(self.host, self.port)
         self.port = self.sock.getsockname()[1]

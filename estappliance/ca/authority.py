@@ -43,7 +43,7 @@ def load_pem_certs(path: Path) -> list[x509.Certificate]:
 class TokenSigner:
     """Signs builders with one token key. Blocking: use on the PKCS#11 thread."""
 
-    def __init__(self, token: Token, key_label: str):
+    def __init__(self, token: Token, key_label: str) -> None:
         self.token = token
         self.key_label = key_label
         self._key = None
@@ -68,7 +68,7 @@ class TokenSigner:
 
 class CertificateAuthority:
     def __init__(self, signer: TokenSigner, certificate: x509.Certificate, chain: list[x509.Certificate],
-                 store: Store):
+                 store: Store) -> None:
         self.signer = signer
         self.certificate = certificate
         self.chain = chain

@@ -13,7 +13,7 @@ from ..token import Token, on_token_thread, token_private_key
 
 
 class ContentSigner:
-    def __init__(self, token: Token, key_label: str, cert_file: Path | None, ca_chain: list[x509.Certificate]):
+    def __init__(self, token: Token, key_label: str, cert_file: Path | None, ca_chain: list[x509.Certificate]) -> None:
         self.token = token
         self.key_label = key_label
         self.cert_file = cert_file

@@ -67,7 +67,7 @@ class CrlIssuer:
     retired key (``signer`` None) issues nothing; its last CRL serves on."""
 
     def __init__(self, signer: TokenSigner | None, issuer: x509.Certificate, store: Store, validity_hours: int = 24,
-                 *, key_id: bytes | None = None, suffix: str = ""):
+                 *, key_id: bytes | None = None, suffix: str = "") -> None:
         self.signer = signer
         self.issuer = issuer
         self.store = store
@@ -155,7 +155,7 @@ class CrlSchedule(TimerService):
     whichever is within ``reissue_before`` of its nextUpdate (or missing, or
     missing a revocation). A token outage is logged and retried next time."""
 
-    def __init__(self, issuer, reissue_before: datetime.timedelta, check_minutes: int):
+    def __init__(self, issuer, reissue_before: datetime.timedelta, check_minutes: int) -> None:
         """``issuer``: a CrlIssuer, or the CaCrls of every CA generation."""
         super().__init__(check_minutes * 60, self.check)
         self.issuer = issuer

@@ -145,7 +145,7 @@ class CaCrls(CrlIssuer):
     it follows); ``others`` are the retiring and retired keys'.
     ``all_current`` gives every key's, for /crls."""
 
-    def __init__(self, issuers: list[CrlIssuer]):
+    def __init__(self, issuers: list[CrlIssuer]) -> None:
         first = issuers[0]
         super().__init__(first.signer, first.issuer, first.store, key_id=first.key_id, suffix=first.suffix)
         self.validity = first.validity
@@ -192,7 +192,7 @@ class CaWatch(TimerService):
     CA's view and tell the listeners (anchors, TLS context, content signer)."""
 
     def __init__(self, config: Config, token: Token, store: Store, apply: Callable[[list[LiveGeneration]], None],
-                 interval: float = WATCH_SECONDS):
+                 interval: float = WATCH_SECONDS) -> None:
         super().__init__(interval, self.check)
         self.config = config
         self.token = token

@@ -104,7 +104,7 @@ class DeliveredKey:
 
 class ServerKeyGenerator:
     def __init__(self, token: Token, ca: CertificateAuthority, content_signer: ContentSigner, store: Store,
-                 key_prefix: str):
+                 key_prefix: str) -> None:
         """``key_prefix`` namespaces this appliance's token labels (device
         keys, KEKs, the sealing key)."""
         self.token = token

@@ -27,7 +27,7 @@ CMC_REQUEST = "application/pkcs7-mime; smime-type=CMC-request"
 class CmcFailed(EstClientError):
     """The server answered with a CMC failure for what we asked."""
 
-    def __init__(self, message: str, status: int | None, answer: "CmcAnswer | None" = None):
+    def __init__(self, message: str, status: int | None, answer: "CmcAnswer | None" = None) -> None:
         super().__init__(message, status)
         self.answer = answer
 
@@ -67,7 +67,7 @@ class FullCmcClient:
 
     def __init__(self, est: EstClient, anchors: list[x509.Certificate], *, sign_key=None,
                  sign_cert: x509.Certificate | None = None, secret: bytes | None = None,
-                 identification: str | None = None, unsigned: bool = False, sleep=time.sleep):
+                 identification: str | None = None, unsigned: bool = False, sleep=time.sleep) -> None:
         self.est = est
         self.anchors = anchors
         self.sign_key = sign_key

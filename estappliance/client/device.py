@@ -63,7 +63,7 @@ def _safe(name: str) -> str:
 class Device:
     def __init__(self, state: Path, anchors: list[x509.Certificate], *, key=None,
                  cert: x509.Certificate | None = None, kek: bytes | None = None, kek_id: bytes | None = None,
-                 hw_type: str | None = None, hw_serial: bytes | None = None):
+                 hw_type: str | None = None, hw_serial: bytes | None = None) -> None:
         self.state = Path(state)
         self.given_anchors = list(anchors)
         self.key, self.cert = key, cert

@@ -21,7 +21,7 @@ from .http import HttpResponse, HttpsConnection
 class EstClientError(Exception):
     """The server refused, or answered something we cannot use."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -29,7 +29,7 @@ class EstClientError(Exception):
 class EnrollmentPending(EstClientError):
     """202: the request waits (manual approval); send it again after retry_after s."""
 
-    def __init__(self, message: str, retry_after: int):
+    def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, 202)
         self.retry_after = retry_after
 
@@ -46,7 +46,7 @@ class BasicAuth:
 class DigestAuth:
     """RFC 7616 Digest (qop=auth), SHA-256 preferred, MD5 if that is all the server offers."""
 
-    def __init__(self, username: str, password: str):
+    def __init__(self, username: str, password: str) -> None:
         self.username, self.password = username, password
         self._challenge: dict[str, str] | None = None
         self._nc = 0
@@ -134,7 +134,7 @@ class EstClient:
 
     def __init__(self, server: str, *, anchors: list[x509.Certificate] | None, label: str | None = None,
                  auth: BasicAuth | None = None, client_cert: list[x509.Certificate] | None = None,
-                 client_key=None, timeout: float = 30.0, tls_version: str | None = None):
+                 client_key=None, timeout: float = 30.0, tls_version: str | None = None) -> None:
         url = urlsplit(server if "//" in server else f"https://{server}")
         if url.scheme != "https":
             raise ValueError("EST runs over https only")
@@ -154,7 +154,7 @@ class EstClient:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
     def _request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None, *,

@@ -43,7 +43,7 @@ class HttpsConnection:
 
     def __init__(self, host: str, port: int, *, anchors: list[x509.Certificate] | None,
                  client_cert: list[x509.Certificate] | None = None, client_key=None,
-                 timeout: float = 30.0, tls_version: str | None = None):
+                 timeout: float = 30.0, tls_version: str | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
@@ -116,7 +116,7 @@ class HttpsConnection:
         self.connect()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.close()
 
     # -- TLS facts ---------------------------------------------------------------

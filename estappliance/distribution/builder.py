@@ -62,7 +62,7 @@ class StandingItems:
     """The current /cacerts and /crls bodies and their versions (what a PAL
     date is compared with). CRLs come from the issuer, re-issued when due."""
 
-    def __init__(self, ca, crl_issuer, reissue_before: datetime.timedelta):
+    def __init__(self, ca, crl_issuer, reissue_before: datetime.timedelta) -> None:
         self.ca = ca
         self.crl_issuer = crl_issuer
         self.reissue_before = reissue_before
@@ -125,7 +125,7 @@ def key_use(key_usage: x509.KeyUsage | tuple[str, ...] | None) -> str:
 
 class PalBuilder:
     def __init__(self, store: Store, standing: StandingItems, settings: PalConfig,
-                 now: Callable[[], datetime.datetime] = _utcnow):
+                 now: Callable[[], datetime.datetime] = _utcnow) -> None:
         self.store = store
         self.standing = standing
         self.settings = settings

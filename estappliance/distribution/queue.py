@@ -27,7 +27,7 @@ def next_offer(offers: list[Offer]) -> Offer | None:
 
 
 class PackageQueue:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def queue(self, *, label: str, pal_type: str, target_kind: str, target: str, **kwargs) -> defer.Deferred:

@@ -25,7 +25,7 @@ class PalType:
         return self.operation.endswith("/return")
 
 
-def _t(code, name, operation, tier, notification=False, receipt_type=None) -> PalType:
+def _t(code, name, operation, tier, notification: bool=False, receipt_type=None) -> PalType:
     return PalType(code, name, operation, tier, notification, receipt_type)
 
 

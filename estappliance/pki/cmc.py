@@ -32,7 +32,7 @@ PROOF_MACS = ("sha1", "sha256", "sha384", "sha512")  # hmacWithSHA*
 class BadCmcMessage(PkiError):
     """The message as a whole cannot be used; ``fail_info`` is the CMCFailInfo."""
 
-    def __init__(self, reason: str, fail_info: str = "bad_request"):
+    def __init__(self, reason: str, fail_info: str = "bad_request") -> None:
         super().__init__(reason)
         self.reason = reason
         self.fail_info = fail_info

@@ -31,7 +31,7 @@ _SAN_TYPES = {
 class BadCrmfRequest(PkiError):
     """The CertReqMsg cannot be used; ``fail_info`` names the CMCFailInfo."""
 
-    def __init__(self, reason: str, fail_info: str = "bad_request"):
+    def __init__(self, reason: str, fail_info: str = "bad_request") -> None:
         super().__init__(reason)
         self.reason = reason
         self.fail_info = fail_info

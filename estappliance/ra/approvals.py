@@ -79,7 +79,7 @@ Decision = Union[Waiting, Rejected, Approved, Fulfilled]
 
 
 class Approvals:
-    def __init__(self, ca: CertificateAuthority, store: Store, retry_after: int):
+    def __init__(self, ca: CertificateAuthority, store: Store, retry_after: int) -> None:
         self.ca = ca
         self.store = store
         self.retry_after = retry_after  # seconds a waiting client is told to wait

@@ -85,7 +85,7 @@ class Identity:
 class TrustAnchors:
     """Named anchors: 'ca' (this appliance's CA) plus configured outside CAs."""
 
-    def __init__(self, anchors: dict[str, list[x509.Certificate]]):
+    def __init__(self, anchors: dict[str, list[x509.Certificate]]) -> None:
         self._set(anchors)
 
     def _set(self, anchors: dict[str, list[x509.Certificate]]) -> None:
@@ -132,7 +132,7 @@ class TrustAnchors:
 
 
 class Authenticator:
-    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None):
+    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None) -> None:
         self.store = store
         self.reads = store.reader()
         self.anchors = anchors

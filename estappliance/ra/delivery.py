@@ -35,7 +35,7 @@ class Served:
 
 
 class PackageDelivery:
-    def __init__(self, distribution: Distribution):
+    def __init__(self, distribution: Distribution) -> None:
         self.distribution = distribution
 
     @property

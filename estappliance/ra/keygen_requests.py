@@ -132,7 +132,7 @@ class KeygenRegistrar:
     """The RA side of server-side key generation; delegates the making to
     ``ServerKeyGenerator`` and the common checks to the enrollment ``Registrar``."""
 
-    def __init__(self, registrar: Registrar, generator: ServerKeyGenerator, store: Store):
+    def __init__(self, registrar: Registrar, generator: ServerKeyGenerator, store: Store) -> None:
         self.registrar = registrar
         self.generator = generator
         self.store = store

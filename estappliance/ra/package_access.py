@@ -24,7 +24,7 @@ from .registrar import Registrar
 
 class Distribution:
     def __init__(self, registrar: Registrar, packages: PackageQueue, standing: StandingItems, builder: PalBuilder,
-                 settings: PalConfig):
+                 settings: PalConfig) -> None:
         self.registrar = registrar
         self.packages = packages
         self.standing = standing
@@ -92,7 +92,7 @@ class Distribution:
         else:
             offers = yield self.packages.offered_to(identity.name, label.name, (types.EE_CERTIFICATE,))
 
-            def record():
+            def record() -> None:
                 for offer in offers:
                     self.store.mark_downloaded(offer.package.id, identity.name)
             yield on_store_thread(record)

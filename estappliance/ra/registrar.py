@@ -30,7 +30,7 @@ Body = Union[bytes, Callable[[], bytes]]
 
 
 class Registrar:
-    def __init__(self, config: Config, authenticator: Authenticator, ca: CertificateAuthority, store: Store):
+    def __init__(self, config: Config, authenticator: Authenticator, ca: CertificateAuthority, store: Store) -> None:
         self.config = config
         self.authenticator = authenticator
         self.ca = ca

@@ -26,7 +26,7 @@ OPERATIONS = ("simpleenroll", "simplereenroll")
 
 
 class EnrollmentResults:
-    def __init__(self, distribution: Distribution):
+    def __init__(self, distribution: Distribution) -> None:
         self.distribution = distribution
         self.registrar = distribution.registrar
         self.store = distribution.store

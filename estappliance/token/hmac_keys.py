@@ -27,7 +27,7 @@ def _secret_keys(session, label: str) -> list:
 def import_hmac_key(token: Token, label: str, value: bytes) -> None:
     """Store ``value`` under ``label`` as an HMAC key, replacing any key of
     that label."""
-    def op(session):
+    def op(session) -> None:
         for old in _secret_keys(session, label):
             old.destroy()
         session.create_object({

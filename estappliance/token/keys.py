@@ -26,7 +26,7 @@ def _refuse(*_args, **_kwargs):
 
 
 class TokenECKey(ec.EllipticCurvePrivateKey):
-    def __init__(self, token: Token, label: str, public: ec.EllipticCurvePublicKey):
+    def __init__(self, token: Token, label: str, public: ec.EllipticCurvePublicKey) -> None:
         self._token, self._label, self._public = token, label, public
 
     def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
@@ -64,7 +64,7 @@ class TokenECKey(ec.EllipticCurvePrivateKey):
 
 
 class TokenRSAKey(rsa.RSAPrivateKey):
-    def __init__(self, token: Token, label: str, public: rsa.RSAPublicKey):
+    def __init__(self, token: Token, label: str, public: rsa.RSAPublicKey) -> None:
         self._token, self._label, self._public = token, label, public
 
     def sign(self, data: bytes, pad: padding.AsymmetricPadding, algorithm) -> bytes:

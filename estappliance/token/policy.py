@@ -58,7 +58,7 @@ class Feature:
 
 
 class MechanismPolicy:
-    def __init__(self, mechanisms: Iterable[int], rsa_bits: tuple[int, int] | None = None):
+    def __init__(self, mechanisms: Iterable[int], rsa_bits: tuple[int, int] | None = None) -> None:
         self.mechanisms = frozenset(int(m) for m in mechanisms)
         self.rsa_bits = rsa_bits  # (min, max) of CKM_RSA_PKCS_KEY_PAIR_GEN, when the token says
 

@@ -234,7 +234,7 @@ def check(token: Token, ca_key_type: str, workers: int) -> Probe:
     report = Probe()
     policy = token.policy()
 
-    def op(session):
+    def op(session) -> None:
         t = session.token
         report.token = f"{t.label.strip()!r} ({t.manufacturer_id.strip()}, {t.model.strip()}, serial " \
                        f"{t.serial.decode() if isinstance(t.serial, bytes) else t.serial})"

@@ -87,7 +87,7 @@ class Token:
     """One PKCS#11 token, found by label, logged in as the user."""
 
     def __init__(self, module: str | os.PathLike, label: str, pin: Callable[[], str],
-                 softhsm2_conf: str | os.PathLike | None = None):
+                 softhsm2_conf: str | os.PathLike | None = None) -> None:
         self._module = str(module)
         self._label = label
         self._pin = pin
@@ -159,7 +159,7 @@ class Token:
         return cached
 
     def has_key(self, label: str) -> bool:
-        def op(session):
+        def op(session) -> bool:
             try:
                 session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
                 return True
@@ -294,7 +294,7 @@ class Token:
 
     def seal(self, label: str) -> None:
         """Make a key non-extractable for good (escrow after delivery)."""
-        def op(session):
+        def op(session) -> None:
             for obj in session.get_objects({Attribute.LABEL: label}):
                 if obj.object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
                     obj[Attribute.EXTRACTABLE] = False
@@ -312,7 +312,7 @@ class Token:
         return self._run(op)
 
     def destroy_keypair(self, label: str) -> None:
-        def op(session):
+        def op(session) -> None:
             for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.SECRET_KEY):
                 for obj in list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label})):
                     obj.destroy()

@@ -72,7 +72,7 @@ def has_secret_key(token: Token, label: str) -> bool:
 
 def ensure_sealing_key(token: Token, label: str) -> None:
     """The AES-256 key that seals secrets for the store (made on first use)."""
-    def op(session):
+    def op(session) -> None:
         if not _secret_keys(session, label):
             session.generate_key(KeyType.AES, 256, store=True, label=label, template={
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,

@@ -17,19 +17,19 @@ BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=u
 class SingleWriteChannel(http.HTTPChannel):
     _held = b""
 
-    def _respondToBadRequestAndDisconnect(self):
+    def _respondToBadRequestAndDisconnect(self) -> None:
         """Twisted's answer to a request it cannot parse (bad request line,
         header or length): here with a one-line reason, like every error."""
         self.transport.write(BAD_REQUEST)
         self.loseConnection()
 
-    def lineLengthExceeded(self, line):
+    def lineLengthExceeded(self, line) -> None:
         """A request or header line over MAX_LENGTH. LineReceiver would drop
         the transport directly, which under TLS waits for the producer
         HTTPChannel registered: the client heard nothing until the idle timeout."""
         self._respondToBadRequestAndDisconnect()
 
-    def writeHeaders(self, version, code, reason, headers):
+    def writeHeaders(self, version, code, reason, headers) -> None:
         lines = [version, b" ", code, b" ", reason, b"\r\n"]
         for name, values in headers.getAllRawHeaders():
             for value in values:
@@ -41,14 +41,14 @@ class SingleWriteChannel(http.HTTPChannel):
         held, self._held = self._held, b""
         return held
 
-    def write(self, data):
+    def write(self, data) -> None:
         super().write(self._take_held() + data)
 
-    def writeSequence(self, iovec):
+    def writeSequence(self, iovec) -> None:
         held = self._take_held()
         super().writeSequence([held, *iovec] if held else iovec)
 
-    def requestDone(self, request):
+    def requestDone(self, request) -> None:
         held = self._take_held()
         if held:  # a response without a body (204, HEAD)
             super().write(held)

@@ -19,13 +19,13 @@ class EstRequest(server.Request):
     _received = 0
     _drained = 0
 
-    def gotLength(self, length):
+    def gotLength(self, length) -> None:
         super().gotLength(length)
         if length is not None and length > self.max_body:
             self.requestHeaders.removeHeader(b"expect")  # a final answer, not 100 Continue
             self._refuse()
 
-    def handleContentChunk(self, data):
+    def handleContentChunk(self, data) -> None:
         if self.body_too_large:
             self._drained += len(data)
             if self._drained > DRAIN_LIMIT:
@@ -46,7 +46,7 @@ class EstRequest(server.Request):
         self.content = io.BytesIO()
         self.channel.transport.write(TOO_LARGE)
 
-    def requestReceived(self, command, path, version):
+    def requestReceived(self, command, path, version) -> None:
         if self.body_too_large:  # answered already
             self.channel.loseConnection()
             return

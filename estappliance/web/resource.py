@@ -39,7 +39,7 @@ BODILESS = (401, 202)
 
 
 class MethodNotAllowed(Exception):
-    def __init__(self, allowed):
+    def __init__(self, allowed) -> None:
         self.allowed = allowed
 
 
@@ -48,7 +48,7 @@ class EstResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int):
+    def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int) -> None:
         """``check_label`` raises NotFound for a label the appliance does not serve."""
         super().__init__()
         self.operations = dict(routes)

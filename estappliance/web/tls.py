@@ -28,7 +28,7 @@ class ServerContextFactory:
     key switch) for the connections that come next; a connection already
     open keeps the context it was made with, so none is dropped."""
 
-    def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]):
+    def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
         self._context = _context(key_file, cert_file, client_cas)
 
     def reload(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:

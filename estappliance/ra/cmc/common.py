@@ -27,7 +27,7 @@ class Refusal(Exception):
     verdict on the whole request if it fails all of it."""
 
     def __init__(self, fail_info: str, reason: str, *, verdict: Verdict = Verdict.BAD_REQUEST,
-                 status: str = "failed"):
+                 status: str = "failed") -> None:
         super().__init__(reason)
         self.fail_info = fail_info
         self.reason = reason

@@ -32,7 +32,7 @@ _ACCOUNT_METHODS = ("basic", "digest", "cmc-identity-proof")
 
 
 class CmcControls:
-    def __init__(self, ca: CertificateAuthority, store: Store, crls: CrlIssuer):
+    def __init__(self, ca: CertificateAuthority, store: Store, crls: CrlIssuer) -> None:
         self.ca = ca
         self.store = store
         self.crls = crls

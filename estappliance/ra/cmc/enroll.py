@@ -23,12 +23,12 @@ from ..registrar import Registrar
 class _Subject:
     """What ``profiles.subject_for`` reads of a request: its subject."""
 
-    def __init__(self, subject: x509.Name):
+    def __init__(self, subject: x509.Name) -> None:
         self.subject = subject
 
 
 class CmcEnrollment:
-    def __init__(self, registrar: Registrar):
+    def __init__(self, registrar: Registrar) -> None:
         self.registrar = registrar
         self.approvals = registrar.approvals
         self.store = registrar.store

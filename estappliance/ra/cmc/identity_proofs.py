@@ -60,7 +60,7 @@ def remove(token: Token, store: Store, client: str) -> bool:
 class IdentityProofs:
     """Checks identityProofV2 witnesses for the service (token and store threads)."""
 
-    def __init__(self, token: Token, store: Store):
+    def __init__(self, token: Token, store: Store) -> None:
         self.token = token
         self.store = store
 

@@ -62,7 +62,7 @@ class CmcAnswer:
 
 
 class FullCmc:
-    def __init__(self, registrar: Registrar, signer: ContentSigner, crls: CrlIssuer, proofs: IdentityProofs):
+    def __init__(self, registrar: Registrar, signer: ContentSigner, crls: CrlIssuer, proofs: IdentityProofs) -> None:
         self.registrar = registrar
         self.authenticator = registrar.authenticator
         self.store = registrar.store
