@@ -9,7 +9,10 @@ import datetime
 import ipaddress
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, mlkem, rsa, x448, x25519
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dh
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes, CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 ID_KP_CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")
@@ -119,9 +122,26 @@ def server_san(names) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+def load_subject_public_key(spki: bytes) -> CertificatePublicKeyTypes:
+    """A SubjectPublicKeyInfo (DER) as a key a certificate can carry (not DH)."""
+    key = serialization.load_der_public_key(spki)
+    if isinstance(key, dh.DHPublicKey):
+        raise ValueError("a DH key cannot be certified")
+    return key
+
+
+def issuer_public_key(issuer: x509.Certificate) -> CertificateIssuerPublicKeyTypes:
+    """The key of a certificate that signs others: never a key-agreement or KEM key."""
+    key = issuer.public_key()
+    if isinstance(key, (x25519.X25519PublicKey, x448.X448PublicKey, mlkem.MLKEM768PublicKey,
+                        mlkem.MLKEM1024PublicKey)):
+        raise TypeError("a key-agreement key cannot sign certificates or CRLs")
+    return key
+
+
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(issuer))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
@@ -25,6 +25,9 @@ from cryptography.hazmat.primitives.padding import PKCS7
 
 from ..errors import TokenUnavailable
 
+if TYPE_CHECKING:
+    from .policy import MechanismPolicy
+
 T = TypeVar("T")
 
 # One logged-in session per (module, token) for the whole process: PKCS#11
@@ -33,7 +36,7 @@ T = TypeVar("T")
 _SESSIONS: dict[tuple[str, str], pkcs11.Session] = {}
 _STALE: dict[tuple[str, str], bool] = {}
 # The mechanism policy of each token (policy.py), read once per process.
-_POLICIES: dict[tuple[str, str], object] = {}
+_POLICIES: dict[tuple[str, str], MechanismPolicy] = {}
 # DigestInfo prefixes (RFC 8017 9.2) for RSA PKCS#1 v1.5 over a host-made hash.
 _DIGEST_INFO = {
     "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
@@ -186,7 +189,7 @@ class Token:
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
         return self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
 
-    def policy(self):
+    def policy(self) -> MechanismPolicy:
         """This token's MechanismPolicy (what each feature uses here)."""
         from .policy import MechanismPolicy
         key = (self._module, self._label)
