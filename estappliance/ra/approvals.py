@@ -137,6 +137,7 @@ class Approvals:
         try:
             cert = yield self.ca.issue(request)
         except AlreadyIssued:
+            assert request.pending_id is not None  # only an approved request can be issued twice
             done = yield on_store_thread(self.store.pending, request.pending_id)
             cert = yield self.issued_for(done.serial if done is not None else None)
             if cert is None:

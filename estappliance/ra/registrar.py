@@ -19,6 +19,7 @@ from ..config import Config, Label
 from ..errors import AuthenticationRequired, EstError, NotAuthorized, NotFound, Pending, PolicyRefused
 from ..pki import csr as csrs
 from ..pki import csrattrs, csrtemplate
+from ..pki.asn1.rfc7030 import Attribute
 from ..store import Store, on_store_thread
 from . import csrtemplates, profiles
 from .approvals import Approvals, Fulfilled, Submission
@@ -53,7 +54,7 @@ class Registrar:
         profile = label.profile
         if not profile.csrattrs:
             return None
-        extra = ()
+        extra: tuple[Attribute, ...] = ()
         if label.csr_template:  # RFC 9908 for new clients, RFC 8295 Appendix B for PAL 0006/0013 ones
             template = csrtemplates.template_for(label)
             extra = (csrtemplate.rfc9908_attribute(template), csrtemplate.rfc8295_attribute(template))
