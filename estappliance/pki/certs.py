@@ -9,9 +9,8 @@ import datetime
 import ipaddress
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, mlkem, rsa, x448, x25519
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dh
+from cryptography.hazmat.primitives.asymmetric import dh, ec, mlkem, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes, CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 

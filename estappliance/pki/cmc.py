@@ -11,12 +11,14 @@ import datetime
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
 from asn1crypto import cms, core
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from .errors import PkiError
 from . import crmf, signeddata
@@ -26,6 +28,8 @@ from .asn1 import rfc4211, rfc5272
 STATUSES = tuple(rfc5272.CMCStatus._map.values())
 FAIL_INFOS = tuple(rfc5272.CMCFailInfo._map.values())
 PROOF_HASHES = ("sha1", "sha256", "sha384", "sha512")
+# A bodyPartID, or a bodyPartPath (a tuple) into a nested PKIData.
+BodyPartRef = int | tuple[int, ...]
 PROOF_MACS = ("sha1", "sha256", "sha384", "sha512")  # hmacWithSHA*
 
 
@@ -51,7 +55,9 @@ class Problem:
 class Control:
     body_part_id: int
     type: str  # asn1crypto name ("transaction_id") or dotted OID when unknown
-    value: object  # the first attrValue, decoded when the type is known; None if there is none
+    # The first attrValue, decoded when the type is known (an asn1crypto value,
+    # untyped: Any); None if there is none.
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class CertificationRequest:
     kind: str  # "pkcs10", "crmf" or "other"
     der: bytes
     subject: x509.Name | None = None
-    public_key: object = None
+    public_key: CertificatePublicKeyTypes | None = None
     san: x509.SubjectAlternativeName | None = None
     csr: x509.CertificateSigningRequest | None = None
     pop: str = "none"  # "signature" (verified), "ra_verified", "key_encipherment", "key_agreement", "none"
@@ -98,7 +104,7 @@ class FullPkiRequest:
     pki_data: PkiData
     signed: bool
     signer: x509.Certificate | None = None  # the certificate whose key signed, if one did
-    signer_key: object = None  # the public key that verified
+    signer_key: CertificatePublicKeyTypes | None = None  # the public key that verified
     certificates: tuple[x509.Certificate, ...] = ()  # carried in the SignedData
 
 
@@ -372,7 +378,7 @@ class Status:
     bodyPartPath into a nested PKIData."""
 
     status: str
-    body_list: tuple = ()
+    body_list: tuple[BodyPartRef, ...] = ()
     status_string: str | None = None
     fail_info: str | None = None
     pend_token: bytes | None = None

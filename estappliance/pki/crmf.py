@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import algos, core, keys
 from asn1crypto import x509 as asn1_x509
@@ -14,7 +15,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from .certs import load_subject_public_key
 from .errors import PkiError
 from .asn1 import rfc4211
 from .keyids import spki_der
@@ -43,7 +46,7 @@ class CrmfRequest:
 
     cert_req_id: int
     subject: x509.Name
-    public_key: object
+    public_key: CertificatePublicKeyTypes
     san: x509.SubjectAlternativeName | None
     pop: str  # "signature" (checked here), "ra_verified", "key_encipherment", "key_agreement" or "none"
 
@@ -89,12 +92,12 @@ def read(msg: rfc4211.CertReqMsg, *, check_pop: bool = True) -> CrmfRequest:
     return CrmfRequest(cert_req_id, subject, public_key, san, pop)
 
 
-def _public_key(template):
+def _public_key(template: Any) -> CertificatePublicKeyTypes:
     spki = template["public_key"]
     if isinstance(spki, core.Void) or spki.native is None:
         raise BadCrmfRequest("CRMF template without a public key")
     try:
-        return serialization.load_der_public_key(_untagged(spki))
+        return load_subject_public_key(_untagged(spki))
     except (ValueError, UnsupportedAlgorithm) as e:
         raise BadCrmfRequest(f"CRMF template public key unusable: {_short(e)}", "bad_alg") from None
 

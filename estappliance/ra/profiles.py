@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Protocol
 
 from cryptography import x509
 
@@ -88,7 +89,12 @@ def check_san_forms(san: x509.SubjectAlternativeName) -> None:
             raise PolicyRefused(f"subjectAltName IP {name.value} is a network, not an address")
 
 
-def subject_for(csr: x509.CertificateSigningRequest, profile: Profile, client: str) -> x509.Name:
+class HasSubject(Protocol):
+    @property
+    def subject(self) -> x509.Name: ...
+
+
+def subject_for(csr: HasSubject, profile: Profile, client: str) -> x509.Name:
     """The subject to issue: the CSR's, or the profile's template filled in."""
     if profile.subject_template is None:
         return csr.subject
