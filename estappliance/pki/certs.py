@@ -10,7 +10,7 @@ import ipaddress
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dh, ec, mlkem, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, mldsa, mlkem, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes, CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
@@ -121,10 +121,16 @@ def server_san(names) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+# Every public key type but DH (whose module warns on use: it is deprecated).
+_CERTIFIABLE = (dsa.DSAPublicKey, rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey,
+                ed448.Ed448PublicKey, mldsa.MLDSA44PublicKey, mldsa.MLDSA65PublicKey, mldsa.MLDSA87PublicKey,
+                mlkem.MLKEM768PublicKey, mlkem.MLKEM1024PublicKey, x25519.X25519PublicKey, x448.X448PublicKey)
+
+
 def load_subject_public_key(spki: bytes) -> CertificatePublicKeyTypes:
     """A SubjectPublicKeyInfo (DER) as a key a certificate can carry (not DH)."""
     key = serialization.load_der_public_key(spki)
-    if isinstance(key, dh.DHPublicKey):
+    if not isinstance(key, _CERTIFIABLE):
         raise ValueError("a DH key cannot be certified")
     return key
 

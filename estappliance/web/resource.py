@@ -6,10 +6,11 @@ one-line text/plain reason with the status the design card assigns.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, cast
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from .. import errors
@@ -39,7 +40,7 @@ BODILESS = (401, 202)
 
 
 class MethodNotAllowed(Exception):
-    def __init__(self, allowed) -> None:
+    def __init__(self, allowed: list[bytes]) -> None:
         self.allowed = allowed
 
 
@@ -73,16 +74,17 @@ class EstResource(resource.Resource):
             raise errors.NotFound("no such EST operation")
         return label, op
 
-    def render(self, request: server.Request):
-        d = defer.maybeDeferred(self._dispatch, request)
+    def render(self, request: server.Request) -> int:
+        # maybeDeferred waits for a Deferred the handler returns: it fires with a Response.
+        d = cast("defer.Deferred[Response]", defer.maybeDeferred(self._dispatch, request))
         d.addErrback(self._error, request)
         d.addCallback(self._send, request)
         d.addErrback(lambda f: log.failure("sending the response failed", f))
         return server.NOT_DONE_YET
 
-    def _dispatch(self, request: server.Request):
+    def _dispatch(self, request: server.Request) -> Response | defer.Deferred[Response]:
         try:
-            segments = [s.decode("utf-8") for s in request.postpath]
+            segments = [s.decode("utf-8") for s in request.postpath or []]
         except UnicodeDecodeError:
             raise errors.NotFound("no such EST operation") from None
         if segments[:2] != [".well-known", "est"]:
@@ -109,17 +111,17 @@ class EstResource(resource.Resource):
 
     # -- answers ----------------------------------------------------------------
 
-    def _error(self, failure, request: server.Request) -> Response:
+    def _error(self, failure: Failure, request: server.Request) -> Response:
         exc = failure.value
         if isinstance(exc, MethodNotAllowed):
             return Response(b"method not allowed\n", media.TEXT, 405, [(b"allow", b", ".join(exc.allowed))])
         if isinstance(exc, errors.EstError):
             status = next(code for cls, code in STATUS if isinstance(exc, cls))
             headers = []
-            if status == 401:
+            if isinstance(exc, errors.AuthenticationRequired):  # 401
                 challenges = exc.challenges or [f'Basic realm="{self.realm}"']
                 headers += [(b"www-authenticate", c.encode()) for c in challenges]
-            if status == 202:
+            if isinstance(exc, errors.Pending):  # 202
                 headers.append((b"retry-after", str(exc.retry_after).encode()))
             if status == 503:
                 headers.append((b"retry-after", str(self.retry_after).encode()))

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
 
-def _accept_any(conn, cert, errno, depth, ok) -> bool:
+def _accept_any(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
     # Client certificates are judged by the RA against the label's anchors
     # (ra.auth): a stranger's certificate must earn a 401, not a broken handshake.
     return True
@@ -37,7 +37,7 @@ class ServerContextFactory:
     def getContext(self) -> SSL.Context:
         return self._context
 
-    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+    def serverConnectionForTLS(self, protocol: object) -> SSL.Connection:
         return SSL.Connection(self._context, None)
 
 
