@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+# (key identifier, TrustAnchorChoice DER or None when only the key id is known, title)
+AnchorRow = tuple[bytes, bytes | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,8 @@ class TampTables:
         return ClientTampState(row[0], communities, row[2], row[3])
 
     def move_client_anchors(self, client: str, source: str, *,
-                            replace: list[tuple[bytes, bytes | None, str | None]] | None = None,
-                            add: list[tuple[bytes, bytes | None, str | None]] = (),
-                            remove: list[bytes] = (), apex: tuple[bytes, bytes | None, str | None] | None = None,
+                            replace: Sequence[AnchorRow] | None = None, add: Sequence[AnchorRow] = (),
+                            remove: Sequence[bytes] = (), apex: AnchorRow | None = None,
                             clear: bool = False, communities: list[str] | None = None,
                             add_communities: list[str] = (), remove_communities: list[str] = (),
                             audit_detail: str | None = None) -> None:
