@@ -167,11 +167,14 @@ def record_tamp_answer(store: Store, client: str, label: str, message: tamp.Tamp
                              " offered")
         _downloaded(offer)
     failed = next((s for s in message.statuses if s != SUCCESS), None)
+    if message.kind == "tamp_error" and failed is None:
+        raise MalformedRequest("a TAMPError must report a failure status, not success")
     if message.kind != "tamp_error":
         _move_anchors(store, client, offer, message)
     if failed is None and message.kind != "tamp_error":
         store.record_receipt(offer.package.id, client, return_der=message.der)
     else:
+        assert failed is not None  # a confirm with a failure, or an error (checked above)
         store.record_error(offer.package.id, client, failed, return_der=message.der)
     return offer
 
