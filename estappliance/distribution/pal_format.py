@@ -47,7 +47,7 @@ class PalEntry:
     iasn: IssuerSerial | None = None
     date: datetime.datetime | None = None  # last successful download (UTC)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not _TYPE.match(self.type or ""):
             raise BadPal(f"PAL type must be four digits, not {self.type!r}")
         if self.size < 0:
@@ -98,7 +98,7 @@ def to_xml(entries: list[PalEntry]) -> bytes:
             etree.SubElement(info, _NS + "dn").text = e.dn
         elif e.ski is not None:
             etree.SubElement(info, _NS + "ski").text = e.ski.hex().upper()
-        else:
+        elif e.iasn is not None:  # __post_init__: exactly one of the four is set
             iasn = etree.SubElement(info, _NS + "iasn")
             etree.SubElement(iasn, _NS + "issuer").text = e.iasn.issuer
             etree.SubElement(iasn, _NS + "serial").text = str(e.iasn.serial)
@@ -108,15 +108,15 @@ def to_xml(entries: list[PalEntry]) -> bytes:
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
-def _local(element) -> str:
+def _local(element: etree._Element) -> str:
     return etree.QName(element).localname
 
 
-def _children(element) -> list:
+def _children(element: etree._Element) -> list[etree._Element]:
     return [c for c in element if isinstance(c.tag, str)]
 
 
-def _text(element) -> str:
+def _text(element: etree._Element) -> str:
     return (element.text or "").strip()
 
 
@@ -198,7 +198,7 @@ def to_json(entries: list[PalEntry]) -> bytes:
             item["info"] = {"dn": e.dn}
         elif e.ski is not None:
             item["info"] = {"ski": e.ski.hex().upper()}
-        else:
+        elif e.iasn is not None:  # __post_init__: exactly one of the four is set
             item["info"] = {"iasn": {"issuer": e.iasn.issuer, "serial": e.iasn.serial}}
         out.append(item)
     return json.dumps(out, indent=1).encode()
