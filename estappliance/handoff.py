@@ -19,13 +19,19 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
+from typing import cast
+
 from twisted.internet import reactor
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import (IDelayedCall, IOpenSSLServerConnectionCreator, IProtocolFactory,
+                                         IReactorSocket, IReadDescriptor)
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 log = Logger()
+# The same reactor, as the interface adoptStreamConnection belongs to.
+_sockets = cast(IReactorSocket, reactor)
 
 ACCEPTS_PER_WAKEUP = 16
 ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (e.g. out of file descriptors)
@@ -36,7 +42,7 @@ MAX_FDS_PER_READ = 256  # one byte is sent with each descriptor
 class _Readable:
     """The least a socket needs to be watched by the reactor for reading."""
 
-    def __init__(self, sock: socket.socket, on_read: Callable[[], object], name: str) -> None:
+    def __init__(self, sock: socket.socket, on_read: Callable[[], None], name: str) -> None:
         self.sock = sock
         self.on_read = on_read
         self.name = name
@@ -44,10 +50,10 @@ class _Readable:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def doRead(self):
+    def doRead(self) -> None:
         return self.on_read()
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         pass
 
     def logPrefix(self) -> str:
@@ -81,7 +87,7 @@ class WorkerLink:
         self.connections += 1
         return True
 
-    def _read(self):
+    def _read(self) -> None:
         try:
             data = self.sock.recv(4096)
         except BlockingIOError:
@@ -125,7 +131,7 @@ class Dispatcher:
         self._reader = _Readable(sock, self._accept, "est-dispatcher")
         self._reading = False
         self._stopped = False
-        self._paused = None  # a DelayedCall while accepting is paused
+        self._paused: IDelayedCall | None = None  # while accepting is paused
 
     def link(self, index: int, sock: socket.socket) -> WorkerLink:
         self.unlink(index)
@@ -163,7 +169,7 @@ class Dispatcher:
         while want and self.waiting:
             self._hand_over(self.waiting.popleft())
 
-    def _accept(self):
+    def _accept(self) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 conn, _ = self.sock.accept()
@@ -196,7 +202,7 @@ class _CountingTLSFactory(TLSMemoryBIOFactory):
 
     closed: Callable[[], None] = staticmethod(lambda: None)
 
-    def unregisterProtocol(self, p) -> None:
+    def unregisterProtocol(self, p: object) -> None:
         super().unregisterProtocol(p)
         self.closed()
 
@@ -205,10 +211,10 @@ class MasterLink:
     """Worker side: adopts each connection the master sends, reports counts,
     and calls ``master_gone`` when the master's end closes."""
 
-    def __init__(self, fd: int, family: int, factory: TLSMemoryBIOFactory, master_gone: Callable[[], None]) -> None:
+    def __init__(self, fd: int, family: int, factory: _CountingTLSFactory, master_gone: Callable[[], None]) -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(False)
-        self.family = family
+        self.family = socket.AddressFamily(family)
         self.factory = factory
         self.master_gone = master_gone
         self.received = 0
@@ -225,7 +231,7 @@ class MasterLink:
         except OSError:  # the master is busy or gone; the next report will do
             pass
 
-    def _read(self):
+    def _read(self) -> None:
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(self.sock, MAX_FDS_PER_READ, MAX_FDS_PER_READ)
@@ -236,7 +242,8 @@ class MasterLink:
             self.received += len(fds)
             for fd in fds:
                 try:
-                    reactor.adoptStreamConnection(fd, self.family, self.factory)
+                    # Typed as taking a ServerFactory; Twisted documents any protocol factory.
+                    _sockets.adoptStreamConnection(fd, self.family, self.factory)  # type: ignore[arg-type]
                 except OSError as e:  # the client went away before we got it
                     log.debug("could not adopt a connection: {error}", error=e)
                 finally:
@@ -249,5 +256,6 @@ class MasterLink:
                 return None
 
 
-def counting_tls_factory(context_factory, wrapped) -> _CountingTLSFactory:
+def counting_tls_factory(context_factory: IOpenSSLServerConnectionCreator, wrapped: IProtocolFactory
+                         ) -> _CountingTLSFactory:
     return _CountingTLSFactory(context_factory, False, wrapped)

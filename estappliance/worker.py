@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from types import FrameType
+from typing import cast
 
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
+from twisted.internet.base import ReactorBase
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from .config import ConfigError, load
 from .handoff import MasterLink, counting_tls_factory
 from .service import ApplianceService, build, site, tls_factory
+
+# The installed reactor, as the class whose run() takes installSignalHandlers.
+reactor = cast(ReactorBase, _reactor)
 
 log = Logger(namespace="estappliance.worker")  # not __main__ under python -m
 
@@ -36,7 +42,7 @@ def _master_gone() -> None:
     _stop("master gone")
 
 
-def _on_signal(signum, frame) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     reactor.callFromThread(_stop, signal.Signals(signum).name)
 
 
