@@ -7,11 +7,14 @@ import gc
 import os
 import sys
 from dataclasses import dataclass
+from typing import TypeVar
 
 from twisted.application import internet, service
 from twisted.internet import defer
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
 from .ca import generations
@@ -37,6 +40,8 @@ from .workers import WorkerPool
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
+
+T = TypeVar("T")
 
 
 class Options(usage.Options):
@@ -134,17 +139,20 @@ def shared_secret(config: Config, name: str) -> bytes:
     return secret
 
 
-def site(appliance: Appliance):
+def site(appliance: Appliance) -> IProtocolFactory:
     """The HTTP site: every operation the appliance serves, under every label."""
     s = appliance.config.server
+    distribution, keygen = appliance.distribution, appliance.keygen
+    if distribution is None or keygen is None:
+        raise ValueError("the appliance is not built: service.build sets its distribution and keygen")
     route_sets = [
         # RFC 7030 enrollment; /cacerts downloads are noted for the PAL
-        distribution_routes.track_cacerts(enroll_routes.routes(appliance.registrar), appliance.distribution),
+        distribution_routes.track_cacerts(enroll_routes.routes(appliance.registrar), distribution),
         # RFC 8295: /pal, /eecerts, /crls, GET on the enrollment paths
-        distribution_routes.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
-        serverkeygen_routes.routes(appliance.keygen),  # and /serverkeygen/return
+        distribution_routes.routes(distribution, EnrollmentResults(distribution)),
+        serverkeygen_routes.routes(keygen),  # and /serverkeygen/return
         # /symmetrickeys, /firmware, /tamp and their returns
-        package_routes.routes(PackageDelivery(appliance.distribution)),
+        package_routes.routes(PackageDelivery(distribution)),
         fullcmc_routes.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
                                IdentityProofs(appliance.token, appliance.store))),
     ]
@@ -207,8 +215,12 @@ class ApplianceService(service.MultiService):
             batch_scheduling()
         d = self.appliance.ca.check_key_matches()
         d.addCallback(self._key_checked)
-        d.addErrback(lambda f: f.trap(TokenUnavailable) and log.warn(
-            "token unavailable at start; signing answers 503 until it is back"))
+        d.addErrback(self._token_away)
+
+    @staticmethod
+    def _token_away(failure: Failure) -> None:
+        failure.trap(TokenUnavailable)
+        log.warn("token unavailable at start; signing answers 503 until it is back")
 
     def _key_checked(self, matches: bool) -> None:
         if matches:
@@ -218,10 +230,14 @@ class ApplianceService(service.MultiService):
             log.error("the token key {label!r} is not the CA certificate's key",
                       label=self.appliance.config.ca.key_label)
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[None]:
         d = defer.maybeDeferred(super().stopService)
+
+        def close(result: T) -> T:
+            self.appliance.close()
+            return result
         # The store closes once the children are done (a CRL being issued finishes first).
-        d.addBoth(lambda result: (self.appliance.close(), result)[1])
+        d.addBoth(close)
         return d
 
 
