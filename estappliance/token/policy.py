@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import pkcs11
 from pkcs11 import Mechanism
 
 from ..errors import PolicyRefused
@@ -41,7 +42,9 @@ class TokenCannot(PolicyRefused):
     refused (400) with the reason; asking again will not help."""
 
 
-def name(mechanism: int) -> str:
+def name(mechanism: int | None) -> str:
+    if mechanism is None:
+        return "no mechanism"
     try:
         return "CKM_" + Mechanism(mechanism).name
     except ValueError:
@@ -63,7 +66,7 @@ class MechanismPolicy:
         self.rsa_bits = rsa_bits  # (min, max) of CKM_RSA_PKCS_KEY_PAIR_GEN, when the token says
 
     @classmethod
-    def of_slot(cls, slot) -> "MechanismPolicy":
+    def of_slot(cls, slot: pkcs11.Slot) -> "MechanismPolicy":
         """Blocking (PKCS#11 thread)."""
         mechanisms = set(slot.get_mechanisms())
         rsa_bits = None
@@ -91,7 +94,7 @@ class MechanismPolicy:
             return problem
         if not self.has(Mechanism.RSA_PKCS) and not self.has(Mechanism.SHA256_RSA_PKCS):
             return "the token has neither CKM_SHA256_RSA_PKCS nor CKM_RSA_PKCS to sign with"
-        if self.rsa_bits and not self.rsa_bits[0] <= spec.bits <= self.rsa_bits[1]:
+        if self.rsa_bits and spec.bits is not None and not self.rsa_bits[0] <= spec.bits <= self.rsa_bits[1]:
             return f"the token makes RSA keys of {self.rsa_bits[0]} to {self.rsa_bits[1]} bits, not {spec.bits}"
         return None
 
