@@ -72,7 +72,8 @@ class MechanismPolicy:
         rsa_bits = None
         if Mechanism.RSA_PKCS_KEY_PAIR_GEN in mechanisms:
             info = slot.get_mechanism_info(Mechanism.RSA_PKCS_KEY_PAIR_GEN)
-            rsa_bits = (int(info.min_key_length), int(info.max_key_length))
+            if info.min_key_length is not None and info.max_key_length is not None:
+                rsa_bits = (int(info.min_key_length), int(info.max_key_length))
         return cls(mechanisms, rsa_bits)
 
     def has(self, mechanism: int) -> bool:
