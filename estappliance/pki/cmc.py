@@ -24,6 +24,7 @@ from .errors import PkiError
 from . import crmf, signeddata
 from . import csr as csrs
 from .asn1 import rfc4211, rfc5272
+from .encoding import der
 
 STATUSES = tuple(rfc5272.CMCStatus._map.values())
 FAIL_INFOS = tuple(rfc5272.CMCFailInfo._map.values())
@@ -176,7 +177,7 @@ def peek_pki_data(der: bytes) -> PkiData | None:
 def _explicit_content(info: cms.ContentInfo) -> bytes:
     """The DER of a ContentInfo's content, without the [0] EXPLICIT wrapper."""
     try:
-        return info["content"].untag().dump()
+        return der(info["content"].untag())
     except (ValueError, TypeError, AttributeError) as e:
         raise BadCmcMessage(f"unreadable PKIData: {_short(e)}") from None
 
@@ -355,7 +356,7 @@ def sign_request(pki: rfc5272.PKIData, key, cert: x509.Certificate | None = None
 
 
 def unsigned_request(pki: rfc5272.PKIData) -> bytes:
-    return cms.ContentInfo({"content_type": rfc5272.PKI_DATA, "content": pki}).dump()
+    return der(cms.ContentInfo({"content_type": rfc5272.PKI_DATA, "content": pki}))
 
 
 def _key_only_certificate(key) -> x509.Certificate:

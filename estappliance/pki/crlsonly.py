@@ -10,6 +10,7 @@ from asn1crypto import cms, core
 from asn1crypto import crl as asn1_crl
 
 from .errors import PkiError
+from .encoding import der
 
 
 class NotCrlsOnly(PkiError):
@@ -28,7 +29,7 @@ def crls_only(crls: Sequence[bytes]) -> bytes:
         "crls": [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(der)) for der in crls],
         "signer_infos": [],
     })
-    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+    return der(cms.ContentInfo({"content_type": "signed_data", "content": sd}))
 
 
 def read_crls_only(der: bytes) -> list[bytes]:

@@ -21,6 +21,7 @@ from .certs import load_subject_public_key
 from .errors import PkiError
 from .asn1 import rfc4211
 from .keyids import spki_der
+from .encoding import der
 
 _HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
            "sha512": hashes.SHA512}
@@ -105,7 +106,7 @@ def _public_key(template: Any) -> CertificatePublicKeyTypes:
 def _untagged(value) -> bytes:
     """The universal encoding of an implicitly tagged field (what is signed
     and what cryptography loads)."""
-    return value.untag().dump()
+    return der(value.untag())
 
 
 def _name(name: asn1_x509.Name) -> x509.Name:

@@ -9,6 +9,7 @@ from asn1crypto import core, x509
 from .errors import PkiError
 from .asn1.rfc7030 import OIDS, Attribute, AttrOrOID, CsrAttrs
 from .asn1.rfc9908 import OIDS as RFC9908_OIDS
+from .encoding import der
 
 TEMPLATE_OID = RFC9908_OIDS["id-aa-certificationRequestInfoTemplate"]
 
@@ -42,7 +43,7 @@ def build(*, key_type: str | None, pop_linking: bool, required_extensions=(), ex
     if signature:
         items.append(AttrOrOID(name="oid", value=OIDS[signature]))
     items.extend(AttrOrOID(name="attribute", value=a) for a in extra)
-    return CsrAttrs(items).dump()
+    return der(CsrAttrs(items))
 
 
 def _attr(oid: str, values) -> AttrOrOID:

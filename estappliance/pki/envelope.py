@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from .errors import PkiError
 from .asn1 import rfc6032
+from .encoding import der
 
 # Content-encryption algorithms (asn1crypto names) and their key sizes.
 CBC_CIPHERS = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
@@ -312,7 +313,7 @@ def enveloped_data(content_type: str, content: bytes, recipients: Sequence[Recip
     """ContentInfo(EnvelopedData) DER (ContentInfo(AuthEnvelopedData) for GCM)."""
     layer = envelope(content_type, content, recipients, **kwargs)
     outer = "enveloped_data" if isinstance(layer, cms.EnvelopedData) else "authenticated_enveloped_data"
-    return cms.ContentInfo({"content_type": outer, "content": layer}).dump()
+    return der(cms.ContentInfo({"content_type": outer, "content": layer}))
 
 
 def encrypted_data(content_type: str, content: bytes, key: bytes, *, cipher: str | None = None,
@@ -346,7 +347,7 @@ def encrypted_key_package(content_type: str, content: bytes, recipients: Sequenc
         layer = envelope(content_type, content, recipients, cipher=cipher or "aes256_cbc", **kwargs)
         name = "enveloped" if isinstance(layer, cms.EnvelopedData) else "auth_enveloped"
         choice = rfc6032.EncryptedKeyPackage(name=name, value=layer)
-    return cms.ContentInfo({"content_type": rfc6032.CONTENT_TYPE, "content": choice}).dump()
+    return der(cms.ContentInfo({"content_type": rfc6032.CONTENT_TYPE, "content": choice}))
 
 
 # -- opening ------------------------------------------------------------------------

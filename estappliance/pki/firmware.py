@@ -25,6 +25,7 @@ from . import signeddata
 from .asn1 import rfc4108
 from .maybe_signed import open_content_info, reading
 from .trust import Untrusted, carried_certificates, chain_to_anchor
+from .encoding import der
 
 FIRMWARE = "firmware_package"
 RECEIPT = "firmware_load_receipt"
@@ -267,7 +268,7 @@ def enumerated(value: core.Enumerated) -> int:
 
 def unsigned(kind: str, value: core.Asn1Value) -> bytes:
     """ContentInfo DER of an unsigned receipt or error (RFC 4108 allows both)."""
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+    return der(cms.ContentInfo({"content_type": kind, "content": value}))
 
 
 def read_report(der: bytes, candidates: list[x509.Certificate] | None = None) -> FirmwareReport:

@@ -16,6 +16,7 @@ from .errors import PkiError
 from . import signeddata
 from .asn1 import rfc7191
 from .maybe_signed import open_content_info, reading
+from .encoding import der
 
 
 class BadReturn(PkiError):
@@ -60,7 +61,7 @@ def sign(kind: str, value: core.Asn1Value, key, certificate: x509.Certificate) -
 
 def unsigned(kind: str, value: core.Asn1Value) -> bytes:
     """ContentInfo of an unsigned error (receipts are always signed)."""
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+    return der(cms.ContentInfo({"content_type": kind, "content": value}))
 
 
 @dataclass(frozen=True)

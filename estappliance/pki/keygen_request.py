@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from .errors import PkiError
 from . import envelope
 from .asn1 import rfc6032
+from .encoding import der
 
 OIDS = {
     "challengePassword": "1.2.840.113549.1.9.7",
@@ -259,7 +260,7 @@ def build_csr(subject: x509.Name, key, *, dns_names: tuple[str, ...] = (), chall
         signature, algorithm = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256()), "sha256_rsa"
     else:
         raise TypeError("the CSR key must be EC or RSA")
-    return _Request({"info": info, "signature_algorithm": {"algorithm": algorithm}, "signature": signature}).dump()
+    return der(_Request({"info": info, "signature_algorithm": {"algorithm": algorithm}, "signature": signature}))
 
 
 class _Attribute(core.Sequence):

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from .errors import PkiError
 from .keyids import key_identifier
+from .encoding import der
 
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512, "sha1": hashes.SHA1}
 
@@ -133,7 +134,7 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
         sd["certificates"] = [_asn1_cert(c) for c in certs]
     if crls:
         sd["crls"] = [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(c)) for c in crls]
-    return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(sd)}).dump()
+    return der(cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(sd)}))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from . import envelope, key_package_returns, signeddata
 from .asn1 import rfc6031, rfc6032, rfc7191
 from .key_package_returns import receipt_request
 from .trust import carried_certificates
+from .encoding import der
 
 SKEY_PACKAGE = "symmetric_key_package"
 # How the delivered package nests, outermost first (RFC 7193 ECT names), and its inner type.
@@ -86,7 +87,7 @@ def signed_data_of(content_info_der: bytes) -> bytes:
     info = cms.ContentInfo.load(content_info_der)
     if info["content_type"].native != "signed_data":
         raise ValueError("not a ContentInfo(SignedData)")
-    return info["content"].untag().dump()
+    return der(info["content"].untag())
 
 
 def encrypt_for(inner_signed: bytes, recipients: list[envelope.Recipient], *, form: str = "enveloped"

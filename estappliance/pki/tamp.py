@@ -20,6 +20,7 @@ from .asn1 import rfc5914, rfc5934
 from .keyids import key_identifier, spki_der
 from .maybe_signed import open_content_info, reading
 from .trust import carried_certificates
+from .encoding import der
 
 # Server -> device messages and the media type each travels under.
 REQUESTS = ("tamp_status_query", "tamp_update", "tamp_apex_update", "tamp_community_update",
@@ -338,7 +339,7 @@ def error(msg_type: str, status: int, ref: MsgRef | None = None) -> rfc5934.TAMP
 
 def unsigned(kind: str, value: core.Asn1Value) -> bytes:
     """ContentInfo DER of an unsigned answer (RFC 5934 4: answers SHOULD be signed)."""
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+    return der(cms.ContentInfo({"content_type": kind, "content": value}))
 
 
 # -- reading ----------------------------------------------------------------------------
