@@ -2,6 +2,7 @@
 client reads such a list (ignoring what it does not know)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from asn1crypto import core, x509
@@ -22,11 +23,12 @@ class BadCsrAttrs(PkiError):
     """The bytes are not a CsrAttrs SEQUENCE."""
 
 
-def build(*, key_type: str | None, pop_linking: bool, required_extensions=(), extra=()) -> bytes:
+def build(*, key_type: str | None, pop_linking: bool, required_extensions: Sequence[str] = (),
+          extra: Sequence[Attribute] = ()) -> bytes:
     """DER CsrAttrs: challengePassword (linking), the key type and its curve or
     size, the extensions the profile requires, and the signature algorithm;
     then ``extra`` Attributes (the CSR templates, pki.csrtemplate)."""
-    items = []
+    items: list[AttrOrOID] = []
     if pop_linking:
         items.append(AttrOrOID(name="oid", value=OIDS["challengePassword"]))
     signature = None
@@ -46,7 +48,7 @@ def build(*, key_type: str | None, pop_linking: bool, required_extensions=(), ex
     return der(CsrAttrs(items))
 
 
-def _attr(oid: str, values) -> AttrOrOID:
+def _attr(oid: str, values: Sequence[core.Asn1Value]) -> AttrOrOID:
     return AttrOrOID(name="attribute", value=Attribute({"type": oid, "values": [core.Any(v) for v in values]}))
 
 
