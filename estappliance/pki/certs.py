@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,7 +42,8 @@ def parse_name(text: str) -> x509.Name:
     return name
 
 
-def key_usage(names) -> x509.KeyUsage:
+def key_usage(names: Iterable[str]) -> x509.KeyUsage:
+    names = tuple(names)
     flags = {n: n in names for n in KEY_USAGES}
     unknown = set(names) - set(KEY_USAGES)
     if unknown:
@@ -53,7 +55,7 @@ def key_usage(names) -> x509.KeyUsage:
         encipher_only=flags["encipherOnly"], decipher_only=flags["decipherOnly"])
 
 
-def usable_key_usages(public_key, names) -> tuple[str, ...]:
+def usable_key_usages(public_key: CertificatePublicKeyTypes, names: Iterable[str]) -> tuple[str, ...]:
     """The profile's key usages that fit the key: no key or data encipherment
     for EC keys (RFC 8813), no key agreement for RSA keys."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -65,7 +67,8 @@ def usable_key_usages(public_key, names) -> tuple[str, ...]:
     return tuple(n for n in names if n not in banned)
 
 
-def extended_key_usage(names) -> x509.ExtendedKeyUsage:
+def extended_key_usage(names: Iterable[str]) -> x509.ExtendedKeyUsage:
+    names = tuple(names)
     unknown = set(names) - set(EXTENDED_KEY_USAGES)
     if unknown:
         raise ValueError(f"unknown extended key usage: {', '.join(sorted(unknown))}")
@@ -80,7 +83,7 @@ def _validity(builder: x509.CertificateBuilder, now: datetime.datetime, days: in
     return builder.not_valid_before(now - BACKDATE).not_valid_after(not_after)
 
 
-def root_ca(subject: x509.Name, public_key, serial: int, now: datetime.datetime,
+def root_ca(subject: x509.Name, public_key: CertificatePublicKeyTypes, serial: int, now: datetime.datetime,
             days: int) -> x509.CertificateBuilder:
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(public_key)
@@ -92,8 +95,8 @@ def root_ca(subject: x509.Name, public_key, serial: int, now: datetime.datetime,
     return _validity(b, now, days)
 
 
-def end_entity(*, subject: x509.Name, public_key, issuer: x509.Certificate, serial: int,
-               now: datetime.datetime, days: int, key_usages, extended_key_usages,
+def end_entity(*, subject: x509.Name, public_key: CertificatePublicKeyTypes, issuer: x509.Certificate, serial: int,
+               now: datetime.datetime, days: int, key_usages: Iterable[str], extended_key_usages: Iterable[str],
                san: x509.SubjectAlternativeName | None) -> x509.CertificateBuilder:
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject).public_key(public_key)
          .serial_number(serial)
@@ -111,8 +114,8 @@ def end_entity(*, subject: x509.Name, public_key, issuer: x509.Certificate, seri
     return _validity(b, now, days, issuer.not_valid_after_utc)
 
 
-def server_san(names) -> x509.SubjectAlternativeName:
-    entries = []
+def server_san(names: Iterable[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
     for n in names:
         try:
             entries.append(x509.IPAddress(ipaddress.ip_address(n)))

@@ -26,7 +26,7 @@ def crls_only(crls: Sequence[bytes]) -> bytes:
         "version": "v1",  # RFC 5652 5.1: only X.509 CRLs, id-data, no signers
         "digest_algorithms": [],
         "encap_content_info": {"content_type": "data"},
-        "crls": [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(der)) for der in crls],
+        "crls": [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(crl)) for crl in crls],
         "signer_infos": [],
     })
     return der(cms.ContentInfo({"content_type": "signed_data", "content": sd}))
