@@ -154,6 +154,13 @@ class Verified:
     signed_attrs: cms.CMSAttributes
     public_key: PublicKeyTypes | None = None  # the key that verified
 
+    @property
+    def signer_certificate(self) -> x509.Certificate:
+        """The signer's certificate: always found when verify() was given no public_keys."""
+        if self.signer is None:
+            raise BadSignedData("signed by a bare public key, not a certificate")
+        return self.signer
+
 
 def verify(der: bytes, candidates: list[x509.Certificate] | None = None,
            public_keys: Sequence[PublicKeyTypes] = ()) -> Verified:
