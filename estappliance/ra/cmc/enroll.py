@@ -122,7 +122,7 @@ class CmcEnrollment:
             raise Refusal("pop_required", "a signature proof of possession is required (encryptedPOP is not"
                                           " supported)")
         profile = label.profile
-        key_type = csrs.key_type(req.public_key)
+        key_type = csrs.key_type(_subject_and_key(req)[1])
         if key_type not in profile.key_types:
             raise Refusal("bad_alg", f"key type {key_type} not allowed by profile {profile.name!r}"
                                      f" (allowed: {', '.join(profile.key_types)})")
