@@ -47,7 +47,7 @@ def print_generations(config: Config, store: Store) -> None:
             print(f"  retired {g.retired_at}")
 
 
-def cmd_rollover(args, config: Config) -> None:
+def cmd_rollover(args: argparse.Namespace, config: Config) -> None:
     store = _store(config)
     token = _token(config)
     if args.abort:
@@ -60,13 +60,13 @@ def cmd_rollover(args, config: Config) -> None:
     print("next: 'estctl ca switch' (or 'estctl ca rollover --abort')")
 
 
-def cmd_switch(args, config: Config) -> None:
+def cmd_switch(args: argparse.Namespace, config: Config) -> None:
     g = ceremony.switch(config, _token(config), _store(config))
     print(f"generation {g.id} (key {g.key_label!r}) is current: certificates, CRLs and the TLS server"
           " certificate come from it; running servers follow within seconds.")
 
 
-def cmd_retire(args, config: Config) -> None:
+def cmd_retire(args: argparse.Namespace, config: Config) -> None:
     done = ceremony.retire(config, _token(config), _store(config))
     for g in done:
         print(f"generation {g.id} retired: last CRL and ARL issued, key {g.key_label!r} destroyed in the token")
@@ -74,7 +74,7 @@ def cmd_retire(args, config: Config) -> None:
         print("left-over keys of retired or aborted generations destroyed")
 
 
-def cmd_renew(args, config: Config) -> None:
+def cmd_renew(args: argparse.Namespace, config: Config) -> None:
     g = ceremony.renew(config, _token(config), _store(config), Path(args.csr_out), same_key=args.same_key,
                        key_type=args.key_type)
     print(f"generation {g.id}: CSR for key {g.key_label!r} written to {args.csr_out}; have the parent CA sign it,"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
 def certificates(path: str | Path) -> list[x509.Certificate]:
@@ -12,7 +13,7 @@ def certificates(path: str | Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(Path(path).read_bytes())
 
 
-def private_key(path: str | Path):
+def private_key(path: str | Path) -> PrivateKeyTypes:
     """An unencrypted PEM private key."""
     return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asn1crypto import core, x509
 
@@ -11,6 +12,9 @@ from .errors import PkiError
 from .asn1.rfc7030 import OIDS, Attribute, AttrOrOID, CsrAttrs
 from .asn1.rfc9908 import OIDS as RFC9908_OIDS
 from .encoding import der
+
+if TYPE_CHECKING:
+    from .csrtemplate import CsrTemplate
 
 TEMPLATE_OID = RFC9908_OIDS["id-aa-certificationRequestInfoTemplate"]
 
@@ -62,7 +66,7 @@ class CsrHints:
     extensions: set[str] = field(default_factory=set)
     oids: list[str] = field(default_factory=list)
     attributes: dict[str, list[bytes]] = field(default_factory=dict)
-    template: object | None = None  # an RFC 9908 CsrTemplate (pki.csrtemplate) when the server sent one
+    template: CsrTemplate | None = None  # an RFC 9908 template when the server sent one
 
 
 def parse(der: bytes) -> CsrHints:
