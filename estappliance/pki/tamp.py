@@ -373,6 +373,20 @@ class TampMessage:
     communities: tuple[str, ...] | None = None
     failed_type: str | None = None  # tamp_error: the kind of message that failed
 
+    @property
+    def request_ref(self) -> MsgRef:
+        """The msgRef of a request (every request carries one)."""
+        if self.ref is None:
+            raise BadTamp(f"{self.kind} without a message reference")
+        return self.ref
+
+    @property
+    def signer_certificate(self) -> x509.Certificate:
+        """Who signed it, for a message read with require_signature."""
+        if self.signer is None:
+            raise BadTamp(f"{self.kind} is not signed")
+        return self.signer
+
 
 def _ref_field(kind: str) -> str | None:
     return {
