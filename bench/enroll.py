@@ -84,7 +84,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from loadgen import HOST, ClientResult, ProtocolError, run_clients  # bench/ is this script's directory
+import plot  # bench/ is this script's directory
+from loadgen import HOST, ClientResult, ProtocolError, run_clients
+
+from estappliance.progress import Progress
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -197,7 +200,7 @@ def toml_str(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def write_config(state: Path, port: int, key_type: str, workers: int) -> Path:
+def write_config(state: Path, port: int, key_type: str, workers: int, extra: str = "") -> Path:
     """A config like etc/estappliance.toml, every path absolute inside ``state``."""
     s = lambda rel: toml_str(state / rel)  # noqa: E731
     text = f"""\
@@ -240,7 +243,7 @@ copy_san = true
 profile = "default"
 auth = ["basic", "cert", "digest"]
 cert_anchors = ["ca"]
-"""
+""" + extra
     path = state / "estappliance.toml"
     path.write_text(text)
     return path
@@ -579,7 +582,9 @@ def prepared_config(state: Path, args) -> tuple[Path, Target]:
     info = load_or_prepare_state(state, args.key_type)
     if args.prefill:
         prefill(state, info, args.prefill)
-    config = write_config(state, free_port(), info.key_type, args.workers)
+    # --metrics: an admin listener serving /metrics turns the metrics on.
+    metrics = f'\n[admin]\nhost = "{HOST}"\nport = {free_port()}\n' if args.metrics else ""
+    config = write_config(state, free_port(), info.key_type, args.workers, metrics)
     return config, target_from_config(config, BENCH_USER, read_password(state / "bench.password"))
 
 
@@ -1281,6 +1286,8 @@ def scenario_argv(args, scenario: Scenario) -> list[str]:
     """The command line of one scenario: the suite's shared knobs, then its own."""
     shared = ["--workers", str(args.workers), "--clients", str(args.suite_clients), "--seconds", f"{args.seconds:g}",
               "--processes", str(args.processes), "--raw-seconds", f"{args.raw_seconds:g}"]
+    if args.metrics:
+        shared.append("--metrics")
     for option in ("timeout", "csr_pool"):  # only when not the default, to keep the line short
         if getattr(args, option) != parser().get_default(option):
             shared += [f"--{option.replace('_', '-')}", f"{getattr(args, option):g}"]
@@ -1308,18 +1315,29 @@ def print_summary(rows: list[tuple[Scenario, list[Check] | str]]) -> None:
 def run_suite(args) -> int:
     rows: list[tuple[Scenario, list[Check] | str]] = []
     done: dict[int, Figures] = {}
-    for scenario in suite_scenarios(args):
-        argv = scenario_argv(args, scenario)
-        print(f"\n== ({scenario.number}) {scenario.title}\n$ {COMMAND} {shlex.join(argv)}", flush=True)
-        try:
-            f = run_once(parser().parse_args(argv))
-        except BenchError as e:
-            print(f"bench: {e}", file=sys.stderr)
-            rows.append((scenario, str(e).splitlines()[0]))
-            continue
-        done[scenario.number] = f
-        rows.append((scenario, scenario.checks(f, done) + common_checks(f)))
+    scenarios = suite_scenarios(args)
+    with Progress() as bars:  # on a terminal only
+        bar = bars.task("bench scenarios", total=len(scenarios))
+        for scenario in scenarios:
+            argv = scenario_argv(args, scenario)
+            print(f"\n== ({scenario.number}) {scenario.title}\n$ {COMMAND} {shlex.join(argv)}", flush=True)
+            try:
+                f = run_once(parser().parse_args(argv))
+            except BenchError as e:
+                print(f"bench: {e}", file=sys.stderr)
+                rows.append((scenario, str(e).splitlines()[0]))
+                continue
+            finally:
+                bar.advance()
+            done[scenario.number] = f
+            rows.append((scenario, scenario.checks(f, done) + common_checks(f)))
     print_summary(rows)
+    if args.plot is not None and done:
+        plot.write_png(args.plot, [plot.ScenarioFigures(f"({s.number}) {s.title}", done[s.number].rate,
+                                                        done[s.number].p50, done[s.number].p90, done[s.number].p99)
+                                   for s, _ in rows if s.number in done],
+                       f"estappliance bench: {args.suite_clients} clients, {args.workers} workers")
+        print(f"figures drawn in {args.plot}")
     return 0 if len(done) == len(rows) else 1
 
 
@@ -1378,6 +1396,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", action="store_true",
                    help="run the issue 7 scenarios, each against a fresh server, and print a summary table")
     p.add_argument("--suite-clients", type=positive(int), default=64, help="with --suite: clients (default 64)")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="with --suite: draw enrollments/s and latency per scenario in this PNG")
+    p.add_argument("--metrics", action="store_true",
+                   help="the started server serves /metrics on an admin listener (metrics on)")
     p.add_argument("--suite-prefill", type=positive(int), default=1_000_000,
                    help="with --suite: certificates prefilled for scenario 5 (default 1000000); "
                         "with --state, scenario 5 reuses that directory")

@@ -42,6 +42,11 @@ class AuthenticationRequired(EstError):
         self.challenges: list[str] = []
 
 
+class TokenCannot(PolicyRefused):
+    """The token lacks what this request needs (a mechanism, a key type):
+    refused (400) with the reason; asking again will not help."""
+
+
 class NotAuthorized(EstError):
     """The client is known but may not do this under this label."""
 

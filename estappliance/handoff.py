@@ -14,6 +14,7 @@ when the master is gone, the worker reads EOF.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections import deque
@@ -70,6 +71,7 @@ class WorkerLink:
         self.on_change = on_change
         self.ready = False  # the worker has said it serves
         self.connections = 0
+        self.readiness: dict | None = None  # the worker's last readiness report
         self.unconfirmed: deque[socket.socket] = deque()  # sent, not yet said received
         self._sent = 0
         self._partial = b""
@@ -99,6 +101,10 @@ class WorkerLink:
             return None
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
+        for line in lines:
+            if line.startswith(b"{"):  # the worker's readiness probe (MasterLink.report_readiness)
+                self.readiness = json.loads(line)
+        lines = [line for line in lines if not line.startswith(b"{")]
         if lines:
             # "<received in all> <held now>"; the latest line is the truth.
             received, held = (int(n) for n in lines[-1].split())
@@ -229,6 +235,13 @@ class MasterLink:
         try:
             self.sock.send(b"%d %d\n" % (self.received, len(self.factory.protocols)))
         except OSError:  # the master is busy or gone; the next report will do
+            pass
+
+    def report_readiness(self, readiness: dict[str, object]) -> None:
+        """One JSON line: the master's /readyz sums up its workers' reports."""
+        try:
+            self.sock.send(json.dumps(readiness, separators=(",", ":")).encode() + b"\n")
+        except OSError:
             pass
 
     def _read(self) -> None:

@@ -5,6 +5,7 @@ import dataclasses
 import datetime
 import gc
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,7 +28,8 @@ from .distribution.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
 from .ra.delivery import PackageDelivery
 from .ra.package_access import Distribution
-from .ra.cmc import FullCmc, IdentityProofs
+from .ca.identity_proofs import IdentityProofs
+from .ra.cmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
@@ -37,6 +39,11 @@ from .token.worker import TOKEN_CALLS
 from .web import ServerContextFactory, distribution_routes, enroll_routes, fullcmc_routes, make_site, serverkeygen_routes
 from .web import package_routes
 from .workers import WorkerPool
+from .ops.admin import operated, prepare_metrics_dir, workers_readiness
+from .ops.health import ReadinessProbe
+from .ops.logs import watch_audit
+from .ops.reload import ReloadOnHangup, reload_appliance
+from .web.health import routes as health_routes
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
@@ -68,6 +75,7 @@ class Appliance:
     keygen: KeygenRegistrar | None = None  # /serverkeygen and /serverkeygen/return (set by build)
     # Called with nothing after a CA generation change was applied (e.g. the TLS context reload).
     ca_listeners: list = dataclasses.field(default_factory=list)
+    readiness: ReadinessProbe | None = None  # /readyz (set by build)
 
     def apply_generations(self, gens: list[LiveGeneration]) -> None:
         """A ceremony step changed the CA (ca/generations.py): sign with the
@@ -96,7 +104,7 @@ class Appliance:
 
 
 def build(config: Config, worker_index: int = 0) -> Appliance:
-    token = Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
+    token = Token.from_config(config.token)
     TOKEN_CALLS.timeout, TOKEN_CALLS.on_recovered = config.token.call_timeout, drop_all_sessions
     store = Store(config.store)
     if not config.ca.cert_file.exists():
@@ -117,7 +125,8 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     standing = StandingItems(ca, crls, datetime.timedelta(hours=config.crl.reissue_before_hours))
     dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
     return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index,
-                     packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer))
+                     packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer),
+                     readiness=ReadinessProbe(ca, store, config.ops.health))
 
 
 def shared_secret(config: Config, name: str) -> bytes:
@@ -142,9 +151,9 @@ def shared_secret(config: Config, name: str) -> bytes:
 def site(appliance: Appliance) -> IProtocolFactory:
     """The HTTP site: every operation the appliance serves, under every label."""
     s = appliance.config.server
-    distribution, keygen = appliance.distribution, appliance.keygen
-    if distribution is None or keygen is None:
-        raise ValueError("the appliance is not built: service.build sets its distribution and keygen")
+    distribution, keygen, readiness = appliance.distribution, appliance.keygen, appliance.readiness
+    if distribution is None or keygen is None or readiness is None:
+        raise ValueError("the appliance is not built: service.build sets its distribution, keygen and readiness")
     route_sets = [
         # RFC 7030 enrollment; /cacerts downloads are noted for the PAL
         distribution_routes.track_cacerts(enroll_routes.routes(appliance.registrar), distribution),
@@ -157,7 +166,8 @@ def site(appliance: Appliance) -> IProtocolFactory:
                                IdentityProofs(appliance.token, appliance.store))),
     ]
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
-                     max_body=s.max_body)
+                     max_body=s.max_body, plain=health_routes(readiness.check),
+                     request_log=appliance.config.ops.log.requests)
 
 
 def tls_factory(appliance: Appliance) -> ServerContextFactory:
@@ -247,17 +257,25 @@ def makeService(options: Options) -> service.IService:
     try:
         config = load(options["config"])
         port = options["port"] if options["port"] is not None else config.server.port
+        metrics_dir = prepare_metrics_dir(config)
         if config.workers > 1:
             if not config.ca.cert_file.exists():
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
             shared_secret(config, "digest")  # made once here, before the workers race for it
+            pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
             top = service.MultiService()
-            WorkerPool(str(config.path), config.workers, config.server.host, port).setServiceParent(top)
-            return top
+            pool.setServiceParent(top)
+            ReloadOnHangup(lambda: pool.signal_workers(signal.SIGHUP)).setServiceParent(top)
+            return operated(config, top, workers_readiness(pool.links), metrics_dir)
         appliance = build(config)
+        if config.ops.log.syslog:
+            watch_audit(appliance.store)
     except (ConfigError, OSError, ValueError) as e:
         sys.exit(f"est: {e}")
     top = ApplianceService(appliance)
-    listener = internet.SSLServer(port, site(appliance), tls_factory(appliance), interface=config.server.host)
+    tls = tls_factory(appliance)
+    listener = internet.SSLServer(port, site(appliance), tls, interface=config.server.host)
     listener.setServiceParent(top)
-    return top
+    ReloadOnHangup(lambda: reload_appliance(appliance, tls)).setServiceParent(top)
+    assert appliance.readiness is not None  # build() sets it
+    return operated(config, top, appliance.readiness.check, metrics_dir)

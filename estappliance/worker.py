@@ -10,10 +10,11 @@ from typing import cast
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.base import ReactorBase
-from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.logger import Logger
 
 from .config import ConfigError, load
 from .handoff import MasterLink, counting_tls_factory
+from .ops import worker as ops_worker
 from .service import ApplianceService, build, site, tls_factory
 
 # The installed reactor, as the class whose run() takes installSignalHandlers.
@@ -53,19 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", type=int, required=True, help="address family of the listening socket")
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until it reloads (ops.worker.operate)
     try:
         config = load(args.config)
+        ops_worker.begin(config)
         appliance = build(config, worker_index=args.index)
     except (ConfigError, OSError, ValueError) as e:
         print(f"est worker {args.index}: {e}", file=sys.stderr)
         return 2
-    link = MasterLink(args.link, args.family, counting_tls_factory(tls_factory(appliance), site(appliance)),
-                      _master_gone)
+    tls = tls_factory(appliance)
+    link = MasterLink(args.link, args.family, counting_tls_factory(tls, site(appliance)), _master_gone)
     top = ApplianceService(appliance)
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     link.start()
+    ops_worker.operate(config, appliance, link, tls)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     reactor.run(installSignalHandlers=False)

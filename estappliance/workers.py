@@ -81,6 +81,15 @@ class WorkerPool(service.Service):
         for i in range(self.count):
             self._spawn(i)
 
+    def links(self) -> list:
+        """The workers' links (handoff.WorkerLink), for the admin listener's /readyz."""
+        return list(self.dispatcher.links.values()) if self.dispatcher is not None else []
+
+    def signal_workers(self, sig: int) -> None:
+        """E.g. SIGHUP: each worker reloads (ops/reload.py)."""
+        for worker in list(self.workers.values()):
+            _signal(worker, sig)
+
     def _spawn(self, index: int) -> None:
         assert self.sock is not None and self.dispatcher is not None, "spawned after startService"
         worker = _Worker(self, index)

@@ -1,4 +1,4 @@
-"""CMC identity-proof shared secrets (ra.cmc.identity_proofs, token.hmac_keys) in the
+"""CMC identity-proof shared secrets (ca.identity_proofs, token.hmac_keys) in the
 test SoftHSM2 token, and ``estctl cmc secret``: the token computes the same
 witness as RFC 5272 6.2.1 does with hashlib and hmac, for every hash and MAC
 we take, and the secret can be read back by nobody."""
@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.pki import cmc
-from estappliance.ra.cmc import identity_proofs as cmc_secrets
+from estappliance.ca import identity_proofs
 from estappliance.store import Store
 from estappliance.token import hmac_keys, on_token_thread
 
@@ -30,10 +30,10 @@ class SecretTests(unittest.TestCase):
         self.addCleanup(self.store.close)
         self.client = f"carol-{uuid.uuid4().hex[:8]}"  # the token is shared by the whole test run
         self.store.add_client(self.client, None, ["default"])
-        self.proofs = cmc_secrets.IdentityProofs(support.token(), self.store)
+        self.proofs = identity_proofs.IdentityProofs(support.token(), self.store)
 
     def install(self, secret: bytes):
-        return on_token_thread(cmc_secrets.install, support.token(), self.store, self.client, secret)
+        return on_token_thread(identity_proofs.install, support.token(), self.store, self.client, secret)
 
     @defer.inlineCallbacks
     def test_every_hash_and_mac_checks_in_the_token(self):
@@ -60,7 +60,7 @@ class SecretTests(unittest.TestCase):
         old = cmc.identity_proof_witness(b"first secret", REQ_SEQUENCE)
         self.assertFalse((yield self.proofs.check(self.client, cmc.IdentityProof("sha256", "sha256", old),
                                                   REQ_SEQUENCE)))
-        label = cmc_secrets.key_label(self.client, "sha256", 64)
+        label = identity_proofs.key_label(self.client, "sha256", 64)
 
         def attributes():
             from pkcs11 import Attribute, ObjectClass
@@ -71,7 +71,7 @@ class SecretTests(unittest.TestCase):
                 return key[Attribute.SENSITIVE], key[Attribute.EXTRACTABLE]
             return token._run(op)
         self.assertEqual((yield on_token_thread(attributes)), (True, False))
-        removed = yield on_token_thread(cmc_secrets.remove, support.token(), self.store, self.client)
+        removed = yield on_token_thread(identity_proofs.remove, support.token(), self.store, self.client)
         self.assertTrue(removed)
         self.assertFalse((yield self.proofs.has_secret(self.client)))
         self.assertIsNone((yield on_token_thread(hmac_keys.hmac, support.token(), label, REQ_SEQUENCE, "sha256")))
@@ -79,7 +79,7 @@ class SecretTests(unittest.TestCase):
                                                   REQ_SEQUENCE)))
 
     def test_short_secrets_are_refused(self):
-        self.assertRaises(ValueError, cmc_secrets.install, None, self.store, self.client, b"short")
+        self.assertRaises(ValueError, identity_proofs.install, None, self.store, self.client, b"short")
 
 
 class EstctlSecretTests(EstctlTestCase):
@@ -95,7 +95,7 @@ class EstctlSecretTests(EstctlTestCase):
         code, out, _ = yield self.estctl("cmc", "secret", "list")
         self.assertTrue(out.startswith("dora\tset="))
         store = self.open_store()
-        proofs = cmc_secrets.IdentityProofs(support.token(), store)
+        proofs = identity_proofs.IdentityProofs(support.token(), store)
         witness = cmc.identity_proof_witness(secret, REQ_SEQUENCE, "sha384", "sha512")
         self.assertTrue((yield proofs.check("dora", cmc.IdentityProof("sha384", "sha512", witness), REQ_SEQUENCE)))
         given = self.file("secret", "from a file, long enough\n")

@@ -9,7 +9,8 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.client import DigestAuth
-from estappliance.ra.digest import DigestVerifier, ha1_all, nonce_count, parse_authorization
+from estappliance.http_digest import ha1_all, parse_authorization
+from estappliance.ra.digest import DigestVerifier, nonce_count
 from estappliance.store import Store
 from estappliance.store.nonce_claims import NonceCountClaims
 

@@ -25,7 +25,7 @@ from estappliance.ca.crl import CrlSchedule
 from estappliance.client import BasicAuth, EstClient, EstClientError, make_csr, new_key
 from estappliance.client.cli import main as est_main
 from estappliance.client.distribution_commands import get_crls, get_eecerts, get_enrollment_result, get_pal
-from estappliance.distribution import pal_format
+from estappliance.pki import pal_format
 from estappliance.pki.cms import read_certs_only
 from estappliance.pki.crlsonly import read_crls_only
 from estappliance.pki.encoding import decode_body

@@ -30,7 +30,7 @@ from estappliance.config import Profile
 from estappliance.pki import cmc, crmf
 from estappliance.pki.asn1 import rfc4211, rfc5272
 from estappliance.pki.encoding import decode_body
-from estappliance.ra.cmc import identity_proofs as cmc_secrets
+from estappliance.ca import identity_proofs
 from estappliance.store import on_store_thread
 from estappliance.token import on_token_thread
 
@@ -366,7 +366,7 @@ class FullCmcTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_identity_proof_v2_with_a_shared_secret_in_the_token(self):
         yield self.server.add_client("carol", PASSWORD, labels=("default",))
-        yield on_token_thread(cmc_secrets.install, self.server.appliance.token, self.server.store, "carol", SECRET)
+        yield on_token_thread(identity_proofs.install, self.server.appliance.token, self.server.store, "carol", SECRET)
         key = new_key("ec-p256")
         # No TLS credentials: identification + identityProofV2 authenticate.
         proving = self.cmc_client(user=None, secret=SECRET, identification="carol")

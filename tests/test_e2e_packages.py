@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from estappliance.client import BasicAuth, EstClient, new_key
 from estappliance.client.device import Device
 from estappliance.client.sync import sync
-from estappliance.distribution import pal_format
+from estappliance.pki import pal_format
 from estappliance.pki import firmware, symkeys, tamp
 from estappliance.pki.asn1 import rfc7191
 from estappliance.pki.encoding import decode_body

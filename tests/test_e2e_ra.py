@@ -28,7 +28,7 @@ from estappliance.client import (BasicAuth, DigestAuth, EnrollmentPending, EstCl
 from estappliance.pki import csrattrs
 from estappliance.pki.cms import read_certs_only
 from estappliance.pki.encoding import decode_body
-from estappliance.ra.digest import ha1_all, parse_authorization
+from estappliance.http_digest import ha1_all, parse_authorization
 from estappliance.ra.passwords import hash_password
 from estappliance.store import on_store_thread
 from estappliance.token import on_token_thread

@@ -31,7 +31,7 @@ from estappliance.client.http import TLSError
 from estappliance.client import keygen_commands
 from estappliance.pki import cmc, key_package_returns, keygen_request
 from estappliance.pki.encoding import decode_body
-from estappliance.ra.digest import ha1_all
+from estappliance.http_digest import ha1_all
 from estappliance.ra.passwords import hash_password
 from estappliance.store import Store, on_store_thread
 from estappliance.token import on_token_thread

@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.distribution import (NotOffered, PackageQueue, UnknownPalType, next_offer, pal_type, types_for)
-from estappliance.distribution.types import DERIVED, PAL_TYPES
+from estappliance.pki.pal_types import DERIVED, PAL_TYPES
 from estappliance.store import Store
 
 

@@ -17,9 +17,9 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.config import Label, PalConfig, Profile
-from estappliance.distribution import pal_format
+from estappliance.pki import pal_format
 from estappliance.distribution.builder import CrlsBody, PalBuilder, key_use, paginate
-from estappliance.distribution.pal_format import BadPal, IssuerSerial, PalEntry
+from estappliance.pki.pal_format import BadPal, IssuerSerial, PalEntry
 from estappliance.pki.crlsonly import NotCrlsOnly, crls_only, read_crls_only
 from estappliance.pki.cms import certs_only
 from estappliance.store import Store

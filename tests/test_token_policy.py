@@ -17,7 +17,8 @@ from estappliance.client import BasicAuth, make_csr, new_key
 from estappliance.token import KEY_SPECS, on_token_thread
 from estappliance.token import session as token_session
 from estappliance.token.keys import token_private_key
-from estappliance.token.policy import MechanismPolicy, TokenCannot
+from estappliance.errors import TokenCannot
+from estappliance.token.policy import MechanismPolicy
 
 from . import support
 

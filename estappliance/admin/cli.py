@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -12,21 +11,19 @@ from cryptography.hazmat.primitives import hashes
 from ..ca import setup
 from ..config import DEFAULT_LABEL, ConfigError, load
 from ..errors import TokenUnavailable
-from ..ra.digest import ha1_all
+from ..http_digest import ha1_all
 from ..ra.passwords import hash_password
 from ..store import DuplicateClient, Store
 from ..token import Token
+from . import (backup_commands, ca_commands, cmc_commands, distribution_commands, keygen_commands, package_commands,
+               token_commands)
 
 DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
 # command's func(args, config) runs with the config loaded.
-EXTENSIONS: tuple[str, ...] = ("estappliance.admin.package_commands", "estappliance.admin.keygen_commands",
-                                "estappliance.admin.distribution_commands", "estappliance.admin.cmc_commands",
-                                "estappliance.admin.token")
+COMMAND_MODULES = (package_commands, keygen_commands, distribution_commands, cmc_commands, token_commands,
+                   backup_commands)
 
-
-def _token(config) -> Token:
-    return Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
 
 
 def _read_password(path: str) -> str:
@@ -38,7 +35,7 @@ def _read_password(path: str) -> str:
 
 
 def cmd_init(args, config) -> None:
-    token = _token(config)
+    token = Token.from_config(config.token)
     store = Store(config.store)
     if args.subordinate:
         if not args.csr_out:
@@ -56,10 +53,10 @@ def cmd_ca_import(args, config) -> None:
     from ..ca import ceremony
     store = Store(config.store)
     if config.ca.cert_file.exists():  # a renewal's answer (estctl ca renew)
-        ceremony.import_renewal(config, _token(config), store, Path(args.cert), Path(args.chain) if args.chain else None)
+        ceremony.import_renewal(config, Token.from_config(config.token), store, Path(args.cert), Path(args.chain) if args.chain else None)
         cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
     else:
-        cert = setup.import_subordinate(config, _token(config), store, Path(args.cert),
+        cert = setup.import_subordinate(config, Token.from_config(config.token), store, Path(args.cert),
                                         Path(args.chain) if args.chain else None)
     _print_ca(cert, config)
 
@@ -81,7 +78,7 @@ def cmd_ca_signer(args, config) -> None:
     if config.ca.signer_cert_file.exists() and not args.renew:
         raise SystemExit(f"estctl: the content signer exists ({config.ca.signer_cert_file}); --renew replaces it")
     from ..ca.roles import current_key_label
-    token = _token(config)
+    token = Token.from_config(config.token)
     store = Store(config.store)
     ca_cert = x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes())
     cert = setup.issue_content_signer(config, token, TokenSigner(token, current_key_label(config, store)), ca_cert,
@@ -165,7 +162,7 @@ def cmd_crl_issue(args, config) -> None:
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     # Every CA key that still signs CRLs (two while an old key retires), the current one first.
-    for issuer in new_crl_issuers(config, _token(config), Store(config.store)):
+    for issuer in new_crl_issuers(config, Token.from_config(config.token), Store(config.store)):
         issuer.validity = datetime.timedelta(hours=args.hours)
         for kind in (("crl", "arl") if args.both else ("arl",) if args.arl else ("crl",)):
             record = issuer.issue_blocking(kind)
@@ -206,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--chain", help="PEM: the parent CA chain up to its root")
     imp.set_defaults(func=cmd_ca_import)
     ca.add_parser("show", help="print the CA certificate and every CA generation").set_defaults(func=cmd_ca_show)
-    importlib.import_module("estappliance.admin.ca_lifecycle").register(ca)  # rollover, switch, retire, renew
+    ca_commands.register(ca)  # rollover, switch, retire, renew
     sg = ca.add_parser("signer", help="create the CMS content-signer key and certificate (done by init)")
     sg.add_argument("--renew", action="store_true", help="issue a new certificate for it")
     sg.set_defaults(func=cmd_ca_signer)
@@ -258,15 +255,16 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="show the audit log")
     audit.add_argument("--limit", type=int, default=50)
     audit.set_defaults(func=cmd_audit)
-    for module in EXTENSIONS:
-        importlib.import_module(module).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        config = load(args.config)
+        # own_config: the command reads (or restores) the config itself.
+        config = None if getattr(args, "own_config", False) else load(args.config)
         args.func(args, config)
     except (ConfigError, setup.SetupError) as e:
         print(f"estctl: {e}", file=sys.stderr)

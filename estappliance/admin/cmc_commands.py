@@ -2,7 +2,7 @@
 CMC requests (identityProofV2, RFC 5272 6.2).
 
 The secret is turned into HMAC keys inside the token and forgotten (see
-``ra.cmc.identity_proofs``); a client that has one must prove it in every /fullcmc
+``ca.identity_proofs``); a client that has one must prove it in every /fullcmc
 request that its certificate does not sign. ``--generate`` prints a new
 random secret once: hand it to the device out of band.
 """
@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..ra.cmc import identity_proofs
+from ..ca import identity_proofs
 from ..store import Store
-from .cli import _token
+from ..token import Token
 
 
 def _secret(args) -> bytes:
@@ -35,13 +35,13 @@ def cmd_secret_set(args, config) -> None:
     if store.client(args.name) is None:
         raise SystemExit(f"estctl: no client {args.name!r} (estctl client add first)")
     secret = _secret(args)
-    identity_proofs.install(_token(config), store, args.name, secret)
+    identity_proofs.install(Token.from_config(config.token), store, args.name, secret)
     print(f"CMC shared secret of {args.name!r} set: its /fullcmc requests must now carry identityProofV2",
           file=sys.stderr)
 
 
 def cmd_secret_remove(args, config) -> None:
-    if not identity_proofs.remove(_token(config), Store(config.store), args.name):
+    if not identity_proofs.remove(Token.from_config(config.token), Store(config.store), args.name):
         raise SystemExit(f"estctl: client {args.name!r} has no CMC shared secret")
     print(f"CMC shared secret of {args.name!r} removed")
 

@@ -18,7 +18,7 @@ from ..pki import firmware, symkeys, tamp
 from ..pki.asn1 import rfc6031
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..store import Store
-from .cli import _token
+from ..token import Token
 from .package_commands import _load_certs, add_target_arguments, publish_commands, target_from_args
 
 _OID = re.compile(r"^[0-2](\.\d+)+$")
@@ -69,7 +69,7 @@ def cmd_publish_symmetric_key(args, config) -> None:
     label, clients = _clients_of(args, config, store)
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
-    token = _token(config)
+    token = Token.from_config(config.token)
     request = symmetric_publishing.SymmetricKeyRequest(
         label=label, clients=tuple(clients), algorithm=args.algorithm, key_id=args.key_id,
         form=args.form,
@@ -116,7 +116,7 @@ def cmd_publish_firmware(args, config) -> None:
             image = firmware_publishing.FirmwareImage(
                 image=Path(args.file).read_bytes(), name=name, targets=tuple(_oid(h) for h in args.hardware or ()),
                 description=args.description, stale_version=args.stale_version)
-            package = firmware_publishing.sign_and_queue(config, _token(config), store, image, target)
+            package = firmware_publishing.sign_and_queue(config, Token.from_config(config.token), store, image, target)
         else:
             if args.hardware or args.package_id or args.legacy_name:
                 raise SystemExit("estctl: --package-id, --version, --legacy-name and --hardware describe a raw"
@@ -156,7 +156,7 @@ def cmd_publish_tamp(args, config) -> None:
         add_communities=tuple(_oid(c) for c in args.add_community or ()),
         remove_communities=tuple(_oid(c) for c in args.remove_community or ()), terse=args.terse)
     try:
-        package = tamp_publishing.publish(config, _token(config), store, request,
+        package = tamp_publishing.publish(config, Token.from_config(config.token), store, request,
                                        firmware_publishing.Target(label, kind, target_name))
     except (symmetric_publishing.PublishError, SetupError, ValueError) as e:
         raise _fail(e) from None
@@ -184,7 +184,7 @@ def cmd_tamp_anchors(args, config) -> None:
 def cmd_signer(args, config) -> None:
     store = Store(config.store)
     try:
-        cert = roles.ensure(config, _token(config), store, args.role, renew=args.renew)
+        cert = roles.ensure(config, Token.from_config(config.token), store, args.role, renew=args.renew)
     except SetupError as e:
         raise _fail(e) from None
     r = roles.role(config, args.role)

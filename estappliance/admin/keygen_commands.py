@@ -32,13 +32,10 @@ from ..token import symmetric
 MIN_PKCS12_PASSWORD = 8
 
 
-def _token(config) -> Token:
-    return Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
-
 
 def _generator(config, store: Store) -> ServerKeyGenerator:
     """Enough of the generator for blocking operator work (no CA needed)."""
-    return ServerKeyGenerator(_token(config), None, None, store, key_prefix=config.ca.key_label)
+    return ServerKeyGenerator(Token.from_config(config.token), None, None, store, key_prefix=config.ca.key_label)
 
 
 def _token_can(problem: str | None, what: str) -> None:
@@ -111,7 +108,7 @@ def cmd_kek_remove(args, config) -> None:
     record = store.remove_kek(_key_id(args.id))
     if record is None:
         raise SystemExit(f"estctl: no KEK {args.id}")
-    _token(config).destroy_keypair(record.token_label)
+    Token.from_config(config.token).destroy_keypair(record.token_label)
     print(f"KEK {record.key_id.hex()} removed and destroyed in the token")
 
 

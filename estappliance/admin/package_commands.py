@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..config import DEFAULT_LABEL
-from ..distribution import types
+from ..pki import pal_types
 from ..store import Store
 
 
@@ -85,7 +85,7 @@ def cmd_publish_eecert(args, config) -> None:
     label, kind, target = target_from_args(args, config, store)
     for cert in certs:
         name = args.name or cert.subject.rfc4514_string()
-        package = store.queue_package(label=label, pal_type=types.EE_CERTIFICATE, target_kind=kind, target=target,
+        package = store.queue_package(label=label, pal_type=pal_types.EE_CERTIFICATE, target_kind=kind, target=target,
                                       content=cert.public_bytes(serialization.Encoding.DER),
                                       media_type="application/pkcs7-mime", name=name)
         print(f"package {package.id}: EE certificate {cert.subject.rfc4514_string()} for {kind} {target}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator
+from typing import Any, Generator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,11 +19,9 @@ from ..config import Profile
 from ..pki import certs
 from ..store import DuplicateSerial, Store
 from ..store.group import GroupCommitter
-from ..token import Token, on_token_thread, signature_hash, token_private_key
-from ..token.keys import TokenECKey, TokenRSAKey
-
-if TYPE_CHECKING:
-    from .generations import LiveGeneration
+from ..token import on_token_thread
+from .generations import LiveGeneration, cacerts
+from .signer import TokenSigner
 
 SERIAL_ATTEMPTS = 3
 
@@ -44,32 +42,6 @@ def load_pem_certs(path: Path) -> list[x509.Certificate]:
     """Every certificate in a PEM file; an empty file holds none."""
     data = path.read_bytes()
     return x509.load_pem_x509_certificates(data) if data.strip() else []
-
-
-class TokenSigner:
-    """Signs builders with one token key. Blocking: use on the PKCS#11 thread."""
-
-    def __init__(self, token: Token, key_label: str) -> None:
-        self.token = token
-        self.key_label = key_label
-        self._key: TokenECKey | TokenRSAKey | None = None
-
-    def key(self) -> TokenECKey | TokenRSAKey:
-        if self._key is None:
-            self._key = token_private_key(self.token, self.key_label)
-        return self._key
-
-    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
-        key = self.key()
-        return builder.sign(key, signature_hash(key.public_key()))
-
-    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
-        key = self.key()
-        return builder.sign(key, signature_hash(key.public_key()))
-
-    def sign_csr(self, builder: x509.CertificateSigningRequestBuilder) -> x509.CertificateSigningRequest:
-        key = self.key()
-        return builder.sign(key, signature_hash(key.public_key()))
 
 
 class CertificateAuthority:
@@ -103,7 +75,6 @@ class CertificateAuthority:
         """What /cacerts serves: the issuing CA, then the rest of its chain
         (and, during a key update, the other generation and the links)."""
         if self.generations:
-            from .generations import cacerts
             return cacerts(self.generations)
         return [self.certificate, *[c for c in self.chain if c != self.certificate]]
 

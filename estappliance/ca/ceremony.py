@@ -26,7 +26,8 @@ from ..store import Store
 from ..store.generations import Generation
 from ..token import KEY_SPECS, Token
 from . import roles, setup
-from .authority import TokenSigner, load_pem_certs
+from .authority import load_pem_certs
+from .signer import TokenSigner
 from .crl import CrlIssuer
 from .generations import WATCH_SECONDS, certs_pem, crl_suffix, from_files
 from .setup import SetupError

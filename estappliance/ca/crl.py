@@ -19,7 +19,7 @@ from ..pki.certs import issuer_public_key
 from ..pki.rollover import authority_key_identifier
 from ..store import CrlRecord, Store, on_store_thread
 from ..token import on_token_thread
-from .authority import TokenSigner
+from .signer import TokenSigner
 
 _log = Logger()
 REASONS = {r.name: r for r in x509.ReasonFlags}

@@ -26,7 +26,7 @@ from ..pki.rollover import key_identifier
 from ..store import CrlRecord, Store, on_store_thread
 from ..store.generations import Generation
 from ..token import Token
-from .authority import TokenSigner
+from .signer import TokenSigner
 from .crl import CrlIssuer
 
 WATCH_SECONDS = 5.0

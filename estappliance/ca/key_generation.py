@@ -32,7 +32,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from ..config import Label
-from ..errors import EstError, Unavailable
+from ..errors import EstError, TokenCannot, Unavailable
 from ..pki import envelope, keypackages
 from ..pki.certs import load_subject_public_key
 from ..pki.asn1 import rfc5958
@@ -40,7 +40,7 @@ from ..store import Store, on_store_thread
 from ..store.keygen_tables import KeyPackageRecord
 from ..token import KEY_SPECS, Token, TokenRefused, on_token_thread
 from ..token import symmetric
-from ..token.policy import MechanismPolicy, TokenCannot
+from ..token.policy import MechanismPolicy
 from .authority import CertificateAuthority, IssueRequest
 from .content import ContentSigner
 

@@ -24,7 +24,8 @@ from ..config import Config
 from ..pki import certs
 from ..store import Store
 from ..token import KEY_SPECS, Token
-from .authority import TokenSigner, load_pem_certs
+from .authority import load_pem_certs
+from .signer import TokenSigner
 from ..pki.rollover import authority_key_identifier, key_identifier
 from .content import ContentSigner
 from ..files import write_atomically

@@ -18,7 +18,8 @@ from ..files import write_atomically
 from ..pki import certs
 from ..store import Store
 from ..token import KEY_SPECS, Token
-from .authority import TokenSigner, load_pem_certs
+from .authority import load_pem_certs
+from .signer import TokenSigner
 
 TLS_SERVER_DAYS = 397
 

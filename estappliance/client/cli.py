@@ -2,58 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
-from ..files import write_atomically
-from . import pemfiles
-from .est import BasicAuth, DigestAuth, EnrollmentPending, EstClient, EstClientError, new_key
+from . import cmc_commands, distribution_commands, keygen_commands, pemfiles, sync
+from .cli_support import client_from_args, link_choice, pem_certs, write_key, write_output
+from .est import EnrollmentPending, EstClientError, new_key
 from .http import TLSError
 
 
 # Modules adding their own sub-commands: each has register(subparsers, common)
-# where ``common`` is the parent parser with the connection options; their
-# commands call ``client_from_args(args)``.
-EXTENSIONS: tuple[str, ...] = ("estappliance.client.distribution_commands", "estappliance.client.keygen_commands",
-                               "estappliance.client.sync", "estappliance.client.cmc_commands")
-
-
-def _pem_certs(certs) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-def _write(path: str | None, data: bytes, mode: int = 0o644) -> None:
-    """An output file of the command (written atomically), or standard output for None or '-'."""
-    if path in (None, "-"):
-        sys.stdout.write(data.decode())
-        return
-    write_atomically(path, data, mode)
-
-
-def client_from_args(args) -> EstClient:
-    anchors = None
-    if args.anchor:
-        anchors = pemfiles.certificates(args.anchor)
-    elif not getattr(args, "insecure_bootstrap", False):
-        raise SystemExit("est: --anchor FILE is required (or --insecure-bootstrap for cacerts)")
-    auth = None
-    if args.user is not None:
-        if not args.password_file:
-            raise SystemExit("est: --user needs --password-file")
-        password = pemfiles.password(args.password_file)
-        auth = DigestAuth(args.user, password) if args.digest else BasicAuth(args.user, password)
-    client_cert = client_key = None
-    if args.cert:
-        if not args.key:
-            raise SystemExit("est: --cert needs --key")
-        client_cert, client_key = pemfiles.certificates(args.cert), pemfiles.private_key(args.key)
-    return EstClient(args.server, anchors=anchors, label=args.label, auth=auth, client_cert=client_cert,
-                     client_key=client_key, tls_version=args.tls)
+# where ``common`` is the parent parser with the connection options.
+COMMAND_MODULES = (distribution_commands, keygen_commands, sync, cmc_commands)
 
 
 def cmd_cacerts(args) -> None:
@@ -66,7 +30,7 @@ def cmd_cacerts(args) -> None:
         print("# bootstrap: check these fingerprints out of band before trusting them", file=sys.stderr)
     else:
         _follow_key_update(args.anchor, certs)
-    _write(args.out, _pem_certs(certs))
+    write_output(args.out, pem_certs(certs))
 
 
 def _follow_key_update(anchor_file: str, certs) -> None:
@@ -86,17 +50,8 @@ def _follow_key_update(anchor_file: str, certs) -> None:
         print(f"est: CA key update: root {cert.subject.rfc4514_string()}"
               f" (SHA-256 {cert.fingerprint(hashes.SHA256()).hex(':')}) is retired; removed from the anchors",
               file=sys.stderr)
-    _write(anchor_file, _pem_certs(update.anchors))
+    write_output(anchor_file, pem_certs(update.anchors))
     print(f"est: {anchor_file} updated ({len(update.anchors)} anchor(s))", file=sys.stderr)
-
-
-def _write_key(path: str, key) -> None:
-    _write(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()), mode=0o600)
-
-
-def _link(args) -> bool | None:
-    return True if args.link else (False if args.no_link else None)
 
 
 def cmd_enroll(args) -> None:
@@ -112,13 +67,13 @@ def cmd_enroll(args) -> None:
             template_key = hints.template.key_type if hints and hints.template else None
             key = new_key(args.key_type or template_key or (hints.key_type if hints else None) or "ec-p256")
             # Written first: a key whose certificate is still pending approval must survive.
-            _write_key(args.key_out, key)
+            write_key(args.key_out, key)
             try:
-                cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=_link(args),
+                cert = c.enroll(key, args.subject, dns_names=tuple(args.dns or ()), link=link_choice(args),
                                 max_polls=args.max_polls, hints=hints)
             except ValueError as e:  # the server's CSR template asks for what was not given
                 raise SystemExit(f"est enroll: {e}") from None
-    _write(args.out, _pem_certs([cert]))
+    write_output(args.out, pem_certs([cert]))
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
@@ -132,15 +87,15 @@ def cmd_reenroll(args) -> None:
             if not args.key_out:
                 raise SystemExit("est reenroll --rekey: --key-out is required for the new key")
             key = new_key(args.key_type or "ec-p256")
-            _write_key(args.key_out, key)
+            write_key(args.key_out, key)
         try:
             san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns = tuple(san.get_values_for_type(x509.DNSName))
         except x509.ExtensionNotFound:
             dns = ()
-        cert = c.enroll(key, current.subject.rfc4514_string(), dns_names=dns, link=_link(args), reenroll=True,
+        cert = c.enroll(key, current.subject.rfc4514_string(), dns_names=dns, link=link_choice(args), reenroll=True,
                         max_polls=args.max_polls)
-    _write(args.out, _pem_certs([cert]))
+    write_output(args.out, pem_certs([cert]))
     print(f"re-enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}"
           f" ({'rekey' if args.rekey else 'renewal'})", file=sys.stderr)
 
@@ -211,8 +166,8 @@ def parser() -> argparse.ArgumentParser:
     re_.set_defaults(func=cmd_reenroll)
     at = sub.add_parser("csrattrs", parents=[common], help="show what the server asks CSRs to contain")
     at.set_defaults(func=cmd_csrattrs)
-    for module in EXTENSIONS:
-        importlib.import_module(module).register(sub, common)
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
     return p
 
 

@@ -9,9 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import pemfiles
-from .cli import _link, _pem_certs, _write, _write_key, client_from_args
 from .cmc import CertRequestSpec, CmcFailed, FullCmcClient
 from .est import new_key
+from .cli_support import client_from_args, link_choice, pem_certs, write_key, write_output
 
 REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise")
@@ -69,8 +69,8 @@ def cmd_enroll(args) -> None:
             if not args.key_out:
                 raise SystemExit("est fullcmc enroll: --key-out is required for the new key")
             key = new_key(args.key_type or "ec-p256")
-            _write_key(args.key_out, key)
-        link = _link(args)
+            write_key(args.key_out, key)
+        link = link_choice(args)
         result = client.enroll([CertRequestSpec(key, subject, dns, crmf=args.crmf)],
                                challenge_password=est.channel_binding() if link else None,
                                max_polls=args.max_polls)
@@ -79,7 +79,7 @@ def cmd_enroll(args) -> None:
         text = (status.status_string or status.fail_info or status.status) if status else "no certificate"
         raise CmcFailed(f"fullcmc enroll: {text}", None)
     cert = result.certificates[1]
-    _write(args.out, _pem_certs([cert]))
+    write_output(args.out, pem_certs([cert]))
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
@@ -94,14 +94,14 @@ def cmd_getcert(args) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         cert = client.get_cert(_issuer(est), _serial(args.serial))
-    _write(args.out, _pem_certs([cert]))
+    write_output(args.out, pem_certs([cert]))
 
 
 def cmd_getcrl(args) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         crl = client.get_crl(_issuer(est))
-    _write(args.out, crl.public_bytes(serialization.Encoding.PEM))
+    write_output(args.out, crl.public_bytes(serialization.Encoding.PEM))
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:

@@ -15,13 +15,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from ..distribution import pal_format
-from ..distribution.types import NEXT_PAL, PAL_TYPES
+from ..pki import pal_format
+from ..pki.pal_types import NEXT_PAL, PAL_TYPES
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.crlsonly import NotCrlsOnly, read_crls_only
 from ..pki.encoding import NotBase64OrDer, decode_body
 from . import pemfiles
 from .est import EstClient, EstClientError, _first_line
+from .cli_support import client_from_args, pem_certs, write_output
 
 MAX_PAGES = 64
 
@@ -137,7 +138,6 @@ def _anchors(args) -> list[x509.Certificate]:
 
 
 def cmd_pal(args) -> None:
-    from .cli import client_from_args
     with client_from_args(args) as c:
         if args.raw:
             resp = c._request("GET", "pal", accept=pal_format.JSON_MEDIA_TYPE if args.json else
@@ -155,20 +155,18 @@ def cmd_pal(args) -> None:
 
 
 def cmd_crls(args) -> None:
-    from .cli import _write, client_from_args
     with client_from_args(args) as c:
         crls = get_crls(c, _anchors(args))
-    _write(args.out, b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls))
+    write_output(args.out, b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls))
     for crl in crls:
         print(f"{crl.issuer.rfc4514_string()}: {len(crl)} revoked, next update"
               f" {crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}", file=sys.stderr)
 
 
 def cmd_eecerts(args) -> None:
-    from .cli import _pem_certs, _write, client_from_args
     with client_from_args(args) as c:
         certs = get_eecerts(c, _anchors(args))
-    _write(args.out, _pem_certs(certs))
+    write_output(args.out, pem_certs(certs))
     for cert in certs:
         print(f"peer: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ from ..pki.csrattrs import CsrHints
 from ..pki.csrtemplate import CsrTemplate
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
-from ..ra.digest import ALGORITHMS, parse_authorization
+from ..http_digest import ALGORITHMS, parse_authorization
 from .http import HttpResponse, HttpsConnection
 
 

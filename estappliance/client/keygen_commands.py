@@ -23,6 +23,7 @@ from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
 from . import pemfiles
 from .est import EstClient, EstClientError, _first_line, new_key
+from .cli_support import client_from_args, write_output
 
 FORM_OF_MEDIA_TYPE = {
     "application/pkcs8": "pkcs8",
@@ -170,18 +171,12 @@ def _hex(text: str) -> bytes:
         raise SystemExit(f"est: {text!r} is not hexadecimal") from None
 
 
-def _write(path: str | None, data: bytes, mode: int = 0o644) -> None:
-    from .cli import _write as write
-    write(path, data, mode)
-
-
 def _pem_key(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def cmd_serverkeygen(args) -> None:
-    from .cli import client_from_args
     if not args.subject:
         raise SystemExit("est serverkeygen: --subject is required")
     if args.pkcs12 and (args.kek_id or args.recipient_cert or args.encrypted_key_package):
@@ -225,11 +220,11 @@ def cmd_serverkeygen(args) -> None:
             dns_names=tuple(args.dns or ()), challenge_password=c.channel_binding() if link else None, **kw)
         answer = request_key(c, csr, pkcs12=True if args.pkcs12 else None)
         if args.p12_out and answer.form == "pkcs12":
-            _write(args.p12_out, answer.key_der, mode=0o600)
+            write_output(args.p12_out, answer.key_der, mode=0o600)
         delivered = open_answer(answer, anchors=anchors, recipient=recipient, pkcs12_password=password)
         if args.key_out:
-            _write(args.key_out, _pem_key(delivered.key), mode=0o600)
-        _write(args.out, delivered.certificate.public_bytes(serialization.Encoding.PEM))
+            write_output(args.key_out, _pem_key(delivered.key), mode=0o600)
+        write_output(args.out, delivered.certificate.public_bytes(serialization.Encoding.PEM))
         note = f" (key package {delivered.pkg_id.hex()})" if delivered.pkg_id else ""
         print(f"server-generated key ({delivered.form}) for {delivered.certificate.subject.rfc4514_string()}, serial"
               f" {delivered.certificate.serial_number:x}{note}", file=sys.stderr)
@@ -243,7 +238,6 @@ class _NoHints:
 
 
 def cmd_return(args) -> None:
-    from .cli import client_from_args
     if bool(args.sign_cert) != bool(args.sign_key):
         raise SystemExit("est return: --sign-cert and --sign-key go together")
     key = cert = None

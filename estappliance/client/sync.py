@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..distribution.types import PAL_TYPES
+from ..pki.pal_types import PAL_TYPES
 from ..pki.encoding import NotBase64OrDer, decode_body
+from ..progress import Progress
 from . import pemfiles
 from .device import Device, Outcome, load_kek
 from .distribution_commands import _first_line, get_pal
 from .est import EstClient, EstClientError
+from .cli_support import client_from_args
 
 HANDLED = ("symmetrickeys", "firmware", "tamp")
 MAX_ROUNDS = 20
@@ -66,16 +67,21 @@ def post_return(client: EstClient, operation: str, der: bytes, content_type: str
         raise EstClientError(f"{operation}/return: HTTP {resp.status} {_first_line(resp)}", resp.status)
 
 
-def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log=lambda line: None) -> SyncReport:
+def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log=lambda line: None,
+         bars: Progress | None = None) -> SyncReport:
+    """``bars``: a bar per PAL round (on a terminal)."""
     report = SyncReport()
     seen: set[bytes] = set()
+    bars = bars or Progress(enabled=False)
     for _ in range(max_rounds):
         work = _work(get_pal(client))
         if not work:
             break
         report.rounds += 1
+        bar = bars.task(f"PAL round {report.rounds}", total=len(work))
         progress = False
         for operation, asked in work:
+            bar.advance()
             got = fetch(client, operation)
             if got is None:
                 continue
@@ -103,7 +109,6 @@ def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log
 
 
 def cmd_sync(args) -> None:
-    from .cli import client_from_args
     anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     for extra in args.trust or ():
         anchors += pemfiles.certificates(extra)
@@ -114,8 +119,8 @@ def cmd_sync(args) -> None:
                     kek=load_kek(args.kek) if args.kek else None,
                     kek_id=bytes.fromhex(args.kek_id) if args.kek_id else None,
                     hw_type=args.hw_type, hw_serial=args.hw_serial.encode() if args.hw_serial else None)
-    with client_from_args(args) as c:
-        report = sync(c, device, max_rounds=args.max_rounds, log=lambda line: print(line, file=sys.stderr))
+    with client_from_args(args) as c, Progress() as bars:
+        report = sync(c, device, max_rounds=args.max_rounds, log=bars.print, bars=bars)
     failed = [o for o in report.outcomes if not o.ok]
     print(f"sync: {len(report.outcomes)} package(s) handled, {len(report.returned)} answer(s) returned,"
           f" {len(failed)} refused, in {report.rounds} round(s)")

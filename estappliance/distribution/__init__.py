@@ -4,7 +4,7 @@ The package store (for every distributed package type)
 -------------------------------------------------------
 A package is queued under a CA label for a target: ``("client", name)``,
 ``("group", name)`` (``estctl group``) or ``("label", label)`` (every client
-that may use the label). It has an RFC 8295 PAL type (``types.PAL_TYPES``),
+that may use the label). It has an RFC 8295 PAL type (``pki.pal_types.PAL_TYPES``),
 the Content-Type it is served with, and either its ``content`` (DER exactly as
 served: already signed/encrypted) or, when the body is built per client at
 GET time, a ``size`` to announce and a ``reference`` (e.g. a token key label)
@@ -30,12 +30,13 @@ equivalents are the ``Store`` methods of the same names (``queue_package``,
 ``offers``, ``mark_downloaded``, ``record_receipt``, ``record_error``,
 ``offer_by_key_package_id``, ``set_delivery_content``, ``package_report``).
 
-Other modules here: ``pal`` (PAL entries, XML/JSON, the corrected XSD),
-``builder`` (a client's PAL from its packages and the server's notifications).
+Other modules here: ``builder`` (a client's PAL from its packages and the
+server's notifications; its entries and formats are ``pki.pal_format``,
+its types ``pki.pal_types``), publishing (``*_publishing``) and returns.
 """
 from ..store.package_tables import Delivery, NotOffered, Offer, Package, PackageReport, UnknownPackage
 from .queue import PackageQueue, next_offer
-from .types import PAL_TYPES, PalType, UnknownPalType, pal_type, types_for
+from ..pki.pal_types import PAL_TYPES, PalType, UnknownPalType, pal_type, types_for
 
 __all__ = ["Delivery", "NotOffered", "Offer", "PAL_TYPES", "Package", "PackageQueue", "PackageReport", "PalType",
            "UnknownPackage", "UnknownPalType", "next_offer", "pal_type", "types_for"]

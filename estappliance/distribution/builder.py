@@ -33,8 +33,8 @@ from ..config import Label, PalConfig
 from ..pki.cms import certs_only
 from ..pki.crlsonly import crls_only
 from ..store import Store, on_store_thread
-from . import types
-from .pal_format import IssuerSerial, PalEntry
+from ..pki import pal_types
+from ..pki.pal_format import IssuerSerial, PalEntry
 
 if TYPE_CHECKING:
     from ..ca import CertificateAuthority
@@ -168,9 +168,9 @@ class PalBuilder:
 
     def _standing(self, snap: _Snapshot, crls: CrlsBody, base: str) -> list[_Group]:
         cacerts_der, cacerts_version = self.standing.cacerts()
-        items = [(types.CA_CERTIFICATES, "cacerts", "cacerts", len(cacerts_der), cacerts_version),
-                 (types.ARL, "arl", "crls", len(crls.der), crls.versions["arl"]),
-                 (types.CRL, "crl", "crls", len(crls.der), crls.versions["crl"])]
+        items = [(pal_types.CA_CERTIFICATES, "cacerts", "cacerts", len(cacerts_der), cacerts_version),
+                 (pal_types.ARL, "arl", "crls", len(crls.der), crls.versions["arl"]),
+                 (pal_types.CRL, "crl", "crls", len(crls.der), crls.versions["crl"])]
         groups = []
         for n, (code, item, operation, size, version) in enumerate(items):
             seen = snap.standing.get(item)
@@ -183,9 +183,9 @@ class PalBuilder:
         use = key_use(label.profile.key_usage)
         for request in snap.requests:
             waiting = request.state == "approved" or (request.state == "rejected" and request.id not in snap.delivered)
-            if not waiting or (request.operation, use) not in types.ENROLLMENT_TYPES:
+            if not waiting or (request.operation, use) not in pal_types.ENROLLMENT_TYPES:
                 continue
-            _, success, failure = types.ENROLLMENT_TYPES[(request.operation, use)]
+            _, success, failure = pal_types.ENROLLMENT_TYPES[(request.operation, use)]
             code = success if request.state == "approved" else failure
             return [_Group(3, True, (0, request.id), [PalEntry(code, 0, uri=f"{base}/{request.operation}")])]
         return []
@@ -204,7 +204,7 @@ class PalBuilder:
                 ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
             except x509.ExtensionNotFound:
                 ku = None
-            start = types.ENROLLMENT_TYPES[("simplereenroll", key_use(ku))][0]
+            start = pal_types.ENROLLMENT_TYPES[("simplereenroll", key_use(ku))][0]
             groups.append(_Group(3, True, (1, record.not_after, record.serial), [PalEntry(
                 start, 0, iasn=IssuerSerial(cert.issuer.rfc4514_string(), record.serial))]))
         return groups
@@ -212,7 +212,7 @@ class PalBuilder:
     def _key_receipts(self, snap: _Snapshot, label: Label, base: str) -> list[_Group]:
         """0023 for each server-generated key delivered under this label whose
         RFC 7191 receipt was asked for and has not come back."""
-        receipt = types.PAL_TYPES["0023"]
+        receipt = pal_types.PAL_TYPES["0023"]
         return [_Group(receipt.tier, True, (2, k.created_at), [PalEntry(receipt.code, 0,
                                                                         uri=f"{base}/{receipt.operation}")])
                 for k in snap.key_packages
@@ -227,17 +227,17 @@ class PalBuilder:
             last = max(filter(None, (delivery.downloaded_at, delivery.receipt_at, delivery.error_at)), default=None)
             done = delivery.downloaded_at is not None and not offer.awaiting_return
             old = done and last is not None and _when(last) < now - history
-            if offer.package.pal_type == types.EE_CERTIFICATE:
+            if offer.package.pal_type == pal_types.EE_CERTIFICATE:
                 ee_offers.append(offer)  # /eecerts serves them all, old ones too
                 ee_current = ee_current or not old
                 continue
             if old:
                 continue
-            t = types.PAL_TYPES[offer.package.pal_type]
+            t = pal_types.PAL_TYPES[offer.package.pal_type]
             entries = [PalEntry(t.code, 0 if t.notification else offer.size, uri=f"{base}/{t.operation}",
                                 date=_when(delivery.downloaded_at))]
             if offer.awaiting_return and t.receipt_type:
-                receipt = types.PAL_TYPES[t.receipt_type]
+                receipt = pal_types.PAL_TYPES[t.receipt_type]
                 entries.append(PalEntry(receipt.code, 0, uri=f"{base}/{receipt.operation}"))
             groups.append(_Group(t.tier, not done, (offer.package.id,), entries))
         if ee_current:
@@ -245,8 +245,8 @@ class PalBuilder:
             dates = [_when(o.delivery.downloaded_at) for o in ee_offers]
             known = [d for d in dates if d is not None]
             date = min(known) if len(known) == len(dates) else None
-            groups.append(_Group(types.PAL_TYPES[types.EE_CERTIFICATE].tier, date is None, (0,), [
-                PalEntry(types.EE_CERTIFICATE, size, uri=f"{base}/eecerts", date=date)]))
+            groups.append(_Group(pal_types.PAL_TYPES[pal_types.EE_CERTIFICATE].tier, date is None, (0,), [
+                PalEntry(pal_types.EE_CERTIFICATE, size, uri=f"{base}/eecerts", date=date)]))
         return groups
 
 
@@ -274,4 +274,4 @@ def paginate(entries: list[PalEntry], page: int, max_entries: int,
     rest = entries[start:]
     if len(rest) <= max_entries:
         return rest
-    return [*rest[:max_entries - 1], PalEntry(types.NEXT_PAL, 0, uri=next_uri(page + 1))]
+    return [*rest[:max_entries - 1], PalEntry(pal_types.NEXT_PAL, 0, uri=next_uri(page + 1))]

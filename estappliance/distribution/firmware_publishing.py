@@ -19,7 +19,7 @@ from ..pki import firmware
 from ..store import Store
 from ..store.package_tables import TARGET_KINDS, Package
 from ..token import Token
-from . import types
+from ..pki import pal_types
 from .symmetric_publishing import PublishError
 
 _ECT = {"firmware_package": "signedData", "compressed_data": "signedData, compressedData",
@@ -63,7 +63,7 @@ class Target:
 
 def _queue(store: Store, target: Target, package: firmware.FirmwarePackage, origin: str) -> Package:
     return store.queue_package(
-        label=target.label, pal_type=types.FIRMWARE, target_kind=target.kind, target=target.name,
+        label=target.label, pal_type=pal_types.FIRMWARE, target_kind=target.kind, target=target.name,
         content=package.der, media_type=media_type(package.content_type),
         name=f"firmware {package.name}" + (f" ({package.description})" if package.description else ""),
         receipt_requested=True,

@@ -19,11 +19,11 @@ from ..pki import symkeys, tamp
 from ..pki.asn1 import rfc5914, rfc7191
 from ..store import Store
 from ..store.package_tables import NotOffered, Offer
+from ..pki import pal_types
 from ..store.tamp import AnchorRow
-from . import types
 
-SYMMETRIC = (types.SYMMETRIC_KEY,)
-FIRMWARE = (types.FIRMWARE,)
+SYMMETRIC = (pal_types.SYMMETRIC_KEY,)
+FIRMWARE = (pal_types.FIRMWARE,)
 # TAMP request kind -> PAL type of the package that carried it.
 TAMP_TYPES = {
     "tamp_status_query": "0028", "tamp_update": "0030", "tamp_apex_update": "0032",

@@ -40,7 +40,7 @@ from ..store import Store
 from ..store.package_tables import Package
 from ..token import Token
 from ..token.symmetric import wrap_with_kek
-from . import types
+from ..pki import pal_types
 
 
 class PublishError(Exception):
@@ -138,7 +138,7 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
             bodies[client] = (form, signer.sign_blocking(content_type, layer))
         for client, (form, body) in bodies.items():
             queued.append(store.queue_package(
-                label=request.label, pal_type=types.SYMMETRIC_KEY, target_kind="client", target=client,
+                label=request.label, pal_type=pal_types.SYMMETRIC_KEY, target_kind="client", target=client,
                 content=body, media_type=symkeys.media_type(form),
                 name=f"{request.algorithm} key {key_id}", receipt_requested=True, key_package_id=pkg_id,
                 details={"key_id": key_id, "algorithm": request.algorithm, "form": form,

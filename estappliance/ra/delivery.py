@@ -15,7 +15,8 @@ from typing import Any, Callable, Generator
 from twisted.internet import defer
 
 from ..errors import EstError, NotFound
-from ..distribution import returns, types
+from ..distribution import returns
+from ..pki import pal_types
 from ..store import Store, on_store_thread
 from ..store.package_tables import Offer
 from .auth import Credentials
@@ -49,7 +50,7 @@ class PackageDelivery:
         """Fires with what a GET on ``operation`` serves this client (Served)."""
         label, identity = yield self.distribution.registrar.identify(operation, label_name, creds)
         try:
-            offer = yield self.distribution.packages.next_for(identity.name, label.name, types.types_for(operation))
+            offer = yield self.distribution.packages.next_for(identity.name, label.name, pal_types.types_for(operation))
             if offer is None or offer.body is None:
                 raise NotFound(_NOTHING[operation])
             yield self.distribution.packages.mark_downloaded(offer.package.id, identity.name)

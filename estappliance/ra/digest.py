@@ -9,6 +9,8 @@ another worker takes. Nonce counts must grow: ``check`` only says an answer is
 genuine and fresh; the caller then claims its count in the store
 (``store.nonce_claims``), which every worker sees, so a captured
 Authorization header is refused on any worker and after a restart.
+The arithmetic both ends share (H(A1), parsing the header) is in
+``estappliance.http_digest``.
 """
 from __future__ import annotations
 
@@ -20,35 +22,9 @@ import re
 import time
 from typing import Iterable
 
-ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+from ..http_digest import ALGORITHMS
+
 NONCE_LIFETIME = 300  # seconds
-
-_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^,\s]*)\s*(?:,|$)')
-
-
-def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
-    return ALGORITHMS[algorithm](f"{username}:{realm}:{password}".encode()).hexdigest()
-
-
-def ha1_all(username: str, realm: str, password: str) -> dict[str, str]:
-    return {alg: ha1(alg, username, realm, password) for alg in ALGORITHMS}
-
-
-def parse_authorization(value: str) -> dict[str, str] | None:
-    """The parameters of a ``Digest ...`` Authorization header, or None."""
-    scheme, _, rest = value.strip().partition(" ")
-    if scheme.lower() != "digest":
-        return None
-    params: dict[str, str] = {}
-    pos = 0
-    while pos < len(rest):
-        m = _PARAM.match(rest, pos)
-        if m is None or m.end() == pos:
-            return None
-        value = m.group(3) if m.group(3) is not None else m.group(2)
-        params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
-        pos = m.end()
-    return params
 
 
 class DigestVerifier:

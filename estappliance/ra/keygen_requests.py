@@ -31,12 +31,11 @@ from twisted.internet import defer
 
 from ..ca import ContentSigner
 from ..ca.key_generation import CertificateProtection, DeliveredKey, KekProtection, KeyOrder, ServerKeyGenerator
-from ..config import Label
+from ..config import KEY_TYPES, Label
 from ..errors import EstError, MalformedRequest, NotAuthorized, PolicyRefused
 from ..pki import csr as csrs
 from ..pki import envelope, keygen_request, keypackages
 from ..store import AlreadyIssued, Store, on_store_thread
-from ..token import KEY_SPECS
 from . import profiles
 from .approvals import Fulfilled, Submission
 from .auth import Credentials, Identity
@@ -60,7 +59,7 @@ def key_type_for(csr: x509.CertificateSigningRequest, label: Label) -> str:
         wanted = csrs.key_type(csr.public_key())
     except ValueError:
         wanted = None
-    allowed = [k for k in label.profile.key_types if k in KEY_SPECS]
+    allowed = [k for k in label.profile.key_types if k in KEY_TYPES]
     return wanted if wanted in allowed else allowed[0]
 
 

@@ -17,9 +17,10 @@ from twisted.internet import defer
 
 from ..config import Label, PalConfig
 from ..errors import EstError, NotFound
-from ..distribution import PackageQueue, types
+from ..distribution import PackageQueue
+from ..pki import pal_types
 from ..distribution.builder import PalBuilder, StandingItems, paginate, peer_certificates
-from ..distribution.pal_format import PalEntry
+from ..pki.pal_format import PalEntry
 from ..store import Store, on_store_thread
 from .auth import Credentials, Identity
 from .registrar import Registrar
@@ -91,9 +92,9 @@ class Distribution:
         label, identity = yield self.registrar.identify("eecerts", label_name, creds, anonymous=True)
         if identity is None:
             found = yield on_store_thread(self.store.packages, label.name)
-            bodies = [p.content for p in found if p.pal_type == types.EE_CERTIFICATE and p.target_kind == "label"]
+            bodies = [p.content for p in found if p.pal_type == pal_types.EE_CERTIFICATE and p.target_kind == "label"]
         else:
-            offers = yield self.packages.offered_to(identity.name, label.name, (types.EE_CERTIFICATE,))
+            offers = yield self.packages.offered_to(identity.name, label.name, (pal_types.EE_CERTIFICATE,))
 
             def record() -> None:
                 for offer in offers:

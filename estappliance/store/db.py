@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .. import metrics
 from .crls import CrlTables
 from .cmc_tables import CmcTables
 from .generations import GenerationTables
@@ -244,9 +246,11 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
     def _writing(self):
         """One write transaction (BEGIN IMMEDIATE ... COMMIT), taken in turn
         with the other processes' writers (writelock.py)."""
+        started = time.perf_counter()
         with self._write_lock.held(), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             yield
+        metrics.observe_commit(time.perf_counter() - started)
 
     def close(self) -> None:
         self._db.close()
@@ -447,6 +451,15 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                                (label, client, key_hash, subject, operation)).fetchone()
         return None if row is None else _pending(row)
 
+    def client_requests(self, label: str, client: str, operation: str | None = None) -> list[PendingRequest]:
+        """This client's approval requests under ``label``, oldest first."""
+        sql = _PENDING_SELECT + " WHERE label=? AND client=?"
+        args: list = [label, client]
+        if operation is not None:
+            sql += " AND operation=?"
+            args.append(operation)
+        return [_pending(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
     def pending_requests(self, state: str | None = "pending") -> list[PendingRequest]:
         if state is None:
             rows = self._db.execute(_PENDING_SELECT + " ORDER BY id")
@@ -467,6 +480,13 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                              " VALUES (?, ?, ?, 'approval', ?, ?)", (_now(), row[2], row[1], state,
                                                                      f"request {request_id}"))
         return _pending(row)
+
+    # -- operations (estappliance.ops) -----------------------------------------
+
+    def probe_commit(self) -> None:
+        """One durable write transaction, for the readiness probe: the store commits."""
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('health_probe', ?)", (_now(),))
 
     # -- audit ---------------------------------------------------------------
 

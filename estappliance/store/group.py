@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from .. import metrics
 from . import on_store_thread
 from .db import Store
 
@@ -37,6 +38,7 @@ class GroupCommitter:
     def _answer(self, results, batch) -> None:
         self._busy = False
         if isinstance(results, list):
+            metrics.observe_batch([item["label"] for (item, _), outcome in zip(batch, results) if outcome is None])
             for (_, d), outcome in zip(batch, results):
                 if outcome is None:
                     d.callback(None)

@@ -234,7 +234,7 @@ class PackageTables:
         (``set_delivery_content`` / ``mark_downloaded(content=...)``), or give
         ``contents`` (client name -> body) built now for named clients.
         """
-        from ..distribution.types import DERIVED, pal_type as lookup
+        from ..pki.pal_types import DERIVED, pal_type as lookup
         code = lookup(pal_type).code
         if code in DERIVED:
             raise ValueError(f"type {code} is raised by the server itself and cannot be queued")
@@ -492,16 +492,6 @@ class PackageTables:
         return {r[0]: StandingDownload(*r) for r in rows}
 
     # -- enrollment results fetched with GET (RFC 8295 9) ------------------------------
-
-    def client_requests(self, label: str, client: str, operation: str | None = None) -> list:
-        """This client's approval requests under ``label`` (PendingRequest), oldest first."""
-        from .db import _PENDING_SELECT, _pending
-        sql = _PENDING_SELECT + " WHERE label=? AND client=?"
-        args: list = [label, client]
-        if operation is not None:
-            sql += " AND operation=?"
-            args.append(operation)
-        return [_pending(r) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     def mark_result_delivered(self, pending_id: int) -> None:
         with self._writing():

@@ -1,6 +1,7 @@
 """The hardware boundary: the only package that imports ``pkcs11``."""
 from .keys import signature_hash, token_private_key
-from .session import KEY_SPECS, KeySpec, Token, TokenRefused
+from .key_specs import KEY_SPECS, KeySpec
+from .session import Token, TokenRefused
 from .worker import on_token_thread
 
 __all__ = ["KEY_SPECS", "KeySpec", "Token", "TokenRefused", "on_token_thread", "signature_hash", "token_private_key"]

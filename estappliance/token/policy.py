@@ -26,8 +26,8 @@ from typing import Iterable
 import pkcs11
 from pkcs11 import Mechanism
 
-from ..errors import PolicyRefused
-from .session import KEY_SPECS, KeySpec
+from ..errors import TokenCannot
+from .key_specs import KEY_SPECS, KeySpec
 
 RSA_SIGN = {"sha256": Mechanism.SHA256_RSA_PKCS, "sha384": Mechanism.SHA384_RSA_PKCS,
             "sha512": Mechanism.SHA512_RSA_PKCS}
@@ -35,11 +35,6 @@ HMAC = {"sha1": Mechanism.SHA_1_HMAC, "sha256": Mechanism.SHA256_HMAC, "sha384":
         "sha512": Mechanism.SHA512_HMAC}
 # Ways to wrap a key out of the token, best first.
 EXPORT_WRAPS = (Mechanism.AES_KEY_WRAP, Mechanism.AES_CBC_PAD)
-
-
-class TokenCannot(PolicyRefused):
-    """The token lacks what this request needs (a mechanism, a key type):
-    refused (400) with the reason; asking again will not help."""
 
 
 def name(mechanism: int | None) -> str:

@@ -20,7 +20,8 @@ from pkcs11.exceptions import PKCS11Error
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
 from .policy import HMAC, Feature, MechanismPolicy, name
-from .session import _DIGEST_INFO, KEY_SPECS, KeySpec, Token, _der_length, _rsa_spki
+from .key_specs import KEY_SPECS, KeySpec
+from .session import _DIGEST_INFO, Token, _der_length, _rsa_spki
 
 # The probe's key objects are Any: python-pkcs11 composes their classes at run
 # time from what each key may do, and probing what they may do is the point here.

@@ -9,7 +9,7 @@ itself once the token is back.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
 from typing import TYPE_CHECKING, Callable, TypeVar, cast
 
 import pkcs11
@@ -24,7 +24,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from cryptography.hazmat.primitives.padding import PKCS7
 
-from ..errors import TokenUnavailable
+from .. import metrics
+from ..config import TokenConfig
+from ..errors import TokenCannot, TokenUnavailable
+from .key_specs import KeySpec
+from .policy import MechanismPolicy
 
 if TYPE_CHECKING:
     from .policy import MechanismPolicy
@@ -59,24 +63,6 @@ def drop_all() -> None:
             pass
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """A key type as the config names it (``ec-p256``, ``rsa3072`` ...)."""
-
-    name: str
-    kind: str  # "ec" or "rsa"
-    curve: str | None = None
-    bits: int | None = None
-
-
-KEY_SPECS = {
-    "ec-p256": KeySpec("ec-p256", "ec", curve="secp256r1"),
-    "ec-p384": KeySpec("ec-p384", "ec", curve="secp384r1"),
-    "ec-p521": KeySpec("ec-p521", "ec", curve="secp521r1"),
-    "rsa2048": KeySpec("rsa2048", "rsa", bits=2048),
-    "rsa3072": KeySpec("rsa3072", "rsa", bits=3072),
-    "rsa4096": KeySpec("rsa4096", "rsa", bits=4096),
-}
 
 
 class TokenRefused(Exception):
@@ -89,6 +75,11 @@ _REFUSALS = (KeyUnextractable, AttributeReadOnly, AttributeSensitive, MechanismI
 
 class Token:
     """One PKCS#11 token, found by label, logged in as the user."""
+
+    @classmethod
+    def from_config(cls, settings: TokenConfig) -> Token:
+        """The token ``[token]`` names (module, label, where the PIN is)."""
+        return cls(settings.module, settings.label, settings.read_pin, settings.softhsm2_conf)
 
     def __init__(self, module: str | os.PathLike[str], label: str, pin: Callable[[], str],
                  softhsm2_conf: str | os.PathLike[str] | None = None) -> None:
@@ -188,12 +179,18 @@ class Token:
         return self._run(op)
 
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
-        # A private key made to sign (CKA_SIGN): python-pkcs11 gives its class SignMixin at run time.
-        return self._run(lambda s: bytes(cast(SignMixin, self._private_key(s, label)[0]).sign(data, mechanism=mechanism)))
+        started, ok = time.perf_counter(), False
+        try:
+            # A private key made to sign (CKA_SIGN): python-pkcs11 gives its class SignMixin at run time.
+            signature = self._run(
+                lambda s: bytes(cast(SignMixin, self._private_key(s, label)[0]).sign(data, mechanism=mechanism)))
+            ok = True
+            return signature
+        finally:
+            metrics.observe_token_op(mechanism.name, time.perf_counter() - started, ok)
 
     def policy(self) -> MechanismPolicy:
         """This token's MechanismPolicy (what each feature uses here)."""
-        from .policy import MechanismPolicy
         key = (self._module, self._label)
         cached = _POLICIES.get(key)
         if cached is None:
@@ -255,7 +252,6 @@ class Token:
         outlives this call. The wrap is the policy's: AES key wrap where the
         token has it, else AES-CBC with PKCS#7 padding.
         """
-        from .policy import TokenCannot
         mechanism = self.policy().export_wrap()
         if mechanism is None:
             raise TokenCannot(self.policy().export_problem() or "the token cannot wrap a key out")

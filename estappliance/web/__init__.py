@@ -13,7 +13,8 @@ from .tls import ServerContextFactory
 
 
 def make_site(route_sets: Iterable[Routes], check_label: Callable[[str], object], *, realm: str,
-              retry_after: int, max_body: int) -> server.Site:
+              retry_after: int, max_body: int, plain: dict | None = None, request_log: bool = False) -> server.Site:
+    """``plain``: top-level paths outside /.well-known/est/ (/healthz, /readyz: health.routes)."""
     routes: Routes = {}
     for rs in route_sets:
         for path, op in rs.items():
@@ -29,7 +30,8 @@ def make_site(route_sets: Iterable[Routes], check_label: Callable[[str], object]
                                      accepts=tuple(dict.fromkeys(have.accepts + op.accepts)))
     # EST bodies are never HTML forms: no form parsing (its Content-Type parse,
     # through the email package, cost 0.1 ms per POST).
-    site = server.Site(EstResource(routes, check_label, realm, retry_after), parsePOSTFormSubmission=False)
+    site = server.Site(EstResource(routes, check_label, realm, retry_after, plain, request_log),
+                       parsePOSTFormSubmission=False)
     site.requestFactory = cast("type[EstRequest]", type("SiteRequest", (EstRequest,), {"max_body": max_body}))
     # Twisted's documented way to choose the channel; its stub types `protocol` as a method.
     site.protocol = SingleWriteChannel  # type: ignore[method-assign, assignment]

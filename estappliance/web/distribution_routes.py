@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.web import server
 
 from .. import errors
-from ..distribution import pal_format
+from ..pki import pal_format
 from ..pki.cms import certs_only
 from ..ra.package_access import Distribution
 from ..ra.results import EnrollmentResults

@@ -10,7 +10,7 @@ from twisted.web import server
 from .. import errors
 from ..pki.encoding import NotBase64OrDer, decode_body, encode_body
 from ..ra import Credentials
-from ..ra.digest import parse_authorization
+from ..http_digest import parse_authorization
 from .peer import channel_binding, peer_chain
 
 

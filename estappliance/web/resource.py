@@ -6,6 +6,7 @@ one-line text/plain reason with the status the design card assigns.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, cast
 
 from twisted.internet import defer
@@ -13,8 +14,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from .. import errors
-from . import media
+from .. import errors, metrics
+from . import media, requestlog
 from .http import Operation, Response, Routes
 
 log = Logger()
@@ -49,9 +50,15 @@ class EstResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int) -> None:
-        """``check_label`` raises NotFound for a label the appliance does not serve."""
+    def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int,
+                 plain: dict[str, Callable[[server.Request], Response]] | None = None,
+                 request_log: bool = False) -> None:
+        """``check_label`` raises NotFound for a label the appliance does not serve;
+        ``plain``: handlers of top-level paths (``healthz``...), ``fn(request)``;
+        ``request_log``: one log event per request (requestlog.py)."""
         super().__init__()
+        self.plain = dict(plain or {})
+        self.request_log = request_log
         self.operations = dict(routes)
         self.check_label = check_label
         self.realm = realm
@@ -60,7 +67,7 @@ class EstResource(resource.Resource):
 
     # -- routing ---------------------------------------------------------------
 
-    def _route(self, segments: list[str]) -> tuple[str | None, Operation]:
+    def _route(self, segments: list[str]) -> tuple[str | None, Operation, str]:
         while segments and segments[-1] == "":
             segments = segments[:-1]  # tolerate a trailing slash
         if not segments:
@@ -72,9 +79,13 @@ class EstResource(resource.Resource):
         op = self.operations.get(tuple(segments))
         if op is None:
             raise errors.NotFound("no such EST operation")
-        return label, op
+        return label, op, "/".join(segments)
 
     def render(self, request: server.Request) -> int:
+        # est_started, est_label, est_operation: noted on the request for the log and the metrics.
+        request.est_started = time.monotonic()  # type: ignore[attr-defined]
+        if self.request_log:
+            requestlog.started(request)
         # maybeDeferred waits for a Deferred the handler returns: it fires with a Response.
         d = cast("defer.Deferred[Response]", defer.maybeDeferred(self._dispatch, request))
         d.addErrback(self._error, request)
@@ -87,9 +98,16 @@ class EstResource(resource.Resource):
             segments = [s.decode("utf-8") for s in request.postpath or []]
         except UnicodeDecodeError:
             raise errors.NotFound("no such EST operation") from None
+        plain = self.plain.get(segments[0]) if len(segments) == 1 else None
+        if plain is not None:
+            request.est_label, request.est_operation = "-", segments[0]  # type: ignore[attr-defined]
+            if request.method not in (b"GET", b"HEAD"):
+                raise MethodNotAllowed([b"GET", b"HEAD"])
+            return plain(request)
         if segments[:2] != [".well-known", "est"]:
             raise errors.NotFound("not an EST path (try /.well-known/est/cacerts)")
-        label, op = self._route(segments[2:])
+        label, op, request.est_operation = self._route(segments[2:])  # type: ignore[attr-defined]
+        request.est_label = label  # type: ignore[attr-defined]
         # HEAD only where a route declares it: most GETs here record what they
         # hand out (a package marked downloaded, a CRL fetched), which a HEAD
         # never delivers.
@@ -134,8 +152,18 @@ class EstResource(resource.Resource):
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         return Response(b"internal error\n", media.TEXT, 500)
 
+    def _send(self, response: Response, request: server.Request) -> None:
+        # Read before the answer: a finished request no longer knows its connection.
+        client = requestlog.claimed_client(request) if self.request_log else None
+        self.write_response(response, request)
+        operation = getattr(request, "est_operation", None) or "unknown"
+        metrics.observe_request(operation, getattr(request, "est_label", None) or "default", response.status,
+                                time.monotonic() - request.est_started)  # type: ignore[attr-defined]
+        if self.request_log:
+            requestlog.finished(request, response.status, client)
+
     @staticmethod
-    def _send(response: Response, request: server.Request) -> None:
+    def write_response(response: Response, request: server.Request) -> None:
         if request._disconnected:
             return
         request.setResponseCode(response.status)

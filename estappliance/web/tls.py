@@ -1,8 +1,8 @@
 """The listener's TLS context: TLS 1.2 and 1.3, optional client certificates.
 
 pyOpenSSL will not let a context change after its first connection and
-Twisted reuses one context, so everything is set up here; a new server
-certificate (a CA key switch) gets a whole new context.
+Twisted reuses one context, so everything is set up here, once per context;
+a new server certificate (a CA key switch) or a reload swaps in a whole new one.
 """
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from pathlib import Path
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _ossl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
+
+from .. import metrics
 
 
 def _accept_any(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
@@ -20,19 +23,29 @@ def _accept_any(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int,
     return True
 
 
+def _count_handshake(conn: SSL.Connection, where: int, ret: int) -> None:
+    if where & SSL.SSL_CB_HANDSHAKE_DONE and metrics.enabled():
+        # pyOpenSSL has no session_reused(); its own binding of OpenSSL's does.
+        metrics.observe_handshake(bool(_ossl.SSL_session_reused(conn._ssl)))
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerContextFactory:
     """Holds one prepared context; makes a server Connection per client.
 
-    ``reload`` prepares a new context (a new server certificate after a CA
-    key switch) for the connections that come next; a connection already
-    open keeps the context it was made with, so none is dropped."""
+    ``reload`` (a new server certificate after a CA key switch) and
+    ``replace`` (a configuration reload) swap in a new context for the
+    connections that come next; a connection already open keeps the context
+    it was made with, so none is dropped."""
 
     def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
-        self._context = _context(key_file, cert_file, client_cas)
+        self._context = build_context(key_file, cert_file, client_cas)
 
     def reload(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
-        self._context = _context(key_file, cert_file, client_cas)
+        self.replace(build_context(key_file, cert_file, client_cas))
+
+    def replace(self, context: SSL.Context) -> None:
+        self._context = context
 
     def getContext(self) -> SSL.Context:
         return self._context
@@ -41,7 +54,8 @@ class ServerContextFactory:
         return SSL.Connection(self._context, None)
 
 
-def _context(key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> SSL.Context:
+def build_context(key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> SSL.Context:
+    """A fresh server context; raises OSError or SSL.Error for unusable files."""
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     # No renegotiation: the channel binding of a connection must not change.
@@ -55,4 +69,6 @@ def _context(key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]
     if client_cas:
         ctx.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject() for c in client_cas])
     ctx.set_session_id(b"estappliance")
+    if metrics.enabled():
+        ctx.set_info_callback(_count_handshake)
     return ctx

@@ -2,7 +2,6 @@
 and controls of a PKIData, and the Full PKI Response. ``FullCmc`` is the
 entry point; the web layer maps its ``Verdict`` to an HTTP status."""
 from .common import Verdict
-from .identity_proofs import IdentityProofs
 from .requests import CmcAnswer, FullCmc
 
-__all__ = ["CmcAnswer", "FullCmc", "IdentityProofs", "Verdict"]
+__all__ = ["CmcAnswer", "FullCmc", "Verdict"]

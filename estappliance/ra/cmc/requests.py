@@ -30,18 +30,17 @@ from twisted.internet import defer
 from ...ca import ContentSigner
 from ...ca.crl import CrlIssuer
 from ...config import Label
-from ...errors import AuthenticationRequired, MalformedRequest, NotAuthorized
+from ...errors import AuthenticationRequired, MalformedRequest, NotAuthorized, TokenCannot
 from ...pki import cmc
 from ...pki.asn1 import rfc5272
 from ...pki.keyids import spki_der
 from ...store import on_store_thread
-from ...token.policy import TokenCannot
 from ..auth import OWN_CA, Credentials, Identity
 from .common import (Outcome, Refusal, Requester, Verdict,
                          ref)
 from .controls import CmcControls
 from .enroll import CmcEnrollment
-from .identity_proofs import IdentityProofs
+from ...ca.identity_proofs import IdentityProofs
 from ..registrar import Body, Registrar, claimed_name
 
 OPERATION = "fullcmc"

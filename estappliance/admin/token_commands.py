@@ -7,7 +7,7 @@ from ..token.probe import check
 
 
 def cmd_token_check(args, config) -> None:
-    token = Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
+    token = Token.from_config(config.token)
     report = check(token, config.ca.key_type, config.workers)
     print(f"token {report.token}")
     print(f"module {config.token.module}")

@@ -13,6 +13,8 @@ from typing import Any, overload
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .operations import OpsConfig, ops_config  # [admin], [health], [log], [metrics]
+
 DEFAULT_LABEL = "default"
 
 KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa2048", "rsa3072", "rsa4096")
@@ -216,6 +218,7 @@ class Config:
     crl: CrlConfig = CrlConfig()
     pal: PalConfig = PalConfig()
     distribution: DistributionConfig = DistributionConfig()
+    ops: OpsConfig = field(default_factory=OpsConfig)  # [admin], [health], [log], [metrics]
 
     def label(self, name: str | None) -> Label | None:
         return self.labels.get(name or DEFAULT_LABEL)
@@ -265,7 +268,7 @@ def _require(table: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _profile(name: str, t: dict) -> Profile:
-    from .pki import certs  # pure; imported here to keep config importable alone
+    from ..pki import certs  # pure; imported here to keep config importable alone
 
     where = f"[profiles.{name}]"
     key_types = tuple(t.get("key_types", KEY_TYPES))
@@ -357,7 +360,7 @@ def _label(name: str, t: dict, profiles: dict[str, Profile], anchors: dict[str, 
 
 
 def _fullcmc_options(name: str, t: dict) -> dict:
-    from .pki import certs  # pure; imported here to keep config importable alone
+    from ..pki import certs  # pure; imported here to keep config importable alone
 
     subjects = tuple(t.get("cmc_ra_subjects", ()))
     for s in subjects:
@@ -448,4 +451,9 @@ def from_dict(raw: dict, path: Path) -> Config:
         crl=_crl_config(raw.get("crl", {})),
         pal=_pal_config(raw.get("pal", {})),
         distribution=_distribution_config(raw.get("distribution", {}), base, anchors, ca.cert_file.parent),
+        ops=_ops_config(raw, base),
     )
+
+
+def _ops_config(raw: dict, base: Path) -> OpsConfig:
+    return ops_config(raw, base, _path(base, raw.get("store", {}).get("path", "est.sqlite")))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import PkiError
+
 
 @dataclass(frozen=True)
 class PalType:
@@ -92,7 +94,7 @@ ENROLLMENT_TYPES = {
 DERIVED = frozenset({NEXT_PAL} | {t.receipt_type for t in PAL_TYPES.values() if t.receipt_type})
 
 
-class UnknownPalType(ValueError):
+class UnknownPalType(PkiError):
     """Not a package type of the RFC 8295 registry."""
 
 

@@ -16,9 +16,6 @@ from ..store import Store
 from ..token import KEY_SPECS, Token
 
 
-def _token(config: Config) -> Token:
-    return Token(config.token.module, config.token.label, config.token.read_pin, config.token.softhsm2_conf)
-
 
 def _store(config: Config) -> Store:
     return Store(config.store)
@@ -47,9 +44,9 @@ def print_generations(config: Config, store: Store) -> None:
             print(f"  retired {g.retired_at}")
 
 
-def cmd_rollover(args: argparse.Namespace, config: Config) -> None:
+def cmd_rollover(args, config: Config) -> None:
     store = _store(config)
-    token = _token(config)
+    token = Token.from_config(config.token)
     if args.abort:
         g = ceremony.abort(config, token, store)
         print(f"generation {g.id} aborted; its key is destroyed; the CA signs with the current key as before")
@@ -60,22 +57,22 @@ def cmd_rollover(args: argparse.Namespace, config: Config) -> None:
     print("next: 'estctl ca switch' (or 'estctl ca rollover --abort')")
 
 
-def cmd_switch(args: argparse.Namespace, config: Config) -> None:
-    g = ceremony.switch(config, _token(config), _store(config))
+def cmd_switch(args, config: Config) -> None:
+    g = ceremony.switch(config, Token.from_config(config.token), _store(config))
     print(f"generation {g.id} (key {g.key_label!r}) is current: certificates, CRLs and the TLS server"
           " certificate come from it; running servers follow within seconds.")
 
 
-def cmd_retire(args: argparse.Namespace, config: Config) -> None:
-    done = ceremony.retire(config, _token(config), _store(config))
+def cmd_retire(args, config: Config) -> None:
+    done = ceremony.retire(config, Token.from_config(config.token), _store(config))
     for g in done:
         print(f"generation {g.id} retired: last CRL and ARL issued, key {g.key_label!r} destroyed in the token")
     if not done:
         print("left-over keys of retired or aborted generations destroyed")
 
 
-def cmd_renew(args: argparse.Namespace, config: Config) -> None:
-    g = ceremony.renew(config, _token(config), _store(config), Path(args.csr_out), same_key=args.same_key,
+def cmd_renew(args, config: Config) -> None:
+    g = ceremony.renew(config, Token.from_config(config.token), _store(config), Path(args.csr_out), same_key=args.same_key,
                        key_type=args.key_type)
     print(f"generation {g.id}: CSR for key {g.key_label!r} written to {args.csr_out}; have the parent CA sign it,"
           " then: estctl ca import CERT [--chain FILE] (switches to it)")

@@ -13,8 +13,11 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from lxml import etree
+
+from .errors import PkiError
 
 NAMESPACE = "urn:ietf:params:xml:ns:pal"
 XML_MEDIA_TYPE = "application/xml"
@@ -25,7 +28,7 @@ _DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MAX_TEXT = 1024  # the schema's limit on dn, ski and uri
 
 
-class BadPal(ValueError):
+class BadPal(PkiError):
     """Not a PAL, or an entry that breaks RFC 8295 2.1."""
 
 
@@ -140,7 +143,7 @@ def parse_xml(data: bytes) -> list[PalEntry]:
             raise BadPal("PAL info must hold exactly one of uri, dn, ski, iasn")
         info = infos[0]
         kind, value = _local(info), _text(info)
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         try:
             if kind == "uri" or kind == "dn":
                 kwargs[kind] = value
@@ -188,7 +191,7 @@ def validate_xml(data: bytes) -> None:
 def to_json(entries: list[PalEntry]) -> bytes:
     out = []
     for e in entries:
-        item: dict = {"type": e.type}
+        item: dict[str, Any] = {"type": e.type}
         if e.date is not None:
             item["date"] = format_date(e.date)
         item["size"] = e.size
@@ -218,7 +221,7 @@ def parse_json(data: bytes) -> list[PalEntry]:
         if not isinstance(item, dict) or not isinstance(item.get("info"), dict) or len(item["info"]) != 1:
             raise BadPal("a JSON PAL entry needs type, size and exactly one info member")
         (kind, value), = item["info"].items()
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         try:
             if kind in ("uri", "dn"):
                 kwargs[kind] = str(value)

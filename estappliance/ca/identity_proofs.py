@@ -20,11 +20,11 @@ from typing import Any, Generator
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ...pki.cmc import PROOF_HASHES, IdentityProof, identity_proof_key
-from ...store import Store, on_store_thread
-from ...token import Token, on_token_thread
-from ...token import hmac_keys
-from ...token.policy import TokenCannot
+from ..errors import TokenCannot
+from ..pki.cmc import PROOF_HASHES, IdentityProof, identity_proof_key
+from ..store import Store, on_store_thread
+from ..token import Token, on_token_thread
+from ..token import hmac_keys
 
 log = Logger()
 

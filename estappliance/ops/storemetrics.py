@@ -1,0 +1,108 @@
+"""Figures the store holds, read when /metrics is scraped (a custom
+prometheus_client collector): pending approvals, packages waiting and
+delivered by PAL type, the current CRL's age and time to nextUpdate,
+certificates issued and expiring within 30 days (unrevoked).
+
+The queries run off the reactor (the scrape's thread) over a read-only connection, and their
+answer is kept ``cache_seconds`` (counting a million certificates takes a
+while; a scrape every few seconds should not repeat it).
+"""
+from __future__ import annotations
+
+import datetime
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
+
+
+EXPIRY_HORIZON = datetime.timedelta(days=30)
+
+
+def read_figures(db: sqlite3.Connection) -> dict:
+    """Blocking: one pass over the store (SQLite), in one read transaction."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    figures: dict = {}
+    figures["pending"] = db.execute("SELECT COUNT(*) FROM pending WHERE state='pending'").fetchone()[0]
+    # Both counts read indexes only (a million rows: the covering serial and
+    # client/expiry indexes, then the few revoked ones), never the table.
+    figures["issued"] = db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
+    horizon = (now.isoformat(), (now + EXPIRY_HORIZON).isoformat())
+    ending = db.execute("SELECT COUNT(*) FROM certificates WHERE not_after > ? AND not_after <= ?",
+                        horizon).fetchone()[0]
+    revoked = db.execute("SELECT COUNT(*) FROM certificates WHERE status='revoked' AND not_after > ?"
+                         " AND not_after <= ?", horizon).fetchone()[0]
+    figures["expiring"] = ending - revoked
+    waiting = dict(db.execute(
+        "SELECT p.pal_type, COUNT(*) FROM deliveries d JOIN packages p ON p.id = d.package_id"
+        " WHERE d.downloaded_at IS NULL AND p.withdrawn_at IS NULL GROUP BY p.pal_type"))
+    # A package queued for one client waits before it is ever offered (no delivery row yet).
+    for pal_type, n in db.execute(
+            "SELECT pal_type, COUNT(*) FROM packages p WHERE target_kind='client' AND withdrawn_at IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.package_id = p.id) GROUP BY pal_type"):
+        waiting[pal_type] = waiting.get(pal_type, 0) + n
+    figures["waiting"] = waiting
+    figures["delivered"] = dict(db.execute(
+        "SELECT p.pal_type, COUNT(*) FROM deliveries d JOIN packages p ON p.id = d.package_id"
+        " WHERE d.downloaded_at IS NOT NULL GROUP BY p.pal_type"))
+    crls = {}
+    for kind in ("crl", "arl"):
+        row = db.execute("SELECT this_update, next_update FROM crls WHERE kind=? ORDER BY number DESC LIMIT 1",
+                         (kind,)).fetchone()
+        if row is not None:
+            crls[kind] = ((now - datetime.datetime.fromisoformat(row[0])).total_seconds(),
+                          (datetime.datetime.fromisoformat(row[1]) - now).total_seconds())
+    figures["crls"] = crls
+    return figures
+
+
+class StoreCollector:
+    """A prometheus_client collector over the store file at ``path``."""
+
+    def __init__(self, path: Path, cache_seconds: float = 15.0):
+        self.path = path
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()  # scrapes may come from several threads
+        self._figures: dict | None = None
+        self._at = 0.0
+
+    def figures(self) -> dict | None:
+        with self._lock:
+            if self._figures is None or time.monotonic() - self._at >= self.cache_seconds:
+                if not self.path.exists():
+                    return None
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+                try:
+                    db.execute("BEGIN")
+                    self._figures = read_figures(db)
+                finally:
+                    db.close()
+                self._at = time.monotonic()
+            return self._figures
+
+    def collect(self):
+        f = self.figures()
+        if f is None:
+            return
+        yield GaugeMetricFamily("est_pending_approvals", "Enrollment requests waiting for an operator",
+                                value=f["pending"])
+        yield GaugeMetricFamily("est_certificates_recorded", "Certificates this CA issued, in the store",
+                                value=f["issued"])
+        yield GaugeMetricFamily("est_certificates_expiring_30d",
+                                "Valid certificates whose notAfter falls within 30 days", value=f["expiring"])
+        for name, key, doc in (("est_packages_waiting", "waiting", "Packages queued and not yet downloaded"),
+                               ("est_packages_delivered", "delivered", "Package deliveries downloaded")):
+            g = GaugeMetricFamily(name, doc, labels=["type"])
+            for pal_type, n in sorted(f[key].items()):
+                g.add_metric([pal_type], n)
+            yield g
+        age = GaugeMetricFamily("est_crl_age_seconds", "Seconds since the current CRL's thisUpdate", labels=["kind"])
+        left = GaugeMetricFamily("est_crl_next_update_seconds", "Seconds until the current CRL's nextUpdate",
+                                 labels=["kind"])
+        for kind, (a, l) in sorted(f["crls"].items()):
+            age.add_metric([kind], a)
+            left.add_metric([kind], l)
+        yield age
+        yield left

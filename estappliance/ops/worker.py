@@ -1,0 +1,36 @@
+"""The operator's parts of a worker process (``estappliance.worker``)."""
+from __future__ import annotations
+
+import signal
+import sys
+
+from twisted.internet import reactor, task
+from twisted.logger import Logger, globalLogBeginner, globalLogPublisher, textFileLogObserver
+
+from .. import metrics
+from ..config import Config
+from . import logs
+from .reload import reload_appliance
+
+log = Logger(namespace="estappliance.worker")
+
+
+def begin(config: Config) -> None:
+    """Before the appliance is built: the ``[log]`` observer and the metrics."""
+    observer = logs.file_observer(config.ops.log) or textFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    if config.ops.metrics.enabled and config.ops.admin.port is not None:
+        metrics.enable(config.ops.metrics.dir)  # the master made (and emptied) it
+
+
+def operate(config: Config, appliance, link, tls) -> None:
+    """Once serving: audit to syslog, readiness reports to the master's
+    /readyz, and SIGHUP reloading (ops/reload.py)."""
+    if config.ops.log.syslog:
+        globalLogPublisher.addObserver(logs.AuditToSyslog(config.ops.log))
+        logs.watch_audit(appliance.store)
+    if config.ops.admin.port is not None:
+        report = task.LoopingCall(lambda: appliance.readiness.check().addCallbacks(
+            lambda r: link.report_readiness(r.as_json()), lambda f: log.failure("readiness probe failed", f)))
+        report.start(config.ops.health.cache_seconds)
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(reload_appliance, appliance, tls))
