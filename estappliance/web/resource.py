@@ -51,7 +51,7 @@ class EstResource(resource.Resource):
     isLeaf = True
 
     def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int,
-                 plain: dict[str, Callable[[server.Request], Response]] | None = None,
+                 plain: dict[str, Callable[[server.Request], Response | defer.Deferred[Response]]] | None = None,
                  request_log: bool = False) -> None:
         """``check_label`` raises NotFound for a label the appliance does not serve;
         ``plain``: handlers of top-level paths (``healthz``...), ``fn(request)``;
