@@ -4,7 +4,7 @@ admin site (plain HTTP, bound to localhost) that serves them with /metrics."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Protocol, Union, cast
+from typing import Any, Callable, Protocol, TypeVar, Union, cast
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -31,18 +31,21 @@ class Readiness(Protocol):
     def as_json(self) -> dict[str, Any]: ...
 
 
+R = TypeVar("R", bound=Readiness)
+
+
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
     headers = [(b"cache-control", b"no-store")]
     return Response(json.dumps(body, separators=(",", ":")).encode() + b"\n", JSON, status, headers)
 
 
-def routes(readiness: Callable[[], "defer.Deferred[Readiness]"]) -> PlainRoutes:
+def routes(readiness: Callable[[], "defer.Deferred[R]"]) -> PlainRoutes:
     """``readiness()`` fires with an object that has ``ready`` and ``as_json()``."""
     def healthz(request: server.Request) -> Response:
         return json_response({"status": "ok"})
 
     def readyz(request: server.Request) -> defer.Deferred[Response]:
-        def answer(r: Readiness) -> Response:
+        def answer(r: R) -> Response:
             return json_response(r.as_json(), 200 if r.ready else 503)
         return readiness().addCallback(answer)
     return {"healthz": healthz, "readyz": readyz}
