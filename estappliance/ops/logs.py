@@ -88,8 +88,9 @@ def watch_audit(store: Store) -> None:
     """Every audit row this connection inserts becomes an ``estappliance.audit`` log event."""
     def emit(at: str, client: str | None, label: str | None, operation: str, outcome: str, detail: str | None) -> None:
         # On the store thread: the event is published on the reactor thread.
-        cast(IReactorThreads, reactor).callFromThread(audit_log.info, "audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
-                               client=client, label=label, operation=operation, outcome=outcome, detail=detail)
+        cast(IReactorThreads, reactor).callFromThread(
+            audit_log.info, "audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
+            client=client, label=label, operation=operation, outcome=outcome, detail=detail)
     store._db.create_function("est_audit_event", 6, emit)
     store._db.execute("CREATE TEMP TRIGGER IF NOT EXISTS audit_to_log AFTER INSERT ON main.audit BEGIN"
                       " SELECT est_audit_event(NEW.at, NEW.client, NEW.label, NEW.operation, NEW.outcome,"
