@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from .tables import Tables
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class CrlRecord:
     der: bytes
 
 
-class CrlTables:
+class CrlTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS crls (
         kind TEXT NOT NULL,

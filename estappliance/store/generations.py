@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from .tables import Tables
 
 LIVE_STATES = ("next", "current", "retiring")
 # Certificates on record that no device relies on: the appliance's own
@@ -42,7 +43,7 @@ _SELECT = ("SELECT id, key_label, key_type, state, cert, chain, csr, new_with_ol
            " switched_at, retired_at FROM ca_generations")
 
 
-class GenerationTables:
+class GenerationTables(Tables):
     def generations(self) -> list[Generation]:
         """Every generation, oldest first."""
         return [Generation(*row) for row in self._db.execute(_SELECT + " ORDER BY id")]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 from dataclasses import dataclass
+from .tables import Tables
 
 STATES = ("generating", "delivered", "failed", "confirmed", "error")
 
@@ -83,7 +84,7 @@ def _package(row) -> KeyPackageRecord:
                             *row[10:])
 
 
-class ServerKeygenTables:
+class ServerKeygenTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS skg_packages (
         pkg_id TEXT PRIMARY KEY,

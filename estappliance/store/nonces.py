@@ -10,6 +10,7 @@ nonce's lifetime by a margin, then are deleted.
 from __future__ import annotations
 
 from typing import Iterable
+from .tables import Tables
 
 # The upsert changes a row only for a higher count; SQLite reports 0 rows otherwise.
 _CLAIM = ("INSERT INTO digest_nonce_counts (nonce, nc, used_at) VALUES (?, ?, ?)"
@@ -17,7 +18,7 @@ _CLAIM = ("INSERT INTO digest_nonce_counts (nonce, nc, used_at) VALUES (?, ?, ?)
           " WHERE excluded.nc > digest_nonce_counts.nc")
 
 
-class NonceCountTables:
+class NonceCountTables(Tables):
     def claim_nonce_counts(self, claims: Iterable[tuple[str, int]], now: float,
                            forget_before: float | None = None) -> list[bool]:
         """For each (nonce, count): True if the count is higher than any

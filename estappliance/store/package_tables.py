@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..errors import PolicyRefused
+from .tables import Tables
 
 TARGET_KINDS = ("client", "group", "label")
 STANDING_ITEMS = ("cacerts", "crl", "arl")
@@ -161,7 +162,7 @@ def _delivery(row) -> Delivery:
     return Delivery(*row)
 
 
-class PackageTables:
+class PackageTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS packages (
         id INTEGER PRIMARY KEY,

@@ -12,6 +12,7 @@ import datetime
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from .tables import Tables
 
 # (key identifier, TrustAnchorChoice DER or None when only the key id is known, title)
 AnchorRow = tuple[bytes, bytes | None, str | None]
@@ -40,7 +41,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-class TampTables:
+class TampTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS tamp_anchors (
         client TEXT NOT NULL,
