@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 
 class Tables:
@@ -13,3 +13,13 @@ class Tables:
         _db: sqlite3.Connection
 
         def _writing(self) -> AbstractContextManager[None]: ...
+
+
+T = TypeVar("T")
+
+
+def present(value: T | None, what: str) -> T:
+    """A row the same write transaction has just made or changed: there."""
+    if value is None:
+        raise sqlite3.DatabaseError(f"{what} is missing right after it was written")
+    return value
