@@ -4,6 +4,7 @@ approval are in the one ``pending`` table, with their kind."""
 from __future__ import annotations
 
 import datetime
+
 from .tables import Tables
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+
 from .tables import Tables, present
 
 LIVE_STATES = ("next", "current", "retiring")

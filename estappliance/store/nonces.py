@@ -10,6 +10,7 @@ nonce's lifetime by a margin, then are deleted.
 from __future__ import annotations
 
 from typing import Iterable
+
 from .tables import Tables
 
 # The upsert changes a row only for a higher count; SQLite reports 0 rows otherwise.

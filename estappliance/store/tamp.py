@@ -12,6 +12,7 @@ import datetime
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 from .tables import Tables
 
 # (key identifier, TrustAnchorChoice DER or None when only the key id is known, title)
@@ -101,7 +102,7 @@ class TampTables(Tables):
                             replace: Sequence[AnchorRow] | None = None, add: Sequence[AnchorRow] = (),
                             remove: Sequence[bytes] = (), apex: AnchorRow | None = None,
                             clear: bool = False, communities: list[str] | None = None,
-                            add_communities: list[str] = (), remove_communities: list[str] = (),
+                            add_communities: Sequence[str] = (), remove_communities: Sequence[str] = (),
                             audit_detail: str | None = None) -> None:
         """Apply what a confirmed TAMP message did to ``client``'s record, in
         one durable commit. Anchors are (key_id, TrustAnchorChoice DER or
