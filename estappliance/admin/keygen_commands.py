@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import argparse
+
 import os
 import sys
 from pathlib import Path
@@ -28,6 +30,7 @@ from ..store import Store
 from ..store.keygen_tables import DuplicateKek
 from ..token import Token
 from ..token import symmetric
+from ..config import Config
 
 MIN_PKCS12_PASSWORD = 8
 
@@ -66,7 +69,7 @@ def _read_key(path: str) -> bytes:
     return value
 
 
-def cmd_kek_add(args, config) -> None:
+def cmd_kek_add(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     key_id = _key_id(args.id) if args.id else os.urandom(16)
     if store.kek(key_id) is not None:
@@ -98,12 +101,12 @@ def cmd_kek_add(args, config) -> None:
              else ""))
 
 
-def cmd_kek_list(args, config) -> None:
+def cmd_kek_list(args: argparse.Namespace, config: Config) -> None:
     for k in Store(config.store).keks():
         print(f"{k.key_id.hex()}\t{k.client}\t{k.size * 8} bits\t{k.created_at}")
 
 
-def cmd_kek_remove(args, config) -> None:
+def cmd_kek_remove(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     record = store.remove_kek(_key_id(args.id))
     if record is None:
@@ -112,7 +115,7 @@ def cmd_kek_remove(args, config) -> None:
     print(f"KEK {record.key_id.hex()} removed and destroyed in the token")
 
 
-def cmd_recipient_add(args, config) -> None:
+def cmd_recipient_add(args: argparse.Namespace, config: Config) -> None:
     try:
         cert = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
     except (OSError, ValueError, IndexError) as e:
@@ -128,12 +131,12 @@ def cmd_recipient_add(args, config) -> None:
     print(f"encryption certificate {cert.subject.rfc4514_string()} (SKI {ski.hex()}) registered for {args.client!r}")
 
 
-def cmd_recipient_list(args, config) -> None:
+def cmd_recipient_list(args: argparse.Namespace, config: Config) -> None:
     for r in Store(config.store).recipients():
         print(f"{r.ski.hex()}\t{r.client}\t{r.not_after}\t{r.subject}")
 
 
-def cmd_recipient_remove(args, config) -> None:
+def cmd_recipient_remove(args: argparse.Namespace, config: Config) -> None:
     if not Store(config.store).remove_recipient(_key_id(args.ski)):
         raise SystemExit(f"estctl: no registered certificate {args.ski}")
     print(f"recipient {args.ski} removed")
@@ -158,7 +161,7 @@ def cmd_pkcs12_password(args, config) -> None:
     print(f"PKCS#12 password of {args.client!r} set (sealed by the token)")
 
 
-def cmd_list(args, config) -> None:
+def cmd_list(args: argparse.Namespace, config: Config) -> None:
     for p in Store(config.store).key_packages(args.client):
         serial = f"{p.serial:x}" if p.serial is not None else "-"
         flags = ",".join(f for f, on in (("escrowed", p.escrowed), ("receipt-requested", p.receipt_requested)) if on)
@@ -166,12 +169,12 @@ def cmd_list(args, config) -> None:
               f"\t{flags or '-'}\t{p.error_code or ''}")
 
 
-def cmd_sweep(args, config) -> None:
+def cmd_sweep(args: argparse.Namespace, config: Config) -> None:
     count = _generator(config, Store(config.store)).sweep_blocking()
     print(f"{count} abandoned key(s) destroyed")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     skg = sub.add_parser("serverkeygen", help="server-generated keys: KEKs, recipients, PKCS#12 passwords, deliveries")
     cmds = skg.add_subparsers(dest="serverkeygen_command", required=True)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..config import DEFAULT_LABEL
+from ..config import DEFAULT_LABEL, Config
 from ..pki import pal_types
 from ..store import Store
 
@@ -71,7 +71,7 @@ def _load_certs(path: str) -> list[x509.Certificate]:
         raise SystemExit(f"estctl: {path}: not a certificate (PEM or DER): {e}") from None
 
 
-def cmd_publish_eecert(args, config) -> None:
+def cmd_publish_eecert(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     certs = _load_certs(args.file)
     for cert in certs:
@@ -92,7 +92,7 @@ def cmd_publish_eecert(args, config) -> None:
               f" (label {label})")
 
 
-def cmd_packages_list(args, config) -> None:
+def cmd_packages_list(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     reports = store.package_report(args.label, args.client, include_withdrawn=args.all)
     if not reports:
@@ -119,7 +119,7 @@ def cmd_packages_list(args, config) -> None:
             print(f"{head}\t{client}\t{d.state}\t{'; '.join(events)}\t{tail}")
 
 
-def cmd_packages_withdraw(args, config) -> None:
+def cmd_packages_withdraw(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     if store.package(args.id) is None:
         raise SystemExit(f"estctl: no package {args.id}")
@@ -128,7 +128,7 @@ def cmd_packages_withdraw(args, config) -> None:
     print(f"package {args.id} withdrawn: no longer offered (what was delivered stays on record)")
 
 
-def cmd_group_add(args, config) -> None:
+def cmd_group_add(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     unknown = [c for c in args.clients if store.client(c) is None]
     for c in unknown:
@@ -137,7 +137,7 @@ def cmd_group_add(args, config) -> None:
     print(f"group {args.group!r}: {added} added, members: {', '.join(store.group_members(args.group))}")
 
 
-def cmd_group_remove(args, config) -> None:
+def cmd_group_remove(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     removed = store.remove_from_group(args.group, args.clients or None)
     if not removed:
@@ -146,7 +146,7 @@ def cmd_group_remove(args, config) -> None:
     print(f"group {args.group!r}: {removed} removed" + (f", members: {', '.join(left)}" if left else ", now empty"))
 
 
-def cmd_group_list(args, config) -> None:
+def cmd_group_list(args: argparse.Namespace, config: Config) -> None:
     groups = Store(config.store).groups()
     if not groups:
         print("no groups")
@@ -154,7 +154,7 @@ def cmd_group_list(args, config) -> None:
         print(f"{name}\t{', '.join(members)}")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ee = publish_commands(sub).add_parser("eecert", help="peer end-entity certificate(s) for /eecerts (type 0003)")
     ee.add_argument("file", help="PEM (one or more certificates) or DER")
     add_target_arguments(ee)

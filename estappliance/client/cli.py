@@ -20,7 +20,7 @@ from .http import TLSError
 COMMAND_MODULES = (distribution_commands, keygen_commands, sync, cmc_commands)
 
 
-def cmd_cacerts(args) -> None:
+def cmd_cacerts(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         certs = c.cacerts()
     if args.anchor is None:
@@ -54,7 +54,7 @@ def _follow_key_update(anchor_file: str, certs) -> None:
     print(f"est: {anchor_file} updated ({len(update.anchors)} anchor(s))", file=sys.stderr)
 
 
-def cmd_enroll(args) -> None:
+def cmd_enroll(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         if args.csr:
             data = Path(args.csr).read_bytes()
@@ -77,7 +77,7 @@ def cmd_enroll(args) -> None:
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
-def cmd_reenroll(args) -> None:
+def cmd_reenroll(args: argparse.Namespace) -> None:
     if not args.cert or not args.key:
         raise SystemExit("est reenroll: --cert and --key (the certificate being renewed) are required")
     current = pemfiles.certificates(args.cert)[0]
@@ -100,7 +100,7 @@ def cmd_reenroll(args) -> None:
           f" ({'rekey' if args.rekey else 'renewal'})", file=sys.stderr)
 
 
-def cmd_csrattrs(args) -> None:
+def cmd_csrattrs(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         hints = c.csrattrs()
     if hints is None:

@@ -46,7 +46,7 @@ def _issuer(est) -> x509.Name:
     return est.cacerts()[0].subject
 
 
-def cmd_enroll(args) -> None:
+def cmd_enroll(args: argparse.Namespace) -> None:
     renewing = args.renew
     if renewing and not (args.cert and args.key):
         raise SystemExit("est fullcmc enroll --renew: --cert and --key (the certificate being renewed) are required")
@@ -83,28 +83,28 @@ def cmd_enroll(args) -> None:
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
-def cmd_revoke(args) -> None:
+def cmd_revoke(args: argparse.Namespace) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         status = client.revoke(_issuer(est), _serial(args.serial), _CRL_REASON[args.reason], args.comment)
     print(f"revoked {args.serial} ({args.reason})" + (f": {status.status_string}" if status.status_string else ""))
 
 
-def cmd_getcert(args) -> None:
+def cmd_getcert(args: argparse.Namespace) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         cert = client.get_cert(_issuer(est), _serial(args.serial))
     write_output(args.out, pem_certs([cert]))
 
 
-def cmd_getcrl(args) -> None:
+def cmd_getcrl(args: argparse.Namespace) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         crl = client.get_crl(_issuer(est))
     write_output(args.out, crl.public_bytes(serialization.Encoding.PEM))
 
 
-def register(subparsers, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     cmcopts = argparse.ArgumentParser(add_help=False)
     cmcopts.add_argument("--secret-file", help="CMC shared secret (identityProofV2, RFC 5272 6.2)")
     cmcopts.add_argument("--identification", help="the client name the shared secret belongs to")

@@ -7,6 +7,8 @@ builds on: ``get_pal`` returns ``packages.pal.PalEntry`` objects.
 """
 from __future__ import annotations
 
+import argparse
+
 import datetime
 import sys
 from urllib.parse import urlsplit
@@ -137,7 +139,7 @@ def _anchors(args) -> list[x509.Certificate]:
     return pemfiles.certificates(args.anchor)
 
 
-def cmd_pal(args) -> None:
+def cmd_pal(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         if args.raw:
             resp = c._request("GET", "pal", accept=pal_format.JSON_MEDIA_TYPE if args.json else
@@ -154,7 +156,7 @@ def cmd_pal(args) -> None:
         print(describe(entry))
 
 
-def cmd_crls(args) -> None:
+def cmd_crls(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         crls = get_crls(c, _anchors(args))
     write_output(args.out, b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls))
@@ -163,7 +165,7 @@ def cmd_crls(args) -> None:
               f" {crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}", file=sys.stderr)
 
 
-def cmd_eecerts(args) -> None:
+def cmd_eecerts(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         certs = get_eecerts(c, _anchors(args))
     write_output(args.out, pem_certs(certs))
@@ -171,7 +173,7 @@ def cmd_eecerts(args) -> None:
         print(f"peer: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
-def register(subparsers, common) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("pal", parents=[common], help="list the Package Availability List (RFC 8295)")
     p.add_argument("--json", action="store_true", help="ask for the JSON form instead of XML")
     p.add_argument("--raw", action="store_true", help="print the first page as the server sent it")

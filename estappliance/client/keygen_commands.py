@@ -6,6 +6,8 @@ Also the ``est serverkeygen`` and ``est return`` sub-commands.
 """
 from __future__ import annotations
 
+import argparse
+
 import base64
 import binascii
 import sys
@@ -176,7 +178,7 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def cmd_serverkeygen(args) -> None:
+def cmd_serverkeygen(args: argparse.Namespace) -> None:
     if not args.subject:
         raise SystemExit("est serverkeygen: --subject is required")
     if args.pkcs12 and (args.kek_id or args.recipient_cert or args.encrypted_key_package):
@@ -237,7 +239,7 @@ class _NoHints:
     challenge_password = False
 
 
-def cmd_return(args) -> None:
+def cmd_return(args: argparse.Namespace) -> None:
     if bool(args.sign_cert) != bool(args.sign_key):
         raise SystemExit("est return: --sign-cert and --sign-key go together")
     key = cert = None
@@ -259,7 +261,7 @@ def cmd_return(args) -> None:
     print("accepted", file=sys.stderr)
 
 
-def register(subparsers, common) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     sk = subparsers.add_parser("serverkeygen", parents=[common],
                                help="have the server make a key pair and certificate (RFC 7030 4.4, RFC 8295 8)")
     sk.add_argument("--subject", help="subject of the request, e.g. 'CN=device-1'")

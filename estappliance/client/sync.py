@@ -9,6 +9,8 @@ package the device cannot answer for is reported, not fetched forever).
 """
 from __future__ import annotations
 
+import argparse
+
 import base64
 import hashlib
 from dataclasses import dataclass, field
@@ -108,7 +110,7 @@ def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log
     return report
 
 
-def cmd_sync(args) -> None:
+def cmd_sync(args: argparse.Namespace) -> None:
     anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     for extra in args.trust or ():
         anchors += pemfiles.certificates(extra)
@@ -131,7 +133,7 @@ def cmd_sync(args) -> None:
         raise EstClientError(f"{len(failed)} package(s) refused; errors were returned to the server")
 
 
-def register(subparsers, common) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("sync", parents=[common],
                               help="fetch every offered package (keys, firmware, TAMP), check, keep, answer")
     p.add_argument("--state", required=True, help="directory of the device's keys, firmware and trust anchors")
