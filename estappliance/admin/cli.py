@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 
@@ -17,6 +18,9 @@ from ..store import DuplicateClient, Store
 from ..token import Token
 from . import (backup_commands, ca_commands, cmc_commands, distribution_commands, keygen_commands, package_commands,
                token_commands)
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
@@ -63,7 +67,7 @@ def cmd_ca_import(args: argparse.Namespace, config: Config) -> None:
 
 def cmd_ca_show(args: argparse.Namespace, config: Config) -> None:
     from cryptography import x509
-    from .ca_lifecycle import print_generations
+    from .ca_commands import print_generations
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
     _print_ca(x509.load_pem_x509_certificate(config.ca.cert_file.read_bytes()), config)
@@ -75,6 +79,8 @@ def cmd_ca_signer(args: argparse.Namespace, config: Config) -> None:
     from ..ca import TokenSigner
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
+    if config.ca.signer_cert_file is None:
+        raise SystemExit("estctl: [ca] signer_cert_file is not set")
     if config.ca.signer_cert_file.exists() and not args.renew:
         raise SystemExit(f"estctl: the content signer exists ({config.ca.signer_cert_file}); --renew replaces it")
     from ..ca.roles import current_key_label
@@ -86,7 +92,7 @@ def cmd_ca_signer(args: argparse.Namespace, config: Config) -> None:
     print(f"content signer: {cert.subject.rfc4514_string()} (key {config.ca.signer_key_label!r} in the token)")
 
 
-def _print_ca(cert, config) -> None:
+def _print_ca(cert: x509.Certificate, config: Config) -> None:
     from ..ca.generations import records
     current = next(g for g in records(config, Store(config.store)) if g.state == "current")  # after a key update
     print(f"CA: {cert.subject.rfc4514_string()}")
@@ -174,7 +180,7 @@ def cmd_pending_list(args: argparse.Namespace, config: Config) -> None:
         print(f"{p.id}\t{p.state}\t{p.created_at}\t{p.label}\t{p.client}\t{p.operation}\t{p.subject}")
 
 
-def _decide(args, config, approve: bool) -> None:
+def _decide(args: argparse.Namespace, config: Config, approve: bool) -> None:
     decided = Store(config.store).decide_pending(args.id, approve)
     if decided is None:
         raise SystemExit(f"estctl: no pending request {args.id}")

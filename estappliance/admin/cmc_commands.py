@@ -21,7 +21,7 @@ from ..token import Token
 from ..config import Config
 
 
-def _secret(args) -> bytes:
+def _secret(args: argparse.Namespace) -> bytes:
     if args.generate:
         secret = base64.urlsafe_b64encode(os.urandom(24)).rstrip(b"=")
         print(secret.decode())

@@ -41,7 +41,7 @@ def _fail(e: Exception) -> SystemExit:
     return SystemExit(f"estctl: {e}")
 
 
-def _content_signer(config, token) -> ContentSigner:
+def _content_signer(config: Config, token: Token) -> ContentSigner:
     chain = load_pem_certs(config.ca.cert_file)
     if config.ca.chain_file and config.ca.chain_file.exists():
         chain += [c for c in load_pem_certs(config.ca.chain_file) if c not in chain]
@@ -54,7 +54,7 @@ def _content_signer(config, token) -> ContentSigner:
 # -- symmetric keys --------------------------------------------------------------------
 
 
-def _clients_of(args, config, store: Store) -> tuple[str, list[str]]:
+def _clients_of(args: argparse.Namespace, config: Config, store: Store) -> tuple[str, list[str]]:
     label, kind, target = target_from_args(args, config, store)
     if kind == "client":
         return label, [target]
@@ -88,7 +88,7 @@ def cmd_publish_symmetric_key(args: argparse.Namespace, config: Config) -> None:
           f" then {fate}")
     for p in queued:
         print(f"package {p.id}: symmetric key for client {p.target} (label {p.label}, pkgID"
-              f" {p.key_package_id.hex()}, {p.size} bytes, {p.details['form']})")
+              f" {p.key_package_id.hex() if p.key_package_id else '-'}, {p.size} bytes, {p.details['form']})")
 
 
 # -- firmware ---------------------------------------------------------------------------

@@ -36,9 +36,11 @@ MIN_PKCS12_PASSWORD = 8
 
 
 
-def _generator(config, store: Store) -> ServerKeyGenerator:
-    """Enough of the generator for blocking operator work (no CA needed)."""
-    return ServerKeyGenerator(Token.from_config(config.token), None, None, store, key_prefix=config.ca.key_label)
+def _generator(config: Config, store: Store) -> ServerKeyGenerator:
+    """Enough of the generator for blocking operator work (no CA needed:
+    sweeping keys, sealing PKCS#12 passwords never touch the CA or the signer)."""
+    return ServerKeyGenerator(Token.from_config(config.token), None, None, store,  # type: ignore[arg-type]
+                              key_prefix=config.ca.key_label)
 
 
 def _token_can(problem: str | None, what: str) -> None:
@@ -142,7 +144,7 @@ def cmd_recipient_remove(args: argparse.Namespace, config: Config) -> None:
     print(f"recipient {args.ski} removed")
 
 
-def cmd_pkcs12_password(args, config) -> None:
+def cmd_pkcs12_password(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     if args.clear:
         if not store.clear_pkcs12_password(args.client):

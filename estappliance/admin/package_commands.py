@@ -22,14 +22,18 @@ from ..pki import pal_types
 from ..store import Store
 
 
-def publish_commands(sub) -> argparse._SubParsersAction:
+def publish_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
+                     ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """The sub-commands of ``estctl publish`` (made on first use)."""
     parser = sub.choices.get("publish")
     if parser is None:
         parser = sub.add_parser("publish", help="queue a package (RFC 8295) for clients to fetch")
         parser.set_defaults(func=lambda args, config: parser.error("say what to publish"))
-        parser._publish_commands = parser.add_subparsers(dest="publish_command", metavar="KIND", required=True)
-    return parser._publish_commands
+        # Kept on the parser: every package kind adds its publish command to it.
+        parser._publish_commands = parser.add_subparsers(  # type: ignore[attr-defined]
+            dest="publish_command", metavar="KIND", required=True)
+    commands: argparse._SubParsersAction[argparse.ArgumentParser] = parser._publish_commands  # type: ignore[attr-defined]
+    return commands
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +45,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="a description shown by 'estctl packages list'")
 
 
-def target_from_args(args, config, store: Store | None = None) -> tuple[str, str, str]:
+def target_from_args(args: argparse.Namespace, config: Config, store: Store | None = None) -> tuple[str, str, str]:
     """(label, target kind, target) from the --label/--client/--group/--all options."""
     if args.label not in config.labels:
         raise SystemExit(f"estctl: no label {args.label!r} in {config.path}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from . import cmc_commands, distribution_commands, keygen_commands, pemfiles, sync
 from .cli_support import client_from_args, link_choice, pem_certs, write_key, write_output
@@ -33,7 +34,7 @@ def cmd_cacerts(args: argparse.Namespace) -> None:
     write_output(args.out, pem_certs(certs))
 
 
-def _follow_key_update(anchor_file: str, certs) -> None:
+def _follow_key_update(anchor_file: str, certs: list[x509.Certificate]) -> None:
     """RFC 7030 4.1.3 / RFC 4210 4.4: take a new root that the trusted one
     certified (NewWithOld), drop a retired one; rewrite the anchor file and say so."""
     from .rollover import update_anchors
@@ -82,7 +83,7 @@ def cmd_reenroll(args: argparse.Namespace) -> None:
         raise SystemExit("est reenroll: --cert and --key (the certificate being renewed) are required")
     current = pemfiles.certificates(args.cert)[0]
     with client_from_args(args) as c:
-        key = pemfiles.private_key(args.key)
+        key: CertificateIssuerPrivateKeyTypes = pemfiles.signing_key(args.key)
         if args.rekey:
             if not args.key_out:
                 raise SystemExit("est reenroll --rekey: --key-out is required for the new key")

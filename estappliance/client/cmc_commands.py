@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import pemfiles
 from .cmc import CertRequestSpec, CmcFailed, FullCmcClient
-from .est import new_key
+from .est import EstClient, new_key
 from .cli_support import client_from_args, link_choice, pem_certs, write_key, write_output
 
 REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
@@ -29,7 +29,7 @@ def _serial(text: str) -> int:
         raise SystemExit(f"est: {text!r} is not a hexadecimal serial number") from None
 
 
-def _cmc_client(args, est) -> FullCmcClient:
+def _cmc_client(args: argparse.Namespace, est: EstClient) -> FullCmcClient:
     sign_key = sign_cert = None
     if args.cert and not args.unsigned:
         sign_cert, sign_key = pemfiles.certificate_and_key(args.cert, args.key)
@@ -41,7 +41,7 @@ def _cmc_client(args, est) -> FullCmcClient:
                          identification=args.identification, unsigned=args.unsigned)
 
 
-def _issuer(est) -> x509.Name:
+def _issuer(est: EstClient) -> x509.Name:
     """The issuing CA's name: the first certificate /cacerts gives (RFC 7030 4.1.3)."""
     return est.cacerts()[0].subject
 
@@ -54,6 +54,7 @@ def cmd_enroll(args: argparse.Namespace) -> None:
         client = _cmc_client(args, est)
         if renewing:
             current = client.sign_cert
+            assert current is not None  # --renew requires --cert (checked above)
             subject = current.subject.rfc4514_string()
             try:
                 dns = tuple(current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -138,7 +138,7 @@ class EstClient:
     """
 
     def __init__(self, server: str, *, anchors: list[x509.Certificate] | None, label: str | None = None,
-                 auth: BasicAuth | None = None, client_cert: list[x509.Certificate] | None = None,
+                 auth: BasicAuth | DigestAuth | None = None, client_cert: list[x509.Certificate] | None = None,
                  client_key: PrivateKeyTypes | None = None, timeout: float = 30.0,
                  tls_version: str | None = None) -> None:
         url = urlsplit(server if "//" in server else f"https://{server}")
