@@ -32,7 +32,8 @@ def publish_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         # Kept on the parser: every package kind adds its publish command to it.
         parser._publish_commands = parser.add_subparsers(  # type: ignore[attr-defined]
             dest="publish_command", metavar="KIND", required=True)
-    commands: argparse._SubParsersAction[argparse.ArgumentParser] = parser._publish_commands  # type: ignore[attr-defined]
+    commands: argparse._SubParsersAction[argparse.ArgumentParser]
+    commands = parser._publish_commands  # type: ignore[attr-defined]
     return commands
 
 

@@ -81,7 +81,8 @@ class DigestAuth:
 
 def new_key(key_type: str = "ec-p256") -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     """A fresh private key of a profile key type (``ec-p256``, ``rsa2048``...)."""
-    curves: dict[str, Callable[[], ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1, "ec-p521": ec.SECP521R1}
+    curves: dict[str, Callable[[], ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1,
+                                                         "ec-p521": ec.SECP521R1}
     if key_type in curves:
         return ec.generate_private_key(curves[key_type]())
     if key_type.startswith("rsa") and key_type[3:].isdigit():
@@ -89,7 +90,8 @@ def new_key(key_type: str = "ec-p256") -> ec.EllipticCurvePrivateKey | rsa.RSAPr
     raise ValueError(f"unknown key type {key_type!r}")
 
 
-def make_csr(key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: tuple[str, ...] = (), challenge_password: str | None = None,
+def make_csr(key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: tuple[str, ...] = (),
+             challenge_password: str | None = None,
              signature_hash: str | None = None) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name.from_rfc4514_string(subject))
     if dns_names:
@@ -100,7 +102,8 @@ def make_csr(key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: 
     return builder.sign(key, _HASHES[signature_hash or _default_hash(key)]())
 
 
-def make_csr_from_template(key: CertificateIssuerPrivateKeyTypes, template: CsrTemplate, subject: str, *, dns_names: tuple[str, ...] = (),
+def make_csr_from_template(key: CertificateIssuerPrivateKeyTypes, template: CsrTemplate, subject: str, *,
+                           dns_names: tuple[str, ...] = (),
                            challenge_password: str | None = None,
                            signature_hash: str | None = None) -> x509.CertificateSigningRequest:
     """A CSR that follows the server's RFC 9908 template (pki.csrtemplate.fill):
@@ -229,7 +232,8 @@ class EstClient:
     def simplereenroll(self, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
         return self._post_csr("simplereenroll", csr)
 
-    def enroll(self, key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: tuple[str, ...] = (), link: bool | None = None,
+    def enroll(self, key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: tuple[str, ...] = (),
+               link: bool | None = None,
                reenroll: bool = False, max_polls: int = 10, max_wait: float = 300.0,
                sleep: Callable[[float], object] = time.sleep, hints: CsrHints | None = None) -> x509.Certificate:
         """Build the CSR (linked to this TLS session when asked, or when the
