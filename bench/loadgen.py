@@ -85,20 +85,26 @@ class _Client:
         self.retry_at = 0.0
         self.busy = False  # an enrollment (or the pre-connect) is in flight
 
+    @property
+    def _sock(self) -> socket.socket:
+        """The connection a step works on (steps run only while connected)."""
+        assert self.sock is not None
+        return self.sock
+
     # -- the selector ------------------------------------------------------
 
     def _want(self, mask: int) -> None:
         if mask == self.mask:
             return
         if self.mask:
-            self.run.selector.modify(self.sock, mask, self)
+            self.run.selector.modify(self._sock, mask, self)
         else:
-            self.run.selector.register(self.sock, mask, self)
+            self.run.selector.register(self._sock, mask, self)
         self.mask = mask
 
     def _forget(self) -> None:
         if self.mask:
-            self.run.selector.unregister(self.sock)
+            self.run.selector.unregister(self._sock)
             self.mask = 0
 
     def close(self) -> None:
@@ -144,12 +150,12 @@ class _Client:
         self._want(selectors.EVENT_WRITE)
 
     def _connected(self) -> None:
-        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._fail(f"ConnectionError: {errno.errorcode.get(code, code)}")
             return
         self._forget()  # the TLS socket takes over the descriptor
-        self.sock = self.context.wrap_socket(self.sock, server_hostname=HOST, do_handshake_on_connect=False)
+        self.sock = self.context.wrap_socket(self._sock, server_hostname=HOST, do_handshake_on_connect=False)
         self.step = self._handshake
         self._handshake()
 
@@ -169,7 +175,9 @@ class _Client:
         return False
 
     def _handshake(self) -> None:
-        if not self._tls(self.sock.do_handshake):
+        sock = self._sock
+        assert isinstance(sock, ssl.SSLSocket)  # wrapped in _connected
+        if not self._tls(sock.do_handshake):
             return
         if self.out:
             self.step = self._send
@@ -181,7 +189,7 @@ class _Client:
 
     def _send_all(self) -> None:
         while self.out:
-            self.out = self.out[self.sock.send(self.out):]
+            self.out = self.out[self._sock.send(self.out):]
 
     def _send(self) -> None:
         if self._tls(self._send_all):
@@ -192,7 +200,7 @@ class _Client:
         """Read what has arrived; an end of stream is noted, not an error:
         it follows a whole answer sent with Connection: close."""
         try:
-            while data := self.sock.recv(65536):
+            while data := self._sock.recv(65536):
                 self.inbuf += data
             self.closed = True
         except (ssl.SSLWantReadError, BlockingIOError):
@@ -215,7 +223,7 @@ class _Client:
         """Readable while no request is out: only a close (or TLS 1.3 tickets) can come."""
         try:
             while True:
-                if not self.sock.recv(65536):
+                if not self._sock.recv(65536):
                     self.close()
                     return
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
@@ -306,7 +314,8 @@ def run_clients(contexts: list[ssl.SSLContext], results: list[ClientResult], req
     function each request passes through just before it is sent.
     Returns (started, finished), monotonic."""
     run = _Run(port, requests, itertools.count(), new_connection, timeout, accept)
-    clients = [_Client(run, ctx, r, prep) for ctx, r, prep in zip(contexts, results, prepare or [None] * len(results))]
+    preps: list[Callable[[bytes], bytes] | None] = list(prepare) if prepare else [None] * len(results)
+    clients = [_Client(run, ctx, r, prep) for ctx, r, prep in zip(contexts, results, preps)]
     if not new_connection:
         preconnect(run, clients, timeout)
     ready()
