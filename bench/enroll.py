@@ -82,12 +82,21 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar, cast
 
 import plot  # bench/ is this script's directory
 from loadgen import HOST, ClientResult, ProtocolError, run_clients
 
 from estappliance.progress import Progress
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier, Event
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+T = TypeVar("T", bound=float)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -577,7 +586,7 @@ def wait_until_serving(target: Target, proc: subprocess.Popen, log: Path) -> Non
             time.sleep(0.1)
 
 
-def prepared_config(state: Path, args) -> tuple[Path, Target]:
+def prepared_config(state: Path, args: argparse.Namespace) -> tuple[Path, Target]:
     """A prepared (maybe reused, maybe prefilled) state; its config for this run."""
     info = load_or_prepare_state(state, args.key_type)
     if args.prefill:
@@ -589,7 +598,7 @@ def prepared_config(state: Path, args) -> tuple[Path, Target]:
 
 
 @contextlib.contextmanager
-def own_server(args) -> Iterator[tuple[Target, ServerProcesses]]:
+def own_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcesses]]:
     """A fresh twistd with ``args.workers`` workers on a prepared state."""
     with state_directory(args.state, args.keep_state) as state:
         config, target = prepared_config(state, args)
@@ -616,7 +625,7 @@ def own_server(args) -> Iterator[tuple[Target, ServerProcesses]]:
 
 
 @contextlib.contextmanager
-def running_server(args) -> Iterator[tuple[Target, ServerProcesses | None]]:
+def running_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcesses | None]]:
     """The Target of a server someone else started; exit 2 if it is not there."""
     target = target_from_config(args.config, args.user, password="")
     if not Path(target.ca_file).exists():
@@ -641,7 +650,8 @@ def sign_input(key_type: str) -> tuple[str, bytes]:
     return "SHA256_RSA_PKCS", os.urandom(32)
 
 
-def raw_sign_process(spec: TokenSpec, seconds: float, ready, results) -> None:
+def raw_sign_process(spec: TokenSpec, seconds: float, ready: Barrier,
+                     results: Queue[tuple[float | None, str | None]]) -> None:
     """One signing process: open the token, wait for the others, sign for ``seconds``."""
     try:
         if spec.softhsm2_conf:
@@ -652,7 +662,8 @@ def raw_sign_process(spec: TokenSpec, seconds: float, ready, results) -> None:
         token = pkcs11.lib(spec.module).get_token(token_label=spec.label)
         mechanism, data = sign_input(spec.key_type)
         with token.open(user_pin=spec.read_pin()) as session:
-            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=spec.key_label)
+            # A python-pkcs11 key object: its class (SignMixin here) is made at run time.
+            key: Any = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=spec.key_label)
             ready.wait(timeout=60)
             count, start = 0, time.perf_counter()
             while (elapsed := time.perf_counter() - start) < seconds:
@@ -743,7 +754,7 @@ def enroll_request(csr_der: bytes, port: int, authorization: str | None, close: 
     return head.encode() + body
 
 
-def read_response(reader) -> tuple[int, bytes, bool]:
+def read_response(reader: IO[bytes]) -> tuple[int, bytes, bool]:
     """(status, body, keep_alive) read from a buffered reader, by Content-Length."""
     status_line = reader.readline(65537)
     if not status_line:
@@ -798,7 +809,7 @@ def certs_only_der(body: bytes) -> bytes | None:
 # -- client keys, CSRs and certificates ------------------------------------------
 
 
-def new_key_and_csr(common_name: str):
+def new_key_and_csr(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """(P-256 private key, DER CSR for it)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -815,7 +826,7 @@ def make_csrs(count: int, prefix: str) -> list[bytes]:
     return [new_key_and_csr(f"{prefix}-{i}")[1] for i in range(count)]
 
 
-def issued_certificate_pem(certs_only: bytes, key) -> bytes:
+def issued_certificate_pem(certs_only: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
     """The certificate for ``key`` out of a certs-only PKCS#7, as PEM."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs7
@@ -870,7 +881,8 @@ def client_contexts(plan: LoadPlan, index: int, clients: int) -> list[ssl.SSLCon
     return [client_context(plan.target.ca_file)] * clients
 
 
-def load_worker(index: int, plan: LoadPlan, clients: int, messages, go) -> None:
+def load_worker(index: int, plan: LoadPlan, clients: int, messages: Queue[tuple[str, int, object]],
+                go: Event) -> None:
     """One load process: make its CSRs (and certificates), say ready, wait for go, run its clients."""
     try:
         t = plan.target
@@ -882,7 +894,7 @@ def load_worker(index: int, plan: LoadPlan, clients: int, messages, go) -> None:
     except Exception as e:  # reported by the parent
         messages.put(("error", index, f"{type(e).__name__}: {e}"))
         return
-    def ready():
+    def ready() -> None:
         messages.put(("ready", index, None))
         go.wait()
     results = [ClientResult() for _ in range(clients)]
@@ -941,9 +953,11 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def wait_for(messages, kind: str, count: int, timeout: float, procs) -> list:
+def wait_for(messages: Queue[tuple[str, int, object]], kind: str, count: int, timeout: float,
+             procs: Sequence[BaseProcess]) -> list[object]:
     """Collect ``count`` messages of ``kind``; fail if a load process fails first."""
-    got, deadline = [], time.monotonic() + timeout
+    got: list[object] = []
+    deadline = time.monotonic() + timeout
     while len(got) < count:
         try:
             msg_kind, index, payload = messages.get(timeout=0.5)
@@ -973,7 +987,9 @@ def run_load(plan: LoadPlan, processes: int, on_go: Callable[[], None],
         wait_for(messages, "ready", len(procs), 300.0, procs)
         on_go()
         go.set()
-        results = wait_for(messages, "done", len(procs), plan.seconds + plan.timeout + 30.0, procs)
+        # load_worker sends its WorkerResult with "done".
+        results = cast("list[WorkerResult]", wait_for(messages, "done", len(procs), plan.seconds + plan.timeout + 30.0,
+                                                     procs))
         on_done()
         for p in procs:
             p.join()
@@ -1038,6 +1054,7 @@ class ServerWatch:
             timer.start()
 
     def _count_connections(self) -> None:
+        assert self.server is not None  # started only with a server
         self.connections = self.server.connections(self.port)
 
     def stop(self) -> None:
@@ -1133,7 +1150,7 @@ def print_load(plan: LoadPlan, processes: int, f: Figures) -> None:
     print(f"clients that got nothing: {f.starved}")
 
 
-def per_process(use: ServerUse, values: dict[int, float], fmt: str) -> str:
+def per_process(use: ServerUse, values: Mapping[int, float], fmt: str) -> str:
     return " ".join(f"{use.roles[p]} {p} {fmt.format(v)}" for p, v in sorted(values.items()))
 
 
@@ -1150,11 +1167,12 @@ def print_server_use(plan: LoadPlan, f: Figures, use: ServerUse | None) -> None:
     if not plan.new_connection and len(use.connections) > 1:
         print(f"server connections near the end: {per_process(use, use.connections, '{}')}")
     sh = f.shares
+    assert sh is not None  # measured whenever the server's use is
     print(f"machine CPU during the load: {sh.busy:.0%} of {os.cpu_count()} cores busy "
           f"(server {sh.server:.0%}, load generator {sh.load:.0%}, anything else {sh.others:.0%})")
 
 
-def benchmark(target: Target, server: ServerProcesses | None, args, processes: int) -> Figures:
+def benchmark(target: Target, server: ServerProcesses | None, args: argparse.Namespace, processes: int) -> Figures:
     """Raw sign rate, warm-up, the timed load; prints the figures and returns them."""
     raw = raw_sign_figures(target.token, args.raw_seconds, target.workers)
     warm_up(target, args.timeout)
@@ -1184,7 +1202,7 @@ def write_latency_log(path: Path, workers: list[WorkerResult]) -> None:
     print(f"latency log: {len(rows)} enrollments in {path}")
 
 
-def run_once(args) -> Figures:
+def run_once(args: argparse.Namespace) -> Figures:
     processes = min(args.processes, args.clients)
     server = running_server(args) if args.config is not None else own_server(args)
     with server as (target, procs):
@@ -1268,7 +1286,7 @@ class Scenario:
     checks: Callable[[Figures, dict], list[Check]]
 
 
-def suite_scenarios(args) -> list[Scenario]:
+def suite_scenarios(args: argparse.Namespace) -> list[Scenario]:
     prefill = ("--prefill", str(args.suite_prefill)) + (("--state", str(args.state)) if args.state else ())
     return [
         Scenario(1, "P-256, keep-alive, Basic", (), checks_basic),
@@ -1282,7 +1300,7 @@ def suite_scenarios(args) -> list[Scenario]:
     ]
 
 
-def scenario_argv(args, scenario: Scenario) -> list[str]:
+def scenario_argv(args: argparse.Namespace, scenario: Scenario) -> list[str]:
     """The command line of one scenario: the suite's shared knobs, then its own."""
     shared = ["--workers", str(args.workers), "--clients", str(args.suite_clients), "--seconds", f"{args.seconds:g}",
               "--processes", str(args.processes), "--raw-seconds", f"{args.raw_seconds:g}"]
@@ -1312,7 +1330,7 @@ def print_summary(rows: list[tuple[Scenario, list[Check] | str]]) -> None:
             print(f"{name if i == 0 else '':<56} {c.figure:<24} {c.shown:>9}  {c.target:<36} {verdict}")
 
 
-def run_suite(args) -> int:
+def run_suite(args: argparse.Namespace) -> int:
     rows: list[tuple[Scenario, list[Check] | str]] = []
     done: dict[int, Figures] = {}
     scenarios = suite_scenarios(args)
@@ -1344,8 +1362,8 @@ def run_suite(args) -> int:
 # -- command line --------------------------------------------------------------
 
 
-def positive(kind):
-    def parse(text: str):
+def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
@@ -1406,7 +1424,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args) -> None:
+def check_args(args: argparse.Namespace) -> None:
     if args.config is not None and (args.prefill or args.state or args.suite):
         raise BenchError("--prefill, --state and --suite start their own server: not with --config", 2)
     if args.prefill < 0:
