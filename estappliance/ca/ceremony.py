@@ -385,14 +385,7 @@ def import_renewal(config: Config, token: Token, store: Store, cert_path: Path,
     cert, chain = found[0], [*found[1:], *chain]
     if not _key_matches(token, nxt.key_label, cert):
         raise SetupError(f"the certificate is not for generation {nxt.id}'s key {nxt.key_label!r}")
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        bc = None
-    if bc is None or not bc.ca:
-        raise SetupError("the certificate is not a CA certificate (basicConstraints cA is not set)")
-    if chain:
-        setup._verify_chain(cert, chain)
+    setup.check_parent_answer(cert, chain)
     store.update_generation(nxt.id, f"renewal: the parent's certificate for generation {nxt.id} imported,"
                                     f" serial {cert.serial_number:x}",
                             cert=cert.public_bytes(DER), chain=b"".join(c.public_bytes(PEM) for c in chain))

@@ -100,14 +100,7 @@ def import_subordinate(config: Config, token: Token, store: Store, cert_path: Pa
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     if ours != theirs:
         raise SetupError("the certificate is not for the CA key in the token")
-    try:
-        bc = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        bc = None
-    if bc is None or not bc.ca:
-        raise SetupError("the certificate is not a CA certificate (basicConstraints cA is not set)")
-    if chain:
-        _verify_chain(ca_cert, chain)
+    check_parent_answer(ca_cert, chain)
     write_atomically(config.ca.cert_file, _pem(ca_cert))
     if config.ca.chain_file is not None:
         write_atomically(config.ca.chain_file, b"".join(_pem(c) for c in chain))
@@ -159,6 +152,18 @@ def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certific
     # ``chain``: what follows the server certificate (default: the CA certificate;
     # after a root key switch NewWithOld, so a client knowing only the old root finds its path).
     write_atomically(config.server.tls_cert, _pem(cert) + b"".join(_pem(c) for c in (chain or [ca_cert])))
+
+
+def check_parent_answer(cert: x509.Certificate, chain: list[x509.Certificate]) -> None:
+    """A parent CA's answer is a CA certificate, and its chain holds together."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise SetupError("the certificate is not a CA certificate (basicConstraints cA is not set)")
+    if chain:
+        _verify_chain(cert, chain)
 
 
 def _named_after(ca_subject: x509.Name, role: str) -> x509.Name:
