@@ -90,7 +90,7 @@ test: deps test-system
 # Text figures on the terminal and in var/bench.txt, a picture of them in var/bench.png.
 bench: deps
 	@mkdir -p var
-	set -o pipefail; $(BIN)/python bench/enroll.py --suite --plot var/bench.png | tee var/bench.txt
+	set -o pipefail; $(BIN)/python -m bench --suite --plot var/bench.png | tee var/bench.txt
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

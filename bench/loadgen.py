@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 HOST = "127.0.0.1"  # the only address the load generator ever connects to
 RETRY_AFTER_ERROR = 0.05  # seconds: a dead server must not turn into a busy loop
@@ -85,27 +86,26 @@ class _Client:
         self.retry_at = 0.0
         self.busy = False  # an enrollment (or the pre-connect) is in flight
 
-    @property
-    def _sock(self) -> socket.socket:
-        """The connection a step works on (steps run only while connected)."""
-        assert self.sock is not None
-        return self.sock
-
     # -- the selector ------------------------------------------------------
 
     def _want(self, mask: int) -> None:
         if mask == self.mask:
             return
         if self.mask:
-            self.run.selector.modify(self._sock, mask, self)
+            self.run.selector.modify(self._socket(), mask, self)
         else:
-            self.run.selector.register(self._sock, mask, self)
+            self.run.selector.register(self._socket(), mask, self)
         self.mask = mask
 
     def _forget(self) -> None:
         if self.mask:
-            self.run.selector.unregister(self._sock)
+            self.run.selector.unregister(self._socket())
             self.mask = 0
+
+    def _socket(self) -> socket.socket:
+        """The connection's socket (TCP, then TLS); only called while there is one."""
+        assert self.sock is not None
+        return self.sock
 
     def close(self) -> None:
         if self.sock is not None:
@@ -150,12 +150,12 @@ class _Client:
         self._want(selectors.EVENT_WRITE)
 
     def _connected(self) -> None:
-        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        code = self._socket().getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._fail(f"ConnectionError: {errno.errorcode.get(code, code)}")
             return
         self._forget()  # the TLS socket takes over the descriptor
-        self.sock = self.context.wrap_socket(self._sock, server_hostname=HOST, do_handshake_on_connect=False)
+        self.sock = self.context.wrap_socket(self._socket(), server_hostname=HOST, do_handshake_on_connect=False)
         self.step = self._handshake
         self._handshake()
 
@@ -175,9 +175,7 @@ class _Client:
         return False
 
     def _handshake(self) -> None:
-        sock = self._sock
-        assert isinstance(sock, ssl.SSLSocket)  # wrapped in _connected
-        if not self._tls(sock.do_handshake):
+        if not self._tls(cast(ssl.SSLSocket, self.sock).do_handshake):
             return
         if self.out:
             self.step = self._send
@@ -189,7 +187,7 @@ class _Client:
 
     def _send_all(self) -> None:
         while self.out:
-            self.out = self.out[self._sock.send(self.out):]
+            self.out = self.out[self._socket().send(self.out):]
 
     def _send(self) -> None:
         if self._tls(self._send_all):
@@ -200,7 +198,7 @@ class _Client:
         """Read what has arrived; an end of stream is noted, not an error:
         it follows a whole answer sent with Connection: close."""
         try:
-            while data := self._sock.recv(65536):
+            while data := self._socket().recv(65536):
                 self.inbuf += data
             self.closed = True
         except (ssl.SSLWantReadError, BlockingIOError):
@@ -223,7 +221,7 @@ class _Client:
         """Readable while no request is out: only a close (or TLS 1.3 tickets) can come."""
         try:
             while True:
-                if not self._sock.recv(65536):
+                if not self._socket().recv(65536):
                     self.close()
                     return
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
@@ -254,7 +252,7 @@ class _Client:
 
 
 class _Run:
-    def __init__(self, port: int, requests: list[bytes], turn: itertools.count, new_connection: bool,
+    def __init__(self, port: int, requests: list[bytes], turn: itertools.count[int], new_connection: bool,
                  timeout: float, accept: Callable[[int, bytes], bool]):
         self.selector = selectors.DefaultSelector()
         self.port = port
@@ -314,8 +312,8 @@ def run_clients(contexts: list[ssl.SSLContext], results: list[ClientResult], req
     function each request passes through just before it is sent.
     Returns (started, finished), monotonic."""
     run = _Run(port, requests, itertools.count(), new_connection, timeout, accept)
-    preps: list[Callable[[bytes], bytes] | None] = list(prepare) if prepare else [None] * len(results)
-    clients = [_Client(run, ctx, r, prep) for ctx, r, prep in zip(contexts, results, preps)]
+    preparers: list[Callable[[bytes], bytes] | None] = list(prepare) if prepare else [None] * len(results)
+    clients = [_Client(run, ctx, r, prep) for ctx, r, prep in zip(contexts, results, preparers)]
     if not new_connection:
         preconnect(run, clients, timeout)
     ready()

@@ -4,24 +4,16 @@ figure the benchmark prints is wrong. No timing is asserted here."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import ssl
-import sys
-from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from bench import loadgen
 from estappliance.client import make_csr, new_key
 
 from . import support
-
-# bench/ is a directory of scripts, not a package: load the module by path.
-_spec = importlib.util.spec_from_file_location("bench_loadgen",
-                                              Path(__file__).resolve().parent.parent / "bench" / "loadgen.py")
-loadgen = sys.modules.setdefault("bench_loadgen", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(loadgen)
 
 
 class ParseAnswerTests(unittest.TestCase):

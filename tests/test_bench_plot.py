@@ -1,16 +1,11 @@
 """``make bench``'s picture (bench/plot.py): a PNG with a bar per scenario."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 from twisted.trial import unittest
 
-_spec = importlib.util.spec_from_file_location("bench_plot",
-                                               Path(__file__).resolve().parent.parent / "bench" / "plot.py")
-plot = sys.modules.setdefault("bench_plot", importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(plot)  # registered first: its dataclasses look their module up
+from bench import plot
 
 
 class PlotTests(unittest.TestCase):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
-from estappliance.store import DuplicateClient, DuplicateSerial, Store, serial_key
+from estappliance.store import CertificateRecord, DuplicateClient, DuplicateSerial, Store, serial_key
 
 UTC = datetime.timezone.utc
 NOT_BEFORE = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -176,6 +176,45 @@ class CertificateTests(StoreTestCase):
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
         self.assertEqual(db.execute("SELECT COUNT(*) FROM certificates WHERE serial='abc'").fetchone()[0], 1)
+
+
+class ImportTests(StoreTestCase):
+    """Store.import_certificates: the bulk load the benchmark prefills with."""
+
+    def imported(self, serial: int, **kw) -> CertificateRecord:
+        fields = dict(serial=serial, subject=f"CN=imported-{serial}", not_before=NOT_BEFORE.isoformat(),
+                      not_after=NOT_AFTER.isoformat(), label="default", client="bench",
+                      issued_at=NOT_BEFORE.isoformat(), der=bytes([0x30, serial % 256]), status="valid",
+                      revoked_at=None, revocation_reason=None)
+        fields.update(kw)
+        return CertificateRecord(**fields)
+
+    def test_writes_n_rows_the_store_reads_back(self):
+        records = [self.imported(serial) for serial in range(1, 8)]
+        self.assertEqual(self.store.import_certificates(iter(records), batch=3), 7)
+        self.assertEqual(self.store.count_certificates(), 7)
+        self.assertEqual(self.store.certificates("bench"), records)
+        self.assertEqual(Path(f"{self.path}-wal").stat().st_size, 0)  # checkpointed into the database file
+        self.assertEqual(self.open().certificate(5), records[4])
+
+    def test_one_audit_event_per_batch(self):
+        self.store.import_certificates([self.imported(s) for s in range(1, 6)], batch=2)
+        self.assertEqual([(e.operation, e.outcome, e.detail) for e in self.store.audit_events()],
+                         [("import", "ok", "1 certificates"), ("import", "ok", "2 certificates"),
+                          ("import", "ok", "2 certificates")])
+
+    def test_a_taken_serial_refuses_its_batch_only(self):
+        self.record(serial=4)
+        with self.assertRaises(DuplicateSerial) as raised:
+            self.store.import_certificates([self.imported(s) for s in range(1, 7)], batch=3)
+        self.assertEqual(raised.exception.args, (4,))
+        self.assertEqual(sorted(c.serial for c in self.store.certificates()), [1, 2, 3, 4])
+        self.assertEqual(self.store.certificate(4).subject, "CN=device-1")
+
+    def test_a_serial_twice_in_one_batch_is_refused(self):
+        with self.assertRaises(DuplicateSerial) as raised:
+            self.store.import_certificates([self.imported(7), self.imported(8), self.imported(7)])
+        self.assertEqual((raised.exception.args, self.store.count_certificates()), ((7,), 0))
 
 
 class AuditTests(StoreTestCase):

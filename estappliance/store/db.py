@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -333,6 +334,36 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
                     results.append(None)
                 self._db.execute("RELEASE one")
         return results
+
+    def import_certificates(self, records: Iterable[CertificateRecord], batch: int = 50_000) -> int:
+        """Bulk-load certificates issued elsewhere (a migration; the benchmark's
+        prefilled store): ``batch`` rows and one 'import' audit event per
+        durable commit, then the WAL is checkpointed so that the rows are in
+        the database file. Returns how many were imported; a serial already
+        present raises DuplicateSerial and leaves out its whole batch."""
+        columns = ("serial, subject, not_before, not_after, label, client, issued_at, der, status, revoked_at,"
+                   " revocation_reason, replaces")
+        sql = f"INSERT INTO certificates ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        rows = ((serial_key(r.serial), r.subject, r.not_before, r.not_after, r.label, r.client, r.issued_at, r.der,
+                 r.status, r.revoked_at, r.revocation_reason, None if r.replaces is None else serial_key(r.replaces))
+                for r in records)
+        done = 0
+        while chunk := list(itertools.islice(rows, batch)):
+            try:
+                with self._writing():
+                    self._db.executemany(sql, chunk)
+                    self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'import', 'ok', ?)",
+                                     (_now(), f"{len(chunk)} certificates"))
+            except sqlite3.IntegrityError:
+                seen: set[str] = set()  # the serial taken, in the store or earlier in the batch
+                for key, *_ in chunk:
+                    if key in seen or self.certificate(int(key, 16)) is not None:
+                        raise DuplicateSerial(int(key, 16)) from None
+                    seen.add(key)
+                raise
+            done += len(chunk)
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return done
 
     def _insert_all(self, now: str, items: list[dict[str, Any]]) -> None:
         """The whole batch in a few multi-row statements. Each SQLite call

@@ -1,0 +1,170 @@
+"""The issue 7 suite: each scenario is one run (``run.run_once``) against a
+fresh server, its figures checked against the issue's targets; then one
+summary table and, with ``--plot``, a picture. Nothing is asserted."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from estappliance.progress import Progress
+
+from . import plot
+from .figures import Figures
+from .options import parser
+from .run import run_once
+from .target import BenchError
+
+COMMAND = ".venv/bin/python -m bench"
+
+
+@dataclass(frozen=True)
+class Check:
+    figure: str
+    value: float | None
+    shown: str  # the value as printed
+    target: str
+    met: bool | None  # None: no target, or not measured
+
+
+def check(figure: str, value: float | None, target: str, passes: Callable[[float], bool] | None = None,
+          fmt: str = "{:.1f}") -> Check:
+    """A figure against its target; without ``passes`` it is only reported."""
+    met = None if value is None or passes is None else passes(value)
+    return Check(figure, value, "n/a" if value is None else fmt.format(value), target, met)
+
+
+Done = dict[int, Figures]  # scenario number -> its figures, for the scenarios run so far
+
+
+def common_checks(f: Figures) -> list[Check]:
+    """Every scenario: memory per server process, CPU per enrollment (reported)."""
+    return [check("max server RSS MiB", f.rss_max_mib, "< 150", lambda v: v < 150),
+            check("server CPU ms/enroll", f.cpu_ms_per_enrollment, "(reported)", fmt="{:.2f}"),
+            check("CPU used by others %", f.shares.others * 100 if f.shares else None, "(noise)", fmt="{:.0f}")]
+
+
+def checks_basic(f: Figures, _: Done) -> list[Check]:
+    return [check("enroll/s", f.rate, ">= 1000", lambda v: v >= 1000, "{:.0f}"),
+            check("p99 ms", f.p99, "<= 50", lambda v: v <= 50),
+            check("starved clients", f.starved, "0", lambda v: v == 0, "{:.0f}")]
+
+
+def checks_new_connection(f: Figures, _: Done) -> list[Check]:
+    return [check("enroll/s", f.rate, ">= 500", lambda v: v >= 500, "{:.0f}"),
+            check("p99 ms", f.p99, "(reported)")]
+
+
+def checks_reported(f: Figures, _: Done) -> list[Check]:
+    return [check("enroll/s", f.rate, "(reported; no target given)", fmt="{:.0f}"),
+            check("p99 ms", f.p99, "(reported)")]
+
+
+def checks_rsa(f: Figures, _: Done) -> list[Check]:
+    """Against the token's raw rate as one PKCS#11 session signs in a loop.
+    The rate of one session per worker in parallel is shown beside it: with
+    SoftHSM2 those signatures use the very cores the server needs, so no
+    server on this machine could come near it (RSA-3072 costs ~1.9 ms of CPU
+    per signature; TLS, HTTP, the CSR check and the store need CPU too)."""
+    raw = f.raw
+    if raw.one is None:
+        return [check("enroll/s", f.rate, ">= 0.9 x raw sign/s (not measured)", fmt="{:.0f}")]
+    floor = 0.9 * raw.one
+    checks = [check("enroll/s", f.rate, f">= 0.9 x raw {raw.one:.0f} = {floor:.0f}", lambda v: v >= floor, "{:.0f}"),
+              check("x raw sign/s, 1 session", f.rate / raw.one, "(the target's ratio)", fmt="{:.2f}")]
+    if raw.parallel is not None:
+        checks.append(check(f"x raw sign/s, {raw.processes} at once", f.rate / raw.parallel,
+                            "(reported; shares the server's cores)", fmt="{:.2f}"))
+    return checks
+
+
+def checks_prefilled(f: Figures, done: Done) -> list[Check]:
+    empty = done.get(1)
+    if empty is None:
+        return [check("enroll/s", f.rate, ">= 0.9 x scenario 1 (did not run)", fmt="{:.0f}")]
+    floor = 0.9 * empty.rate
+    return [check("enroll/s", f.rate, f">= 0.9 x {empty.rate:.0f} (1) = {floor:.0f}", lambda v: v >= floor, "{:.0f}"),
+            check("p99 ms", f.p99, f"(reported; (1) had {empty.p99:.1f})" if empty.p99 else "(reported)")]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    number: int
+    title: str
+    options: tuple[str, ...]  # beyond the options every scenario shares
+    checks: Callable[[Figures, Done], list[Check]]
+
+
+def suite_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    prefill = ("--prefill", str(args.suite_prefill)) + (("--state", str(args.state)) if args.state else ())
+    return [
+        Scenario(1, "P-256, keep-alive, Basic", (), checks_basic),
+        Scenario(2, "P-256, new TLS connection per enrollment", ("--new-connection",), checks_new_connection),
+        Scenario(3, "P-256, keep-alive, TLS client certificate", ("--auth", "cert"), checks_reported),
+        Scenario(4, "RSA-3072 CA, keep-alive, Basic", ("--key-type", "rsa3072"), checks_rsa),
+        Scenario(5, f"P-256, keep-alive, Basic, store prefilled ({args.suite_prefill})", prefill,
+                 checks_prefilled),
+        Scenario(6, "P-256, keep-alive, SHA-256 Digest (nonce counts in the store)", ("--auth", "digest"),
+                 checks_reported),
+    ]
+
+
+def scenario_argv(args: argparse.Namespace, scenario: Scenario) -> list[str]:
+    """The command line of one scenario: the suite's shared knobs, then its own."""
+    shared = ["--workers", str(args.workers), "--clients", str(args.suite_clients), "--seconds", f"{args.seconds:g}",
+              "--processes", str(args.processes), "--raw-seconds", f"{args.raw_seconds:g}"]
+    if args.metrics:
+        shared.append("--metrics")
+    for option in ("timeout", "csr_pool"):  # only when not the default, to keep the line short
+        if getattr(args, option) != parser().get_default(option):
+            shared += [f"--{option.replace('_', '-')}", f"{getattr(args, option):g}"]
+    if args.keep_state:
+        shared.append("--keep-state")
+    key_type = () if "--key-type" in scenario.options else ("--key-type", "ec-p256")
+    return shared + list(key_type) + list(scenario.options)
+
+
+def summary_lines(rows: list[tuple[Scenario, list[Check] | str]]) -> list[str]:
+    head = f"{'scenario':<56} {'figure':<24} {'value':>9}  {'target':<36} verdict"
+    lines = ["", "== issue 7 summary (figures from this machine; nothing is asserted)", head, "-" * len(head)]
+    for scenario, checks in rows:
+        name = f"({scenario.number}) {scenario.title}"
+        if isinstance(checks, str):
+            lines.append(f"{name:<56} did not run: {checks}")
+            continue
+        for i, c in enumerate(checks):
+            verdict = "-" if c.met is None else ("met" if c.met else "NOT MET")
+            lines.append(f"{name if i == 0 else '':<56} {c.figure:<24} {c.shown:>9}  {c.target:<36} {verdict}")
+    return lines
+
+
+def run_suite(args: argparse.Namespace, scenarios: list[Scenario] | None = None) -> int:
+    """Run ``scenarios`` (default: all); 0 when every one ran, whatever its figures."""
+    rows: list[tuple[Scenario, list[Check] | str]] = []
+    done: Done = {}
+    scenarios = suite_scenarios(args) if scenarios is None else scenarios
+    with Progress() as bars:  # on a terminal only
+        bar = bars.task("bench scenarios", total=len(scenarios))
+        for scenario in scenarios:
+            argv = scenario_argv(args, scenario)
+            print(f"\n== ({scenario.number}) {scenario.title}\n$ {COMMAND} {shlex.join(argv)}", flush=True)
+            try:
+                f = run_once(parser().parse_args(argv))
+            except BenchError as e:
+                print(f"bench: {e}", file=sys.stderr)
+                rows.append((scenario, str(e).splitlines()[0]))
+                continue
+            finally:
+                bar.advance()
+            done[scenario.number] = f
+            rows.append((scenario, scenario.checks(f, done) + common_checks(f)))
+    print("\n".join(summary_lines(rows)))
+    if args.plot is not None and done:
+        plot.write_png(args.plot, [plot.ScenarioFigures(f"({s.number}) {s.title}", done[s.number].rate,
+                                                        done[s.number].p50, done[s.number].p90, done[s.number].p99)
+                                   for s, _ in rows if s.number in done],
+                       f"estappliance bench: {args.suite_clients} clients, {args.workers} workers")
+        print(f"figures drawn in {args.plot}")
+    return 0 if len(done) == len(rows) else 1

@@ -1,0 +1,82 @@
+"""The server's processes seen through /proc: their CPU time over the timed
+load, their memory at its end, and the connections each holds."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from . import procfs
+
+
+@dataclass(frozen=True)
+class ServerProcesses:
+    """The master's pid; its descendants (the workers) are looked up each time."""
+
+    master: int
+
+    def pids(self) -> list[int]:
+        return [self.master, *procfs.descendants(self.master)]
+
+    def role(self, pid: int) -> str:
+        return "worker" if procfs.is_worker(pid) else "master" if pid == self.master else "child"
+
+    def cpu(self) -> dict[int, int]:
+        return {pid: t for pid in self.pids() if (t := procfs.cpu_ticks(pid)) is not None}
+
+    def rss(self) -> dict[int, int]:
+        return {pid: r for pid in self.pids() if (r := procfs.rss_kib(pid)) is not None}
+
+    def connections(self, port: int) -> dict[int, int]:
+        """Established client connections each process holds (how the kernel spread them)."""
+        established = procfs.established_inodes(port)
+        return {pid: sum(1 for i in procfs.socket_inodes(pid) if i in established) for pid in self.pids()}
+
+
+@dataclass
+class ServerUse:
+    """CPU over the timed load and memory at its end, per server process."""
+
+    cpu_ms: dict[int, float]  # pid -> CPU ms during the load
+    rss_mib: dict[int, float]  # pid -> VmRSS MiB at the end
+    connections: dict[int, int]  # pid -> established client connections at the end
+    roles: dict[int, str]
+    machine_busy: float  # share of all CPUs busy during the load, whoever used them
+    note: str | None = None  # e.g. a process came or went during the load
+
+
+class ServerWatch:
+    """Samples the server's processes (and the machine) before and after the load."""
+
+    def __init__(self, server: ServerProcesses | None, port: int, seconds: float):
+        self.server = server
+        self.port = port
+        self.seconds = seconds
+        self.before: dict[int, int] = {}
+        self.machine_before = (0, 0)
+        self.connections: dict[int, int] = {}
+        self.use: ServerUse | None = None
+
+    def start(self) -> None:
+        if self.server is not None:
+            self.before, self.machine_before = self.server.cpu(), procfs.machine_ticks()
+            # Connections are counted while the clients still hold them.
+            timer = threading.Timer(0.9 * self.seconds, self._count_connections)
+            timer.daemon = True
+            timer.start()
+
+    def _count_connections(self) -> None:
+        if self.server is not None:
+            self.connections = self.server.connections(self.port)
+
+    def stop(self) -> None:
+        if self.server is None:
+            return
+        after, rss, conns = self.server.cpu(), self.server.rss(), self.connections
+        busy, total = (now - then for now, then in zip(procfs.machine_ticks(), self.machine_before))
+        cpu = {p: procfs.ticks_to_ms(t - self.before.get(p, 0)) for p, t in after.items()}
+        note = None
+        if after.keys() != self.before.keys():
+            note = (f"server processes changed during the load (before {sorted(self.before)}, "
+                    f"after {sorted(after)}): a process ended or restarted; CPU per enrollment not computed")
+        self.use = ServerUse(cpu, {p: k / 1024 for p, k in rss.items()}, conns,
+                             {p: self.server.role(p) for p in {*after, *rss, *conns}}, busy / max(total, 1), note)

@@ -1,0 +1,61 @@
+"""One short real run of the suite machinery (bench/suite.py and all it
+uses): a fresh SoftHSM2 token, CA and store made with the project's set-up
+code, a prefilled store, twistd with one worker, the raw sign rate through
+estappliance.token, the load, the figures, the table and the picture.
+Tiny scale; no figure's size is asserted, only that it was measured."""
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import re
+from pathlib import Path
+
+from twisted.trial import unittest
+
+import bench
+from bench import suite
+from bench.options import parser
+from estappliance.store import Store
+
+
+class SuiteRunTests(unittest.TestCase):
+    timeout = 240
+
+    def run_suite(self, *argv: str, scenarios: tuple[int, ...]) -> tuple[int, str]:
+        args = parser().parse_args(["--suite", "--suite-clients", "2", "--processes", "1", "--workers", "1",
+                                    "--seconds", "0.5", "--raw-seconds", "0.2", "--suite-prefill", "300", *argv])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = suite.run_suite(args, [s for s in suite.suite_scenarios(args) if s.number in scenarios])
+        return status, out.getvalue()
+
+    def test_scenarios_one_and_five_at_tiny_scale(self):
+        state = Path(self.mktemp()).resolve() / "state"
+        png = Path(self.mktemp()) / "bench.png"
+        status, out = self.run_suite("--state", str(state), "--plot", str(png), scenarios=(1, 5))
+        self.assertEqual(status, 0, out)
+        self.assertRegex(out, r"token raw sign: \d+/s \(ec-p256, 1 process\)")
+        enrolled = [int(n) for n in re.findall(r"^enrollments: (\d+) in", out, re.M)]
+        self.assertEqual(len(enrolled), 2, out)
+        self.assertTrue(all(enrolled), out)
+        self.assertIn("clients that got nothing: 0", out)
+        self.assertRegex(out, r"server CPU per enrollment: \d+\.\d\d ms")
+        self.assertIn("prefill: inserting 300 certificate rows", out)
+        self.assertRegex(out, r"\(5\) P-256, keep-alive, Basic, store prefilled \(300\) +enroll/s")
+        self.assertEqual(png.read_bytes()[:4], b"\x89PNG")
+        # The store holds the imported rows and a certificate for each enrollment counted (and the warm-up's).
+        store = Store(state / "est.sqlite")
+        self.addCleanup(store.close)
+        self.assertGreaterEqual(len(store.certificates("bench")), 300 + enrolled[1])
+
+
+class BuiltFromTheProjectsPartsTests(unittest.TestCase):
+    def test_no_private_token_or_store_access(self):
+        """The token only through estappliance.token, the store only through Store."""
+        for path in sorted(Path(bench.__file__).parent.glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for name in names:
+                    self.assertNotIn(name.split(".")[0], ("pkcs11", "sqlite3"), path.name)
