@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh Debian machine (as root):
 #   make run    venv + deps + SoftHSM2 token + CA under var/, then twistd -n est
 #   make test   the same set-up (and a JDK with Bouncy Castle for the interop tests),
-#               then the whole trial suite
+#               then mypy (configured in pyproject.toml) and the whole trial suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -81,6 +81,7 @@ run: ca var/demo.password
 
 test: deps test-system
 	@mkdir -p var
+	$(BIN)/mypy
 	@set -o pipefail; $(BIN)/trial --temp-directory=var/_trial_temp $(TRIAL_ARGS) tests 2>&1 | tee var/trial.log; \
 	status=$$?; $(BIN)/python -m tests.summary var/trial.log; exit $$status
 

@@ -12,7 +12,7 @@ class EstError(Exception):
     # Who was refused, when known before authentication completed (for the audit log).
     client: str | None = None
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -36,7 +36,7 @@ class AuthenticationRequired(EstError):
     # step of every password client, not a failure worth logging.
     NO_CREDENTIALS = "authentication required"
 
-    def __init__(self, reason: str, *, stale: bool = False):
+    def __init__(self, reason: str, *, stale: bool = False) -> None:
         super().__init__(reason)
         self.stale = stale
         self.challenges: list[str] = []
@@ -66,7 +66,7 @@ class TooLarge(EstError):
 class Pending(EstError):
     """Accepted, not decided yet (manual approval): ask again after ``retry_after`` s."""
 
-    def __init__(self, reason: str, retry_after: int):
+    def __init__(self, reason: str, retry_after: int) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
 

@@ -20,13 +20,19 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
+from typing import cast
+
 from twisted.internet import reactor
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import (IDelayedCall, IOpenSSLServerConnectionCreator, IProtocolFactory,
+                                         IReactorSocket, IReadDescriptor)
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 log = Logger()
+# The same reactor, as the interface adoptStreamConnection belongs to.
+_sockets = cast(IReactorSocket, reactor)
 
 ACCEPTS_PER_WAKEUP = 16
 ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() failed (e.g. out of file descriptors)
@@ -37,7 +43,7 @@ MAX_FDS_PER_READ = 256  # one byte is sent with each descriptor
 class _Readable:
     """The least a socket needs to be watched by the reactor for reading."""
 
-    def __init__(self, sock: socket.socket, on_read: Callable[[], object], name: str):
+    def __init__(self, sock: socket.socket, on_read: Callable[[], None], name: str) -> None:
         self.sock = sock
         self.on_read = on_read
         self.name = name
@@ -45,10 +51,10 @@ class _Readable:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def doRead(self):
+    def doRead(self) -> None:
         return self.on_read()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure) -> None:
         pass
 
     def logPrefix(self) -> str:
@@ -58,7 +64,7 @@ class _Readable:
 class WorkerLink:
     """The master's end of one worker's socket pair."""
 
-    def __init__(self, sock: socket.socket, index: int, on_change: Callable[[], None]):
+    def __init__(self, sock: socket.socket, index: int, on_change: Callable[[], None]) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.index = index
@@ -83,7 +89,7 @@ class WorkerLink:
         self.connections += 1
         return True
 
-    def _read(self):
+    def _read(self) -> None:
         try:
             data = self.sock.recv(4096)
         except BlockingIOError:
@@ -124,14 +130,14 @@ class Dispatcher:
     """Master side: accepts on the listening socket while some worker is
     ready; connections arriving meanwhile wait in the kernel's backlog."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.links: dict[int, WorkerLink] = {}
         self.waiting: deque[socket.socket] = deque()  # accepted, for the next ready worker
         self._reader = _Readable(sock, self._accept, "est-dispatcher")
         self._reading = False
         self._stopped = False
-        self._paused = None  # a DelayedCall while accepting is paused
+        self._paused: IDelayedCall | None = None  # while accepting is paused
 
     def link(self, index: int, sock: socket.socket) -> WorkerLink:
         self.unlink(index)
@@ -169,7 +175,7 @@ class Dispatcher:
         while want and self.waiting:
             self._hand_over(self.waiting.popleft())
 
-    def _accept(self):
+    def _accept(self) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 conn, _ = self.sock.accept()
@@ -202,7 +208,7 @@ class _CountingTLSFactory(TLSMemoryBIOFactory):
 
     closed: Callable[[], None] = staticmethod(lambda: None)
 
-    def unregisterProtocol(self, p):
+    def unregisterProtocol(self, p: object) -> None:
         super().unregisterProtocol(p)
         self.closed()
 
@@ -211,10 +217,10 @@ class MasterLink:
     """Worker side: adopts each connection the master sends, reports counts,
     and calls ``master_gone`` when the master's end closes."""
 
-    def __init__(self, fd: int, family: int, factory: TLSMemoryBIOFactory, master_gone: Callable[[], None]):
+    def __init__(self, fd: int, family: int, factory: _CountingTLSFactory, master_gone: Callable[[], None]) -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(False)
-        self.family = family
+        self.family = socket.AddressFamily(family)
         self.factory = factory
         self.master_gone = master_gone
         self.received = 0
@@ -231,14 +237,14 @@ class MasterLink:
         except OSError:  # the master is busy or gone; the next report will do
             pass
 
-    def report_readiness(self, readiness: dict) -> None:
+    def report_readiness(self, readiness: dict[str, object]) -> None:
         """One JSON line: the master's /readyz sums up its workers' reports."""
         try:
             self.sock.send(json.dumps(readiness, separators=(",", ":")).encode() + b"\n")
         except OSError:
             pass
 
-    def _read(self):
+    def _read(self) -> None:
         while True:
             try:
                 data, fds, _, _ = socket.recv_fds(self.sock, MAX_FDS_PER_READ, MAX_FDS_PER_READ)
@@ -249,7 +255,8 @@ class MasterLink:
             self.received += len(fds)
             for fd in fds:
                 try:
-                    reactor.adoptStreamConnection(fd, self.family, self.factory)
+                    # Typed as taking a ServerFactory; Twisted documents any protocol factory.
+                    _sockets.adoptStreamConnection(fd, self.family, self.factory)  # type: ignore[arg-type]
                 except OSError as e:  # the client went away before we got it
                     log.debug("could not adopt a connection: {error}", error=e)
                 finally:
@@ -262,5 +269,6 @@ class MasterLink:
                 return None
 
 
-def counting_tls_factory(context_factory, wrapped) -> _CountingTLSFactory:
+def counting_tls_factory(context_factory: IOpenSSLServerConnectionCreator, wrapped: IProtocolFactory
+                         ) -> _CountingTLSFactory:
     return _CountingTLSFactory(context_factory, False, wrapped)

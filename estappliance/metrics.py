@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TOKEN_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
@@ -29,7 +30,7 @@ _m: SimpleNamespace | None = None
 _children: dict[tuple[str, tuple[str, ...]], object] = {}
 
 
-def _child(name: str, *values: str):
+def _child(name: str, *values: str) -> Any:  # a Counter, Gauge or Histogram child: what name says
     child = _children.get((name, values))
     if child is None:
         child = _children[(name, values)] = getattr(_m, name).labels(*values)

@@ -6,7 +6,10 @@ or redirected, nothing at all is written, so scripts and logs stay clean.
 from __future__ import annotations
 
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress, TaskID
 
 
 class _QuietTask:
@@ -19,7 +22,7 @@ class _QuietTask:
 
 
 class _RichTask(_QuietTask):
-    def __init__(self, progress, task_id):
+    def __init__(self, progress: RichProgress, task_id: TaskID) -> None:
         self._progress = progress
         self._id = task_id
 
@@ -28,24 +31,23 @@ class _RichTask(_QuietTask):
 
     def update(self, *, completed: float | None = None, total: float | None = None,
                description: str | None = None) -> None:
-        kw = {k: v for k, v in (("completed", completed), ("total", total), ("description", description))
-              if v is not None}
-        self._progress.update(self._id, **kw)
+        # rich leaves what is None as it was.
+        self._progress.update(self._id, completed=completed, total=total, description=description)
 
 
 class Progress:
     """``with Progress() as p: t = p.task("copying", total=n); t.advance()``."""
 
-    def __init__(self, stream: IO[str] | None = None, enabled: bool | None = None):
+    def __init__(self, stream: IO[str] | None = None, enabled: bool | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = _isatty(self.stream) if enabled is None else enabled
-        self._rich = None
+        self._rich: RichProgress | None = None
 
     def __enter__(self) -> Progress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
             # What the program prints meanwhile goes above the bars, but only
             # when it goes to the same terminal: piped output (make bench | tee)
             # must stay where it was going.
@@ -56,7 +58,7 @@ class Progress:
             self._rich.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._rich is not None:
             self._rich.stop()
             self._rich = None
@@ -74,7 +76,7 @@ class Progress:
         return _RichTask(self._rich, self._rich.add_task(description, total=total))
 
 
-def _isatty(stream) -> bool:
+def _isatty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

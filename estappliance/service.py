@@ -8,11 +8,14 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from typing import TypeVar
 
 from twisted.application import internet, service
 from twisted.internet import defer
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
 from .ca import generations
@@ -44,6 +47,8 @@ from .web.health import routes as health_routes
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
+
+T = TypeVar("T")
 
 
 class Options(usage.Options):
@@ -143,22 +148,25 @@ def shared_secret(config: Config, name: str) -> bytes:
     return secret
 
 
-def site(appliance: Appliance):
+def site(appliance: Appliance) -> IProtocolFactory:
     """The HTTP site: every operation the appliance serves, under every label."""
     s = appliance.config.server
+    distribution, keygen, readiness = appliance.distribution, appliance.keygen, appliance.readiness
+    if distribution is None or keygen is None or readiness is None:
+        raise ValueError("the appliance is not built: service.build sets its distribution, keygen and readiness")
     route_sets = [
         # RFC 7030 enrollment; /cacerts downloads are noted for the PAL
-        distribution_routes.track_cacerts(enroll_routes.routes(appliance.registrar), appliance.distribution),
+        distribution_routes.track_cacerts(enroll_routes.routes(appliance.registrar), distribution),
         # RFC 8295: /pal, /eecerts, /crls, GET on the enrollment paths
-        distribution_routes.routes(appliance.distribution, EnrollmentResults(appliance.distribution)),
-        serverkeygen_routes.routes(appliance.keygen),  # and /serverkeygen/return
+        distribution_routes.routes(distribution, EnrollmentResults(distribution)),
+        serverkeygen_routes.routes(keygen),  # and /serverkeygen/return
         # /symmetrickeys, /firmware, /tamp and their returns
-        package_routes.routes(PackageDelivery(appliance.distribution)),
+        package_routes.routes(PackageDelivery(distribution)),
         fullcmc_routes.routes(FullCmc(appliance.registrar, appliance.content_signer, appliance.crls,
                                IdentityProofs(appliance.token, appliance.store))),
     ]
     return make_site(route_sets, appliance.registrar.label, realm=s.realm, retry_after=s.retry_after,
-                     max_body=s.max_body, plain=health_routes(appliance.readiness.check),
+                     max_body=s.max_body, plain=health_routes(readiness.check),
                      request_log=appliance.config.ops.log.requests)
 
 
@@ -201,7 +209,7 @@ def batch_scheduling() -> bool:
 
 
 class ApplianceService(service.MultiService):
-    def __init__(self, appliance: Appliance):
+    def __init__(self, appliance: Appliance) -> None:
         super().__init__()
         self.appliance = appliance
         if appliance.primary:
@@ -210,15 +218,19 @@ class ApplianceService(service.MultiService):
                         c.check_minutes).setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         quiet_gc()
         if self.appliance.config.server.batch_scheduling:
             batch_scheduling()
         d = self.appliance.ca.check_key_matches()
         d.addCallback(self._key_checked)
-        d.addErrback(lambda f: f.trap(TokenUnavailable) and log.warn(
-            "token unavailable at start; signing answers 503 until it is back"))
+        d.addErrback(self._token_away)
+
+    @staticmethod
+    def _token_away(failure: Failure) -> None:
+        failure.trap(TokenUnavailable)
+        log.warn("token unavailable at start; signing answers 503 until it is back")
 
     def _key_checked(self, matches: bool) -> None:
         if matches:
@@ -228,10 +240,14 @@ class ApplianceService(service.MultiService):
             log.error("the token key {label!r} is not the CA certificate's key",
                       label=self.appliance.config.ca.key_label)
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[None]:
         d = defer.maybeDeferred(super().stopService)
+
+        def close(result: T) -> T:
+            self.appliance.close()
+            return result
         # The store closes once the children are done (a CRL being issued finishes first).
-        d.addBoth(lambda result: (self.appliance.close(), result)[1])
+        d.addBoth(close)
         return d
 
 
@@ -261,4 +277,5 @@ def makeService(options: Options) -> service.IService:
     listener = internet.SSLServer(port, site(appliance), tls, interface=config.server.host)
     listener.setServiceParent(top)
     ReloadOnHangup(lambda: reload_appliance(appliance, tls)).setServiceParent(top)
+    assert appliance.readiness is not None  # build() sets it
     return operated(config, top, appliance.readiness.check, metrics_dir)

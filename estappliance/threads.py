@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable
+from typing import Any, Callable, ParamSpec, TypeVar, cast
 
 from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IReactorThreads
 from twisted.python.failure import Failure
 
 _STOP = object()
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# The same reactor, as the interface this module uses (Twisted types the
+# module attribute with only the common interfaces).
+_reactor_threads = cast(IReactorThreads, reactor)
 
 
 class SingleThread:
@@ -21,13 +28,13 @@ class SingleThread:
     reactor thread too.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str) -> None:
         self.name = name
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue | None = None
+        self._queue: queue.SimpleQueue[Any] | None = None
         self._thread: threading.Thread | None = None
 
-    def _started(self) -> queue.SimpleQueue:
+    def _started(self) -> queue.SimpleQueue[Any]:
         with self._lock:
             if self._queue is None:
                 self._queue = queue.SimpleQueue()
@@ -37,7 +44,7 @@ class SingleThread:
             return self._queue
 
     @staticmethod
-    def _work(jobs: queue.SimpleQueue) -> None:
+    def _work(jobs: queue.SimpleQueue[Any]) -> None:
         while True:
             job = jobs.get()
             if job is _STOP:
@@ -46,9 +53,9 @@ class SingleThread:
             try:
                 result = fn(*args, **kwargs)
             except BaseException:
-                reactor.callFromThread(d.errback, Failure())
+                _reactor_threads.callFromThread(d.errback, Failure())
             else:
-                reactor.callFromThread(d.callback, result)
+                _reactor_threads.callFromThread(d.callback, result)
             del job, fn, args, kwargs, d  # nothing of the last job outlives it here
 
     def stop(self) -> None:
@@ -56,13 +63,13 @@ class SingleThread:
         with self._lock:
             jobs, thread = self._queue, self._thread
             self._queue = self._thread = None
-        if jobs is not None:
+        if jobs is not None and thread is not None:
             jobs.put(_STOP)
             if thread is not threading.current_thread():
                 thread.join()
 
-    def run(self, fn: Callable, *args, **kwargs) -> defer.Deferred:
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> defer.Deferred[T]:
         """Call ``fn(*args, **kwargs)`` on the thread; the Deferred fires on the reactor."""
-        d = defer.Deferred()
+        d: defer.Deferred[T] = defer.Deferred()
         self._started().put((fn, args, kwargs, d))
         return d

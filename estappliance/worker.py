@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from types import FrameType
+from typing import cast
 
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
+from twisted.internet.base import ReactorBase
 from twisted.logger import Logger
 
 from .config import ConfigError, load
 from .handoff import MasterLink, counting_tls_factory
 from .ops import worker as ops_worker
 from .service import ApplianceService, build, site, tls_factory
+
+# The installed reactor, as the class whose run() takes installSignalHandlers.
+reactor = cast(ReactorBase, _reactor)
 
 log = Logger(namespace="estappliance.worker")  # not __main__ under python -m
 
@@ -37,7 +43,7 @@ def _master_gone() -> None:
     _stop("master gone")
 
 
-def _on_signal(signum, frame) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     reactor.callFromThread(_stop, signal.Signals(signum).name)
 
 

@@ -15,11 +15,13 @@ import os
 import signal
 import socket
 import sys
+from typing import Any, Generator
 
 from twisted.application import service
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .handoff import Dispatcher
 
@@ -41,15 +43,16 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
 
 
 class _Worker(protocol.ProcessProtocol):
-    def __init__(self, pool: WorkerPool, index: int):
+    def __init__(self, pool: WorkerPool, index: int) -> None:
         self.pool = pool
         self.index = index
-        self.ended = defer.Deferred()
+        self.ended: defer.Deferred[None] = defer.Deferred()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
+        assert self.transport is not None  # spawnProcess connected it
         log.info("worker {index} started (pid {pid})", index=self.index, pid=self.transport.pid)
 
-    def processEnded(self, reason):
+    def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
         self.pool.worker_ended(self, reason.value)
 
@@ -57,7 +60,7 @@ class _Worker(protocol.ProcessProtocol):
 class WorkerPool(service.Service):
     """The master: owns the socket, keeps ``count`` workers running."""
 
-    def __init__(self, config_path: str, count: int, host: str, port: int):
+    def __init__(self, config_path: str, count: int, host: str, port: int) -> None:
         self.config_path = config_path
         self.count = count
         self.host = host
@@ -68,7 +71,7 @@ class WorkerPool(service.Service):
         self._delay: dict[int, float] = {}
         self._stopping = False
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self.sock = listening_socket(self.host, self.port)
         self.port = self.sock.getsockname()[1]
@@ -88,6 +91,7 @@ class WorkerPool(service.Service):
             _signal(worker, sig)
 
     def _spawn(self, index: int) -> None:
+        assert self.sock is not None and self.dispatcher is not None, "spawned after startService"
         worker = _Worker(self, index)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [sys.executable, "-m", "estappliance.worker", "--config", self.config_path, "--link", "3",
@@ -100,8 +104,9 @@ class WorkerPool(service.Service):
         self.dispatcher.link(index, ours)
         self.workers[index] = worker
 
-    def worker_ended(self, worker: _Worker, reason) -> None:
+    def worker_ended(self, worker: _Worker, reason: BaseException | None) -> None:
         if self.workers.get(worker.index) is worker:
+            assert self.dispatcher is not None  # it had linked this worker
             del self.workers[worker.index]
             self.dispatcher.unlink(worker.index)
         if self._stopping:
@@ -119,7 +124,7 @@ class WorkerPool(service.Service):
             reactor.callLater(60, self._delay.pop, index, None)
 
     @defer.inlineCallbacks
-    def stopService(self):
+    def stopService(self) -> Generator[defer.Deferred[Any], Any, None]:
         self._stopping = True
         if self.dispatcher is not None:
             self.dispatcher.stop()
@@ -133,10 +138,11 @@ class WorkerPool(service.Service):
                 k.cancel()
         if self.sock is not None:
             self.sock.close()
-        yield super().stopService()
+        super().stopService()  # a plain Service: returns None
 
 
 def _signal(worker: _Worker, sig: int) -> None:
+    assert worker.transport is not None  # spawnProcess connected it
     try:
         worker.transport.signalProcess(sig)
     except ProcessExitedAlready:

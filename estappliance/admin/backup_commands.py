@@ -1,13 +1,16 @@
 """``estctl backup DIR`` and ``estctl restore DIR`` (estappliance.ops.backup)."""
 from __future__ import annotations
 
+import argparse
+
 from pathlib import Path
 
 from ..ops.backup import BackupError, backup, restore
 from ..progress import Progress
+from ..config import Config
 
 
-def cmd_backup(args, config) -> None:
+def cmd_backup(args: argparse.Namespace, config: Config) -> None:
     dest = Path(args.dir)
     try:
         with Progress() as progress:
@@ -19,7 +22,7 @@ def cmd_backup(args, config) -> None:
           f"{len(manifest['files']) - 1} files, listed with their SHA-256 in {dest / 'manifest.json'}")
 
 
-def cmd_restore(args, config) -> None:
+def cmd_restore(args: argparse.Namespace, config: Config) -> None:
     """Runs without a loaded config: the backup may have to put it back first."""
     try:
         with Progress() as progress:
@@ -29,7 +32,7 @@ def cmd_restore(args, config) -> None:
     print(f"restored {args.dir} into {restored.store.parent} (store {restored.store}); start the service")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = sub.add_parser("backup", help="copy the store (while serving), the configuration and the certificates")
     b.add_argument("dir", help="a new or empty directory")
     b.set_defaults(func=cmd_backup)

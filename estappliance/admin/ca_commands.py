@@ -44,7 +44,7 @@ def print_generations(config: Config, store: Store) -> None:
             print(f"  retired {g.retired_at}")
 
 
-def cmd_rollover(args, config: Config) -> None:
+def cmd_rollover(args: argparse.Namespace, config: Config) -> None:
     store = _store(config)
     token = Token.from_config(config.token)
     if args.abort:
@@ -57,13 +57,13 @@ def cmd_rollover(args, config: Config) -> None:
     print("next: 'estctl ca switch' (or 'estctl ca rollover --abort')")
 
 
-def cmd_switch(args, config: Config) -> None:
+def cmd_switch(args: argparse.Namespace, config: Config) -> None:
     g = ceremony.switch(config, Token.from_config(config.token), _store(config))
     print(f"generation {g.id} (key {g.key_label!r}) is current: certificates, CRLs and the TLS server"
           " certificate come from it; running servers follow within seconds.")
 
 
-def cmd_retire(args, config: Config) -> None:
+def cmd_retire(args: argparse.Namespace, config: Config) -> None:
     done = ceremony.retire(config, Token.from_config(config.token), _store(config))
     for g in done:
         print(f"generation {g.id} retired: last CRL and ARL issued, key {g.key_label!r} destroyed in the token")
@@ -71,14 +71,14 @@ def cmd_retire(args, config: Config) -> None:
         print("left-over keys of retired or aborted generations destroyed")
 
 
-def cmd_renew(args, config: Config) -> None:
+def cmd_renew(args: argparse.Namespace, config: Config) -> None:
     g = ceremony.renew(config, Token.from_config(config.token), _store(config), Path(args.csr_out), same_key=args.same_key,
                        key_type=args.key_type)
     print(f"generation {g.id}: CSR for key {g.key_label!r} written to {args.csr_out}; have the parent CA sign it,"
           " then: estctl ca import CERT [--chain FILE] (switches to it)")
 
 
-def register(ca: argparse._SubParsersAction) -> None:
+def register(ca: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ro = ca.add_parser("rollover", help="root key update: new key in the token, NewWithNew and the link certificates")
     ro.add_argument("--key-type", choices=sorted(KEY_SPECS), help="the new key's type (default: the current one's)")
     ro.add_argument("--abort", action="store_true", help="undo a rollover or renewal not yet switched")

@@ -5,11 +5,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 
 from ..ca import setup
-from ..config import DEFAULT_LABEL, ConfigError, load
+from ..config import DEFAULT_LABEL, Config, ConfigError, load
 from ..errors import TokenUnavailable
 from ..http_digest import ha1_all
 from ..ra.passwords import hash_password
@@ -17,6 +18,9 @@ from ..store import DuplicateClient, Store
 from ..token import Token
 from . import (backup_commands, ca_commands, cmc_commands, distribution_commands, keygen_commands, package_commands,
                token_commands)
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
@@ -34,7 +38,7 @@ def _read_password(path: str) -> str:
     return password
 
 
-def cmd_init(args, config) -> None:
+def cmd_init(args: argparse.Namespace, config: Config) -> None:
     token = Token.from_config(config.token)
     store = Store(config.store)
     if args.subordinate:
@@ -48,7 +52,7 @@ def cmd_init(args, config) -> None:
     _print_ca(cert, config)
 
 
-def cmd_ca_import(args, config) -> None:
+def cmd_ca_import(args: argparse.Namespace, config: Config) -> None:
     from cryptography import x509
     from ..ca import ceremony
     store = Store(config.store)
@@ -61,7 +65,7 @@ def cmd_ca_import(args, config) -> None:
     _print_ca(cert, config)
 
 
-def cmd_ca_show(args, config) -> None:
+def cmd_ca_show(args: argparse.Namespace, config: Config) -> None:
     from cryptography import x509
     from .ca_commands import print_generations
     if not config.ca.cert_file.exists():
@@ -70,11 +74,13 @@ def cmd_ca_show(args, config) -> None:
     print_generations(config, Store(config.store))
 
 
-def cmd_ca_signer(args, config) -> None:
+def cmd_ca_signer(args: argparse.Namespace, config: Config) -> None:
     from cryptography import x509
     from ..ca import TokenSigner
     if not config.ca.cert_file.exists():
         raise SystemExit("estctl: the CA is not initialised (run 'estctl init')")
+    if config.ca.signer_cert_file is None:
+        raise SystemExit("estctl: [ca] signer_cert_file is not set")
     if config.ca.signer_cert_file.exists() and not args.renew:
         raise SystemExit(f"estctl: the content signer exists ({config.ca.signer_cert_file}); --renew replaces it")
     from ..ca.roles import current_key_label
@@ -86,7 +92,7 @@ def cmd_ca_signer(args, config) -> None:
     print(f"content signer: {cert.subject.rfc4514_string()} (key {config.ca.signer_key_label!r} in the token)")
 
 
-def _print_ca(cert, config) -> None:
+def _print_ca(cert: x509.Certificate, config: Config) -> None:
     from ..ca.generations import records
     current = next(g for g in records(config, Store(config.store)) if g.state == "current")  # after a key update
     print(f"CA: {cert.subject.rfc4514_string()}")
@@ -97,7 +103,7 @@ def _print_ca(cert, config) -> None:
     print(f"  TLS server certificate: {config.server.tls_cert}")
 
 
-def cmd_client_add(args, config) -> None:
+def cmd_client_add(args: argparse.Namespace, config: Config) -> None:
     labels = [x.strip() for x in args.labels.split(",") if x.strip()]
     for label in labels:
         if label != "*" and label not in config.labels:
@@ -111,7 +117,7 @@ def cmd_client_add(args, config) -> None:
     print(f"client {args.name!r} added (labels: {', '.join(labels)})")
 
 
-def cmd_client_passwd(args, config) -> None:
+def cmd_client_passwd(args: argparse.Namespace, config: Config) -> None:
     password = _read_password(args.password_file)
     if not Store(config.store).set_client_password(args.name, hash_password(password),
                                                    ha1_all(args.name, config.server.realm, password)):
@@ -119,18 +125,18 @@ def cmd_client_passwd(args, config) -> None:
     print(f"password of {args.name!r} changed")
 
 
-def cmd_client_remove(args, config) -> None:
+def cmd_client_remove(args: argparse.Namespace, config: Config) -> None:
     if not Store(config.store).remove_client(args.name):
         raise SystemExit(f"estctl: no client {args.name!r}")
     print(f"client {args.name!r} removed")
 
 
-def cmd_client_list(args, config) -> None:
+def cmd_client_list(args: argparse.Namespace, config: Config) -> None:
     for c in Store(config.store).clients():
         print(f"{c.name}\tlabels={','.join(c.labels)}\tcreated={c.created_at}")
 
 
-def cmd_cert_list(args, config) -> None:
+def cmd_cert_list(args: argparse.Namespace, config: Config) -> None:
     for c in Store(config.store).certificates(args.client):
         print(f"{c.serial:x}\t{c.status}\t{c.not_after}\t{c.label}\t{c.client or '-'}\t{c.subject}")
 
@@ -146,7 +152,7 @@ def _serial(text: str) -> int:
         raise SystemExit(f"estctl: {text!r} is not a hexadecimal serial number") from None
 
 
-def cmd_cert_revoke(args, config) -> None:
+def cmd_cert_revoke(args: argparse.Namespace, config: Config) -> None:
     record = Store(config.store).revoke(_serial(args.serial), args.reason)
     if record is None:
         raise SystemExit(f"estctl: no certificate with serial {args.serial}")
@@ -156,7 +162,7 @@ def cmd_cert_revoke(args, config) -> None:
         print(f"revoked {record.serial:x} ({record.subject}): {args.reason}")
 
 
-def cmd_crl_issue(args, config) -> None:
+def cmd_crl_issue(args: argparse.Namespace, config: Config) -> None:
     import datetime
     from ..ca.ceremony import new_crl_issuers
     if not config.ca.cert_file.exists():
@@ -169,12 +175,12 @@ def cmd_crl_issue(args, config) -> None:
             print(f"{record.kind.upper()} number {record.number} issued, next update {record.next_update}")
 
 
-def cmd_pending_list(args, config) -> None:
+def cmd_pending_list(args: argparse.Namespace, config: Config) -> None:
     for p in Store(config.store).pending_requests(None if args.all else "pending"):
         print(f"{p.id}\t{p.state}\t{p.created_at}\t{p.label}\t{p.client}\t{p.operation}\t{p.subject}")
 
 
-def _decide(args, config, approve: bool) -> None:
+def _decide(args: argparse.Namespace, config: Config, approve: bool) -> None:
     decided = Store(config.store).decide_pending(args.id, approve)
     if decided is None:
         raise SystemExit(f"estctl: no pending request {args.id}")
@@ -182,7 +188,7 @@ def _decide(args, config, approve: bool) -> None:
           " (delivered when the client asks again)")
 
 
-def cmd_audit(args, config) -> None:
+def cmd_audit(args: argparse.Namespace, config: Config) -> None:
     for e in reversed(Store(config.store).audit_events(args.limit)):
         print(f"{e.at}\t{e.operation}\t{e.outcome}\t{e.client or '-'}\t{e.label or '-'}\t{e.detail or ''}")
 

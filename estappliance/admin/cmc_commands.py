@@ -8,6 +8,8 @@ random secret once: hand it to the device out of band.
 """
 from __future__ import annotations
 
+import argparse
+
 import base64
 import os
 import sys
@@ -16,9 +18,10 @@ from pathlib import Path
 from ..ca import identity_proofs
 from ..store import Store
 from ..token import Token
+from ..config import Config
 
 
-def _secret(args) -> bytes:
+def _secret(args: argparse.Namespace) -> bytes:
     if args.generate:
         secret = base64.urlsafe_b64encode(os.urandom(24)).rstrip(b"=")
         print(secret.decode())
@@ -30,7 +33,7 @@ def _secret(args) -> bytes:
     return secret
 
 
-def cmd_secret_set(args, config) -> None:
+def cmd_secret_set(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     if store.client(args.name) is None:
         raise SystemExit(f"estctl: no client {args.name!r} (estctl client add first)")
@@ -40,18 +43,18 @@ def cmd_secret_set(args, config) -> None:
           file=sys.stderr)
 
 
-def cmd_secret_remove(args, config) -> None:
+def cmd_secret_remove(args: argparse.Namespace, config: Config) -> None:
     if not identity_proofs.remove(Token.from_config(config.token), Store(config.store), args.name):
         raise SystemExit(f"estctl: client {args.name!r} has no CMC shared secret")
     print(f"CMC shared secret of {args.name!r} removed")
 
 
-def cmd_secret_list(args, config) -> None:
+def cmd_secret_list(args: argparse.Namespace, config: Config) -> None:
     for client, set_at in Store(config.store).cmc_secret_clients():
         print(f"{client}\tset={set_at}")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmc = sub.add_parser("cmc", help="CMC (/fullcmc) settings of clients").add_subparsers(dest="cmc_command",
                                                                                          required=True)
     secret = cmc.add_parser("secret", help="identity-proof shared secrets (RFC 5272 6.2)").add_subparsers(

@@ -4,6 +4,8 @@ and ``estctl signer``: the RFC 8295 packages the appliance makes or checks
 record TAMP keeps for each client, and the token keys that sign them."""
 from __future__ import annotations
 
+import argparse
+
 import re
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from ..pki.asn1 import rfc6031
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..store import Store
 from ..token import Token
+from ..config import Config
 from .package_commands import _load_certs, add_target_arguments, publish_commands, target_from_args
 
 _OID = re.compile(r"^[0-2](\.\d+)+$")
@@ -38,7 +41,7 @@ def _fail(e: Exception) -> SystemExit:
     return SystemExit(f"estctl: {e}")
 
 
-def _content_signer(config, token) -> ContentSigner:
+def _content_signer(config: Config, token: Token) -> ContentSigner:
     chain = load_pem_certs(config.ca.cert_file)
     if config.ca.chain_file and config.ca.chain_file.exists():
         chain += [c for c in load_pem_certs(config.ca.chain_file) if c not in chain]
@@ -51,7 +54,7 @@ def _content_signer(config, token) -> ContentSigner:
 # -- symmetric keys --------------------------------------------------------------------
 
 
-def _clients_of(args, config, store: Store) -> tuple[str, list[str]]:
+def _clients_of(args: argparse.Namespace, config: Config, store: Store) -> tuple[str, list[str]]:
     label, kind, target = target_from_args(args, config, store)
     if kind == "client":
         return label, [target]
@@ -64,7 +67,7 @@ def _clients_of(args, config, store: Store) -> tuple[str, list[str]]:
     return label, members
 
 
-def cmd_publish_symmetric_key(args, config) -> None:
+def cmd_publish_symmetric_key(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     label, clients = _clients_of(args, config, store)
     if not config.ca.cert_file.exists():
@@ -85,7 +88,7 @@ def cmd_publish_symmetric_key(args, config) -> None:
           f" then {fate}")
     for p in queued:
         print(f"package {p.id}: symmetric key for client {p.target} (label {p.label}, pkgID"
-              f" {p.key_package_id.hex()}, {p.size} bytes, {p.details['form']})")
+              f" {p.key_package_id.hex() if p.key_package_id else '-'}, {p.size} bytes, {p.details['form']})")
 
 
 # -- firmware ---------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def _read_cms(path: str) -> bytes:
         raise SystemExit(f"estctl: {path}: not a DER, PEM or base64 CMS package: {e}") from None
 
 
-def cmd_publish_firmware(args, config) -> None:
+def cmd_publish_firmware(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     label, kind, target_name = target_from_args(args, config, store)
     target = firmware_publishing.Target(label, kind, target_name)
@@ -138,7 +141,7 @@ def _one_cert(path: str | None) -> x509.Certificate | None:
     return _load_certs(path)[0]
 
 
-def cmd_publish_tamp(args, config) -> None:
+def cmd_publish_tamp(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     label, kind, target_name = target_from_args(args, config, store)
     if args.to_hardware:
@@ -164,7 +167,7 @@ def cmd_publish_tamp(args, config) -> None:
           f" {package.media_type}, {package.size} bytes")
 
 
-def cmd_tamp_anchors(args, config) -> None:
+def cmd_tamp_anchors(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     anchors = store.client_anchors(args.client)
     state = store.client_tamp_state(args.client)
@@ -181,7 +184,7 @@ def cmd_tamp_anchors(args, config) -> None:
 # -- the signing keys --------------------------------------------------------------------
 
 
-def cmd_signer(args, config) -> None:
+def cmd_signer(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     try:
         cert = roles.ensure(config, Token.from_config(config.token), store, args.role, renew=args.renew)
@@ -193,7 +196,7 @@ def cmd_signer(args, config) -> None:
     print(f"  SHA-256 fingerprint: {cert.fingerprint(hashes.SHA256()).hex(':')}")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     publish = publish_commands(sub)
     sk = publish.add_parser("symmetric-key", help="an AES key made in the token, encrypted for each client"
                                                   " (type 0024, RFC 6031)")

@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import argparse
+
 import os
 import sys
 from pathlib import Path
@@ -28,14 +30,17 @@ from ..store import Store
 from ..store.keygen_tables import DuplicateKek
 from ..token import Token
 from ..token import symmetric
+from ..config import Config
 
 MIN_PKCS12_PASSWORD = 8
 
 
 
-def _generator(config, store: Store) -> ServerKeyGenerator:
-    """Enough of the generator for blocking operator work (no CA needed)."""
-    return ServerKeyGenerator(Token.from_config(config.token), None, None, store, key_prefix=config.ca.key_label)
+def _generator(config: Config, store: Store) -> ServerKeyGenerator:
+    """Enough of the generator for blocking operator work (no CA needed:
+    sweeping keys, sealing PKCS#12 passwords never touch the CA or the signer)."""
+    return ServerKeyGenerator(Token.from_config(config.token), None, None, store,  # type: ignore[arg-type]
+                              key_prefix=config.ca.key_label)
 
 
 def _token_can(problem: str | None, what: str) -> None:
@@ -66,7 +71,7 @@ def _read_key(path: str) -> bytes:
     return value
 
 
-def cmd_kek_add(args, config) -> None:
+def cmd_kek_add(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     key_id = _key_id(args.id) if args.id else os.urandom(16)
     if store.kek(key_id) is not None:
@@ -98,12 +103,12 @@ def cmd_kek_add(args, config) -> None:
              else ""))
 
 
-def cmd_kek_list(args, config) -> None:
+def cmd_kek_list(args: argparse.Namespace, config: Config) -> None:
     for k in Store(config.store).keks():
         print(f"{k.key_id.hex()}\t{k.client}\t{k.size * 8} bits\t{k.created_at}")
 
 
-def cmd_kek_remove(args, config) -> None:
+def cmd_kek_remove(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     record = store.remove_kek(_key_id(args.id))
     if record is None:
@@ -112,7 +117,7 @@ def cmd_kek_remove(args, config) -> None:
     print(f"KEK {record.key_id.hex()} removed and destroyed in the token")
 
 
-def cmd_recipient_add(args, config) -> None:
+def cmd_recipient_add(args: argparse.Namespace, config: Config) -> None:
     try:
         cert = x509.load_pem_x509_certificates(Path(args.cert).read_bytes())[0]
     except (OSError, ValueError, IndexError) as e:
@@ -128,18 +133,18 @@ def cmd_recipient_add(args, config) -> None:
     print(f"encryption certificate {cert.subject.rfc4514_string()} (SKI {ski.hex()}) registered for {args.client!r}")
 
 
-def cmd_recipient_list(args, config) -> None:
+def cmd_recipient_list(args: argparse.Namespace, config: Config) -> None:
     for r in Store(config.store).recipients():
         print(f"{r.ski.hex()}\t{r.client}\t{r.not_after}\t{r.subject}")
 
 
-def cmd_recipient_remove(args, config) -> None:
+def cmd_recipient_remove(args: argparse.Namespace, config: Config) -> None:
     if not Store(config.store).remove_recipient(_key_id(args.ski)):
         raise SystemExit(f"estctl: no registered certificate {args.ski}")
     print(f"recipient {args.ski} removed")
 
 
-def cmd_pkcs12_password(args, config) -> None:
+def cmd_pkcs12_password(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     if args.clear:
         if not store.clear_pkcs12_password(args.client):
@@ -158,7 +163,7 @@ def cmd_pkcs12_password(args, config) -> None:
     print(f"PKCS#12 password of {args.client!r} set (sealed by the token)")
 
 
-def cmd_list(args, config) -> None:
+def cmd_list(args: argparse.Namespace, config: Config) -> None:
     for p in Store(config.store).key_packages(args.client):
         serial = f"{p.serial:x}" if p.serial is not None else "-"
         flags = ",".join(f for f, on in (("escrowed", p.escrowed), ("receipt-requested", p.receipt_requested)) if on)
@@ -166,12 +171,12 @@ def cmd_list(args, config) -> None:
               f"\t{flags or '-'}\t{p.error_code or ''}")
 
 
-def cmd_sweep(args, config) -> None:
+def cmd_sweep(args: argparse.Namespace, config: Config) -> None:
     count = _generator(config, Store(config.store)).sweep_blocking()
     print(f"{count} abandoned key(s) destroyed")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     skg = sub.add_parser("serverkeygen", help="server-generated keys: KEKs, recipients, PKCS#12 passwords, deliveries")
     cmds = skg.add_subparsers(dest="serverkeygen_command", required=True)
 

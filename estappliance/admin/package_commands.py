@@ -17,19 +17,24 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..config import DEFAULT_LABEL
+from ..config import DEFAULT_LABEL, Config
 from ..pki import pal_types
 from ..store import Store
 
 
-def publish_commands(sub) -> argparse._SubParsersAction:
+def publish_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
+                     ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """The sub-commands of ``estctl publish`` (made on first use)."""
     parser = sub.choices.get("publish")
     if parser is None:
         parser = sub.add_parser("publish", help="queue a package (RFC 8295) for clients to fetch")
         parser.set_defaults(func=lambda args, config: parser.error("say what to publish"))
-        parser._publish_commands = parser.add_subparsers(dest="publish_command", metavar="KIND", required=True)
-    return parser._publish_commands
+        # Kept on the parser: every package kind adds its publish command to it.
+        parser._publish_commands = parser.add_subparsers(  # type: ignore[attr-defined]
+            dest="publish_command", metavar="KIND", required=True)
+    commands: argparse._SubParsersAction[argparse.ArgumentParser]
+    commands = parser._publish_commands  # type: ignore[attr-defined]
+    return commands
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +46,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="a description shown by 'estctl packages list'")
 
 
-def target_from_args(args, config, store: Store | None = None) -> tuple[str, str, str]:
+def target_from_args(args: argparse.Namespace, config: Config, store: Store | None = None) -> tuple[str, str, str]:
     """(label, target kind, target) from the --label/--client/--group/--all options."""
     if args.label not in config.labels:
         raise SystemExit(f"estctl: no label {args.label!r} in {config.path}")
@@ -71,7 +76,7 @@ def _load_certs(path: str) -> list[x509.Certificate]:
         raise SystemExit(f"estctl: {path}: not a certificate (PEM or DER): {e}") from None
 
 
-def cmd_publish_eecert(args, config) -> None:
+def cmd_publish_eecert(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     certs = _load_certs(args.file)
     for cert in certs:
@@ -92,7 +97,7 @@ def cmd_publish_eecert(args, config) -> None:
               f" (label {label})")
 
 
-def cmd_packages_list(args, config) -> None:
+def cmd_packages_list(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     reports = store.package_report(args.label, args.client, include_withdrawn=args.all)
     if not reports:
@@ -119,7 +124,7 @@ def cmd_packages_list(args, config) -> None:
             print(f"{head}\t{client}\t{d.state}\t{'; '.join(events)}\t{tail}")
 
 
-def cmd_packages_withdraw(args, config) -> None:
+def cmd_packages_withdraw(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     if store.package(args.id) is None:
         raise SystemExit(f"estctl: no package {args.id}")
@@ -128,7 +133,7 @@ def cmd_packages_withdraw(args, config) -> None:
     print(f"package {args.id} withdrawn: no longer offered (what was delivered stays on record)")
 
 
-def cmd_group_add(args, config) -> None:
+def cmd_group_add(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     unknown = [c for c in args.clients if store.client(c) is None]
     for c in unknown:
@@ -137,7 +142,7 @@ def cmd_group_add(args, config) -> None:
     print(f"group {args.group!r}: {added} added, members: {', '.join(store.group_members(args.group))}")
 
 
-def cmd_group_remove(args, config) -> None:
+def cmd_group_remove(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     removed = store.remove_from_group(args.group, args.clients or None)
     if not removed:
@@ -146,7 +151,7 @@ def cmd_group_remove(args, config) -> None:
     print(f"group {args.group!r}: {removed} removed" + (f", members: {', '.join(left)}" if left else ", now empty"))
 
 
-def cmd_group_list(args, config) -> None:
+def cmd_group_list(args: argparse.Namespace, config: Config) -> None:
     groups = Store(config.store).groups()
     if not groups:
         print("no groups")
@@ -154,7 +159,7 @@ def cmd_group_list(args, config) -> None:
         print(f"{name}\t{', '.join(members)}")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ee = publish_commands(sub).add_parser("eecert", help="peer end-entity certificate(s) for /eecerts (type 0003)")
     ee.add_argument("file", help="PEM (one or more certificates) or DER")
     add_target_arguments(ee)

@@ -2,11 +2,14 @@
 serve, and why not (token/probe.py)."""
 from __future__ import annotations
 
+import argparse
+
 from ..token import Token
 from ..token.probe import check
+from ..config import Config
 
 
-def cmd_token_check(args, config) -> None:
+def cmd_token_check(args: argparse.Namespace, config: Config) -> None:
     token = Token.from_config(config.token)
     report = check(token, config.ca.key_type, config.workers)
     print(f"token {report.token}")
@@ -23,7 +26,7 @@ def cmd_token_check(args, config) -> None:
         raise SystemExit(f"estctl: the configured CA key type {config.ca.key_type!r} cannot be served: {ca.detail}")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = sub.add_parser("token", help="the PKCS#11 token").add_subparsers(dest="token_command", required=True)
     c = token.add_parser("check", help="probe the token: mechanisms, key types, wrapping, sessions; which "
                                        "features it can serve and why not")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from twisted.internet import defer
 
 from ..config import Profile
@@ -18,7 +20,7 @@ from ..pki import certs
 from ..store import DuplicateSerial, Store
 from ..store.group import GroupCommitter
 from ..token import on_token_thread
-from .generations import cacerts
+from .generations import LiveGeneration, cacerts
 from .signer import TokenSigner
 
 SERIAL_ATTEMPTS = 3
@@ -27,7 +29,7 @@ SERIAL_ATTEMPTS = 3
 @dataclass(frozen=True)
 class IssueRequest:
     subject: x509.Name
-    public_key: object
+    public_key: CertificatePublicKeyTypes
     san: x509.SubjectAlternativeName | None
     profile: Profile
     label: str
@@ -44,26 +46,27 @@ def load_pem_certs(path: Path) -> list[x509.Certificate]:
 
 class CertificateAuthority:
     def __init__(self, signer: TokenSigner, certificate: x509.Certificate, chain: list[x509.Certificate],
-                 store: Store):
+                 store: Store) -> None:
         self.signer = signer
         self.certificate = certificate
         self.chain = chain
         self.store = store
         self.recorder = GroupCommitter(store)
-        self.generations: list = []  # LiveGeneration, current first (ca/generations.py); empty: one CA, no rollover
+        self.generations: list[LiveGeneration] = []  # LiveGeneration, current first (ca/generations.py); empty: one CA, no rollover
 
-    def apply_generations(self, generations: list) -> None:
+    def apply_generations(self, generations: list[LiveGeneration]) -> None:
         """Sign from now on with the current generation's key (on the reactor
         thread: a request already signing keeps the builder it made)."""
         current = next(g for g in generations if g.state == "current")
         if current.record.key_label != self.signer.key_label:
             self.signer = TokenSigner(self.signer.token, current.record.key_label)
+        assert current.certificate is not None, "the current generation has its certificate"
         self.certificate = current.certificate
         self.chain = current.chain
         self.generations = generations
 
     @classmethod
-    def from_files(cls, signer: TokenSigner, cert_file: Path, chain_file: Path | None, store: Store):
+    def from_files(cls, signer: TokenSigner, cert_file: Path, chain_file: Path | None, store: Store) -> CertificateAuthority:
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         chain = load_pem_certs(chain_file) if chain_file is not None and chain_file.exists() else []
         return cls(signer, cert, chain, store)
@@ -75,9 +78,9 @@ class CertificateAuthority:
             return cacerts(self.generations)
         return [self.certificate, *[c for c in self.chain if c != self.certificate]]
 
-    def check_key_matches(self) -> defer.Deferred:
+    def check_key_matches(self) -> defer.Deferred[bool]:
         """Fires with True if the token key is the CA certificate's key."""
-        def compare():
+        def compare() -> bool:
             spki = self.signer.token.public_key_der(self.signer.key_label)
             return spki == self.certificate.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -92,10 +95,10 @@ class CertificateAuthority:
             san=req.san if req.profile.copy_san else None)
 
     @defer.inlineCallbacks
-    def issue(self, req: IssueRequest):
+    def issue(self, req: IssueRequest) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """Sign in the token and record durably; fires with the certificate."""
         for attempt in range(SERIAL_ATTEMPTS):
-            cert = yield on_token_thread(self.signer.sign_certificate, self.builder(req))
+            cert: x509.Certificate = yield on_token_thread(self.signer.sign_certificate, self.builder(req))
             try:
                 yield self.recorder.record_certificate(
                     serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
@@ -107,3 +110,4 @@ class CertificateAuthority:
                     raise
                 continue
             return cert
+        raise AssertionError("unreachable: the last attempt returns or raises")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..config import Config
 from ..files import write_atomically
@@ -39,12 +40,22 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _cert(data: bytes) -> x509.Certificate:
+def _cert(data: bytes | None) -> x509.Certificate:
+    if data is None:
+        raise SetupError("this generation has no certificate yet")
     return x509.load_der_x509_certificate(data)
 
 
-def _spki(public_key) -> bytes:
+def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _generation(store: Store, gen_id: int) -> Generation:
+    """A generation this ceremony step has just read or written."""
+    gen = store.generation(gen_id)
+    if gen is None:
+        raise SetupError(f"generation {gen_id} is gone from the store")
+    return gen
 
 
 def _is_root(cert: x509.Certificate) -> bool:
@@ -146,7 +157,7 @@ def abort(config: Config, token: Token, store: Store) -> Generation:
     store.set_generation_state(nxt.id, "aborted", f"generation {nxt.id} aborted before its switch")
     _rewrite_tls_chain(config, store)
     _sweep_keys(token, store)
-    return store.generation(nxt.id)
+    return _generation(store, nxt.id)
 
 
 def _sweep_keys(token: Token, store: Store) -> list[str]:
@@ -304,13 +315,13 @@ def retire(config: Config, token: Token, store: Store) -> list[Generation]:
         for kind in ("crl", "arl"):
             revoked_until = [na for serial, _, _, na, der in store.revoked_certificates_with_der(
                 ca_certificates=kind == "arl") if authority_key_identifier(_cert(der)) == key_identifier(cert)]
-            last = max([datetime.datetime.fromisoformat(na) for na in revoked_until]
-                       + [now + issuer.validity]).replace(microsecond=0)
-            record = issuer.issue_blocking(kind, next_update=last)
+            in_force_until = max([datetime.datetime.fromisoformat(na) for na in revoked_until]
+                                 + [now + issuer.validity]).replace(microsecond=0)
+            record = issuer.issue_blocking(kind, next_update=in_force_until)
             store.audit_ca("ok", f"retire: last {kind.upper()} of generation {old.id}, number {record.number},"
                                  f" in force until {record.next_update}")
         store.set_generation_state(old.id, "retired", f"generation {old.id} (key {old.key_label!r}) retired")
-        done.append(store.generation(old.id))
+        done.append(_generation(store, old.id))
     _sweep_keys(token, store)
     _rewrite_tls_chain(config, store)  # NewWithOld no longer follows the server certificate
     return done
@@ -351,6 +362,7 @@ def renew(config: Config, token: Token, store: Store, csr_out: Path, *, same_key
                    .add_extension(certs.key_usage(("digitalSignature", "keyCertSign", "cRLSign")), critical=True))
         csr = TokenSigner(token, nxt.key_label).sign_csr(builder)
         nxt = store.update_generation(nxt.id, f"renewal: CSR made for generation {nxt.id}", csr=csr.public_bytes(PEM))
+    assert nxt.csr is not None  # made just above if it was missing
     write_atomically(csr_out, nxt.csr)
     return nxt
 

@@ -7,6 +7,7 @@ CRL number that only grows, and the authority key identifier.
 from __future__ import annotations
 
 import datetime
+from typing import Any, Generator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +15,7 @@ from twisted.application.internet import TimerService
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ..pki.certs import issuer_public_key
 from ..pki.rollover import authority_key_identifier
 from ..store import CrlRecord, Store, on_store_thread
 from ..token import on_token_thread
@@ -43,7 +45,7 @@ def build_crl(*, issuer: x509.Certificate, number: int, revoked: list[tuple[int,
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
     except x509.ExtensionNotFound:
-        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()), False)
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(issuer)), False)
     if ca_only:
         builder = builder.add_extension(x509.IssuingDistributionPoint(
             full_name=None, relative_name=None, only_contains_user_certs=False, only_contains_ca_certs=True,
@@ -67,7 +69,7 @@ class CrlIssuer:
     retired key (``signer`` None) issues nothing; its last CRL serves on."""
 
     def __init__(self, signer: TokenSigner | None, issuer: x509.Certificate, store: Store, validity_hours: int = 24,
-                 *, key_id: bytes | None = None, suffix: str = ""):
+                 *, key_id: bytes | None = None, suffix: str = "") -> None:
         self.signer = signer
         self.issuer = issuer
         self.store = store
@@ -81,7 +83,7 @@ class CrlIssuer:
         """(serial, revoked_at, reason) for this key's CRL or ARL (blocking: a store call)."""
         if self.key_id is None:
             return self.store.revoked_certificates(ca_certificates=kind == "arl")
-        out = []
+        out: list[tuple[int, str, str]] = []
         for serial, at, reason, _, der in self.store.revoked_certificates_with_der(ca_certificates=kind == "arl"):
             if serial not in self._signed_by:
                 self._signed_by[serial] = authority_key_identifier(x509.load_der_x509_certificate(der))
@@ -97,41 +99,45 @@ class CrlIssuer:
         number = self.store.next_crl_number(kind + self.suffix)
         builder = build_crl(issuer=self.issuer, number=number, revoked=self.revoked(kind),
                             now=now, next_update=until, ca_only=kind == "arl")
+        assert self.signer is not None, "a retired key issues no CRL"
         crl = self.signer.sign_crl(builder)
         der = crl.public_bytes(serialization.Encoding.DER)
         self.store.record_crl(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
         return CrlRecord(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
 
     @defer.inlineCallbacks
-    def issue(self, kind: str):
+    def issue(self, kind: str) -> Generator[defer.Deferred[Any], Any, CrlRecord]:
         """Fires with the new CrlRecord; signing on the PKCS#11 thread, recording on the store thread."""
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        number = yield on_store_thread(self.store.next_crl_number, kind + self.suffix)
-        revoked = yield on_store_thread(self.revoked, kind)
+        number: int = yield on_store_thread(self.store.next_crl_number, kind + self.suffix)
+        revoked: list[tuple[int, str, str]] = yield on_store_thread(self.revoked, kind)
         builder = build_crl(issuer=self.issuer, number=number, revoked=revoked, now=now,
                             next_update=now + self.validity, ca_only=kind == "arl")
-        crl = yield on_token_thread(self.signer.sign_crl, builder)
+        assert self.signer is not None, "a retired key issues no CRL"
+        crl: x509.CertificateRevocationList = yield on_token_thread(self.signer.sign_crl, builder)
         der = crl.public_bytes(serialization.Encoding.DER)
         record = CrlRecord(kind + self.suffix, number, now.isoformat(), (now + self.validity).isoformat(), der)
         yield on_store_thread(self.store.record_crl, kind + self.suffix, number, record.this_update,
                               record.next_update, der)
         return record
 
-    def current(self, kind: str, refresh_before: datetime.timedelta = datetime.timedelta(hours=1)) -> defer.Deferred:
+    def current(self, kind: str, refresh_before: datetime.timedelta = datetime.timedelta(hours=1)
+                ) -> defer.Deferred[CrlRecord | None]:
         """The latest CRL of that kind, re-issued first if missing, near its
         nextUpdate, or missing a revocation it should list. One at a time:
         two concurrent issues would claim the same CRL number."""
         return self._lock.run(self._current, kind, refresh_before)
 
     @defer.inlineCallbacks
-    def _current(self, kind: str, refresh_before: datetime.timedelta):
-        record = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
+    def _current(self, kind: str, refresh_before: datetime.timedelta
+                 ) -> Generator[defer.Deferred[Any], Any, CrlRecord | None]:
+        record: CrlRecord | None = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
         if self.signer is None:
             return record  # a retired key: its last CRL, issued to last
         now = datetime.datetime.now(datetime.timezone.utc)
         stale = record is None or datetime.datetime.fromisoformat(record.next_update) - now < refresh_before
-        if not stale:
-            revoked = yield on_store_thread(self.revoked, kind)
+        if not stale and record is not None:
+            revoked: list[tuple[int, str, str]] = yield on_store_thread(self.revoked, kind)
             listed = {entry.serial_number for entry in x509.load_der_x509_crl(record.der)}
             stale = any(serial not in listed for serial, _, _ in revoked)
         if stale:
@@ -139,7 +145,7 @@ class CrlIssuer:
                 record = yield self.issue(kind)
             except Exception:
                 # Another process (a worker, estctl) may have taken the number first: use its CRL.
-                latest = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
+                latest: CrlRecord | None = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
                 if latest is not None and (record is None or latest.number > record.number):
                     return latest
                 # The token is away: the CRL we have serves until its nextUpdate.
@@ -155,14 +161,14 @@ class CrlSchedule(TimerService):
     whichever is within ``reissue_before`` of its nextUpdate (or missing, or
     missing a revocation). A token outage is logged and retried next time."""
 
-    def __init__(self, issuer, reissue_before: datetime.timedelta, check_minutes: int):
+    def __init__(self, issuer: CrlIssuer, reissue_before: datetime.timedelta, check_minutes: int) -> None:
         """``issuer``: a CrlIssuer, or the CaCrls of every CA generation."""
-        super().__init__(check_minutes * 60, self.check)
+        super().__init__(check_minutes * 60, self.check)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.issuer = issuer
         self.reissue_before = reissue_before
 
     @defer.inlineCallbacks
-    def check(self):
+    def check(self) -> Generator[defer.Deferred[Any], Any, None]:
         for issuer in list(getattr(self.issuer, "issuers", [self.issuer])):
             for kind in ("crl", "arl"):
                 try:

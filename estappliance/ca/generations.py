@@ -13,7 +13,7 @@ import datetime
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Generator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from ..config import Config
 from ..pki.rollover import key_identifier
-from ..store import Store, on_store_thread
+from ..store import CrlRecord, Store, on_store_thread
 from ..store.generations import Generation
 from ..token import Token
 from .signer import TokenSigner
@@ -96,12 +96,14 @@ def cacerts(gens: list[LiveGeneration]) -> list[x509.Certificate]:
     the switch, OldWithOld after it) and the links NewWithOld and
     OldWithNew (RFC 4210 4.4), until the old key is retired."""
     current = next(g for g in gens if g.state == "current")
+    assert current.certificate is not None, "the current generation has its certificate"
     out = [current.certificate, *current.chain]
     # A next generation is published once complete (its links made); a
     # renewal's shows only after its switch.
     others = [g for g in gens if g.certificate is not None
               and (g.state == "retiring" or (g.state == "next" and g.new_with_old is not None))]
     for g in others:
+        assert g.certificate is not None  # only published ones are in others
         out.append(g.certificate)
         out.extend(g.chain)
     for g in [current, *others]:
@@ -145,7 +147,7 @@ class CaCrls(CrlIssuer):
     it follows); ``others`` are the retiring and retired keys'.
     ``all_current`` gives every key's, for /crls."""
 
-    def __init__(self, issuers: list[CrlIssuer]):
+    def __init__(self, issuers: list[CrlIssuer]) -> None:
         first = issuers[0]
         super().__init__(first.signer, first.issuer, first.store, key_id=first.key_id, suffix=first.suffix)
         self.validity = first.validity
@@ -163,20 +165,21 @@ class CaCrls(CrlIssuer):
         self.others = list(issuers[1:])
 
     @defer.inlineCallbacks
-    def all_current(self, kind: str, refresh_before):
+    def all_current(self, kind: str, refresh_before: datetime.timedelta
+                    ) -> Generator[defer.Deferred[Any], Any, list[CrlRecord]]:
         """Every key's current CRL (or ARL) that is still in force, current key first."""
         now = datetime.datetime.now(datetime.timezone.utc)
-        out = []
+        out: list[CrlRecord] = []
         for issuer in self.issuers:
-            record = yield issuer.current(kind, refresh_before)
+            record: CrlRecord | None = yield issuer.current(kind, refresh_before)
             if record is not None and (issuer.signer is not None
                                        or datetime.datetime.fromisoformat(record.next_update) > now):
                 out.append(record)
         return out
 
 
-def _file_stamp(paths: list[Path | None]) -> tuple:
-    out = []
+def _file_stamp(paths: list[Path | None]) -> tuple[tuple[int, int, int] | None, ...]:
+    out: list[tuple[int, int, int] | None] = []
     for p in paths:
         try:
             st = os.stat(p) if p is not None else None
@@ -192,15 +195,15 @@ class CaWatch(TimerService):
     CA's view and tell the listeners (anchors, TLS context, content signer)."""
 
     def __init__(self, config: Config, token: Token, store: Store, apply: Callable[[list[LiveGeneration]], None],
-                 interval: float = WATCH_SECONDS):
-        super().__init__(interval, self.check)
+                 interval: float = WATCH_SECONDS) -> None:
+        super().__init__(interval, self.check)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.config = config
         self.token = token
         self.store = store
         self.apply = apply
-        self.stamp = None
+        self.stamp: tuple[object, ...] | None = None
 
-    def _stamp(self) -> tuple:
+    def _stamp(self) -> tuple[object, ...]:
         files = [self.config.server.tls_cert, self.config.ca.signer_cert_file]
         return (self.store.generations_stamp(), _file_stamp(files))
 
@@ -209,12 +212,12 @@ class CaWatch(TimerService):
         self.stamp = self._stamp()
 
     @defer.inlineCallbacks
-    def check(self):
+    def check(self) -> Generator[defer.Deferred[Any], Any, bool]:
         try:
-            stamp = yield on_store_thread(self._stamp)
+            stamp: tuple[object, ...] = yield on_store_thread(self._stamp)
             if stamp == self.stamp:
                 return False
-            found = yield on_store_thread(records, self.config, self.store)
+            found: list[Generation] = yield on_store_thread(records, self.config, self.store)
             self.apply(live(found))
             self.stamp = stamp
             _log.info("CA generations reloaded: the current key is {label!r}",

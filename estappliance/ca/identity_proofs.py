@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac as std_hmac
+from typing import Any, Generator
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -60,15 +61,16 @@ def remove(token: Token, store: Store, client: str) -> bool:
 class IdentityProofs:
     """Checks identityProofV2 witnesses for the service (token and store threads)."""
 
-    def __init__(self, token: Token, store: Store):
+    def __init__(self, token: Token, store: Store) -> None:
         self.token = token
         self.store = store
 
-    def has_secret(self, client: str) -> defer.Deferred:
+    def has_secret(self, client: str) -> defer.Deferred[bool]:
         return on_store_thread(self.store.has_cmc_secret, client)
 
     @defer.inlineCallbacks
-    def check(self, client: str, proof: IdentityProof, req_sequence_der: bytes):
+    def check(self, client: str, proof: IdentityProof, req_sequence_der: bytes
+              ) -> Generator[defer.Deferred[Any], Any, bool]:
         """Fires with True if ``proof`` is the client's witness over reqSequence."""
         label = key_label(client, proof.hash, BLOCK_SIZES[proof.mac])
         policy = yield on_token_thread(self.token.policy)

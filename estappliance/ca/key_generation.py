@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any, Generator
 
 from asn1crypto import cms
 from cryptography import x509
@@ -33,10 +34,13 @@ from twisted.logger import Logger
 from ..config import Label
 from ..errors import EstError, TokenCannot, Unavailable
 from ..pki import envelope, keypackages
+from ..pki.certs import load_subject_public_key
 from ..pki.asn1 import rfc5958
 from ..store import Store, on_store_thread
+from ..store.keygen_tables import KeyPackageRecord
 from ..token import KEY_SPECS, Token, TokenRefused, on_token_thread
 from ..token import symmetric
+from ..token.policy import MechanismPolicy
 from .authority import CertificateAuthority, IssueRequest
 from .content import ContentSigner
 
@@ -103,7 +107,7 @@ class DeliveredKey:
 
 class ServerKeyGenerator:
     def __init__(self, token: Token, ca: CertificateAuthority, content_signer: ContentSigner, store: Store,
-                 key_prefix: str):
+                 key_prefix: str) -> None:
         """``key_prefix`` namespaces this appliance's token labels (device
         keys, KEKs, the sealing key)."""
         self.token = token
@@ -123,14 +127,15 @@ class ServerKeyGenerator:
     # -- PKCS#12 passwords the operator set --------------------------------------
 
     @defer.inlineCallbacks
-    def pkcs12_password(self, client: str):
+    def pkcs12_password(self, client: str) -> Generator[defer.Deferred[Any], Any, bytes | None]:
         """The operator-set PKCS#12 password of ``client`` (bytes), or None."""
-        sealed = yield on_store_thread(self.store.pkcs12_password, client)
+        sealed: bytes | None = yield on_store_thread(self.store.pkcs12_password, client)
         if sealed is None:
             return None
         try:
-            return (yield on_token_thread(symmetric.unseal, self.token, self.sealing_key_label, sealed,
-                                          client.encode()))
+            password: bytes = yield on_token_thread(symmetric.unseal, self.token, self.sealing_key_label, sealed,
+                                                    client.encode())
+            return password
         except ValueError:
             log.error("the PKCS#12 password of {client} does not open: set it again", client=client)
             raise Unavailable("this client's PKCS#12 password cannot be read; the operator must set it again")
@@ -144,12 +149,12 @@ class ServerKeyGenerator:
     # -- delivery -------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def deliver(self, order: KeyOrder):
+    def deliver(self, order: KeyOrder) -> Generator[defer.Deferred[Any], Any, DeliveredKey]:
         """Fires with a DeliveredKey once it is recorded as delivered."""
         if not self._swept:
             self._swept = True
             yield self.sweep()
-        policy = yield on_token_thread(self.token.policy)
+        policy: MechanismPolicy = yield on_token_thread(self.token.policy)
         self._check_token(policy, order)
         pkg_id = os.urandom(16)
         key_label = f"{self.key_prefix}-skg-{pkg_id.hex()}"
@@ -157,17 +162,17 @@ class ServerKeyGenerator:
         yield on_store_thread(self.store.key_package_started, pkg_id=pkg_id, client=order.client,
                               label=order.label.name, key_label=key_label, form=order.form,
                               receipt_requested=receipts)
-        cert = None
+        cert: x509.Certificate | None = None
         try:
-            spki = yield on_token_thread(self.token.generate_keypair, key_label, KEY_SPECS[order.key_type],
+            spki: bytes = yield on_token_thread(self.token.generate_keypair, key_label, KEY_SPECS[order.key_type],
                                          extractable=True)
             cert = yield self.ca.issue(IssueRequest(
-                subject=order.subject, public_key=serialization.load_der_public_key(spki), san=order.san,
+                subject=order.subject, public_key=load_subject_public_key(spki), san=order.san,
                 profile=order.label.profile, label=order.label.name, client=order.client, replaces=order.replaces,
                 pending_id=order.pending_id))
             yield on_store_thread(self.store.key_package_certified, pkg_id, cert.serial_number)
             pkcs8 = keypackages.complete_pkcs8((yield on_token_thread(self.token.export_private_key, key_label)))
-            key_der = yield self._package(order, pkg_id, pkcs8, cert, receipts)
+            key_der: bytes = yield self._package(order, pkg_id, pkcs8, cert, receipts)
             del pkcs8
             if order.label.escrow:
                 yield on_token_thread(self.token.seal, key_label)
@@ -182,7 +187,7 @@ class ServerKeyGenerator:
         return DeliveredKey(pkg_id, order.form, MEDIA_TYPES[order.form], key_der, cert)
 
     @staticmethod
-    def _check_token(policy, order: KeyOrder) -> None:
+    def _check_token(policy: MechanismPolicy, order: KeyOrder) -> None:
         """Refuse (400, named in the log) what this token cannot do, before
         anything is recorded or made."""
         try:
@@ -195,25 +200,30 @@ class ServerKeyGenerator:
             raise
 
     @defer.inlineCallbacks
-    def _package(self, order: KeyOrder, pkg_id: bytes, pkcs8: bytes, cert: x509.Certificate, receipts: bool):
+    def _package(self, order: KeyOrder, pkg_id: bytes, pkcs8: bytes, cert: x509.Certificate, receipts: bool
+                 ) -> Generator[defer.Deferred[Any], Any, bytes]:
         if order.form == "pkcs8":
             return pkcs8
         if order.form == "pkcs12":
             names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
             friendly = (str(names[0].value) if names else cert.subject.rfc4514_string())[:64].encode() or None
-            return (yield threads.deferToThread(
+            assert order.pkcs12_password is not None, "a pkcs12 order carries its password"
+            pfx: bytes = yield threads.deferToThread(
                 keypackages.pkcs12, pkcs8, cert, self.ca.ca_certificates(), order.pkcs12_password,
-                iterations=order.label.pkcs12_iterations, friendly_name=friendly))
+                iterations=order.label.pkcs12_iterations, friendly_name=friendly)
+            return pfx
         receipts_to = self.content_signer.certificate.subject if receipts else None
-        signed = yield self.content_signer.sign(
+        signed: bytes = yield self.content_signer.sign(
             rfc5958.CONTENT_TYPE, keypackages.asymmetric_key_package(pkcs8),
             signed_attrs=[keypackages.receipt_request(pkg_id, receipts_to)])
-        signed_data = cms.ContentInfo.load(signed)["content"].untag().dump()
-        return (yield on_token_thread(self._encrypt, order, signed_data))
+        signed_data: bytes = cms.ContentInfo.load(signed)["content"].untag().dump()
+        encrypted: bytes = yield on_token_thread(self._encrypt, order, signed_data)
+        return encrypted
 
     def _encrypt(self, order: KeyOrder, signed_data: bytes) -> bytes:
         """The encryption layer (on the PKCS#11 thread: a KEK wraps in the token)."""
         protection = order.protection
+        recipient: envelope.KekRecipient | envelope.KeyTransRecipient | envelope.KeyAgreeRecipient
         if isinstance(protection, KekProtection):
             recipient = envelope.KekRecipient(
                 protection.key_id, lambda cek: symmetric.wrap_with_kek(self.token, protection.token_label, cek),
@@ -230,7 +240,8 @@ class ServerKeyGenerator:
         return envelope.encrypted_key_package("signed_data", signed_data, [recipient], cipher=order.cipher)
 
     @defer.inlineCallbacks
-    def _abandon(self, pkg_id: bytes, key_label: str, cert: x509.Certificate | None, error: Exception):
+    def _abandon(self, pkg_id: bytes, key_label: str, cert: x509.Certificate | None, error: Exception
+                 ) -> Generator[defer.Deferred[Any], Any, None]:
         """After a failure: no key left in the token, nothing marked delivered,
         no usable certificate for a key nobody has. Best effort, each step."""
         reason = error.reason if isinstance(error, EstError) else type(error).__name__
@@ -256,7 +267,7 @@ class ServerKeyGenerator:
             count += 1
         return count
 
-    def _swept_one(self, record) -> None:
+    def _swept_one(self, record: KeyPackageRecord) -> None:
         """Store side of sweeping one key (blocking, on the store thread)."""
         if record.state == "generating":
             self.store.key_package_failed(record.pkg_id, "abandoned (the request never finished)",
@@ -267,9 +278,9 @@ class ServerKeyGenerator:
             self.store.key_package_destroyed(record.pkg_id)
 
     @defer.inlineCallbacks
-    def sweep(self):
+    def sweep(self) -> Generator[defer.Deferred[Any], Any, int]:
         """Destroy keys of failed or abandoned deliveries still in the token."""
-        orphans = yield on_store_thread(self.store.orphan_key_packages, _orphan_cutoff())
+        orphans: list[KeyPackageRecord] = yield on_store_thread(self.store.orphan_key_packages, _orphan_cutoff())
         for record in orphans:
             try:
                 yield on_token_thread(self.token.destroy_keypair, record.key_label)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..config import Config
 from ..pki import certs
@@ -42,10 +43,18 @@ class Role:
 def role(config: Config, name: str) -> Role:
     d = config.distribution
     if name == "tamp":
-        return Role("tamp", "TAMP manager", d.tamp_key_label, d.tamp_cert_file)
+        return Role("tamp", "TAMP manager", d.tamp_key_label, _configured(d.tamp_cert_file, "tamp_cert_file"))
     if name == "firmware":
-        return Role("firmware", "firmware signer", d.firmware_signer_key_label, d.firmware_signer_cert_file)
+        return Role("firmware", "firmware signer", d.firmware_signer_key_label,
+                    _configured(d.firmware_signer_cert_file, "firmware_signer_cert_file"))
     raise ValueError(f"unknown signer role {name!r}")
+
+
+def _configured(path: Path | None, setting: str) -> Path:
+    """A path the loaded configuration always sets (None only in a hand-made Config)."""
+    if path is None:
+        raise SetupError(f"[distribution] {setting} is not set")
+    return path
 
 
 def _ca_certificate(config: Config) -> x509.Certificate:
@@ -59,7 +68,7 @@ def _chain(config: Config, ca_cert: x509.Certificate) -> list[x509.Certificate]:
     return [ca_cert, *[c for c in chain if c != ca_cert]]
 
 
-def _current(cert_file: Path, ca_cert: x509.Certificate, public_key) -> bool:
+def _current(cert_file: Path, ca_cert: x509.Certificate, public_key: CertificatePublicKeyTypes) -> bool:
     """The certificate on file is for this key, from this CA, and not near its end."""
     if not cert_file.exists():
         return False

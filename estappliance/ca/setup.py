@@ -170,7 +170,7 @@ def _named_after(ca_subject: x509.Name, role: str) -> x509.Name:
     """The CA's subject with its CN replaced by '<CA CN> <role>'."""
     cn = x509.NameOID.COMMON_NAME
     names = ca_subject.get_attributes_for_oid(cn)
-    base = f"{names[0].value} {role}" if names else role
+    base = f"{str(names[0].value)} {role}" if names else role
     return x509.Name([a for a in ca_subject if a.oid != cn] + [x509.NameAttribute(cn, base)])
 
 
@@ -194,5 +194,7 @@ def issue_content_signer(config: Config, token: Token, ca_signer: TokenSigner, c
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label="(content-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail="CMS content signer certificate")
+    if config.ca.signer_cert_file is None:
+        raise SetupError("[ca] signer_cert_file is not set")
     write_atomically(config.ca.signer_cert_file, _pem(cert))
     return cert

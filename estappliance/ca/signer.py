@@ -6,17 +6,18 @@ from __future__ import annotations
 from cryptography import x509
 
 from ..token import Token, signature_hash, token_private_key
+from ..token.keys import TokenECKey, TokenRSAKey
 
 
 class TokenSigner:
     """Signs builders with one token key. Blocking: use on the PKCS#11 thread."""
 
-    def __init__(self, token: Token, key_label: str):
+    def __init__(self, token: Token, key_label: str) -> None:
         self.token = token
         self.key_label = key_label
-        self._key = None
+        self._key: TokenECKey | TokenRSAKey | None = None
 
-    def key(self):
+    def key(self) -> TokenECKey | TokenRSAKey:
         if self._key is None:
             self._key = token_private_key(self.token, self.key_label)
         return self._key

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from . import cmc_commands, distribution_commands, keygen_commands, pemfiles, sync
 from .cli_support import client_from_args, link_choice, pem_certs, write_key, write_output
@@ -20,7 +21,7 @@ from .http import TLSError
 COMMAND_MODULES = (distribution_commands, keygen_commands, sync, cmc_commands)
 
 
-def cmd_cacerts(args) -> None:
+def cmd_cacerts(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         certs = c.cacerts()
     if args.anchor is None:
@@ -33,7 +34,7 @@ def cmd_cacerts(args) -> None:
     write_output(args.out, pem_certs(certs))
 
 
-def _follow_key_update(anchor_file: str, certs) -> None:
+def _follow_key_update(anchor_file: str, certs: list[x509.Certificate]) -> None:
     """RFC 7030 4.1.3 / RFC 4210 4.4: take a new root that the trusted one
     certified (NewWithOld), drop a retired one; rewrite the anchor file and say so."""
     from .rollover import update_anchors
@@ -54,7 +55,7 @@ def _follow_key_update(anchor_file: str, certs) -> None:
     print(f"est: {anchor_file} updated ({len(update.anchors)} anchor(s))", file=sys.stderr)
 
 
-def cmd_enroll(args) -> None:
+def cmd_enroll(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         if args.csr:
             data = Path(args.csr).read_bytes()
@@ -77,12 +78,12 @@ def cmd_enroll(args) -> None:
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
-def cmd_reenroll(args) -> None:
+def cmd_reenroll(args: argparse.Namespace) -> None:
     if not args.cert or not args.key:
         raise SystemExit("est reenroll: --cert and --key (the certificate being renewed) are required")
     current = pemfiles.certificates(args.cert)[0]
     with client_from_args(args) as c:
-        key = pemfiles.private_key(args.key)
+        key: CertificateIssuerPrivateKeyTypes = pemfiles.signing_key(args.key)
         if args.rekey:
             if not args.key_out:
                 raise SystemExit("est reenroll --rekey: --key-out is required for the new key")
@@ -100,7 +101,7 @@ def cmd_reenroll(args) -> None:
           f" ({'rekey' if args.rekey else 'renewal'})", file=sys.stderr)
 
 
-def cmd_csrattrs(args) -> None:
+def cmd_csrattrs(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         hints = c.csrattrs()
     if hints is None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..files import write_atomically
 from . import pemfiles
@@ -48,7 +49,7 @@ def client_from_args(args: argparse.Namespace) -> EstClient:
                      client_key=client_key, tls_version=args.tls)
 
 
-def write_key(path: str, key) -> None:  # noqa: ANN001 - any private key type
+def write_key(path: str, key: PrivateKeyTypes) -> None:
     """A private key as unencrypted PKCS#8 PEM, readable by its owner only."""
     write_output(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption()), mode=0o600)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -17,6 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from asn1crypto import x509 as asn1_x509
 
 from ..pki import cmc
+from ..pki.asn1 import rfc5272
+from ..pki.signeddata import SigningKey
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..pki.keyids import spki_der
 from .est import EstClient, EstClientError, _first_line, make_csr
@@ -27,7 +30,7 @@ CMC_REQUEST = "application/pkcs7-mime; smime-type=CMC-request"
 class CmcFailed(EstClientError):
     """The server answered with a CMC failure for what we asked."""
 
-    def __init__(self, message: str, status: int | None, answer: "CmcAnswer | None" = None):
+    def __init__(self, message: str, status: int | None, answer: "CmcAnswer | None" = None) -> None:
         super().__init__(message, status)
         self.answer = answer
 
@@ -36,7 +39,7 @@ class CmcFailed(EstClientError):
 class CertRequestSpec:
     """One certificate to ask for: its key, subject and DNS names; CRMF or PKCS#10."""
 
-    key: object
+    key: SigningKey
     subject: str
     dns_names: tuple[str, ...] = ()
     crmf: bool = False
@@ -65,9 +68,10 @@ class FullCmcClient:
     ``secret``/``identification``: an identity proof (RFC 5272 6.2).
     """
 
-    def __init__(self, est: EstClient, anchors: list[x509.Certificate], *, sign_key=None,
+    def __init__(self, est: EstClient, anchors: list[x509.Certificate], *, sign_key: SigningKey | None = None,
                  sign_cert: x509.Certificate | None = None, secret: bytes | None = None,
-                 identification: str | None = None, unsigned: bool = False, sleep=time.sleep):
+                 identification: str | None = None, unsigned: bool = False,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
         self.est = est
         self.anchors = anchors
         self.sign_key = sign_key
@@ -93,12 +97,14 @@ class FullCmcClient:
         if not _chains_to(response.signer, response.certificates, self.anchors):
             raise EstClientError("fullcmc: the response signer does not chain to the trust anchors", resp.status)
         try:
-            retry_after = int(resp.header("retry-after")) if resp.header("retry-after") else None
+            given = resp.header("retry-after")
+            retry_after = int(given) if given else None
         except ValueError:
             retry_after = None
         return CmcAnswer(resp.status, response, retry_after, der)
 
-    def exchange(self, controls, requests=(), *, signer_key=None, transaction_id: int | None = None) -> CmcAnswer:
+    def exchange(self, controls: Iterable[rfc5272.TaggedAttribute], requests: Iterable[rfc5272.TaggedRequest] = (), *,
+                 signer_key: SigningKey | None = None, transaction_id: int | None = None) -> CmcAnswer:
         """Send a PKIData (transactionId, senderNonce and identity proof added)
         and check that the answer echoes them."""
         if transaction_id is None:
@@ -113,6 +119,8 @@ class FullCmcClient:
         if self.unsigned:
             der = cmc.unsigned_request(pki)
         elif self.sign_cert is not None:
+            if self.sign_key is None:
+                raise ValueError("a signing certificate needs its key")
             der = cmc.sign_request(pki, self.sign_key, self.sign_cert)
         elif signer_key is not None:
             der = cmc.sign_request(pki, signer_key)
@@ -132,7 +140,7 @@ class FullCmcClient:
         """Ask for one certificate per spec in one PKIData (bodyPartIDs 1..n),
         then follow pending ones with queryPending (signed with the pending
         request's key) at most ``max_polls`` times."""
-        requests = []
+        requests: list[rfc5272.TaggedRequest] = []
         for n, spec in enumerate(specs, start=1):
             san = x509.SubjectAlternativeName([x509.DNSName(d) for d in spec.dns_names]) if spec.dns_names else None
             if spec.crmf:
@@ -145,14 +153,14 @@ class FullCmcClient:
         answer = self.exchange([], requests, signer_key=specs[0].key if specs else None,
                                transaction_id=transaction_id)
         result = EnrollResult()
-        waiting = {}
+        waiting: dict[int, tuple[bytes, CertRequestSpec]] = {}
         for n, spec in enumerate(specs, start=1):
             self._settle(answer, n, n, spec, result, waiting)
         for _ in range(max_polls):
             if not waiting:
                 break
             self.sleep(min(max(answer.retry_after or 1, 1), max_wait))
-            still = {}
+            still: dict[int, tuple[bytes, CertRequestSpec]] = {}
             for n, (token, spec) in waiting.items():
                 answer = self.exchange([cmc.control(1, "query_pending", token)], signer_key=spec.key,
                                        transaction_id=transaction_id)
@@ -164,7 +172,7 @@ class FullCmcClient:
 
     @staticmethod
     def _settle(answer: CmcAnswer, body_part: int, n: int, spec: CertRequestSpec, result: EnrollResult,
-                waiting: dict) -> None:
+                waiting: dict[int, tuple[bytes, CertRequestSpec]]) -> None:
         status = answer.response.status_for(body_part)
         if status is None:
             result.failures[n] = cmc.Status("failed", (n,), "the response has no status for this request")
@@ -219,7 +227,7 @@ class FullCmcClient:
         return status
 
 
-def _chains_to(cert: x509.Certificate, carried, anchors: list[x509.Certificate]) -> bool:
+def _chains_to(cert: x509.Certificate, carried: Sequence[x509.Certificate], anchors: list[x509.Certificate]) -> bool:
     """``cert`` is an anchor or is issued, link by link, by one (at most 5 links)."""
     pool = [*anchors, *carried]
     for _ in range(6):

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import pemfiles
 from .cmc import CertRequestSpec, CmcFailed, FullCmcClient
-from .est import new_key
+from .est import EstClient, new_key
 from .cli_support import client_from_args, link_choice, pem_certs, write_key, write_output
 
 REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
@@ -29,7 +29,7 @@ def _serial(text: str) -> int:
         raise SystemExit(f"est: {text!r} is not a hexadecimal serial number") from None
 
 
-def _cmc_client(args, est) -> FullCmcClient:
+def _cmc_client(args: argparse.Namespace, est: EstClient) -> FullCmcClient:
     sign_key = sign_cert = None
     if args.cert and not args.unsigned:
         sign_cert, sign_key = pemfiles.certificate_and_key(args.cert, args.key)
@@ -41,12 +41,12 @@ def _cmc_client(args, est) -> FullCmcClient:
                          identification=args.identification, unsigned=args.unsigned)
 
 
-def _issuer(est) -> x509.Name:
+def _issuer(est: EstClient) -> x509.Name:
     """The issuing CA's name: the first certificate /cacerts gives (RFC 7030 4.1.3)."""
     return est.cacerts()[0].subject
 
 
-def cmd_enroll(args) -> None:
+def cmd_enroll(args: argparse.Namespace) -> None:
     renewing = args.renew
     if renewing and not (args.cert and args.key):
         raise SystemExit("est fullcmc enroll --renew: --cert and --key (the certificate being renewed) are required")
@@ -54,6 +54,7 @@ def cmd_enroll(args) -> None:
         client = _cmc_client(args, est)
         if renewing:
             current = client.sign_cert
+            assert current is not None  # --renew requires --cert (checked above)
             subject = current.subject.rfc4514_string()
             try:
                 dns = tuple(current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -83,28 +84,28 @@ def cmd_enroll(args) -> None:
     print(f"enrolled: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
-def cmd_revoke(args) -> None:
+def cmd_revoke(args: argparse.Namespace) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         status = client.revoke(_issuer(est), _serial(args.serial), _CRL_REASON[args.reason], args.comment)
     print(f"revoked {args.serial} ({args.reason})" + (f": {status.status_string}" if status.status_string else ""))
 
 
-def cmd_getcert(args) -> None:
+def cmd_getcert(args: argparse.Namespace) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         cert = client.get_cert(_issuer(est), _serial(args.serial))
     write_output(args.out, pem_certs([cert]))
 
 
-def cmd_getcrl(args) -> None:
+def cmd_getcrl(args: argparse.Namespace) -> None:
     with client_from_args(args) as est:
         client = _cmc_client(args, est)
         crl = client.get_crl(_issuer(est))
     write_output(args.out, crl.public_bytes(serialization.Encoding.PEM))
 
 
-def register(subparsers, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     cmcopts = argparse.ArgumentParser(add_help=False)
     cmcopts.add_argument("--secret-file", help="CMC shared secret (identityProofV2, RFC 5272 6.2)")
     cmcopts.add_argument("--identification", help="the client name the shared secret belongs to")

@@ -23,8 +23,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from asn1crypto import cms
+from asn1crypto import cms, core
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..files import write_atomically
 from ..pki import envelope, firmware, signeddata, symkeys, tamp, trust
@@ -61,9 +62,10 @@ def _safe(name: str) -> str:
 
 
 class Device:
-    def __init__(self, state: Path, anchors: list[x509.Certificate], *, key=None,
+    def __init__(self, state: Path, anchors: list[x509.Certificate], *,
+                 key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
                  cert: x509.Certificate | None = None, kek: bytes | None = None, kek_id: bytes | None = None,
-                 hw_type: str | None = None, hw_serial: bytes | None = None):
+                 hw_type: str | None = None, hw_serial: bytes | None = None) -> None:
         self.state = Path(state)
         self.given_anchors = list(anchors)
         self.key, self.cert = key, cert
@@ -103,7 +105,7 @@ class Device:
 
     # -- signing answers ------------------------------------------------------------------
 
-    def _sign(self, kind: str, value) -> bytes | None:
+    def _sign(self, kind: str, value: core.Asn1Value) -> bytes | None:
         if self.key is None or self.cert is None:
             return None
         return signeddata.sign(kind, value, self.key, self.cert, certificates=[self.cert])
@@ -119,8 +121,8 @@ class Device:
             return envelope.RecipientKey(private_key=rk.private_key, rid=rk.rid, kek=self.kek, kek_id=self.kek_id)
         return envelope.RecipientKey(kek=self.kek, kek_id=self.kek_id)
 
-    def _cms_answer(self, operation: str, kind: str, value, ok: bool, summary: str, *, requested: bool = True,
-                    must_sign: bool = False) -> Outcome:
+    def _cms_answer(self, operation: str, kind: str, value: core.Asn1Value, ok: bool, summary: str, *,
+                    requested: bool = True, must_sign: bool = False) -> Outcome:
         """The answer DER (signed when the device has a key) with its
         application/cms type and RFC 7193 parameters."""
         der = self._sign(kind, value)
@@ -157,7 +159,7 @@ class Device:
         for key in opened.keys:
             key_id = str(key.attributes.get("key_id") or hashlib.sha256(key.key).hexdigest()[:16])
             write_atomically(self.state / "keys" / f"{_safe(key_id)}.key", key.key, 0o600)
-            meta = {k: (v.isoformat() if isinstance(v, datetime.datetime) else v)
+            meta: dict[str, object] = {k: (v.isoformat() if isinstance(v, datetime.datetime) else v)
                     for k, v in key.attributes.items() if isinstance(v, (str, int, list, datetime.datetime))}
             meta.update(pkg_id=opened.pkg_id.hex() if opened.pkg_id else None,
                         signer=opened.inner_signer.subject.rfc4514_string(),
@@ -212,7 +214,7 @@ class Device:
 
     # -- /tamp ------------------------------------------------------------------------------
 
-    def _answer(self, kind: str, value, ok: bool, summary: str) -> Outcome:
+    def _answer(self, kind: str, value: core.Asn1Value, ok: bool, summary: str) -> Outcome:
         der = self._sign(kind, value) or tamp.unsigned(kind, value)
         return Outcome("tamp", ok, summary, der, tamp.media_type(kind), requested=True)
 
@@ -230,12 +232,12 @@ class Device:
         if message.kind not in tamp.REQUESTS:
             return self._tamp_error(declared, TAMP_DECODE_FAILURE, message.ref, f"{message.kind} is not a request")
         try:
-            trust.chain_to_anchor(message.signer, self.anchor_certificates(), list(message.carried))
+            trust.chain_to_anchor(message.signer_certificate, self.anchor_certificates(), list(message.carried))
         except trust.Untrusted as e:
             return self._tamp_error(message.kind, TAMP_NO_TRUST_ANCHOR, message.ref, f"TAMP message refused: {e}")
-        if not message.ref.target.matches(self.hw_type, self.hw_serial, self.communities()):
+        if not message.request_ref.target.matches(self.hw_type, self.hw_serial, self.communities()):
             return self._tamp_error(message.kind, TAMP_INCORRECT_TARGET, message.ref,
-                                    f"TAMP message for {message.ref.target.describe()}, not this device")
+                                    f"TAMP message for {message.request_ref.target.describe()}, not this device")
         state = self._tamp_state()
         fingerprint = hashlib.sha256(der).hexdigest()
         given = state.get("answers", {}).get(fingerprint)
@@ -243,14 +245,14 @@ class Device:
             # The same message again (our answer got lost): the same answer, not a replay error.
             return Outcome("tamp", given["ok"], given["summary"] + " (answered before; same answer again)",
                            bytes.fromhex(given["answer"]), given["type"], requested=True)
-        signer_id = tamp.key_id_of_cert(message.signer).hex()
+        signer_id = tamp.key_id_of_cert(message.signer_certificate).hex()
         last = state["seq"].get(signer_id)
-        if last is not None and message.ref.seq_num <= last:
+        if last is not None and message.request_ref.seq_num <= last:
             return self._tamp_error(message.kind, TAMP_SEQ_NUM_FAILURE, message.ref,
-                                    f"TAMP message {message.ref.seq_num} replayed (last was {last})")
+                                    f"TAMP message {message.request_ref.seq_num} replayed (last was {last})")
         outcome = getattr(self, "_" + message.kind)(message, state)
         state = self._tamp_state()  # as the handler left it
-        state["seq"][signer_id] = message.ref.seq_num
+        state["seq"][signer_id] = message.request_ref.seq_num
         answers = state.setdefault("answers", {})
         answers[fingerprint] = {"ok": outcome.ok, "summary": outcome.summary, "answer": outcome.answer.hex(),
                                 "type": outcome.answer_type}
@@ -264,10 +266,11 @@ class Device:
 
     def _tamp_status_query(self, message: tamp.TampMessage, state: dict) -> Outcome:
         terse = message.value["terse"].native == "terse"
-        value = tamp.status_response(message.ref, self.anchors(), terse=terse, communities=list(self.communities()),
+        value = tamp.status_response(message.request_ref, self.anchors(), terse=terse,
+                                     communities=list(self.communities()),
                                      seq_numbers=self._seq_numbers(), uses_apex=state["apex"] is not None)
         return self._answer("tamp_status_response", value, True,
-                            f"TAMP status query {message.ref.seq_num} answered ({len(self.anchors())} anchors)")
+                            f"TAMP status query {message.request_ref.seq_num} answered ({len(self.anchors())} anchors)")
 
     def _store_anchor(self, anchor: tamp.TrustAnchor, state: dict) -> None:
         write_atomically(self.state / "trust-anchors" / f"{anchor.key_id.hex()}.der", anchor.der)
@@ -291,7 +294,7 @@ class Device:
             if action == "add":
                 if spki in present:
                     statuses.append(TAMP_IMPROPER_ADDITION)
-                else:
+                elif anchor is not None:  # an addition names its anchor
                     self._store_anchor(anchor, state)
                     present.add(spki)
                     statuses.append(TAMP_SUCCESS)
@@ -302,10 +305,11 @@ class Device:
                 statuses.append(TAMP_NOT_FOUND)
             self._save_tamp_state(state)
         terse = message.value["terse"].native == "terse"
-        value = tamp.update_confirm(message.ref, statuses, anchors=None if terse else self.anchors())
+        value = tamp.update_confirm(message.request_ref, statuses, anchors=None if terse else self.anchors())
         good = sum(1 for s in statuses if s == TAMP_SUCCESS)
         return self._answer("tamp_update_confirm", value, good == len(statuses),
-                            f"trust anchor update {message.ref.seq_num}: {good} of {len(statuses)} changes applied")
+                            f"trust anchor update {message.request_ref.seq_num}: {good} of {len(statuses)}"
+                            " changes applied")
 
     def _tamp_apex_update(self, message: tamp.TampMessage, state: dict) -> Outcome:
         apex = tamp.TrustAnchor.from_choice(message.value["apex_ta"])
@@ -319,7 +323,7 @@ class Device:
         state["apex"] = apex.key_id.hex()
         self._save_tamp_state(state)
         terse = message.value["terse"].native == "terse"
-        value = tamp.apex_update_confirm(message.ref, TAMP_SUCCESS, anchors=None if terse else self.anchors())
+        value = tamp.apex_update_confirm(message.request_ref, TAMP_SUCCESS, anchors=None if terse else self.anchors())
         return self._answer("tamp_apex_update_confirm", value, True,
                             f"apex trust anchor is now {apex.title or apex.key_id.hex()}")
 
@@ -331,16 +335,16 @@ class Device:
         state["communities"] += [c for c in add if c not in state["communities"]]
         self._save_tamp_state(state)
         terse = message.value["terse"].native == "terse"
-        value = tamp.community_update_confirm(message.ref, TAMP_SUCCESS,
+        value = tamp.community_update_confirm(message.request_ref, TAMP_SUCCESS,
                                               communities=None if terse else list(state["communities"]))
         return self._answer("tamp_community_update_confirm", value, True,
                             f"communities now {', '.join(state['communities']) or '(none)'}")
 
     def _tamp_sequence_adjust(self, message: tamp.TampMessage, state: dict) -> Outcome:
-        value = tamp.sequence_adjust_confirm(message.ref, TAMP_SUCCESS)
+        value = tamp.sequence_adjust_confirm(message.request_ref, TAMP_SUCCESS)
         return self._answer("tamp_sequence_adjust_confirm", value, True,
-                            f"sequence number of {message.signer.subject.rfc4514_string()} set to"
-                            f" {message.ref.seq_num}")
+                            f"sequence number of {message.signer_certificate.subject.rfc4514_string()} set to"
+                            f" {message.request_ref.seq_num}")
 
     # -- dispatch ---------------------------------------------------------------------------
 

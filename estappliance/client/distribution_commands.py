@@ -7,15 +7,19 @@ builds on: ``get_pal`` returns ``packages.pal.PalEntry`` objects.
 """
 from __future__ import annotations
 
+import argparse
+
 import datetime
 import sys
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import ClientVerifier, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from ..pki import pal_format
+from ..pki.certs import issuer_public_key
 from ..pki.pal_types import NEXT_PAL, PAL_TYPES
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.crlsonly import NotCrlsOnly, read_crls_only
@@ -59,7 +63,7 @@ def _same_server_path(client: EstClient, uri: str | None) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def _verifier(anchors: list[x509.Certificate]):
+def _verifier(anchors: list[x509.Certificate]) -> ClientVerifier:
     return (PolicyBuilder().store(Store(anchors)).time(datetime.datetime.now(datetime.timezone.utc))
             .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ExtensionPolicy.permit_all())
             .build_client_verifier())
@@ -77,13 +81,13 @@ def get_crls(client: EstClient, anchors: list[x509.Certificate]) -> list[x509.Ce
         raise EstClientError(f"crls: unreadable response: {e}") from None
     for crl in crls:
         issuers = [a for a in anchors if a.subject == crl.issuer]
-        if not any(crl.is_signature_valid(a.public_key()) for a in issuers):
+        if not any(crl.is_signature_valid(issuer_public_key(a)) for a in issuers):
             raise EstClientError(f"crls: a CRL from {crl.issuer.rfc4514_string()} does not verify to a trust anchor")
     return crls
 
 
 def get_eecerts(client: EstClient, anchors: list[x509.Certificate],
-                intermediates: list[x509.Certificate] = ()) -> list[x509.Certificate]:
+                intermediates: Sequence[x509.Certificate] = ()) -> list[x509.Certificate]:
     """The peer EE certificates of /eecerts, each validated to ``anchors``
     (RFC 8295 3); a certificate that does not validate is an error."""
     resp = client._request("GET", "eecerts", authenticate=True)
@@ -128,16 +132,18 @@ def describe(entry: pal_format.PalEntry) -> str:
         info = f"dn {entry.dn}"
     elif entry.ski is not None:
         info = f"ski {entry.ski.hex()}"
-    else:
+    elif entry.iasn is not None:
         info = f"certificate {entry.iasn.serial:x} from {entry.iasn.issuer}"
+    else:  # PalEntry holds exactly one of the four
+        info = ""
     return f"{entry.type}  {name:<42} {date:<20} {entry.size:>7}  {info}"
 
 
-def _anchors(args) -> list[x509.Certificate]:
+def _anchors(args: argparse.Namespace) -> list[x509.Certificate]:
     return pemfiles.certificates(args.anchor)
 
 
-def cmd_pal(args) -> None:
+def cmd_pal(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         if args.raw:
             resp = c._request("GET", "pal", accept=pal_format.JSON_MEDIA_TYPE if args.json else
@@ -154,7 +160,7 @@ def cmd_pal(args) -> None:
         print(describe(entry))
 
 
-def cmd_crls(args) -> None:
+def cmd_crls(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         crls = get_crls(c, _anchors(args))
     write_output(args.out, b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls))
@@ -163,7 +169,7 @@ def cmd_crls(args) -> None:
               f" {crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}", file=sys.stderr)
 
 
-def cmd_eecerts(args) -> None:
+def cmd_eecerts(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         certs = get_eecerts(c, _anchors(args))
     write_output(args.out, pem_certs(certs))
@@ -171,7 +177,7 @@ def cmd_eecerts(args) -> None:
         print(f"peer: {cert.subject.rfc4514_string()} serial {cert.serial_number:x}", file=sys.stderr)
 
 
-def register(subparsers, common) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("pal", parents=[common], help="list the Package Availability List (RFC 8295)")
     p.add_argument("--json", action="store_true", help="ask for the JSON form instead of XML")
     p.add_argument("--raw", action="store_true", help="print the first page as the server sent it")

@@ -5,13 +5,17 @@ import base64
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
 
 from ..pki import csrattrs
+from ..pki.csrattrs import CsrHints
+from ..pki.csrtemplate import CsrTemplate
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..http_digest import ALGORITHMS, parse_authorization
@@ -21,7 +25,7 @@ from .http import HttpResponse, HttpsConnection
 class EstClientError(Exception):
     """The server refused, or answered something we cannot use."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -29,7 +33,7 @@ class EstClientError(Exception):
 class EnrollmentPending(EstClientError):
     """202: the request waits (manual approval); send it again after retry_after s."""
 
-    def __init__(self, message: str, retry_after: int):
+    def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, 202)
         self.retry_after = retry_after
 
@@ -46,7 +50,7 @@ class BasicAuth:
 class DigestAuth:
     """RFC 7616 Digest (qop=auth), SHA-256 preferred, MD5 if that is all the server offers."""
 
-    def __init__(self, username: str, password: str):
+    def __init__(self, username: str, password: str) -> None:
         self.username, self.password = username, password
         self._challenge: dict[str, str] | None = None
         self._nc = 0
@@ -75,9 +79,10 @@ class DigestAuth:
                 f'algorithm={algorithm}, qop=auth, nc={nc}, cnonce="{cnonce}", response="{response}"')
 
 
-def new_key(key_type: str = "ec-p256"):
+def new_key(key_type: str = "ec-p256") -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     """A fresh private key of a profile key type (``ec-p256``, ``rsa2048``...)."""
-    curves = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1, "ec-p521": ec.SECP521R1}
+    curves: dict[str, Callable[[], ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1,
+                                                         "ec-p521": ec.SECP521R1}
     if key_type in curves:
         return ec.generate_private_key(curves[key_type]())
     if key_type.startswith("rsa") and key_type[3:].isdigit():
@@ -85,7 +90,8 @@ def new_key(key_type: str = "ec-p256"):
     raise ValueError(f"unknown key type {key_type!r}")
 
 
-def make_csr(key, subject: str, *, dns_names: tuple[str, ...] = (), challenge_password: str | None = None,
+def make_csr(key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: tuple[str, ...] = (),
+             challenge_password: str | None = None,
              signature_hash: str | None = None) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name.from_rfc4514_string(subject))
     if dns_names:
@@ -96,7 +102,8 @@ def make_csr(key, subject: str, *, dns_names: tuple[str, ...] = (), challenge_pa
     return builder.sign(key, _HASHES[signature_hash or _default_hash(key)]())
 
 
-def make_csr_from_template(key, template, subject: str, *, dns_names: tuple[str, ...] = (),
+def make_csr_from_template(key: CertificateIssuerPrivateKeyTypes, template: CsrTemplate, subject: str, *,
+                           dns_names: tuple[str, ...] = (),
                            challenge_password: str | None = None,
                            signature_hash: str | None = None) -> x509.CertificateSigningRequest:
     """A CSR that follows the server's RFC 9908 template (pki.csrtemplate.fill):
@@ -111,13 +118,14 @@ def make_csr_from_template(key, template, subject: str, *, dns_names: tuple[str,
     return builder.sign(key, _HASHES[signature_hash or _default_hash(key)]())
 
 
-_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_HASHES: dict[str, Callable[[], hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 _SIGNATURE_HASH = {"ecdsa-with-SHA256": "sha256", "ecdsa-with-SHA384": "sha384", "ecdsa-with-SHA512": "sha512",
                    "sha256WithRSAEncryption": "sha256", "sha384WithRSAEncryption": "sha384",
                    "sha512WithRSAEncryption": "sha512"}
 
 
-def _default_hash(key) -> str:
+def _default_hash(key: CertificateIssuerPrivateKeyTypes) -> str:
     """The hash that matches the key's strength: SHA-384 for P-384, SHA-512 for P-521."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return {384: "sha384", 521: "sha512"}.get(key.key_size, "sha256")
@@ -133,8 +141,9 @@ class EstClient:
     """
 
     def __init__(self, server: str, *, anchors: list[x509.Certificate] | None, label: str | None = None,
-                 auth: BasicAuth | None = None, client_cert: list[x509.Certificate] | None = None,
-                 client_key=None, timeout: float = 30.0, tls_version: str | None = None):
+                 auth: BasicAuth | DigestAuth | None = None, client_cert: list[x509.Certificate] | None = None,
+                 client_key: PrivateKeyTypes | None = None, timeout: float = 30.0,
+                 tls_version: str | None = None) -> None:
         url = urlsplit(server if "//" in server else f"https://{server}")
         if url.scheme != "https":
             raise ValueError("EST runs over https only")
@@ -151,10 +160,10 @@ class EstClient:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self):
+    def __enter__(self) -> EstClient:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None, *,
@@ -165,7 +174,7 @@ class EstClient:
         path = path or f"{self.base}/{op}"
         authenticate = method == "POST" if authenticate is None else authenticate
         for attempt in range(2):
-            headers = {}
+            headers: dict[str, str] = {}
             if isinstance(self.auth, BasicAuth) and authenticate:
                 headers["Authorization"] = self.auth.header()
             elif isinstance(self.auth, DigestAuth) and authenticate:
@@ -204,7 +213,7 @@ class EstClient:
         self.conn.connect()
         return base64.b64encode(self.conn.channel_binding()).decode()
 
-    def csrattrs(self) -> csrattrs.CsrHints | None:
+    def csrattrs(self) -> CsrHints | None:
         """What the server asks CSRs to hold, or None (204/404: nothing)."""
         resp = self._request("GET", "csrattrs")
         if resp.status in (204, 404):
@@ -223,9 +232,10 @@ class EstClient:
     def simplereenroll(self, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
         return self._post_csr("simplereenroll", csr)
 
-    def enroll(self, key, subject: str, *, dns_names: tuple[str, ...] = (), link: bool | None = None,
+    def enroll(self, key: CertificateIssuerPrivateKeyTypes, subject: str, *, dns_names: tuple[str, ...] = (),
+               link: bool | None = None,
                reenroll: bool = False, max_polls: int = 10, max_wait: float = 300.0,
-               sleep=time.sleep, hints: csrattrs.CsrHints | None = None) -> x509.Certificate:
+               sleep: Callable[[float], object] = time.sleep, hints: CsrHints | None = None) -> x509.Certificate:
         """Build the CSR (linked to this TLS session when asked, or when the
         server's CSR attributes ask) and enroll, following 202 + Retry-After
         at most ``max_polls`` times. The CSR is rebuilt for every attempt: a
@@ -235,7 +245,7 @@ class EstClient:
             hints = self.csrattrs()
         if link is None:
             link = bool(hints and hints.challenge_password)
-        signature_hash = _SIGNATURE_HASH.get(hints.signature_algorithm) if hints else None
+        signature_hash = _SIGNATURE_HASH.get(hints.signature_algorithm or "") if hints else None
         op = "simplereenroll" if reenroll else "simpleenroll"
         template = hints.template if hints else None
         for attempt in range(max_polls + 1):
@@ -254,12 +264,12 @@ class EstClient:
                 sleep(min(max(pending.retry_after, 1), max_wait))
         raise AssertionError("unreachable")
 
-    def _post_csr(self, op: str, csr) -> x509.Certificate:
+    def _post_csr(self, op: str, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
         der = csr if isinstance(csr, bytes) else csr.public_bytes(serialization.Encoding.DER)
         resp = self._request("POST", op, base64.encodebytes(der), "application/pkcs10")
         if resp.status == 202:
             try:
-                retry_after = int(resp.header("retry-after", "60"))
+                retry_after = int(resp.header("retry-after") or "60")
             except ValueError:
                 retry_after = 60
             raise EnrollmentPending(f"{op}: {_first_line(resp) or 'pending'}", retry_after)

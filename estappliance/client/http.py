@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
 
 ID_KP_CMC_RA = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.28")
@@ -42,8 +44,8 @@ class HttpsConnection:
     """One TLS connection, reused for several requests (keep-alive)."""
 
     def __init__(self, host: str, port: int, *, anchors: list[x509.Certificate] | None,
-                 client_cert: list[x509.Certificate] | None = None, client_key=None,
-                 timeout: float = 30.0, tls_version: str | None = None):
+                 client_cert: list[x509.Certificate] | None = None, client_key: PrivateKeyTypes | None = None,
+                 timeout: float = 30.0, tls_version: str | None = None) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
@@ -53,6 +55,7 @@ class HttpsConnection:
             ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
         if anchors is not None:
             store = ctx.get_cert_store()
+            assert store is not None  # a new context has its store
             for a in anchors:
                 store.add_cert(crypto.X509.from_cryptography(a))
             ctx.set_verify(SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok))
@@ -62,6 +65,9 @@ class HttpsConnection:
             ctx.use_certificate(crypto.X509.from_cryptography(client_cert[0]))
             for extra in client_cert[1:]:
                 ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+            if not isinstance(client_key, (dsa.DSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                                           ed448.Ed448PrivateKey, rsa.RSAPrivateKey)):
+                raise TLSError("a TLS client certificate needs its RSA, EC or EdDSA private key")
             ctx.use_privatekey(crypto.PKey.from_cryptography_key(client_key))
         self._ctx = ctx
         self._anchored = anchors is not None
@@ -112,30 +118,42 @@ class HttpsConnection:
                 pass
             self._sock.close()
 
-    def __enter__(self):
+    def __enter__(self) -> HttpsConnection:
         self.connect()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- TLS facts ---------------------------------------------------------------
 
+    @property
+    def _tls(self) -> SSL.Connection:
+        if self._conn is None:
+            raise TLSError(f"not connected to {self.host}:{self.port}")
+        return self._conn
+
     def server_certificate(self) -> x509.Certificate:
-        return self._conn.get_peer_certificate(as_cryptography=True)
+        cert = self._tls.get_peer_certificate(as_cryptography=True)
+        if cert is None:
+            raise TLSError(f"{self.host}:{self.port} sent no certificate")
+        return cert
 
     def server_chain(self) -> list[x509.Certificate]:
-        return self._conn.get_peer_cert_chain(as_cryptography=True) or []
+        return self._tls.get_peer_cert_chain(as_cryptography=True) or []
 
     def tls_version(self) -> str:
-        return self._conn.get_protocol_version_name()
+        return self._tls.get_protocol_version_name()
 
     def channel_binding(self) -> bytes:
         """tls-unique on TLS 1.2 (RFC 5929), tls-exporter on TLS 1.3 (RFC 9266)."""
-        if self._conn.get_protocol_version_name() == "TLSv1.3":
-            return self._conn.export_keying_material(b"EXPORTER-Channel-Binding", 32)
+        if self._tls.get_protocol_version_name() == "TLSv1.3":
+            return self._tls.export_keying_material(b"EXPORTER-Channel-Binding", 32)
         # The client sends the first Finished of a full handshake.
-        return self._conn.get_finished()
+        finished = self._tls.get_finished()
+        if finished is None:
+            raise TLSError("no TLS handshake has finished")
+        return finished
 
     # -- HTTP --------------------------------------------------------------------
 
@@ -151,7 +169,7 @@ class HttpsConnection:
             lines.append(f"Content-Length: {len(body)}")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         try:
-            self._conn.sendall(data)
+            self._tls.sendall(data)
             return self._read_response(method)
         except (SSL.Error, OSError) as e:
             self.close()
@@ -163,7 +181,7 @@ class HttpsConnection:
 
     def _recv(self) -> bytes:
         try:
-            data = self._conn.recv(65536)
+            data = self._tls.recv(65536)
         except SSL.ZeroReturnError:
             data = b""
         except SSL.SysCallError as e:
@@ -266,5 +284,5 @@ def _ssl_reason(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
-def load_private_key(data: bytes):
+def load_private_key(data: bytes) -> PrivateKeyTypes:
     return serialization.load_pem_private_key(data, password=None)

@@ -6,19 +6,23 @@ Also the ``est serverkeygen`` and ``est return`` sub-commands.
 """
 from __future__ import annotations
 
+import argparse
+
 import base64
 import binascii
 import sys
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
 from ..pki import envelope, keygen_request, keypackages, multipart
-from ..pki.asn1 import rfc6032
+from ..pki.asn1 import rfc6032, rfc7191
 from ..pki.cms import NotCertsOnly, read_certs_only
 from ..pki.encoding import NotBase64OrDer, decode_body
 from . import pemfiles
@@ -46,7 +50,7 @@ class KeygenAnswer:
 class ServerKey:
     """The private key made for us, its certificate, and what the package said."""
 
-    key: object  # a cryptography private key
+    key: PrivateKeyTypes
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     form: str
@@ -101,6 +105,8 @@ def open_answer(answer: KeygenAnswer, *, anchors: list[x509.Certificate],
         if key is None or cert is None:
             raise EstClientError("serverkeygen: the PKCS#12 lacks the key or the certificate")
         result = ServerKey(key, cert, tuple(chain), "pkcs12")
+    elif answer.certificate is None:
+        raise EstClientError("serverkeygen: the answer carries no certificate for the key")
     elif answer.form == "pkcs8":
         try:
             key = serialization.load_der_private_key(answer.key_der, None)
@@ -136,6 +142,8 @@ def receipt_for(delivered: ServerKey) -> bytes:
     """The signed receipt for a delivered package, signed with the new key."""
     if delivered.pkg_id is None:
         raise EstClientError("this key came without a key package identifier: nothing to acknowledge")
+    if not isinstance(delivered.key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        raise EstClientError(f"a {type(delivered.key).__name__} cannot sign the receipt")
     return keypackages.receipt_message(delivered.pkg_id, delivered.certificate.subject, delivered.key,
                                        delivered.certificate)
 
@@ -171,12 +179,12 @@ def _hex(text: str) -> bytes:
         raise SystemExit(f"est: {text!r} is not hexadecimal") from None
 
 
-def _pem_key(key) -> bytes:
+def _pem_key(key: PrivateKeyTypes) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def cmd_serverkeygen(args) -> None:
+def cmd_serverkeygen(args: argparse.Namespace) -> None:
     if not args.subject:
         raise SystemExit("est serverkeygen: --subject is required")
     if args.pkcs12 and (args.kek_id or args.recipient_cert or args.encrypted_key_package):
@@ -189,7 +197,7 @@ def cmd_serverkeygen(args) -> None:
         raise SystemExit("est serverkeygen: --encrypted-key-package needs --kek-id or --recipient-cert")
     anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     recipient = None
-    kw = {}
+    kw: dict[str, Any] = {}  # build_csr's keyword options
     if args.kek_id:
         kek_id, kek = _hex(args.kek_id), _read_secret(args.kek_file)
         recipient = envelope.RecipientKey(kek=kek, kek_id=kek_id)
@@ -237,7 +245,7 @@ class _NoHints:
     challenge_password = False
 
 
-def cmd_return(args) -> None:
+def cmd_return(args: argparse.Namespace) -> None:
     if bool(args.sign_cert) != bool(args.sign_key):
         raise SystemExit("est return: --sign-cert and --sign-key go together")
     key = cert = None
@@ -245,12 +253,12 @@ def cmd_return(args) -> None:
         cert, key = pemfiles.certificate_and_key(args.sign_cert, args.sign_key)
     pkg_id = _hex(args.pkg_id) if args.pkg_id else None
     if args.error is None:
-        if key is None or pkg_id is None:
+        if key is None or cert is None or pkg_id is None:
             raise SystemExit("est return: a receipt needs --pkg-id and --sign-cert/--sign-key (receipts are signed)")
         der = keypackages.receipt_message(pkg_id, cert.subject, key, cert)
     else:
         code = int(args.error) if args.error.isdigit() else args.error
-        if isinstance(code, str) and code not in set(keypackages.rfc7191.ERROR_CODES.values()):
+        if isinstance(code, str) and code not in set(rfc7191.ERROR_CODES.values()):
             raise SystemExit(f"est return: unknown RFC 7191 error code {args.error!r}")
         by = cert.subject if cert is not None else x509.Name.from_rfc4514_string(args.by or "")
         der = keypackages.error_message(pkg_id, by, code, key, cert)
@@ -259,7 +267,7 @@ def cmd_return(args) -> None:
     print("accepted", file=sys.stderr)
 
 
-def register(subparsers, common) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     sk = subparsers.add_parser("serverkeygen", parents=[common],
                                help="have the server make a key pair and certificate (RFC 7030 4.4, RFC 8295 8)")
     sk.add_argument("--subject", help="subject of the request, e.g. 'CN=device-1'")

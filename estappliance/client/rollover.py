@@ -77,7 +77,8 @@ def update_anchors(anchors: list[x509.Certificate], cacerts: list[x509.Certifica
             continue
         added.append(root)
     listed = set(cacerts)
-    kept, dropped = [], []
+    kept: list[x509.Certificate] = []
+    dropped: list[x509.Certificate] = []
     for a in anchors:
         retired = a not in listed and a.subject == a.issuer and any(
             b.subject == a.subject and b in listed for b in [*anchors, *added] if b is not a)

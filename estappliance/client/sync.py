@@ -9,11 +9,17 @@ package the device cannot answer for is reported, not fetched forever).
 """
 from __future__ import annotations
 
+import argparse
+
 import base64
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ..pki.pal_format import PalEntry
 from ..pki.pal_types import PAL_TYPES
 from ..pki.encoding import NotBase64OrDer, decode_body
 from ..progress import Progress
@@ -35,7 +41,7 @@ class SyncReport:
     rounds: int = 0
 
 
-def _work(entries) -> list[tuple[str, bool]]:
+def _work(entries: list[PalEntry]) -> list[tuple[str, bool]]:
     """(operation, return asked) for each entry the device must act on, in PAL order."""
     out = []
     for i, entry in enumerate(entries):
@@ -67,7 +73,8 @@ def post_return(client: EstClient, operation: str, der: bytes, content_type: str
         raise EstClientError(f"{operation}/return: HTTP {resp.status} {_first_line(resp)}", resp.status)
 
 
-def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log=lambda line: None,
+def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS,
+         log: Callable[[str], object] = lambda line: None,
          bars: Progress | None = None) -> SyncReport:
     """``bars``: a bar per PAL round (on a terminal)."""
     report = SyncReport()
@@ -108,13 +115,17 @@ def sync(client: EstClient, device: Device, *, max_rounds: int = MAX_ROUNDS, log
     return report
 
 
-def cmd_sync(args) -> None:
+def cmd_sync(args: argparse.Namespace) -> None:
     anchors = pemfiles.certificates(args.anchor) if args.anchor else []
     for extra in args.trust or ():
         anchors += pemfiles.certificates(extra)
-    key = cert = None
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None
+    cert = None
     if args.cert:
-        cert, key = pemfiles.certificate_and_key(args.cert, args.key)
+        cert, signing = pemfiles.certificate_and_key(args.cert, args.key)
+        if not isinstance(signing, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise EstClientError("the device key must be EC or RSA (it signs answers and opens packages)")
+        key = signing
     device = Device(Path(args.state), anchors, key=key, cert=cert,
                     kek=load_kek(args.kek) if args.kek else None,
                     kek_id=bytes.fromhex(args.kek_id) if args.kek_id else None,
@@ -131,7 +142,7 @@ def cmd_sync(args) -> None:
         raise EstClientError(f"{len(failed)} package(s) refused; errors were returned to the server")
 
 
-def register(subparsers, common) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("sync", parents=[common],
                               help="fetch every offered package (keys, firmware, TAMP), check, keep, answer")
     p.add_argument("--state", required=True, help="directory of the device's keys, firmware and trust anchors")

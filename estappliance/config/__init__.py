@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from typing import Any, overload
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,6 +224,10 @@ class Config:
         return self.labels.get(name or DEFAULT_LABEL)
 
 
+@overload
+def _path(base: Path, value: str) -> Path: ...
+@overload
+def _path(base: Path, value: str | None) -> Path | None: ...
 def _path(base: Path, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -256,7 +261,7 @@ def _positive_float(table: dict, key: str, default: float, where: str) -> float:
     return float(value)
 
 
-def _require(table: dict, key: str, where: str):
+def _require(table: dict[str, Any], key: str, where: str) -> Any:
     if key not in table:
         raise ConfigError(f"[{where}] needs '{key}'")
     return table[key]
@@ -293,9 +298,9 @@ def _profile(name: str, t: dict) -> Profile:
             raise ConfigError(f"{where} name_patterns.{key}: bad regular expression: {e}") from None
         patterns.append((key, pattern))
     required_ext = tuple(t.get("required_extensions", ()))
-    for e in required_ext:
-        if e not in EXTENSION_NAMES:
-            raise ConfigError(f"{where} unknown extension {e!r}; known: {', '.join(EXTENSION_NAMES)}")
+    for ext in required_ext:
+        if ext not in EXTENSION_NAMES:
+            raise ConfigError(f"{where} unknown extension {ext!r}; known: {', '.join(EXTENSION_NAMES)}")
     return Profile(
         name=name,
         validity_days=_int(t, "validity_days", 365, f"profiles.{name}", 1),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Generator, overload
 
 from cryptography import x509
 from twisted.internet import defer
@@ -36,6 +36,11 @@ from ..store import Store, on_store_thread
 from ..pki import pal_types
 from ..pki.pal_format import IssuerSerial, PalEntry
 
+if TYPE_CHECKING:
+    from ..ca import CertificateAuthority
+    from ..ca.crl import CrlIssuer
+    from ..store import CrlRecord
+
 UTC = datetime.timezone.utc
 
 
@@ -43,6 +48,10 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(UTC).replace(microsecond=0)
 
 
+@overload
+def _when(text: str) -> datetime.datetime: ...
+@overload
+def _when(text: str | None) -> datetime.datetime | None: ...
 def _when(text: str | None) -> datetime.datetime | None:
     if not text:
         return None
@@ -62,7 +71,7 @@ class StandingItems:
     """The current /cacerts and /crls bodies and their versions (what a PAL
     date is compared with). CRLs come from the issuer, re-issued when due."""
 
-    def __init__(self, ca, crl_issuer, reissue_before: datetime.timedelta):
+    def __init__(self, ca: CertificateAuthority, crl_issuer: CrlIssuer, reissue_before: datetime.timedelta) -> None:
         self.ca = ca
         self.crl_issuer = crl_issuer
         self.reissue_before = reissue_before
@@ -72,7 +81,7 @@ class StandingItems:
         return der, hashlib.sha256(der).hexdigest()
 
     @defer.inlineCallbacks
-    def current_crls(self):
+    def current_crls(self) -> Generator[defer.Deferred[Any], Any, tuple[list[CrlRecord], list[CrlRecord]]]:
         """Fires with (CRL records, ARL records), issuing any that is due:
         one of each per CA key still answering for certificates (a key
         update has two), the current key's first."""
@@ -85,7 +94,7 @@ class StandingItems:
         return [crl], [arl]
 
     @defer.inlineCallbacks
-    def crls(self):
+    def crls(self) -> Generator[defer.Deferred[Any], Any, CrlsBody]:
         """Fires with the CrlsBody /crls serves: the CRLs, then the ARLs.
         A version names every key's number, so a new one dates the PAL anew."""
         crls, arls = yield self.current_crls()
@@ -125,7 +134,7 @@ def key_use(key_usage: x509.KeyUsage | tuple[str, ...] | None) -> str:
 
 class PalBuilder:
     def __init__(self, store: Store, standing: StandingItems, settings: PalConfig,
-                 now: Callable[[], datetime.datetime] = _utcnow):
+                 now: Callable[[], datetime.datetime] = _utcnow) -> None:
         self.store = store
         self.standing = standing
         self.settings = settings
@@ -145,7 +154,7 @@ class PalBuilder:
         )
 
     @defer.inlineCallbacks
-    def entries(self, client: str, label: Label, base: str):
+    def entries(self, client: str, label: Label, base: str) -> Generator[defer.Deferred[Any], Any, list[PalEntry]]:
         """Fires with the client's whole PAL (unpaged), ``base`` being
         ``https://host/.well-known/est[/label]``."""
         crls = yield self.standing.crls()
@@ -217,7 +226,7 @@ class PalBuilder:
             delivery = offer.delivery
             last = max(filter(None, (delivery.downloaded_at, delivery.receipt_at, delivery.error_at)), default=None)
             done = delivery.downloaded_at is not None and not offer.awaiting_return
-            old = done and _when(last) < now - history
+            old = done and last is not None and _when(last) < now - history
             if offer.package.pal_type == pal_types.EE_CERTIFICATE:
                 ee_offers.append(offer)  # /eecerts serves them all, old ones too
                 ee_current = ee_current or not old
@@ -234,7 +243,8 @@ class PalBuilder:
         if ee_current:
             size = len(certs_only(peer_certificates([o.body for o in ee_offers])))
             dates = [_when(o.delivery.downloaded_at) for o in ee_offers]
-            date = None if None in dates else min(dates)
+            known = [d for d in dates if d is not None]
+            date = min(known) if len(known) == len(dates) else None
             groups.append(_Group(pal_types.PAL_TYPES[pal_types.EE_CERTIFICATE].tier, date is None, (0,), [
                 PalEntry(pal_types.EE_CERTIFICATE, size, uri=f"{base}/eecerts", date=date)]))
         return groups

@@ -14,11 +14,13 @@ from cryptography.hazmat.primitives import serialization
 
 from ..errors import MalformedRequest, PolicyRefused
 from ..pki import firmware
+from ..pki.certs import load_subject_public_key
 from ..pki import symkeys, tamp
 from ..pki.asn1 import rfc5914, rfc7191
 from ..store import Store
 from ..store.package_tables import NotOffered, Offer
 from ..pki import pal_types
+from ..store.tamp import AnchorRow
 
 SYMMETRIC = (pal_types.SYMMETRIC_KEY,)
 FIRMWARE = (pal_types.FIRMWARE,)
@@ -79,6 +81,7 @@ def record_key_package_return(store: Store, client: str, label: str, ret: symkey
                               presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, ret.signer, presented)
     offers = store.offered_packages(client, label, SYMMETRIC)
+    offer: Offer | None
     if ret.pkg_id is None:
         offer = _latest_awaiting(offers)
     else:
@@ -89,6 +92,7 @@ def record_key_package_return(store: Store, client: str, label: str, ret: symkey
     if ret.kind == rfc7191.RECEIPT:
         store.record_receipt(offer.package.id, client, return_der=ret.der)
     else:
+        assert ret.error_code is not None  # an error report carries its code
         store.record_error(offer.package.id, client, ret.error_code, return_der=ret.der)
     return offer
 
@@ -107,6 +111,7 @@ def record_firmware_report(store: Store, client: str, label: str, report: firmwa
                            presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, report.signer, presented)
     offers = store.offered_packages(client, label, FIRMWARE)
+    offer: Offer | None
     if report.name is None:
         offer = _latest_awaiting(offers)
     else:
@@ -117,6 +122,7 @@ def record_firmware_report(store: Store, client: str, label: str, report: firmwa
     if report.kind == firmware.RECEIPT:
         store.record_receipt(offer.package.id, client, return_der=report.der)
     else:
+        assert report.error_code is not None  # a load error carries its code
         store.record_error(offer.package.id, client, report.error_code, return_der=report.der)
     return offer
 
@@ -150,6 +156,7 @@ def record_tamp_answer(store: Store, client: str, label: str, message: tamp.Tamp
     check_signer(store, client, message.signer, presented)
     request_kind = _request_kind(message)
     offers = store.offered_packages(client, label, (TAMP_TYPES[request_kind],))
+    offer: Offer | None
     if message.ref is None:
         offer = _latest_awaiting(offers)
     else:
@@ -160,16 +167,19 @@ def record_tamp_answer(store: Store, client: str, label: str, message: tamp.Tamp
                              " offered")
         _downloaded(offer)
     failed = next((s for s in message.statuses if s != SUCCESS), None)
+    if message.kind == "tamp_error" and failed is None:
+        raise MalformedRequest("a TAMPError must report a failure status, not success")
     if message.kind != "tamp_error":
         _move_anchors(store, client, offer, message)
     if failed is None and message.kind != "tamp_error":
         store.record_receipt(offer.package.id, client, return_der=message.der)
     else:
+        assert failed is not None  # a confirm with a failure, or an error (checked above)
         store.record_error(offer.package.id, client, failed, return_der=message.der)
     return offer
 
 
-def _anchor_row(anchor: tamp.TrustAnchor) -> tuple[bytes, bytes, str | None]:
+def _anchor_row(anchor: tamp.TrustAnchor) -> AnchorRow:
     return anchor.key_id, anchor.der, anchor.title
 
 
@@ -181,7 +191,7 @@ def _removed_key_ids(store: Store, client: str, spki: bytes) -> list[bytes]:
             continue
         if tamp.TrustAnchor.from_choice(rfc5914.TrustAnchorChoice.load(known.der)).spki == spki:
             out.append(known.key_id)
-    key = serialization.load_der_public_key(spki)
+    key = load_subject_public_key(spki)
     out.append(x509.SubjectKeyIdentifier.from_public_key(key).digest)
     return out
 
@@ -192,6 +202,7 @@ def _move_anchors(store: Store, client: str, offer: Offer, message: tamp.TampMes
     kind = message.kind
     ok = all(s == SUCCESS for s in message.statuses)
     if kind == "tamp_status_response":
+        rows: list[AnchorRow]
         if message.anchors is not None:
             rows = [_anchor_row(a) for a in message.anchors]
         else:
@@ -199,6 +210,7 @@ def _move_anchors(store: Store, client: str, offer: Offer, message: tamp.TampMes
         store.move_client_anchors(client, source, replace=rows, communities=list(message.communities)
                                   if message.communities is not None else None)
         return
+    assert offer.package.content is not None  # a TAMP package is its message
     request = tamp.read(offer.package.content)
     if kind == "tamp_update_confirm":
         if message.anchors is not None:
@@ -208,11 +220,13 @@ def _move_anchors(store: Store, client: str, offer: Offer, message: tamp.TampMes
         statuses = list(message.statuses)
         if len(statuses) == 1 and len(changes) > 1:
             statuses *= len(changes)
-        add, remove = [], []
+        add: list[AnchorRow] = []
+        remove: list[bytes] = []
         for (action, spki, anchor), status in zip(changes, statuses):
             if status != SUCCESS:
                 continue
             if action == "add":
+                assert anchor is not None  # an addition names its anchor
                 add.append(_anchor_row(anchor))
             elif action == "remove":
                 remove += _removed_key_ids(store, client, spki)
@@ -221,7 +235,7 @@ def _move_anchors(store: Store, client: str, offer: Offer, message: tamp.TampMes
         apex = tamp.TrustAnchor.from_choice(request.value["apex_ta"])
         clear = bool(request.value["clear_trust_anchors"].native)
         replace = [_anchor_row(a) for a in message.anchors] if message.anchors is not None else None
-        communities = [] if request.value["clear_communities"].native else None
+        communities: list[str] | None = [] if request.value["clear_communities"].native else None
         store.move_client_anchors(client, source, replace=replace, clear=clear and replace is None,
                                   apex=_anchor_row(apex), communities=communities)
     elif kind == "tamp_community_update_confirm" and ok:

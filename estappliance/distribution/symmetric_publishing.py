@@ -29,6 +29,7 @@ import datetime
 import os
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
 from cryptography import x509
 
@@ -78,8 +79,7 @@ def recipients_for(store: Store, token: Token, client: str) -> list[envelope.Rec
     keks = store.keks() if token.policy().kek_problem() is None else []
     for kek in keks:
         if kek.client == client:
-            found.append(envelope.KekRecipient(kek.key_id, lambda cek, lbl=kek.token_label: wrap_with_kek(
-                token, lbl, cek), kek.size))
+            found.append(envelope.KekRecipient(kek.key_id, partial(wrap_with_kek, token, kek.token_label), kek.size))
     for registered in store.recipients():
         if registered.client == client:
             cert = x509.load_der_x509_certificate(registered.der)

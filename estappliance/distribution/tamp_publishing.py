@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from asn1crypto import core
 from cryptography import x509
 
 from ..ca import roles
@@ -39,7 +40,7 @@ class TampRequest:
     terse: bool = False
 
 
-def build(request: TampRequest, seq_num: int):
+def build(request: TampRequest, seq_num: int) -> core.Asn1Value:
     ref = tamp.MsgRef(request.target, seq_num)
     if request.kind == "tamp_status_query":
         return tamp.status_query(ref, terse=request.terse)

@@ -16,7 +16,7 @@ from typing import Callable
 from twisted.application import internet, service
 from twisted.internet import defer, threads
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..web import health as health_web
 from ..web.http import Response
 from .health import Readiness
@@ -29,6 +29,8 @@ def prepare_metrics_dir(config: Config) -> Path | None:
     if not (config.ops.metrics.enabled and config.ops.admin.port is not None):
         return None
     path = config.ops.metrics.dir
+    if path is None:
+        raise ConfigError("[metrics] dir is not set")
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, mode=0o700)
     from .. import metrics
@@ -36,7 +38,7 @@ def prepare_metrics_dir(config: Config) -> Path | None:
     return path
 
 
-def metrics_route(config: Config, path: Path) -> Callable:
+def metrics_route(config: Config, path: Path) -> health_web.PlainHandler:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -46,11 +48,10 @@ def metrics_route(config: Config, path: Path) -> Callable:
     MultiProcessCollector(registry, path=str(path))
     registry.register(StoreCollector(config.store, config.ops.metrics.store_cache_seconds))
 
-    def render(request) -> defer.Deferred:
+    def render(request: object) -> defer.Deferred[Response]:
         # Reading the files and the store blocks: off the reactor thread.
         d = threads.deferToThread(generate_latest, registry)
-        d.addCallback(lambda body: Response(body, CONTENT_TYPE_LATEST.encode(), 200))
-        return d
+        return d.addCallback(lambda body: Response(body, CONTENT_TYPE_LATEST.encode(), 200))
     return render
 
 

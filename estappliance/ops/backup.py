@@ -101,7 +101,7 @@ class SqliteBackup:
 def _copy(src: sqlite3.Connection, dst: sqlite3.Connection, progress: Progress, what: str) -> None:
     task = progress.task(f"copying the {what}")
 
-    def step(status, remaining, total):
+    def step(status: int, remaining: int, total: int) -> None:
         task.update(completed=total - remaining, total=total)
     src.backup(dst, pages=PAGES_PER_STEP, progress=step, sleep=0)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import dataclass, field
+from typing import Any, Generator, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from twisted.internet import defer, reactor
@@ -22,11 +23,12 @@ from twisted.python.failure import Failure
 from ..ca import CertificateAuthority
 from ..errors import TokenUnavailable
 from ..config.operations import HealthConfig
-from ..store import Store, on_store_thread
+from ..store import CrlRecord, Store, on_store_thread
 from ..token import on_token_thread, signature_hash
 
 PROBE_DATA = b"estappliance readiness probe"
 log = Logger()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,33 +50,33 @@ def _sign_probe(ca: CertificateAuthority) -> None:
         key.sign(PROBE_DATA, ec.ECDSA(algorithm))
 
 
-def _store_probe(store: Store):
+def _store_probe(store: Store) -> CrlRecord | None:
     """Blocking, on the store thread: one commit, then the current CRL."""
     store.probe_commit()
     return store.latest_crl("crl")
 
 
 class ReadinessProbe:
-    def __init__(self, ca: CertificateAuthority, store: Store, settings: HealthConfig):
+    def __init__(self, ca: CertificateAuthority, store: Store, settings: HealthConfig) -> None:
         self.ca = ca
         self.store = store
         self.settings = settings
         self._last: Readiness | None = None
         self._at = 0.0
-        self._waiting: list[defer.Deferred] = []  # callers of the probe under way
+        self._waiting: list[defer.Deferred[Readiness]] = []  # callers of the probe under way
 
-    def check(self) -> defer.Deferred:
+    def check(self) -> defer.Deferred[Readiness]:
         """Fires with a Readiness, fresh or at most ``cache_seconds`` old;
         callers during a probe share it."""
         if self._last is not None and time.monotonic() - self._at < self.settings.cache_seconds:
             return defer.succeed(self._last)
-        d = defer.Deferred()
+        d: defer.Deferred[Readiness] = defer.Deferred()
         self._waiting.append(d)
         if len(self._waiting) == 1:
             self._probe().addBoth(self._done)
         return d
 
-    def _done(self, result) -> None:
+    def _done(self, result: Readiness | Failure) -> None:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             if isinstance(result, Failure):
@@ -83,7 +85,7 @@ class ReadinessProbe:
                 d.callback(result)
 
     @defer.inlineCallbacks
-    def _probe(self):
+    def _probe(self) -> Generator[defer.Deferred[Any], Any, Readiness]:
         margin = datetime.timedelta(hours=self.settings.margin_hours)
         now = datetime.datetime.now(datetime.timezone.utc)
         token, store = yield defer.DeferredList(
@@ -109,13 +111,16 @@ class ReadinessProbe:
         self._last, self._at = result, time.monotonic()
         return result
 
-    def _within(self, d: defer.Deferred, what: str) -> defer.Deferred:
+    def _within(self, d: defer.Deferred[T], what: str) -> defer.Deferred[T]:
         """The work stays queued on its thread; only the waiting stops."""
-        outer = defer.Deferred()
-        timer = reactor.callLater(self.settings.timeout_seconds, lambda: outer.called or outer.errback(
-            TimeoutError(f"{what} did not answer within {self.settings.timeout_seconds:g} s")))
+        outer: defer.Deferred[T] = defer.Deferred()
 
-        def fire(result):
+        def expire() -> None:
+            if not outer.called:
+                outer.errback(TimeoutError(f"{what} did not answer within {self.settings.timeout_seconds:g} s"))
+        timer = reactor.callLater(self.settings.timeout_seconds, expire)
+
+        def fire(result: T | Failure) -> None:
             if timer.active():
                 timer.cancel()
             if not outer.called:
@@ -127,7 +132,7 @@ class ReadinessProbe:
         return outer
 
 
-def _reason(failure, what: str) -> str:
+def _reason(failure: Failure, what: str) -> str:
     exc = failure.value
     if isinstance(exc, TimeoutError):
         return str(exc)

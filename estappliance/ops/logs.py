@@ -14,10 +14,11 @@ import logging.handlers
 import socket
 import sys
 import time
-from typing import IO
+from typing import IO, Any, TypeVar, cast
 
 from twisted.application import service
 from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import (ILogObserver, Logger, formatEvent, globalLogPublisher, jsonFileLogObserver,
                             textFileLogObserver)
 from zope.interface import implementer
@@ -28,6 +29,7 @@ from ..config.operations import LogConfig
 AUDIT_NAMESPACE = "estappliance.audit"
 audit_log = Logger(namespace=AUDIT_NAMESPACE)
 _log = Logger()
+T = TypeVar("T")
 
 
 def _open(config: LogConfig) -> IO[str]:
@@ -53,7 +55,7 @@ class _SysLogHandler(logging.handlers.SysLogHandler):
 
     _reported = 0.0
 
-    def handleError(self, record) -> None:
+    def handleError(self, record: logging.LogRecord) -> None:
         now = time.monotonic()
         if now - self._reported >= 60:
             self._reported = now
@@ -65,14 +67,14 @@ class _SysLogHandler(logging.handlers.SysLogHandler):
 class AuditToSyslog:
     """Forwards audit events to syslog (stdlib SysLogHandler: a Unix socket, /dev/log by default)."""
 
-    def __init__(self, config: LogConfig):
+    def __init__(self, config: LogConfig) -> None:
         address = config.syslog_address
         self.handler = _SysLogHandler(
             address=address, facility=logging.handlers.SysLogHandler.facility_names[config.syslog_facility],
             socktype=socket.SOCK_DGRAM)
         self.handler.ident = "estappliance: "
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: dict[str, Any]) -> None:
         if event.get("log_namespace") != AUDIT_NAMESPACE:
             return
         record = logging.LogRecord("estappliance.audit", logging.INFO, "", 0, formatEvent(event), None, None)
@@ -84,10 +86,11 @@ class AuditToSyslog:
 
 def watch_audit(store: Store) -> None:
     """Every audit row this connection inserts becomes an ``estappliance.audit`` log event."""
-    def emit(at, client, label, operation, outcome, detail):
+    def emit(at: str, client: str | None, label: str | None, operation: str, outcome: str, detail: str | None) -> None:
         # On the store thread: the event is published on the reactor thread.
-        reactor.callFromThread(audit_log.info, "audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
-                               client=client, label=label, operation=operation, outcome=outcome, detail=detail)
+        cast(IReactorThreads, reactor).callFromThread(
+            audit_log.info, "audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
+            client=client, label=label, operation=operation, outcome=outcome, detail=detail)
     store._db.create_function("est_audit_event", 6, emit)
     store._db.execute("CREATE TEMP TRIGGER IF NOT EXISTS audit_to_log AFTER INSERT ON main.audit BEGIN"
                       " SELECT est_audit_event(NEW.at, NEW.client, NEW.label, NEW.operation, NEW.outcome,"
@@ -99,26 +102,30 @@ class LoggingSetup(service.MultiService):
     observer (as a .tac file would, through the application's ILogObserver
     component) and runs the syslog forwarder while the service runs."""
 
-    def __init__(self, config: LogConfig):
+    def __init__(self, config: LogConfig) -> None:
         super().__init__()
         self.config = config
         self._syslog: AuditToSyslog | None = None
 
-    def setServiceParent(self, parent):
+    def setServiceParent(self, parent: service.IServiceCollection) -> None:
         super().setServiceParent(parent)
         observer = file_observer(self.config)
         if observer is not None and hasattr(parent, "setComponent"):
             parent.setComponent(ILogObserver, observer)
 
-    def startService(self):
+    def startService(self) -> None:
         if self.config.syslog:
             self._syslog = AuditToSyslog(self.config)
             globalLogPublisher.addObserver(self._syslog)
         super().startService()
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[None]:
         d = defer.maybeDeferred(super().stopService)
-        d.addBoth(lambda result: (self._stop_syslog(), result)[1])
+
+        def stopped(result: T) -> T:
+            self._stop_syslog()
+            return result
+        d.addBoth(stopped)
         return d
 
     def _stop_syslog(self) -> None:

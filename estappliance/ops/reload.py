@@ -14,20 +14,28 @@ every worker.
 from __future__ import annotations
 
 import signal
-from typing import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Union, cast
 
 from OpenSSL import SSL
 from twisted.application import service
 from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from ..config import ConfigError, load
 from ..web.tls import ServerContextFactory, build_context
 
+if TYPE_CHECKING:
+    from ..service import Appliance
+
+# What signal.signal() gives back: a handler, SIG_DFL/SIG_IGN, or None.
+_Handler = Union[Callable[[int, Union[FrameType, None]], Any], int, None]
+
 log = Logger()
 
 
-def reload_appliance(appliance, tls: ServerContextFactory) -> bool:
+def reload_appliance(appliance: Appliance, tls: ServerContextFactory) -> bool:
     """Apply the configuration file as it is now; True if applied."""
     old = appliance.config
     try:
@@ -56,18 +64,18 @@ def reload_appliance(appliance, tls: ServerContextFactory) -> bool:
 class ReloadOnHangup(service.Service):
     """Calls ``reload()`` on the reactor thread for each SIGHUP while running."""
 
-    def __init__(self, reload: Callable[[], object]):
+    def __init__(self, reload: Callable[[], object]) -> None:
         self.reload = reload
-        self._previous = None
+        self._previous: _Handler = None
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self._previous = signal.signal(signal.SIGHUP, self._hangup)
 
-    def _hangup(self, signum, frame) -> None:
-        reactor.callFromThread(self.reload)
+    def _hangup(self, signum: int, frame: FrameType | None) -> None:
+        cast(IReactorThreads, reactor).callFromThread(self.reload)
 
-    def stopService(self):
+    def stopService(self) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGHUP, self._previous)
             self._previous = None

@@ -13,6 +13,7 @@ import datetime
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
@@ -82,7 +83,7 @@ class StoreCollector:
                 self._at = time.monotonic()
             return self._figures
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         f = self.figures()
         if f is None:
             return

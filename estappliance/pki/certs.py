@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Iterable
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, mldsa, mlkem, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes, CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 ID_KP_CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")
@@ -39,7 +42,8 @@ def parse_name(text: str) -> x509.Name:
     return name
 
 
-def key_usage(names) -> x509.KeyUsage:
+def key_usage(names: Iterable[str]) -> x509.KeyUsage:
+    names = tuple(names)
     flags = {n: n in names for n in KEY_USAGES}
     unknown = set(names) - set(KEY_USAGES)
     if unknown:
@@ -51,7 +55,7 @@ def key_usage(names) -> x509.KeyUsage:
         encipher_only=flags["encipherOnly"], decipher_only=flags["decipherOnly"])
 
 
-def usable_key_usages(public_key, names) -> tuple[str, ...]:
+def usable_key_usages(public_key: CertificatePublicKeyTypes, names: Iterable[str]) -> tuple[str, ...]:
     """The profile's key usages that fit the key: no key or data encipherment
     for EC keys (RFC 8813), no key agreement for RSA keys."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -63,7 +67,8 @@ def usable_key_usages(public_key, names) -> tuple[str, ...]:
     return tuple(n for n in names if n not in banned)
 
 
-def extended_key_usage(names) -> x509.ExtendedKeyUsage:
+def extended_key_usage(names: Iterable[str]) -> x509.ExtendedKeyUsage:
+    names = tuple(names)
     unknown = set(names) - set(EXTENDED_KEY_USAGES)
     if unknown:
         raise ValueError(f"unknown extended key usage: {', '.join(sorted(unknown))}")
@@ -78,7 +83,7 @@ def _validity(builder: x509.CertificateBuilder, now: datetime.datetime, days: in
     return builder.not_valid_before(now - BACKDATE).not_valid_after(not_after)
 
 
-def root_ca(subject: x509.Name, public_key, serial: int, now: datetime.datetime,
+def root_ca(subject: x509.Name, public_key: CertificatePublicKeyTypes, serial: int, now: datetime.datetime,
             days: int) -> x509.CertificateBuilder:
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(public_key)
@@ -90,8 +95,8 @@ def root_ca(subject: x509.Name, public_key, serial: int, now: datetime.datetime,
     return _validity(b, now, days)
 
 
-def end_entity(*, subject: x509.Name, public_key, issuer: x509.Certificate, serial: int,
-               now: datetime.datetime, days: int, key_usages, extended_key_usages,
+def end_entity(*, subject: x509.Name, public_key: CertificatePublicKeyTypes, issuer: x509.Certificate, serial: int,
+               now: datetime.datetime, days: int, key_usages: Iterable[str], extended_key_usages: Iterable[str],
                san: x509.SubjectAlternativeName | None) -> x509.CertificateBuilder:
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject).public_key(public_key)
          .serial_number(serial)
@@ -109,8 +114,8 @@ def end_entity(*, subject: x509.Name, public_key, issuer: x509.Certificate, seri
     return _validity(b, now, days, issuer.not_valid_after_utc)
 
 
-def server_san(names) -> x509.SubjectAlternativeName:
-    entries = []
+def server_san(names: Iterable[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
     for n in names:
         try:
             entries.append(x509.IPAddress(ipaddress.ip_address(n)))
@@ -119,9 +124,32 @@ def server_san(names) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+# Every public key type but DH (whose module warns on use: it is deprecated).
+_CERTIFIABLE = (dsa.DSAPublicKey, rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey,
+                ed448.Ed448PublicKey, mldsa.MLDSA44PublicKey, mldsa.MLDSA65PublicKey, mldsa.MLDSA87PublicKey,
+                mlkem.MLKEM768PublicKey, mlkem.MLKEM1024PublicKey, x25519.X25519PublicKey, x448.X448PublicKey)
+
+
+def load_subject_public_key(spki: bytes) -> CertificatePublicKeyTypes:
+    """A SubjectPublicKeyInfo (DER) as a key a certificate can carry (not DH)."""
+    key = serialization.load_der_public_key(spki)
+    if not isinstance(key, _CERTIFIABLE):
+        raise ValueError("a DH key cannot be certified")
+    return key
+
+
+def issuer_public_key(issuer: x509.Certificate) -> CertificateIssuerPublicKeyTypes:
+    """The key of a certificate that signs others: never a key-agreement or KEM key."""
+    key = issuer.public_key()
+    if isinstance(key, (x25519.X25519PublicKey, x448.X448PublicKey, mlkem.MLKEM768PublicKey,
+                        mlkem.MLKEM1024PublicKey)):
+        raise TypeError("a key-agreement key cannot sign certificates or CRLs")
+    return key
+
+
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(issuer))

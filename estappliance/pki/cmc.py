@@ -10,29 +10,35 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asn1crypto import cms, core
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
 
 from .errors import PkiError
 from . import crmf, signeddata
 from . import csr as csrs
 from .asn1 import rfc4211, rfc5272
+from .encoding import der
 
 STATUSES = tuple(rfc5272.CMCStatus._map.values())
 FAIL_INFOS = tuple(rfc5272.CMCFailInfo._map.values())
 PROOF_HASHES = ("sha1", "sha256", "sha384", "sha512")
+# A bodyPartID, or a bodyPartPath (a tuple) into a nested PKIData.
+BodyPartRef = int | tuple[int, ...]
 PROOF_MACS = ("sha1", "sha256", "sha384", "sha512")  # hmacWithSHA*
 
 
 class BadCmcMessage(PkiError):
     """The message as a whole cannot be used; ``fail_info`` is the CMCFailInfo."""
 
-    def __init__(self, reason: str, fail_info: str = "bad_request"):
+    def __init__(self, reason: str, fail_info: str = "bad_request") -> None:
         super().__init__(reason)
         self.reason = reason
         self.fail_info = fail_info
@@ -51,7 +57,9 @@ class Problem:
 class Control:
     body_part_id: int
     type: str  # asn1crypto name ("transaction_id") or dotted OID when unknown
-    value: object  # the first attrValue, decoded when the type is known; None if there is none
+    # The first attrValue, decoded when the type is known (an asn1crypto value,
+    # untyped: Any); None if there is none.
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ class CertificationRequest:
     kind: str  # "pkcs10", "crmf" or "other"
     der: bytes
     subject: x509.Name | None = None
-    public_key: object = None
+    public_key: CertificatePublicKeyTypes | None = None
     san: x509.SubjectAlternativeName | None = None
     csr: x509.CertificateSigningRequest | None = None
     pop: str = "none"  # "signature" (verified), "ra_verified", "key_encipherment", "key_agreement", "none"
@@ -98,7 +106,7 @@ class FullPkiRequest:
     pki_data: PkiData
     signed: bool
     signer: x509.Certificate | None = None  # the certificate whose key signed, if one did
-    signer_key: object = None  # the public key that verified
+    signer_key: PublicKeyTypes | None = None  # the public key that verified
     certificates: tuple[x509.Certificate, ...] = ()  # carried in the SignedData
 
 
@@ -113,7 +121,7 @@ class IdentityProof:
 
 # -- reading requests ---------------------------------------------------------------
 
-def read_request(der: bytes, extra_keys=()) -> FullPkiRequest:
+def read_request(der: bytes, extra_keys: Sequence[CertificatePublicKeyTypes] = ()) -> FullPkiRequest:
     """A Full PKI Request: SignedData over a PKIData, or a bare PKIData in a
     ContentInfo (unsigned). Raises BadCmcMessage.
 
@@ -170,7 +178,7 @@ def peek_pki_data(der: bytes) -> PkiData | None:
 def _explicit_content(info: cms.ContentInfo) -> bytes:
     """The DER of a ContentInfo's content, without the [0] EXPLICIT wrapper."""
     try:
-        return info["content"].untag().dump()
+        return der(info["content"].untag())
     except (ValueError, TypeError, AttributeError) as e:
         raise BadCmcMessage(f"unreadable PKIData: {_short(e)}") from None
 
@@ -206,7 +214,7 @@ def _read_pki_data(der: bytes) -> PkiData:
     pki = rfc5272.PKIData.load(der, strict=True)
     seen: set[int] = set()
 
-    def body_part(value) -> int:
+    def body_part(value: Any) -> int:  # an asn1crypto INTEGER
         n = int(value.native)
         if not 0 <= n <= rfc5272.BODY_PART_ID_MAX:
             raise BadCmcMessage(f"bodyPartID {n} out of range")
@@ -215,14 +223,14 @@ def _read_pki_data(der: bytes) -> PkiData:
         seen.add(n)
         return n
 
-    controls = []
+    controls: list[Control] = []
     for attr in pki["control_sequence"]:
         kind = attr["attr_type"].native
         values = attr["attr_values"]
         if kind in rfc5272.CONTROL_SPECS:
             values.native  # noqa: B018 - a malformed value fails here
         controls.append(Control(body_part(attr["body_part_id"]), kind, values[0] if len(values) else None))
-    requests = []
+    requests: list[CertificationRequest] = []
     for tagged in pki["req_sequence"]:
         tagged.native  # noqa: B018
         if tagged.name == "tcr":
@@ -235,7 +243,7 @@ def _read_pki_data(der: bytes) -> PkiData:
             requests.append(CertificationRequest(
                 body_part(tagged.chosen["body_part_id"]), "other", tagged.chosen.untag().dump(),
                 problem=Problem("bad_request", "other request message types (orm) are not supported", "no_support")))
-    nested = []
+    nested: list[NestedMessage] = []
     for t in pki["cms_sequence"]:
         t["content_info"]["content_type"].native  # noqa: B018
         nested.append(NestedMessage(body_part(t["body_part_id"]), t["content_info"].dump()))
@@ -248,11 +256,13 @@ def _pkcs10(body_part_id: int, der: bytes) -> CertificationRequest:
         csr = csrs.load_csr(der)
     except csrs.BadCSR as e:
         return CertificationRequest(body_part_id, "pkcs10", der, problem=Problem("bad_request", str(e)))
-    base = dict(subject=csr.subject, public_key=csr.public_key(), san=csrs.requested_san(csr), csr=csr)
+    subject, public_key, san = csr.subject, csr.public_key(), csrs.requested_san(csr)
     if not csrs.signature_ok(csr):
-        return CertificationRequest(body_part_id, "pkcs10", der, **base, problem=Problem(
-            "pop_failed", "PKCS#10 signature does not verify (proof of possession failed)"))
-    return CertificationRequest(body_part_id, "pkcs10", der, **base, pop="signature")
+        return CertificationRequest(body_part_id, "pkcs10", der, subject=subject, public_key=public_key, san=san,
+                                    csr=csr, problem=Problem(
+                                        "pop_failed", "PKCS#10 signature does not verify (proof of possession failed)"))
+    return CertificationRequest(body_part_id, "pkcs10", der, subject=subject, public_key=public_key, san=san, csr=csr,
+                                pop="signature")
 
 
 def _crmf(body_part_id: int, msg: rfc4211.CertReqMsg) -> CertificationRequest:
@@ -298,7 +308,7 @@ def identity_proof_witness(secret: bytes, req_sequence_der: bytes, hash_name: st
 
 # -- building requests (the client, and tests) ------------------------------------
 
-def control(body_part_id: int, name: str, value) -> rfc5272.TaggedAttribute:
+def control(body_part_id: int, name: str, value: Any) -> rfc5272.TaggedAttribute:  # value: asn1crypto or native
     """A TaggedAttribute: ``name`` is a control name (``transaction_id``) or OID."""
     return rfc5272.TaggedAttribute({"body_part_id": body_part_id, "attr_type": name, "attr_values": [value]})
 
@@ -309,13 +319,14 @@ def pkcs10_request(body_part_id: int, csr: x509.CertificateSigningRequest | byte
                                                     "certification_request": asn1_csr.CertificationRequest.load(der)})
 
 
-def crmf_request(body_part_id: int, private_key, subject: x509.Name, *,
+def crmf_request(body_part_id: int, private_key: signeddata.SigningKey, subject: x509.Name, *,
                  san: x509.SubjectAlternativeName | None = None) -> rfc5272.TaggedRequest:
     """A CRMF request whose certReqId is the bodyPartID (RFC 5272 3.2.1.3.2)."""
     return rfc5272.TaggedRequest(name="crm", value=crmf.build(body_part_id, private_key, subject, san=san))
 
 
-def pki_data(controls=(), requests=(), nested: tuple[tuple[int, bytes], ...] = ()) -> rfc5272.PKIData:
+def pki_data(controls: Iterable[rfc5272.TaggedAttribute] = (), requests: Iterable[rfc5272.TaggedRequest] = (),
+             nested: tuple[tuple[int, bytes], ...] = ()) -> rfc5272.PKIData:
     """``nested``: (bodyPartID, ContentInfo DER) pairs for cmsSequence."""
     return rfc5272.PKIData({
         "control_sequence": list(controls),
@@ -336,7 +347,7 @@ def with_identity_proof(pki: rfc5272.PKIData, body_part_id: int, secret: bytes, 
                             "cms_sequence": pki["cms_sequence"], "other_msg_sequence": pki["other_msg_sequence"]})
 
 
-def sign_request(pki: rfc5272.PKIData, key, cert: x509.Certificate | None = None, *,
+def sign_request(pki: rfc5272.PKIData, key: signeddata.SigningKey, cert: x509.Certificate | None = None, *,
                  certificates: list[x509.Certificate] | None = None) -> bytes:
     """SignedData over the PKIData. Without ``cert`` the key being certified
     signs, identified by its subject key identifier (RFC 5280 4.2.1.2 method
@@ -349,10 +360,10 @@ def sign_request(pki: rfc5272.PKIData, key, cert: x509.Certificate | None = None
 
 
 def unsigned_request(pki: rfc5272.PKIData) -> bytes:
-    return cms.ContentInfo({"content_type": rfc5272.PKI_DATA, "content": pki}).dump()
+    return der(cms.ContentInfo({"content_type": rfc5272.PKI_DATA, "content": pki}))
 
 
-def _key_only_certificate(key) -> x509.Certificate:
+def _key_only_certificate(key: signeddata.SigningKey) -> x509.Certificate:
     """Only its subject key identifier is used, as the SignedData signer id;
     it is not sent."""
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -372,7 +383,7 @@ class Status:
     bodyPartPath into a nested PKIData."""
 
     status: str
-    body_list: tuple = ()
+    body_list: tuple[BodyPartRef, ...] = ()
     status_string: str | None = None
     fail_info: str | None = None
     pend_token: bytes | None = None
@@ -393,7 +404,7 @@ def status_info_v2(s: Status) -> rfc5272.CMCStatusInfoV2:
     return rfc5272.CMCStatusInfoV2(value)
 
 
-def pki_response(statuses, *, transaction_id: int | None = None, recipient_nonce: bytes | None = None,
+def pki_response(statuses: Iterable[Status], *, transaction_id: int | None = None, recipient_nonce: bytes | None = None,
                  sender_nonce: bytes | None = None) -> rfc5272.PKIResponse:
     """A PKIResponse: one statusInfoV2 control per Status, then the
     transactionId and nonces (RFC 5272 6.6, 6.7)."""
@@ -418,7 +429,7 @@ class FullPkiResponse:
     signer: x509.Certificate
     content: bytes = field(repr=False, default=b"")  # the PKIResponse DER
 
-    def status_for(self, body_part) -> Status | None:
+    def status_for(self, body_part: BodyPartRef) -> Status | None:
         for s in self.statuses:
             if body_part in s.body_list:
                 return s
@@ -444,7 +455,8 @@ def read_response(der: bytes) -> FullPkiResponse:
             x509.load_der_x509_crl(c.chosen.dump()) for c in sd["crls"] if c.name == "crl"]
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise BadCmcMessage(f"unreadable PKIResponse: {_short(e)}") from None
-    statuses, txid, sender, recipient = [], None, None, None
+    statuses: list[Status] = []
+    txid = sender = recipient = None
     for attr in response["control_sequence"]:
         name, values = attr["attr_type"].native, attr["attr_values"]
         if not len(values):
@@ -459,7 +471,7 @@ def read_response(der: bytes) -> FullPkiResponse:
         elif name == "recipient_nonce":
             recipient = value.native
     return FullPkiResponse(tuple(statuses), txid, sender, recipient, tuple(_carried_certificates(info)),
-                           tuple(crls), verified.signer, verified.content)
+                           tuple(crls), verified.signer_certificate, verified.content)
 
 
 def _status(value: rfc5272.CMCStatusInfoV2) -> Status:

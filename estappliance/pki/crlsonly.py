@@ -10,6 +10,7 @@ from asn1crypto import cms, core
 from asn1crypto import crl as asn1_crl
 
 from .errors import PkiError
+from .encoding import der
 
 
 class NotCrlsOnly(PkiError):
@@ -25,10 +26,10 @@ def crls_only(crls: Sequence[bytes]) -> bytes:
         "version": "v1",  # RFC 5652 5.1: only X.509 CRLs, id-data, no signers
         "digest_algorithms": [],
         "encap_content_info": {"content_type": "data"},
-        "crls": [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(der)) for der in crls],
+        "crls": [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(crl)) for crl in crls],
         "signer_infos": [],
     })
-    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
+    return der(cms.ContentInfo({"content_type": "signed_data", "content": sd}))
 
 
 def read_crls_only(der: bytes) -> list[bytes]:

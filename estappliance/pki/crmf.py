@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
 from asn1crypto import algos, core, keys
 from asn1crypto import x509 as asn1_x509
@@ -14,14 +16,18 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
 
+from .certs import load_subject_public_key
 from .errors import PkiError
 from .asn1 import rfc4211
 from .keyids import spki_der
+from .encoding import der
+from .signeddata import SigningKey
 
-_HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
            "sha512": hashes.SHA512}
-_SAN_TYPES = {
+_SAN_TYPES: dict[str, Callable[[str], x509.GeneralName]] = {
     "dns_name": x509.DNSName,
     "rfc822_name": x509.RFC822Name,
     "uniform_resource_identifier": x509.UniformResourceIdentifier,
@@ -31,7 +37,7 @@ _SAN_TYPES = {
 class BadCrmfRequest(PkiError):
     """The CertReqMsg cannot be used; ``fail_info`` names the CMCFailInfo."""
 
-    def __init__(self, reason: str, fail_info: str = "bad_request"):
+    def __init__(self, reason: str, fail_info: str = "bad_request") -> None:
         super().__init__(reason)
         self.reason = reason
         self.fail_info = fail_info
@@ -43,12 +49,12 @@ class CrmfRequest:
 
     cert_req_id: int
     subject: x509.Name
-    public_key: object
+    public_key: CertificatePublicKeyTypes
     san: x509.SubjectAlternativeName | None
     pop: str  # "signature" (checked here), "ra_verified", "key_encipherment", "key_agreement" or "none"
 
 
-def build(cert_req_id: int, private_key, subject: x509.Name, *,
+def build(cert_req_id: int, private_key: SigningKey, subject: x509.Name, *,
           san: x509.SubjectAlternativeName | None = None) -> rfc4211.CertReqMsg:
     """A CertReqMsg with subject and public key in the template and a
     signature POP over the DER of the CertRequest (RFC 4211 4.1, no
@@ -89,26 +95,26 @@ def read(msg: rfc4211.CertReqMsg, *, check_pop: bool = True) -> CrmfRequest:
     return CrmfRequest(cert_req_id, subject, public_key, san, pop)
 
 
-def _public_key(template):
+def _public_key(template: Any) -> CertificatePublicKeyTypes:
     spki = template["public_key"]
     if isinstance(spki, core.Void) or spki.native is None:
         raise BadCrmfRequest("CRMF template without a public key")
     try:
-        return serialization.load_der_public_key(_untagged(spki))
+        return load_subject_public_key(_untagged(spki))
     except (ValueError, UnsupportedAlgorithm) as e:
         raise BadCrmfRequest(f"CRMF template public key unusable: {_short(e)}", "bad_alg") from None
 
 
-def _untagged(value) -> bytes:
+def _untagged(value: core.Asn1Value) -> bytes:
     """The universal encoding of an implicitly tagged field (what is signed
     and what cryptography loads)."""
-    return value.untag().dump()
+    return der(value.untag())
 
 
 def _name(name: asn1_x509.Name) -> x509.Name:
-    rdns = []
+    rdns: list[x509.RelativeDistinguishedName] = []
     for rdn in name.chosen:
-        attrs = []
+        attrs: list[x509.NameAttribute[str]] = []
         for atv in rdn:
             value = atv["value"].native
             if not isinstance(value, str):
@@ -118,13 +124,13 @@ def _name(name: asn1_x509.Name) -> x509.Name:
     return x509.Name(rdns)
 
 
-def _san(extensions) -> x509.SubjectAlternativeName | None:
+def _san(extensions: asn1_x509.Extensions) -> x509.SubjectAlternativeName | None:
     if isinstance(extensions, core.Void) or extensions.native is None:
         return None
     for ext in extensions:
         if ext["extn_id"].native != "subject_alt_name":
             continue
-        names = []
+        names: list[x509.GeneralName] = []
         for gn in ext["extn_value"].parsed:
             if gn.name in _SAN_TYPES:
                 names.append(_SAN_TYPES[gn.name](gn.native))
@@ -136,12 +142,13 @@ def _san(extensions) -> x509.SubjectAlternativeName | None:
     return None
 
 
-def _check_signature_pop(poposk: rfc4211.POPOSigningKey, cert_req, public_key) -> None:
+def _check_signature_pop(poposk: rfc4211.POPOSigningKey, cert_req: rfc4211.CertRequest,
+                         public_key: CertificatePublicKeyTypes) -> None:
     """RFC 4211 4.1: over the CertRequest DER, or over poposkInput when present
     (whose public key must then be the template's)."""
     poposk_input = poposk["poposk_input"]
     if isinstance(poposk_input, core.Void) or poposk_input.native is None:
-        signed = cert_req.dump()
+        signed = der(cert_req)
     else:
         if poposk_input["auth_info"].name != "sender":
             raise BadCrmfRequest("POPOSigningKeyInput with publicKeyMAC is not supported", "pop_failed")
@@ -156,7 +163,7 @@ def _check_signature_pop(poposk: rfc4211.POPOSigningKey, cert_req, public_key) -
         raise BadCrmfRequest("CRMF proof-of-possession signature does not verify", "pop_failed")
 
 
-def verify_signature(public_key, signature: bytes, data: bytes, algorithm: algos.SignedDigestAlgorithm) -> bool:
+def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, algorithm: algos.SignedDigestAlgorithm) -> bool:
     """True if ``signature`` over ``data`` verifies with the algorithm named
     (RSA PKCS#1 v1.5 or PSS, ECDSA, Ed25519, Ed448); BadCrmfRequest(bad_alg)
     for an algorithm we do not take."""
@@ -166,11 +173,12 @@ def verify_signature(public_key, signature: bytes, data: bytes, algorithm: algos
     except (ValueError, KeyError):
         raise BadCrmfRequest("unsupported POP signature algorithm", "bad_alg") from None
     try:
-        if kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
+        # digest is None only for the EdDSA kinds.
+        if kind == "ecdsa" and digest is not None and isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, data, ec.ECDSA(digest))
-        elif kind == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
+        elif kind == "rsassa_pkcs1v15" and digest is not None and isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, data, padding.PKCS1v15(), digest)
-        elif kind == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
+        elif kind == "rsassa_pss" and digest is not None and isinstance(public_key, rsa.RSAPublicKey):
             salt = algorithm["parameters"]["salt_length"].native
             public_key.verify(signature, data, padding.PSS(padding.MGF1(digest), salt), digest)
         elif kind == "ed25519" and isinstance(public_key, ed25519.Ed25519PublicKey):
@@ -184,7 +192,7 @@ def verify_signature(public_key, signature: bytes, data: bytes, algorithm: algos
     return True
 
 
-def _sign(private_key, data: bytes) -> tuple[dict, bytes]:
+def _sign(private_key: SigningKey, data: bytes) -> tuple[dict[str, str], bytes]:
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         name = {384: "sha384", 521: "sha512"}.get(private_key.key_size, "sha256")
         return {"algorithm": f"{name}_ecdsa"}, private_key.sign(data, ec.ECDSA(_HASHES[name]()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import AttributeOID
 
 from .errors import PkiError
@@ -41,8 +42,12 @@ def signature_ok(csr: x509.CertificateSigningRequest) -> bool:
         data, signature = csr.tbs_certrequest_bytes, csr.signature
         if isinstance(key, rsa.RSAPublicKey):
             pad = csr.signature_algorithm_parameters
+            if algorithm is None or isinstance(pad, ec.ECDSA):
+                return False  # what verify() would have refused (TypeError)
             key.verify(signature, data, pad if pad is not None else padding.PKCS1v15(), algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
+            if algorithm is None:
+                return False  # what ECDSA(None) would have refused (TypeError)
             key.verify(signature, data, ec.ECDSA(algorithm))
         elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
             key.verify(signature, data)
@@ -53,7 +58,7 @@ def signature_ok(csr: x509.CertificateSigningRequest) -> bool:
     return True
 
 
-def key_type(public_key) -> str:
+def key_type(public_key: PublicKeyTypes) -> str:
     """A profile key-type name (``ec-p256``, ``rsa3072``...) or a description of an unknown key."""
     if isinstance(public_key, rsa.RSAPublicKey):
         return f"rsa{public_key.key_size}"

@@ -2,13 +2,19 @@
 client reads such a list (ignoring what it does not know)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asn1crypto import core, x509
 
 from .errors import PkiError
 from .asn1.rfc7030 import OIDS, Attribute, AttrOrOID, CsrAttrs
 from .asn1.rfc9908 import OIDS as RFC9908_OIDS
+from .encoding import der
+
+if TYPE_CHECKING:
+    from .csrtemplate import CsrTemplate
 
 TEMPLATE_OID = RFC9908_OIDS["id-aa-certificationRequestInfoTemplate"]
 
@@ -21,11 +27,12 @@ class BadCsrAttrs(PkiError):
     """The bytes are not a CsrAttrs SEQUENCE."""
 
 
-def build(*, key_type: str | None, pop_linking: bool, required_extensions=(), extra=()) -> bytes:
+def build(*, key_type: str | None, pop_linking: bool, required_extensions: Sequence[str] = (),
+          extra: Sequence[Attribute] = ()) -> bytes:
     """DER CsrAttrs: challengePassword (linking), the key type and its curve or
     size, the extensions the profile requires, and the signature algorithm;
     then ``extra`` Attributes (the CSR templates, pki.csrtemplate)."""
-    items = []
+    items: list[AttrOrOID] = []
     if pop_linking:
         items.append(AttrOrOID(name="oid", value=OIDS["challengePassword"]))
     signature = None
@@ -42,10 +49,10 @@ def build(*, key_type: str | None, pop_linking: bool, required_extensions=(), ex
     if signature:
         items.append(AttrOrOID(name="oid", value=OIDS[signature]))
     items.extend(AttrOrOID(name="attribute", value=a) for a in extra)
-    return CsrAttrs(items).dump()
+    return der(CsrAttrs(items))
 
 
-def _attr(oid: str, values) -> AttrOrOID:
+def _attr(oid: str, values: Sequence[core.Asn1Value]) -> AttrOrOID:
     return AttrOrOID(name="attribute", value=Attribute({"type": oid, "values": [core.Any(v) for v in values]}))
 
 
@@ -59,7 +66,7 @@ class CsrHints:
     extensions: set[str] = field(default_factory=set)
     oids: list[str] = field(default_factory=list)
     attributes: dict[str, list[bytes]] = field(default_factory=dict)
-    template: object | None = None  # an RFC 9908 CsrTemplate (pki.csrtemplate) when the server sent one
+    template: CsrTemplate | None = None  # an RFC 9908 template when the server sent one
 
 
 def parse(der: bytes) -> CsrHints:

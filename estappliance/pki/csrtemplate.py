@@ -11,10 +11,13 @@ Pure: no token, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import cms, core, csr as asn1_csr, keys, x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.oid import ExtensionOID
 
 from .errors import PkiError
 from .asn1.rfc5272 import PKIData, ReqSequence, TaggedCertificationRequest, TaggedRequest
@@ -166,11 +169,12 @@ def rfc8295_attribute(template: CsrTemplate) -> Attribute:
 # -- reading --------------------------------------------------------------------------------
 
 def _text(raw: core.Any) -> str:
-    return asn1_x509.DirectoryString.load(raw.dump()).native
+    text: str = asn1_x509.DirectoryString.load(raw.dump()).native
+    return text
 
 
-def _extensions_from(attributes) -> tuple[ExtensionSlot, ...]:
-    out = []
+def _extensions_from(attributes: Any) -> tuple[ExtensionSlot, ...]:  # asn1crypto CRIAttributes
+    out: list[ExtensionSlot] = []
     for attr in attributes:
         oid = attr["type"].dotted
         if oid not in (OIDS["id-aa-extensionReqTemplate"], RFC7030_OIDS["extensionRequest"]):
@@ -223,7 +227,7 @@ def from_der(der: bytes) -> CsrTemplate:
 
 # -- the client fills it in -----------------------------------------------------------------
 
-def key_type_of(public_key) -> str:
+def key_type_of(public_key: PublicKeyTypes) -> str:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return {"secp256r1": "ec-p256", "secp384r1": "ec-p384", "secp521r1": "ec-p521"}.get(public_key.curve.name,
                                                                                             public_key.curve.name)
@@ -241,9 +245,9 @@ def fill(template: CsrTemplate, subject: x509.Name, *, dns_names: tuple[str, ...
     if template.subject is None:
         builder = builder.subject_name(subject)
     else:
-        attrs = []
+        attrs: list[x509.NameAttribute[str | bytes]] = []
         for slot in template.subject:
-            value = slot.value
+            value: str | bytes | None = slot.value
             if value is None:
                 mine = subject.get_attributes_for_oid(x509.ObjectIdentifier(slot.oid))
                 if not mine:
@@ -255,7 +259,7 @@ def fill(template: CsrTemplate, subject: x509.Name, *, dns_names: tuple[str, ...
         oid = x509.ObjectIdentifier(ext.oid)
         if ext.value is not None:
             builder = builder.add_extension(x509.UnrecognizedExtension(oid, ext.value), critical=ext.critical)
-        elif oid == x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+        elif oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
             if not dns_names:
                 raise ValueError("the server's CSR template asks for a subjectAltName (give --dns)")
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
@@ -263,7 +267,7 @@ def fill(template: CsrTemplate, subject: x509.Name, *, dns_names: tuple[str, ...
         else:
             raise ValueError(f"the server's CSR template asks for a {ext.name} extension this client cannot fill in")
     if template.subject is not None and dns_names and not any(
-            e.oid == x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string for e in template.extensions):
+            e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string for e in template.extensions):
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)
     return builder
 
@@ -281,18 +285,18 @@ def contradiction(csr: x509.CertificateSigningRequest, template: CsrTemplate) ->
         if slot.value is not None and mine and mine != [slot.value]:
             return f"CSR subject {slot.name}={mine[0]!r} contradicts the CSR template's {slot.value!r}"
     if template.key_type is not None:
-        mine = key_type_of(csr.public_key())
-        if mine != template.key_type:
-            return f"CSR key type {mine} contradicts the CSR template's {template.key_type}"
-    for slot in template.extensions:
+        key_type = key_type_of(csr.public_key())
+        if key_type != template.key_type:
+            return f"CSR key type {key_type} contradicts the CSR template's {template.key_type}"
+    for ext_slot in template.extensions:
         try:
-            ext = csr.extensions.get_extension_for_oid(x509.ObjectIdentifier(slot.oid))
+            ext = csr.extensions.get_extension_for_oid(x509.ObjectIdentifier(ext_slot.oid))
         except x509.ExtensionNotFound:
-            if slot.value is None:
-                return f"the CSR lacks the {slot.name} extension, which the CSR template asks for"
+            if ext_slot.value is None:
+                return f"the CSR lacks the {ext_slot.name} extension, which the CSR template asks for"
             continue
-        if slot.value is not None:
+        if ext_slot.value is not None:
             value = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else ext.value.public_bytes()
-            if value != slot.value:
-                return f"CSR {slot.name} contradicts the CSR template's value"
+            if value != ext_slot.value:
+                return f"CSR {ext_slot.name} contradicts the CSR template's value"
     return None

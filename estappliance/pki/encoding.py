@@ -11,6 +11,8 @@ import base64
 import binascii
 import re
 
+from asn1crypto import core
+
 from .errors import PkiError
 
 _WHITESPACE = re.compile(rb"[\s]+")
@@ -52,3 +54,9 @@ def _looks_like_der(body: bytes) -> bool:
     if n == 0 or n > 4 or len(body) < 2 + n:
         return False
     return 2 + n + int.from_bytes(body[2:2 + n], "big") == len(body)
+
+
+def der(value: core.Asn1Value) -> bytes:
+    """The DER of an asn1crypto value (asn1crypto is untyped: this says what dump() gives)."""
+    out: bytes = value.dump()
+    return out

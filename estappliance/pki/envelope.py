@@ -22,7 +22,7 @@ import hmac
 import os
 import struct
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 from asn1crypto import algos, cms, core, keys
 from asn1crypto import x509 as asn1_x509
@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from .errors import PkiError
 from .asn1 import rfc6032
+from .encoding import der
 
 # Content-encryption algorithms (asn1crypto names) and their key sizes.
 CBC_CIPHERS = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}
@@ -52,7 +53,7 @@ ECDH_SCHEMES = {
     "sha512": "1.3.132.1.11.3",
 }
 _SCHEME_HASH = {oid: name for name, oid in ECDH_SCHEMES.items()}
-_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 GCM_TAG_LENGTH = 16
 
 
@@ -101,17 +102,19 @@ class RecipientId:
         return cls(issuer=cert.issuer, serial=cert.serial_number)
 
     def _iasn(self) -> cms.IssuerAndSerialNumber:
+        if self.issuer is None:
+            raise EnvelopeError("a recipient named without a key identifier needs its issuer and serial")
         return cms.IssuerAndSerialNumber({
             "issuer": asn1_x509.Name.load(self.issuer.public_bytes()), "serial_number": self.serial})
 
-    def matches(self, choice_name: str, value) -> bool:
+    def matches(self, choice_name: str, value: Any) -> bool:  # an asn1crypto rid choice
         """Does an asn1crypto rid (ski or issuer-and-serial) name this key?"""
         if choice_name in ("subject_key_identifier", "r_key_id"):
             ski = value.native if choice_name == "subject_key_identifier" else value["subject_key_identifier"].native
             return self.ski is not None and hmac.compare_digest(ski, self.ski)
         if choice_name == "issuer_and_serial_number" and self.issuer is not None:
-            return (value["serial_number"].native == self.serial
-                    and value["issuer"].dump() == asn1_x509.Name.load(self.issuer.public_bytes()).dump())
+            return bool(value["serial_number"].native == self.serial
+                        and value["issuer"].dump() == asn1_x509.Name.load(self.issuer.public_bytes()).dump())
         return False
 
 
@@ -201,7 +204,7 @@ def _oaep(hash_name: str) -> padding.OAEP:
 
 def _kdf(shared: bytes, wrap_algorithm: str, kdf_hash: str, ukm: bytes | None) -> bytes:
     size = WRAPS[wrap_algorithm]
-    info = {"key_info": {"algorithm": wrap_algorithm}, "supp_pub_info": struct.pack(">I", size * 8)}
+    info: dict[str, Any] = {"key_info": {"algorithm": wrap_algorithm}, "supp_pub_info": struct.pack(">I", size * 8)}
     if ukm is not None:
         info["entity_u_info"] = ukm
     return X963KDF(algorithm=_HASHES[kdf_hash](), length=size,
@@ -261,7 +264,7 @@ def _recipient_info(recipient: Recipient, cek: bytes) -> cms.RecipientInfo:
 # -- building ----------------------------------------------------------------------
 
 
-def _encrypt(cipher: str, cek: bytes, plaintext: bytes) -> tuple[dict, bytes, bytes | None]:
+def _encrypt(cipher: str, cek: bytes, plaintext: bytes) -> tuple[dict[str, Any], bytes, bytes | None]:
     """(content-encryption AlgorithmIdentifier, ciphertext, GCM tag or None)."""
     if cipher in CBC_CIPHERS:
         iv = os.urandom(16)
@@ -285,7 +288,7 @@ def _enveloped_version(infos: list[cms.RecipientInfo], unprotected: bool) -> str
 
 
 def envelope(content_type: str, content: bytes, recipients: Sequence[Recipient], *, cipher: str = "aes256_cbc",
-             unprotected_attrs: list[dict] | None = None) -> cms.EnvelopedData | cms.AuthEnvelopedData:
+             unprotected_attrs: list[dict[str, Any]] | None = None) -> cms.EnvelopedData | cms.AuthEnvelopedData:
     """The encryption layer around ``content`` (DER of a ``content_type``):
     EnvelopedData for AES-CBC, AuthEnvelopedData for AES-GCM."""
     if not recipients:
@@ -296,6 +299,7 @@ def envelope(content_type: str, content: bytes, recipients: Sequence[Recipient],
     infos = [_recipient_info(r, cek) for r in recipients]
     algorithm, ciphertext, tag = _encrypt(cipher, cek, content)
     eci = {"content_type": content_type, "content_encryption_algorithm": algorithm, "encrypted_content": ciphertext}
+    data: dict[str, Any]
     if tag is None:
         data = {"version": _enveloped_version(infos, bool(unprotected_attrs)), "recipient_infos": infos,
                 "encrypted_content_info": eci}
@@ -308,11 +312,11 @@ def envelope(content_type: str, content: bytes, recipients: Sequence[Recipient],
     return cms.AuthEnvelopedData(data)
 
 
-def enveloped_data(content_type: str, content: bytes, recipients: Sequence[Recipient], **kwargs) -> bytes:
+def enveloped_data(content_type: str, content: bytes, recipients: Sequence[Recipient], **kwargs: Any) -> bytes:
     """ContentInfo(EnvelopedData) DER (ContentInfo(AuthEnvelopedData) for GCM)."""
     layer = envelope(content_type, content, recipients, **kwargs)
     outer = "enveloped_data" if isinstance(layer, cms.EnvelopedData) else "authenticated_enveloped_data"
-    return cms.ContentInfo({"content_type": outer, "content": layer}).dump()
+    return der(cms.ContentInfo({"content_type": outer, "content": layer}))
 
 
 def encrypted_data(content_type: str, content: bytes, key: bytes, *, cipher: str | None = None,
@@ -323,7 +327,7 @@ def encrypted_data(content_type: str, content: bytes, key: bytes, *, cipher: str
     if cipher not in CBC_CIPHERS or CBC_CIPHERS[cipher] != len(key):
         raise EnvelopeError("EncryptedData takes AES-CBC with a key of the cipher's size")
     algorithm, ciphertext, _ = _encrypt(cipher, key, content)
-    data = {"version": "v0", "encrypted_content_info": {
+    data: dict[str, Any] = {"version": "v0", "encrypted_content_info": {
         "content_type": content_type, "content_encryption_algorithm": algorithm, "encrypted_content": ciphertext}}
     if key_id is not None:
         data["version"] = "v2"
@@ -333,7 +337,7 @@ def encrypted_data(content_type: str, content: bytes, key: bytes, *, cipher: str
 
 def encrypted_key_package(content_type: str, content: bytes, recipients: Sequence[Recipient] = (), *,
                           key: bytes | None = None, key_id: bytes | None = None, cipher: str | None = None,
-                          **kwargs) -> bytes:
+                          **kwargs: Any) -> bytes:
     """ContentInfo(EncryptedKeyPackage) DER (RFC 6032): ``enveloped`` (or
     ``auth_enveloped`` for GCM) for ``recipients``, or ``encrypted`` under
     ``key`` (named by ``key_id``)."""
@@ -346,7 +350,7 @@ def encrypted_key_package(content_type: str, content: bytes, recipients: Sequenc
         layer = envelope(content_type, content, recipients, cipher=cipher or "aes256_cbc", **kwargs)
         name = "enveloped" if isinstance(layer, cms.EnvelopedData) else "auth_enveloped"
         choice = rfc6032.EncryptedKeyPackage(name=name, value=layer)
-    return cms.ContentInfo({"content_type": rfc6032.CONTENT_TYPE, "content": choice}).dump()
+    return der(cms.ContentInfo({"content_type": rfc6032.CONTENT_TYPE, "content": choice}))
 
 
 # -- opening ------------------------------------------------------------------------
@@ -363,7 +367,7 @@ class RecipientKey:
     kek_id: bytes | None = None
 
     @classmethod
-    def for_certificate(cls, private_key, cert: x509.Certificate) -> "RecipientKey":
+    def for_certificate(cls, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> "RecipientKey":
         """Matches the certificate's SKI or its issuer and serial number."""
         by_ski = RecipientId.from_certificate(cert)
         return cls(private_key=private_key, rid=RecipientId(ski=by_ski.ski, issuer=cert.issuer,

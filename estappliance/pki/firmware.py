@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
@@ -25,6 +27,7 @@ from . import signeddata
 from .asn1 import rfc4108
 from .maybe_signed import open_content_info, reading
 from .trust import Untrusted, carried_certificates, chain_to_anchor
+from .encoding import der
 
 FIRMWARE = "firmware_package"
 RECEIPT = "firmware_load_receipt"
@@ -49,7 +52,7 @@ class PackageName:
     version: int | None = None
     legacy: bytes | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.legacy is None) == (self.oid is None):
             raise ValueError("a firmware package name is an OID with a version, or a legacy name")
         if self.oid is not None and (self.version is None or self.version < 0):
@@ -93,7 +96,7 @@ class FirmwarePackage:
     dependencies: tuple[PackageName, ...] = field(default_factory=tuple)
 
 
-def signing_certificate(cert: x509.Certificate) -> dict:
+def signing_certificate(cert: x509.Certificate) -> signeddata.AttributeDict:
     """ESS signing-certificate-v2 (RFC 5035) naming the signer's certificate:
     a SHOULD of RFC 4108 2.2 when the signer has one."""
     asn1_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
@@ -105,16 +108,16 @@ def signing_certificate(cert: x509.Certificate) -> dict:
 
 def signed_attributes(name: PackageName, targets: list[str], image: bytes, *, stale_version: int | None = None,
                       description: str | None = None, package_type: int | None = None,
-                      dependencies: list[PackageName] = (), signer_cert: x509.Certificate | None = None
-                      ) -> list[dict]:
+                      dependencies: Sequence[PackageName] = (), signer_cert: x509.Certificate | None = None
+                      ) -> list[signeddata.AttributeDict]:
     """The RFC 4108 signed attributes beyond content-type, message-digest and signing-time."""
     if not targets:
         raise ValueError("a firmware package needs at least one target hardware module type")
-    package_id = {"name": name.asn1()}
+    package_id: dict[str, Any] = {"name": name.asn1()}
     if stale_version is not None:
         package_id["stale"] = rfc4108.PreferredOrLegacyStalePackageIdentifier(
             name="preferred_stale_ver_num", value=stale_version)
-    attrs = [
+    attrs: list[signeddata.AttributeDict] = [
         {"type": "firmware_package_id", "values": [rfc4108.FirmwarePackageIdentifier(package_id)]},
         {"type": "target_hardware_ids", "values": [rfc4108.TargetHardwareIdentifiers(list(targets))]},
         {"type": "content_hints", "values": [rfc4108.ContentHints(
@@ -124,7 +127,7 @@ def signed_attributes(name: PackageName, targets: list[str], image: bytes, *, st
             {"algorithm": {"algorithm": "sha256"}, "msg_digest": hashlib.sha256(image).digest()})]},
     ]
     if package_type is not None or dependencies:
-        info = {}
+        info: dict[str, Any] = {}
         if package_type is not None:
             info["fw_pkg_type"] = package_type
         if dependencies:
@@ -135,16 +138,16 @@ def signed_attributes(name: PackageName, targets: list[str], image: bytes, *, st
     return attrs
 
 
-def sign(image: bytes, key, cert: x509.Certificate, *, name: PackageName, targets: list[str],
+def sign(image: bytes, key: signeddata.SigningKey, cert: x509.Certificate, *, name: PackageName, targets: list[str],
          certificates: list[x509.Certificate] | None = None, signing_time: datetime.datetime | None = None,
-         **attrs) -> bytes:
+         **attrs: Any) -> bytes:
     """ContentInfo(SignedData(firmwarePackage)) DER, signed with ``key``."""
     return signeddata.sign(FIRMWARE, image, key, cert, certificates=certificates, use_ski=True,
                            signing_time=signing_time,
                            signed_attrs=signed_attributes(name, targets, image, signer_cert=cert, **attrs))
 
 
-def _attr(attrs: cms.CMSAttributes, name: str):
+def _attr(attrs: cms.CMSAttributes, name: str) -> Any:  # the attribute's asn1crypto value, or None
     found = [a for a in attrs if a["type"].native == name]
     if len(found) > 1:
         raise BadFirmware(f"more than one {name} attribute (RFC 4108 2.2)")
@@ -183,7 +186,7 @@ def check(der: bytes, anchors: list[x509.Certificate] | None, *,
     anchor = None
     if anchors is not None:
         try:
-            anchor = chain_to_anchor(verified.signer, anchors, carried, at=at)
+            anchor = chain_to_anchor(verified.signer_certificate, anchors, carried, at=at)
         except Untrusted as e:
             raise BadFirmware(f"not signed by a trusted firmware signer: {e}") from None
     try:
@@ -206,12 +209,12 @@ def check(der: bytes, anchors: list[x509.Certificate] | None, *,
                     hashlib.new(algorithm, verified.content).digest() != fw_digest["msg_digest"].native:
                 raise BadFirmware("firmware-package-message-digest does not match the firmware")
         info_attr = _attr(verified.signed_attrs, "firmware_package_info")
-        dependencies = ()
+        dependencies: tuple[PackageName, ...] = ()
         if info_attr is not None and info_attr["dependencies"].native is not None:
             dependencies = tuple(PackageName.from_asn1(d) for d in info_attr["dependencies"])
         return FirmwarePackage(der=der, name=name, targets=tuple(t.dotted for t in targets),
                                content_type=verified.content_type, image=verified.content,
-                               signer=verified.signer, anchor=anchor, stale_version=stale_version,
+                               signer=verified.signer_certificate, anchor=anchor, stale_version=stale_version,
                                description=description, dependencies=dependencies)
     except (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, x509.InvalidVersion) as e:
         if isinstance(e, BadFirmware):
@@ -267,7 +270,7 @@ def enumerated(value: core.Enumerated) -> int:
 
 def unsigned(kind: str, value: core.Asn1Value) -> bytes:
     """ContentInfo DER of an unsigned receipt or error (RFC 4108 allows both)."""
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+    return der(cms.ContentInfo({"content_type": kind, "content": value}))
 
 
 def read_report(der: bytes, candidates: list[x509.Certificate] | None = None) -> FirmwareReport:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
@@ -16,6 +17,7 @@ from .errors import PkiError
 from . import signeddata
 from .asn1 import rfc7191
 from .maybe_signed import open_content_info, reading
+from .encoding import der
 
 
 class BadReturn(PkiError):
@@ -27,10 +29,10 @@ def siren(name: x509.Name) -> rfc7191.SIREntityName:
     return rfc7191.SIREntityName.for_name(asn1_x509.Name.load(name.public_bytes()))
 
 
-def receipt_request(pkg_id: bytes, receipts_to: x509.Name | None) -> dict:
+def receipt_request(pkg_id: bytes, receipts_to: x509.Name | None) -> signeddata.AttributeDict:
     """The signed attribute naming a key package (RFC 7191 3); with
     ``receipts_to`` it also asks every receiver for a receipt, sent there."""
-    value = {"pkg_id": pkg_id}
+    value: dict[str, Any] = {"pkg_id": pkg_id}
     if receipts_to is not None:
         value["receipt_req"] = {"receipts_to": [siren(receipts_to)]}
     return {"type": rfc7191.RECEIPT_REQUEST, "values": [rfc7191.KeyPkgIdentifierAndReceiptReq(value)]}
@@ -43,13 +45,13 @@ def receipt(pkg_id: bytes, received_by: x509.Name) -> rfc7191.KeyPackageReceipt:
 
 def error(pkg_id: bytes | None, error_by: x509.Name, code: str | int) -> rfc7191.KeyPackageError:
     """``pkg_id`` None: the package could not be parsed far enough to find it."""
-    value = {"error_by": siren(error_by), "error_code": rfc7191.ErrorCodeChoice(name="enum", value=code)}
+    value: dict[str, Any] = {"error_by": siren(error_by), "error_code": rfc7191.ErrorCodeChoice(name="enum", value=code)}
     if pkg_id is not None:
         value["error_of"] = rfc7191.KeyPkgIdentifier(name="pkg_id", value=pkg_id)
     return rfc7191.KeyPackageError(value)
 
 
-def sign(kind: str, value: core.Asn1Value, key, certificate: x509.Certificate) -> bytes:
+def sign(kind: str, value: core.Asn1Value, key: signeddata.SigningKey, certificate: x509.Certificate) -> bytes:
     """ContentInfo(SignedData(receipt or error)): receipts MUST be signed
     (RFC 7191 2); binary-signing-time is added as RFC 7191 4 asks of signers
     with a clock."""
@@ -60,7 +62,7 @@ def sign(kind: str, value: core.Asn1Value, key, certificate: x509.Certificate) -
 
 def unsigned(kind: str, value: core.Asn1Value) -> bytes:
     """ContentInfo of an unsigned error (receipts are always signed)."""
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+    return der(cms.ContentInfo({"content_type": kind, "content": value}))
 
 
 @dataclass(frozen=True)

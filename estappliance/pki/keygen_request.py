@@ -16,6 +16,7 @@ Attributes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import algos, cms, core, keys
 from asn1crypto import x509 as asn1_x509
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from .errors import PkiError
 from . import envelope
 from .asn1 import rfc6032
+from .encoding import der
 
 OIDS = {
     "challengePassword": "1.2.840.113549.1.9.7",
@@ -152,14 +154,14 @@ class KeygenAttributes:
             if name not in ("sha256", "sha384", "sha512"):
                 raise BadKeygenRequest(f"SMIMECapabilities: RSAES-OAEP with {name} is not offered here;"
                                        " use SHA-256 or stronger")
-            return name
+            return str(name)
         if any(c.oid == OIDS["rsaEncryption"] for c in self.capabilities):
             raise BadKeygenRequest("SMIMECapabilities offer RSA PKCS#1 v1.5 key transport only; this server"
                                    " uses RSAES-OAEP")
         return "sha256"
 
 
-def _values(attr, spec):
+def _values(attr: Any, spec: type[core.SetOf]) -> Any:  # asn1crypto: a CSR attribute, its single value
     try:
         values = spec.load(attr["values"].dump())
         if spec is _Capabilities:
@@ -181,7 +183,7 @@ def read(der: bytes) -> KeygenAttributes:
         items = list(request["info"]["attributes"])
     except (ValueError, TypeError) as e:
         raise BadKeygenRequest(f"not a PKCS#10 request ({e})") from None
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}  # decoded attribute values by OID
     for attr in items:
         oid = attr["type"].dotted
         if oid in found:
@@ -216,16 +218,16 @@ def capability(name: str, parameters: core.Asn1Value | None = None) -> Capabilit
     return Capability(oid, None if parameters is None else parameters.dump(force=True))
 
 
-def _attribute(oid: str, value: core.Asn1Value) -> dict:
+def _attribute(oid: str, value: core.Asn1Value) -> dict[str, Any]:
     return {"type": oid, "values": [value]}
 
 
-def build_csr(subject: x509.Name, key, *, dns_names: tuple[str, ...] = (), challenge_password: str | None = None,
+def build_csr(subject: x509.Name, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *, dns_names: tuple[str, ...] = (), challenge_password: str | None = None,
               decrypt_key_id: bytes | None = None, asymmetric_decrypt_key_id: bytes | None = None,
               content_type: str | None = None, capabilities: tuple[Capability, ...] = ()) -> bytes:
     """DER PKCS#10 signed by ``key`` (the server ignores that key: RFC 7030
     4.4.1), carrying the /serverkeygen attributes asked for."""
-    attributes = []
+    attributes: list[dict[str, Any]] = []
     if challenge_password is not None:
         attributes.append(_attribute(OIDS["challengePassword"],
                                      asn1_x509.DirectoryString(name="printable_string", value=challenge_password)))
@@ -259,7 +261,7 @@ def build_csr(subject: x509.Name, key, *, dns_names: tuple[str, ...] = (), chall
         signature, algorithm = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256()), "sha256_rsa"
     else:
         raise TypeError("the CSR key must be EC or RSA")
-    return _Request({"info": info, "signature_algorithm": {"algorithm": algorithm}, "signature": signature}).dump()
+    return der(_Request({"info": info, "signature_algorithm": {"algorithm": algorithm}, "signature": signature}))
 
 
 class _Attribute(core.Sequence):

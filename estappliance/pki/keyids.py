@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 
-def spki_der(public_key) -> bytes:
+def spki_der(public_key: PublicKeyTypes) -> bytes:
     """DER SubjectPublicKeyInfo of a cryptography public key."""
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

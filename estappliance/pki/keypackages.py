@@ -14,7 +14,8 @@ from asn1crypto import cms
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
 from .errors import PkiError
@@ -49,6 +50,9 @@ def pkcs12(pkcs8_der: bytes, certificate: x509.Certificate, chain: list[x509.Cer
     PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) for key and certificates, an
     HMAC-SHA256 MAC, ``iterations`` rounds for both."""
     key = serialization.load_der_private_key(pkcs8_der, None)
+    if not isinstance(key, (rsa.RSAPrivateKey, dsa.DSAPrivateKey, ec.EllipticCurvePrivateKey,
+                            ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        raise ValueError(f"a {type(key).__name__} cannot be put in a PKCS#12")
     encryption = (serialization.PrivateFormat.PKCS12.encryption_builder()
                   .kdf_rounds(iterations)
                   .key_cert_algorithm(crypto_pkcs12.PBES.PBESv2SHA256AndAES256CBC)
@@ -83,7 +87,8 @@ def _remac(pfx_der: bytes, password: bytes, iterations: int) -> bytes:
     mac = hmac.new(_pkcs12_mac_key(password, salt, iterations), auth_safe, hashlib.sha256).digest()
     pfx["mac_data"] = {"mac": {"digest_algorithm": {"algorithm": "sha256"}, "digest": mac}, "mac_salt": salt,
                        "iterations": iterations}
-    return pfx.dump(force=True)
+    out: bytes = pfx.dump(force=True)
+    return out
 
 
 # -- the receiving side -------------------------------------------------------------
@@ -93,7 +98,7 @@ def _remac(pfx_der: bytes, password: bytes, iterations: int) -> bytes:
 class OpenedKeyPackage:
     """A delivered, decrypted and signature-checked asymmetric key package."""
 
-    keys: list  # cryptography private keys
+    keys: list[PrivateKeyTypes]
     pkg_id: bytes | None  # from the RFC 7191 attribute, if the package carried one
     receipt_requested: bool
     signer: x509.Certificate
@@ -103,7 +108,7 @@ class OpenedKeyPackage:
     key_encryption: str | None
 
 
-def read_asymmetric_key_package(der: bytes) -> list:
+def read_asymmetric_key_package(der: bytes) -> list[PrivateKeyTypes]:
     """The private keys of an AsymmetricKeyPackage (DER of the content)."""
     try:
         package = rfc5958.AsymmetricKeyPackage.load(der, strict=True)
@@ -136,7 +141,7 @@ def open_key_package(der: bytes, key: envelope.RecipientKey, anchors: list[x509.
         info = cms.ContentInfo.load(der, strict=True)
         if info["content_type"].native == "signed_data":
             outer = signeddata.verify(der)
-            trust.chain_to_anchor(outer.signer, anchors, trust.carried_certificates(der))
+            trust.chain_to_anchor(outer.signer_certificate, anchors, trust.carried_certificates(der))
             der = cms.ContentInfo({"content_type": outer.content_type, "content": cms.ContentInfo._oid_specs[
                 outer.content_type].load(outer.content)}).dump()
         opened = envelope.open_content_info(der, key)
@@ -144,12 +149,12 @@ def open_key_package(der: bytes, key: envelope.RecipientKey, anchors: list[x509.
             raise BadKeyPackage(f"the encrypted layer holds {opened.content_type}, not a signed key package")
         inner = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData.load(opened.content)}).dump()
         verified = signeddata.verify(inner)
-        anchor = trust.chain_to_anchor(verified.signer, anchors, trust.carried_certificates(inner))
+        anchor = trust.chain_to_anchor(verified.signer_certificate, anchors, trust.carried_certificates(inner))
         if verified.content_type != rfc5958.CONTENT_TYPE:
             raise BadKeyPackage(f"the signed layer holds {verified.content_type}, not an asymmetric key package")
         pkg_id, receipt_requested = package_identifier(verified.signed_attrs)
         return OpenedKeyPackage(read_asymmetric_key_package(verified.content), pkg_id, receipt_requested,
-                                verified.signer, anchor, opened.layer, opened.content_encryption,
+                                verified.signer_certificate, anchor, opened.layer, opened.content_encryption,
                                 opened.key_encryption)
     except envelope.EnvelopeError as e:
         raise BadKeyPackage(f"cannot decrypt: {e}") from None
@@ -166,19 +171,22 @@ def open_key_package(der: bytes, key: envelope.RecipientKey, anchors: list[x509.
 # -- receipts and errors (RFC 7191), both ways -----------------------------------------
 
 
-def receipt_message(pkg_id: bytes, received_by: x509.Name, key, certificate: x509.Certificate) -> bytes:
+def receipt_message(pkg_id: bytes, received_by: x509.Name, key: signeddata.SigningKey,
+                    certificate: x509.Certificate) -> bytes:
     """ContentInfo(SignedData(KeyPackageReceipt)): receipts are always signed
     (RFC 7191 2), with binary-signing-time (RFC 7191 4)."""
     return key_package_returns.sign(rfc7191.RECEIPT, key_package_returns.receipt(pkg_id, received_by), key,
                                     certificate)
 
 
-def error_message(pkg_id: bytes | None, error_by: x509.Name, code: str | int, key=None,
+def error_message(pkg_id: bytes | None, error_by: x509.Name, code: str | int, key: signeddata.SigningKey | None = None,
                   certificate: x509.Certificate | None = None) -> bytes:
     """ContentInfo(KeyPackageError), signed when a key is given."""
     error = key_package_returns.error(pkg_id, error_by, code)
     if key is None:
         return key_package_returns.unsigned(rfc7191.ERROR, error)
+    if certificate is None:
+        raise ValueError("a signed KeyPackageError needs the signer's certificate")
     return key_package_returns.sign(rfc7191.ERROR, error, key, certificate)
 
 

@@ -9,6 +9,8 @@ import email.parser
 import email.policy
 import os
 from dataclasses import dataclass
+from email.message import Message
+from typing import cast
 
 from .errors import PkiError
 from .encoding import NotBase64OrDer, decode_body, encode_body
@@ -49,9 +51,11 @@ def parse(content_type: str, body: bytes) -> list[Part]:
     if message.get_content_type() != "multipart/mixed" or not message.is_multipart():
         raise BadMultipart(f"not multipart/mixed: {content_type!r}")
     parts = []
-    for sub in message.get_payload():
-        raw = sub.get_payload(decode=False)
-        raw = raw.encode("latin-1") if isinstance(raw, str) else bytes(raw)
+    for sub in cast(list[Message], message.get_payload()):  # a multipart's payload: its parts
+        payload = sub.get_payload(decode=False)
+        if not isinstance(payload, (str, bytes)):
+            raise BadMultipart(f"part {sub.get('content-type')!r} is itself multipart")
+        raw = payload.encode("latin-1") if isinstance(payload, str) else payload
         try:
             der = decode_body(raw)
         except NotBase64OrDer as e:

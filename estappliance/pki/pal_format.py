@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from lxml import etree
 
@@ -49,7 +50,7 @@ class PalEntry:
     iasn: IssuerSerial | None = None
     date: datetime.datetime | None = None  # last successful download (UTC)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not _TYPE.match(self.type or ""):
             raise BadPal(f"PAL type must be four digits, not {self.type!r}")
         if self.size < 0:
@@ -100,7 +101,7 @@ def to_xml(entries: list[PalEntry]) -> bytes:
             etree.SubElement(info, _NS + "dn").text = e.dn
         elif e.ski is not None:
             etree.SubElement(info, _NS + "ski").text = e.ski.hex().upper()
-        else:
+        elif e.iasn is not None:  # __post_init__: exactly one of the four is set
             iasn = etree.SubElement(info, _NS + "iasn")
             etree.SubElement(iasn, _NS + "issuer").text = e.iasn.issuer
             etree.SubElement(iasn, _NS + "serial").text = str(e.iasn.serial)
@@ -110,15 +111,15 @@ def to_xml(entries: list[PalEntry]) -> bytes:
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
-def _local(element) -> str:
+def _local(element: etree._Element) -> str:
     return etree.QName(element).localname
 
 
-def _children(element) -> list:
+def _children(element: etree._Element) -> list[etree._Element]:
     return [c for c in element if isinstance(c.tag, str)]
 
 
-def _text(element) -> str:
+def _text(element: etree._Element) -> str:
     return (element.text or "").strip()
 
 
@@ -142,7 +143,7 @@ def parse_xml(data: bytes) -> list[PalEntry]:
             raise BadPal("PAL info must hold exactly one of uri, dn, ski, iasn")
         info = infos[0]
         kind, value = _local(info), _text(info)
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         try:
             if kind == "uri" or kind == "dn":
                 kwargs[kind] = value
@@ -190,7 +191,7 @@ def validate_xml(data: bytes) -> None:
 def to_json(entries: list[PalEntry]) -> bytes:
     out = []
     for e in entries:
-        item: dict = {"type": e.type}
+        item: dict[str, Any] = {"type": e.type}
         if e.date is not None:
             item["date"] = format_date(e.date)
         item["size"] = e.size
@@ -200,7 +201,7 @@ def to_json(entries: list[PalEntry]) -> bytes:
             item["info"] = {"dn": e.dn}
         elif e.ski is not None:
             item["info"] = {"ski": e.ski.hex().upper()}
-        else:
+        elif e.iasn is not None:  # __post_init__: exactly one of the four is set
             item["info"] = {"iasn": {"issuer": e.iasn.issuer, "serial": e.iasn.serial}}
         out.append(item)
     return json.dumps(out, indent=1).encode()
@@ -220,7 +221,7 @@ def parse_json(data: bytes) -> list[PalEntry]:
         if not isinstance(item, dict) or not isinstance(item.get("info"), dict) or len(item["info"]) != 1:
             raise BadPal("a JSON PAL entry needs type, size and exactly one info member")
         (kind, value), = item["info"].items()
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         try:
             if kind in ("uri", "dn"):
                 kwargs[kind] = str(value)

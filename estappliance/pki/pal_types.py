@@ -27,7 +27,8 @@ class PalType:
         return self.operation.endswith("/return")
 
 
-def _t(code, name, operation, tier, notification=False, receipt_type=None) -> PalType:
+def _t(code: str, name: str, operation: str, tier: int, notification: bool = False,
+       receipt_type: str | None = None) -> PalType:
     return PalType(code, name, operation, tier, notification, receipt_type)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from . import certs
 
@@ -29,7 +30,7 @@ def authority_key_identifier(cert: x509.Certificate) -> bytes | None:
         return None
 
 
-def link(*, subject: x509.Name, public_key, issuer: x509.Certificate, serial: int,
+def link(*, subject: x509.Name, public_key: CertificatePublicKeyTypes, issuer: x509.Certificate, serial: int,
          not_before: datetime.datetime, not_after: datetime.datetime) -> x509.CertificateBuilder:
     """A CA certificate for ``public_key`` issued by the CA of ``issuer``:
     NewWithOld (new key, old signer) or OldWithNew (old key, new signer)."""
@@ -42,7 +43,8 @@ def link(*, subject: x509.Name, public_key, issuer: x509.Certificate, serial: in
                 x509.SubjectKeyIdentifier(key_identifier(issuer))), critical=False))
 
 
-def root_update_validity(old: x509.Certificate, new: x509.Certificate):
+def root_update_validity(old: x509.Certificate, new: x509.Certificate
+                         ) -> tuple[tuple[datetime.datetime, datetime.datetime], tuple[datetime.datetime, datetime.datetime]]:
     """RFC 4210 4.4: NewWithOld from NewWithNew's notBefore to OldWithOld's
     notAfter; OldWithNew with OldWithOld's own validity. Returns
     ((nwo_from, nwo_to), (own_from, own_to))."""

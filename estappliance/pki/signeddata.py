@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, Union
 
 from asn1crypto import cms, core, parser
 from asn1crypto import crl as asn1_crl
@@ -16,18 +18,26 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from .errors import PkiError
 from .keyids import key_identifier
+from .encoding import der
 
-_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512, "sha1": hashes.SHA1}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512, "sha1": hashes.SHA1}
+
+
+# What signs here: a cryptography key object (token-backed in the service).
+SigningKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
+# A signed attribute as asn1crypto takes it: {"type": name or OID, "values": [...]}.
+AttributeDict = dict[str, Any]
 
 
 class BadSignedData(PkiError):
     """Not a SignedData, or one whose signature does not hold."""
 
 
-def register_content_type(name: str, oid: str, spec) -> None:
+def register_content_type(name: str, oid: str, spec: type[core.Asn1Value]) -> None:
     """Teach asn1crypto a content type, in all three of its maps."""
     cms.ContentType._map[oid] = name
     cms.ContentType._reverse_map = None
@@ -35,20 +45,20 @@ def register_content_type(name: str, oid: str, spec) -> None:
     cms.EncapsulatedContentInfo._oid_specs[name] = spec
 
 
-def register_attribute(name: str, oid: str, spec) -> None:
+def register_attribute(name: str, oid: str, spec: type[core.Asn1Value]) -> None:
     """Teach asn1crypto a CMS attribute type (its values decode as ``spec``)."""
     cms.CMSAttributeType._map[oid] = name
     cms.CMSAttributeType._reverse_map = None
     cms.CMSAttribute._oid_specs[name] = spec
 
 
-def _digest_name(key) -> str:
+def _digest_name(key: SigningKey) -> str:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return {384: "sha384", 521: "sha512"}.get(key.key_size, "sha256")
     return "sha256"
 
 
-def _signature_algorithm(key, digest: str) -> dict:
+def _signature_algorithm(key: SigningKey, digest: str) -> dict[str, str]:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return {"algorithm": f"{digest}_ecdsa"}
     if isinstance(key, rsa.RSAPrivateKey):
@@ -58,7 +68,7 @@ def _signature_algorithm(key, digest: str) -> dict:
     raise TypeError("unsupported signing key")
 
 
-def _sign(key, data: bytes, digest: str) -> bytes:
+def _sign(key: SigningKey, data: bytes, digest: str) -> bytes:
     h = _HASHES[digest]()
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(h))
@@ -71,9 +81,9 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
-def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x509.Certificate, *,
-         certificates: list[x509.Certificate] | None = None, signed_attrs: list[dict] | None = None,
-         use_ski: bool = True, signing_time: datetime.datetime | None = None,
+def sign(content_type: str, content: bytes | core.Asn1Value, key: SigningKey, signer_cert: x509.Certificate, *,
+         certificates: list[x509.Certificate] | None = None, signed_attrs: list[AttributeDict] | None = None,
+         use_ski: bool = True, signing_time: datetime.datetime | Literal[False] | None = None,
          detached: bool = False, crls: list[bytes] | None = None) -> bytes:
     """ContentInfo(SignedData) DER with one signer.
 
@@ -83,9 +93,9 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
     wanted: pass ``signing_time=False``), then ``signed_attrs``. ``crls``
     (DER CertificateLists) go in the SignedData crls field.
     """
-    raw = content if isinstance(content, bytes) else content.dump()
+    raw = content if isinstance(content, bytes) else der(content)
     digest = _digest_name(key)
-    attrs = [
+    attrs: list[AttributeDict] = [
         {"type": "content_type", "values": [content_type]},
         {"type": "message_digest", "values": [hashlib.new(digest, raw).digest()]},
     ]
@@ -113,7 +123,7 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
     })
     # RFC 5652 5.1: v3 when a signer uses SKI or the content is not id-data.
     version = "v3" if use_ski or content_type != "data" else "v1"
-    encap = {"content_type": content_type}
+    encap: Any = {"content_type": content_type}  # a dict, or the parsed value for a CHOICE
     if not detached:
         # asn1crypto reads a v1 SignedData as PKCS#7, whose id-data is an OctetString.
         encap["content"] = core.OctetString(raw) if version == "v1" else core.ParsableOctetString(raw)
@@ -122,7 +132,7 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
             # asn1crypto cannot set a CHOICE (e.g. EncryptedKeyPackage) from octets; it can parse one.
             encap = cms.EncapsulatedContentInfo.load(parser.emit(0, 1, 16, cms.ContentType(content_type).dump()
                                                                  + core.ParsableOctetString(raw, explicit=0).dump()))
-    sd = {
+    sd: dict[str, Any] = {
         "version": version,
         "digest_algorithms": [{"algorithm": digest}],
         "encap_content_info": encap,
@@ -133,7 +143,7 @@ def sign(content_type: str, content: bytes | core.Asn1Value, key, signer_cert: x
         sd["certificates"] = [_asn1_cert(c) for c in certs]
     if crls:
         sd["crls"] = [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(c)) for c in crls]
-    return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(sd)}).dump()
+    return der(cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(sd)}))
 
 
 @dataclass(frozen=True)
@@ -142,10 +152,18 @@ class Verified:
     content: bytes  # the eContent octets (DER of the inner structure)
     signer: x509.Certificate | None  # None: verified with one of the given public_keys
     signed_attrs: cms.CMSAttributes
-    public_key: object = None  # the key that verified
+    public_key: PublicKeyTypes | None = None  # the key that verified
+
+    @property
+    def signer_certificate(self) -> x509.Certificate:
+        """The signer's certificate: always found when verify() was given no public_keys."""
+        if self.signer is None:
+            raise BadSignedData("signed by a bare public key, not a certificate")
+        return self.signer
 
 
-def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_keys=()) -> Verified:
+def verify(der: bytes, candidates: list[x509.Certificate] | None = None,
+           public_keys: Sequence[PublicKeyTypes] = ()) -> Verified:
     """Check the (first) signature of a SignedData; the signer certificate is
     found among ``candidates`` or the certificates the message carries. The
     caller decides whether that signer is one it trusts. ``public_keys`` are
@@ -169,7 +187,7 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_
         try:
             signer = _find_signer(si["sid"], [*(candidates or []), *carried])
             signer.subject, signer.issuer  # noqa: B018 - parsed lazily: a name cryptography cannot read fails here
-            keys = [signer.public_key()]
+            keys: list[PublicKeyTypes] = [signer.public_key()]
         except BadSignedData:
             if not public_keys:
                 raise
@@ -201,7 +219,7 @@ def verify(der: bytes, candidates: list[x509.Certificate] | None = None, public_
     return Verified(content_type, content, signer, signed_attrs, key)
 
 
-def _find_signer(sid, certs: list[x509.Certificate]) -> x509.Certificate:
+def _find_signer(sid: cms.SignerIdentifier, certs: list[x509.Certificate]) -> x509.Certificate:
     for cert in certs:
         if sid.name == "subject_key_identifier":
             if sid.chosen.native == key_identifier(cert):
@@ -214,7 +232,8 @@ def _find_signer(sid, certs: list[x509.Certificate]) -> x509.Certificate:
     raise BadSignedData("signer certificate not found")
 
 
-def _verify_signature(public_key, signature: bytes, data: bytes, digest: str, algorithm) -> None:
+def _verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, digest: str,
+                      algorithm: cms.SignedDigestAlgorithm) -> None:
     h = _HASHES[digest]()
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import cms, core
 from cryptography import x509
@@ -24,6 +25,7 @@ from . import envelope, key_package_returns, signeddata
 from .asn1 import rfc6031, rfc6032, rfc7191
 from .key_package_returns import receipt_request
 from .trust import carried_certificates
+from .encoding import der
 
 SKEY_PACKAGE = "symmetric_key_package"
 # How the delivered package nests, outermost first (RFC 7193 ECT names), and its inner type.
@@ -56,7 +58,7 @@ def key_package(key: bytes, *, algorithm: str, key_id: str, issuer: str | None =
     unknown = set(usages) - set(rfc6031.KEY_USAGES)
     if unknown:
         raise ValueError(f"unknown PSKC key usage: {', '.join(sorted(unknown))}")
-    attrs = [{"type": "key_id", "values": [key_id]},
+    attrs: list[dict[str, Any]] = [{"type": "key_id", "values": [key_id]},
              {"type": "algorithm", "values": [rfc6031.ALGORITHM_URIS[algorithm]]}]
     if issuer:
         attrs.append({"type": "issuer", "values": [issuer]})
@@ -67,13 +69,13 @@ def key_package(key: bytes, *, algorithm: str, key_id: str, issuer: str | None =
     if expires is not None:
         attrs.append({"type": "key_expiry_date", "values": [expires.astimezone(datetime.timezone.utc)
                                                             .replace(microsecond=0)]})
-    value = {"s_keys": [{"s_key_attrs": attrs, "s_key": key}]}
+    value: dict[str, Any] = {"s_keys": [{"s_key_attrs": attrs, "s_key": key}]}
     if manufacturer:
         value["s_key_pkg_attrs"] = [{"type": "manufacturer", "values": [manufacturer]}]
     return rfc6031.SymmetricKeyPackage(value)
 
 
-def sign_key_package(package: rfc6031.SymmetricKeyPackage, key, cert: x509.Certificate, *, pkg_id: bytes,
+def sign_key_package(package: rfc6031.SymmetricKeyPackage, key: signeddata.SigningKey, cert: x509.Certificate, *, pkg_id: bytes,
                      receipts_to: x509.Name | None = None,
                      certificates: list[x509.Certificate] | None = None) -> bytes:
     """ContentInfo(SignedData(SymmetricKeyPackage)) with the receipt request."""
@@ -86,7 +88,7 @@ def signed_data_of(content_info_der: bytes) -> bytes:
     info = cms.ContentInfo.load(content_info_der)
     if info["content_type"].native != "signed_data":
         raise ValueError("not a ContentInfo(SignedData)")
-    return info["content"].untag().dump()
+    return der(info["content"].untag())
 
 
 def encrypt_for(inner_signed: bytes, recipients: list[envelope.Recipient], *, form: str = "enveloped"
@@ -108,13 +110,13 @@ def encrypt_for(inner_signed: bytes, recipients: list[envelope.Recipient], *, fo
 @dataclass(frozen=True)
 class SymmetricKey:
     key: bytes
-    attributes: dict  # PSKC attribute name -> native value (first value)
+    attributes: dict[str, Any]  # PSKC attribute name -> native value (first value, asn1crypto's .native)
 
 
 @dataclass(frozen=True)
 class OpenedSymmetricKeyPackage:
     keys: tuple[SymmetricKey, ...]
-    package_attributes: dict
+    package_attributes: dict[str, Any]
     pkg_id: bytes | None
     receipt_requested: bool
     receipts_to: tuple[bytes, ...]  # DER Names the receipt should go to
@@ -124,7 +126,7 @@ class OpenedSymmetricKeyPackage:
     outer_certificates: tuple[x509.Certificate, ...]
 
 
-def _attr(attrs: cms.CMSAttributes, name: str):
+def _attr(attrs: cms.CMSAttributes, name: str) -> Any:  # the attribute's asn1crypto value, or None
     for a in attrs:
         if a["type"].native == name:
             if len(a["values"]) != 1:
@@ -147,7 +149,8 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedSymmetricKeyPa
     """Verify the outer signature (if any), decrypt, verify the inner one and
     read the keys. Whether the signers are trusted is the caller's call
     (see ``trust.chain_to_anchor`` with the certificates returned)."""
-    outer_signer, outer_certs = None, ()
+    outer_signer: x509.Certificate | None = None
+    outer_certs: tuple[x509.Certificate, ...] = ()
     try:
         info = cms.ContentInfo.load(der, strict=True)
         ctype = info["content_type"].native
@@ -174,7 +177,8 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedSymmetricKeyPa
         package = rfc6031.SymmetricKeyPackage.load(inner.content, strict=True)
         package.native
         request = _attr(inner.signed_attrs, rfc7191.RECEIPT_REQUEST)
-        pkg_id, asks_receipt, receipts_to = None, False, ()
+        pkg_id, asks_receipt = None, False
+        receipts_to: tuple[bytes, ...] = ()
         if request is not None:
             pkg_id = request["pkg_id"].native
             receipt_req = request["receipt_req"]
@@ -186,7 +190,7 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedSymmetricKeyPa
                      for k in package["s_keys"])
         pkg_attrs = {a["type"].native: a["values"][0].native
                      for a in (package["s_key_pkg_attrs"] if package["s_key_pkg_attrs"].native else [])}
-        return OpenedSymmetricKeyPackage(keys, pkg_attrs, pkg_id, asks_receipt, receipts_to, outer_signer, inner.signer,
+        return OpenedSymmetricKeyPackage(keys, pkg_attrs, pkg_id, asks_receipt, receipts_to, outer_signer, inner.signer_certificate,
                                 tuple(carried_certificates(inner_der)), outer_certs)
     except signeddata.BadSignedData as e:
         raise BadSymmetricKeyPackage(f"signature check failed: {e}") from None
@@ -199,7 +203,7 @@ def open_package(der: bytes, key: envelope.RecipientKey) -> OpenedSymmetricKeyPa
         raise BadSymmetricKeyPackage(f"unreadable key package: {e}") from None
 
 
-def _load_content(content_type: str, content: bytes):
+def _load_content(content_type: str, content: bytes) -> core.Asn1Value:
     spec = cms.ContentInfo._oid_specs.get(content_type)
     if spec is None:
         raise BadSymmetricKeyPackage(f"unknown content type {content_type}")

@@ -7,7 +7,9 @@ refer back to the message by the same TAMPMsgRef.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asn1crypto import cms, core, keys
 from asn1crypto import x509 as asn1_x509
@@ -20,6 +22,8 @@ from .asn1 import rfc5914, rfc5934
 from .keyids import key_identifier, spki_der
 from .maybe_signed import open_content_info, reading
 from .trust import carried_certificates
+from .encoding import der
+from .certs import load_subject_public_key
 
 # Server -> device messages and the media type each travels under.
 REQUESTS = ("tamp_status_query", "tamp_update", "tamp_apex_update", "tamp_community_update",
@@ -81,9 +85,10 @@ class Target:
         if self.kind == "all_modules":
             return rfc5934.TargetIdentifier(name="all_modules", value=core.Null())
         if self.kind == "hw_modules":
-            entries = ([{"single": s} for s in self.hw_serials] if self.hw_serials else [{"all": core.Null()}])
+            choices: list[dict[str, Any]] = ([{"single": s} for s in self.hw_serials] if self.hw_serials
+                                             else [{"all": core.Null()}])
             entries = [rfc5934.HardwareSerialEntry(name=next(iter(e)), value=next(iter(e.values())))
-                       for e in entries]
+                       for e in choices]
             return rfc5934.TargetIdentifier(name="hw_modules", value=[
                 {"hw_type": self.hw_type, "hw_serial_entries": entries}])
         if self.kind == "communities":
@@ -181,7 +186,7 @@ class TrustAnchor:
         spki = tbs["subject_public_key_info"].dump()
         ski = tbs.key_identifier_value
         key_id = ski.native if ski is not None else x509.SubjectKeyIdentifier.from_public_key(
-            serialization.load_der_public_key(spki)).digest
+            load_subject_public_key(spki)).digest
         return cls(key_id, spki, tbs["subject"].human_friendly, choice.dump())
 
     @classmethod
@@ -189,7 +194,8 @@ class TrustAnchor:
         return cls.from_choice(anchor_of_cert(cert))
 
     def choice(self) -> rfc5914.TrustAnchorChoice:
-        return rfc5914.TrustAnchorChoice.load(self.der)
+        choice: rfc5914.TrustAnchorChoice = rfc5914.TrustAnchorChoice.load(self.der)
+        return choice
 
     def certificate(self) -> x509.Certificate | None:
         choice = self.choice()
@@ -202,7 +208,7 @@ class TrustAnchor:
 
 
 def status_query(ref: MsgRef, *, terse: bool = False) -> rfc5934.TAMPStatusQuery:
-    value = {"query": ref.asn1()}
+    value: dict[str, Any] = {"query": ref.asn1()}
     if terse:
         value["terse"] = "terse"
     return rfc5934.TAMPStatusQuery(value)
@@ -244,16 +250,16 @@ def apex_update(ref: MsgRef, apex: TrustAnchor, *, clear_trust_anchors: bool = F
     return rfc5934.TAMPApexUpdate(value)
 
 
-def community_update(ref: MsgRef, *, add: list[str] = (), remove: list[str] = (),
+def community_update(ref: MsgRef, *, add: Sequence[str] = (), remove: Sequence[str] = (),
                      terse: bool = False) -> rfc5934.TAMPCommunityUpdate:
     if not add and not remove:
         raise ValueError("a community update adds or removes at least one community")
-    updates = {}
+    updates: dict[str, list[str]] = {}
     if remove:
         updates["remove"] = list(remove)
     if add:
         updates["add"] = list(add)
-    value = {"msg_ref": ref.asn1(), "updates": updates}
+    value: dict[str, Any] = {"msg_ref": ref.asn1(), "updates": updates}
     if terse:
         value["terse"] = "terse"
     return rfc5934.TAMPCommunityUpdate(value)
@@ -263,7 +269,7 @@ def sequence_adjust(ref: MsgRef) -> rfc5934.SequenceNumberAdjust:
     return rfc5934.SequenceNumberAdjust({"msg_ref": ref.asn1()})
 
 
-def sign(kind: str, value: core.Asn1Value, key, cert: x509.Certificate, *,
+def sign(kind: str, value: core.Asn1Value, key: signeddata.SigningKey, cert: x509.Certificate, *,
          certificates: list[x509.Certificate] | None = None) -> bytes:
     """ContentInfo(SignedData(TAMP message)) DER (RFC 5934 4: requests MUST be signed)."""
     return signeddata.sign(kind, value, key, cert, certificates=certificates, use_ski=True)
@@ -275,6 +281,7 @@ def sign(kind: str, value: core.Asn1Value, key, cert: x509.Certificate, *,
 def status_response(query: MsgRef, anchors: list[TrustAnchor], *, terse: bool = False,
                     communities: list[str] | None = None, seq_numbers: dict[bytes, int] | None = None,
                     uses_apex: bool = True) -> rfc5934.TAMPStatusResponse:
+    body: dict[str, Any]
     if terse:
         body = {"ta_key_ids": [a.key_id for a in anchors]}
         if communities is not None:
@@ -287,7 +294,7 @@ def status_response(query: MsgRef, anchors: list[TrustAnchor], *, terse: bool = 
         if seq_numbers:
             body["tamp_seq_numbers"] = [{"key_id": k, "seq_number": v} for k, v in sorted(seq_numbers.items())]
         response = rfc5934.StatusResponse(name="verbose_response", value=body)
-    value = {"query": query.asn1(), "response": response}
+    value: dict[str, Any] = {"query": query.asn1(), "response": response}
     if not uses_apex:
         value["uses_apex"] = False
     return rfc5934.TAMPStatusResponse(value)
@@ -338,7 +345,7 @@ def error(msg_type: str, status: int, ref: MsgRef | None = None) -> rfc5934.TAMP
 
 def unsigned(kind: str, value: core.Asn1Value) -> bytes:
     """ContentInfo DER of an unsigned answer (RFC 5934 4: answers SHOULD be signed)."""
-    return cms.ContentInfo({"content_type": kind, "content": value}).dump()
+    return der(cms.ContentInfo({"content_type": kind, "content": value}))
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -366,6 +373,20 @@ class TampMessage:
     communities: tuple[str, ...] | None = None
     failed_type: str | None = None  # tamp_error: the kind of message that failed
 
+    @property
+    def request_ref(self) -> MsgRef:
+        """The msgRef of a request (every request carries one)."""
+        if self.ref is None:
+            raise BadTamp(f"{self.kind} without a message reference")
+        return self.ref
+
+    @property
+    def signer_certificate(self) -> x509.Certificate:
+        """Who signed it, for a message read with require_signature."""
+        if self.signer is None:
+            raise BadTamp(f"{self.kind} is not signed")
+        return self.signer
+
 
 def _ref_field(kind: str) -> str | None:
     return {
@@ -391,21 +412,22 @@ def read(der: bytes, candidates: list[x509.Certificate] | None = None, *, requir
         return _flatten(kind, value, signer, carried, der)
 
 
-def _anchors(choices) -> tuple[TrustAnchor, ...]:
+def _anchors(choices: Iterable[rfc5914.TrustAnchorChoice]) -> tuple[TrustAnchor, ...]:
     return tuple(TrustAnchor.from_choice(c) for c in choices)
 
 
-def _oids(values) -> tuple[str, ...] | None:
+def _oids(values: Any) -> tuple[str, ...] | None:  # an asn1crypto SEQUENCE OF OID, or Void
     if isinstance(values, core.Void) or values.native is None:
         return None
     return tuple(o.dotted for o in values)
 
 
-def _flatten(kind: str, value, signer, carried, der: bytes) -> TampMessage:
+def _flatten(kind: str, value: Any, signer: x509.Certificate | None, carried: tuple[x509.Certificate, ...],
+             der: bytes) -> TampMessage:
     ref_field = _ref_field(kind)
     raw_ref = value[ref_field]
     ref = None if isinstance(raw_ref, core.Void) else MsgRef.from_asn1(raw_ref)
-    out = dict(kind=kind, value=value, ref=ref, signer=signer, carried=carried, der=der)
+    out: dict[str, Any] = dict(kind=kind, value=value, ref=ref, signer=signer, carried=carried, der=der)
     if kind == "tamp_status_response":
         response = value["response"]
         if response.name == "verbose_response":
@@ -453,7 +475,7 @@ def _flatten(kind: str, value, signer, carried, der: bytes) -> TampMessage:
 
 def changes_of(update_value: rfc5934.TAMPUpdate) -> list[tuple[str, bytes, TrustAnchor | None]]:
     """(action, SPKI DER, anchor for adds) for each TrustAnchorUpdate."""
-    out = []
+    out: list[tuple[str, bytes, TrustAnchor | None]] = []
     for u in update_value["updates"]:
         if u.name == "add":
             anchor = TrustAnchor.from_choice(u.chosen)

@@ -9,6 +9,7 @@ Pure: certificates in, the anchor out.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 
 from asn1crypto import cms, core
 from cryptography import x509
@@ -36,7 +37,7 @@ def _current(cert: x509.Certificate, at: datetime.datetime) -> bool:
 
 
 def chain_to_anchor(signer: x509.Certificate, anchors: list[x509.Certificate],
-                    intermediates: list[x509.Certificate] = (), *,
+                    intermediates: Sequence[x509.Certificate] = (), *,
                     at: datetime.datetime | None = None) -> x509.Certificate:
     """The anchor ``signer`` leads to: itself an anchor (same key), or issued
     (through CA certificates in ``intermediates``) by one. Every certificate
@@ -47,7 +48,8 @@ def chain_to_anchor(signer: x509.Certificate, anchors: list[x509.Certificate],
         raise Untrusted(f"unsupported key in the certificate path: {e}") from None
 
 
-def _walk(signer, anchors, intermediates, at) -> x509.Certificate:
+def _walk(signer: x509.Certificate, anchors: list[x509.Certificate], intermediates: Sequence[x509.Certificate],
+          at: datetime.datetime) -> x509.Certificate:
     by_key = {spki_der(a.public_key()): a for a in anchors}
     cert = signer
     for _ in range(MAX_DEPTH):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass
-from typing import Generator, Union
+from typing import Any, Generator, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -79,13 +79,13 @@ Decision = Union[Waiting, Rejected, Approved, Fulfilled]
 
 
 class Approvals:
-    def __init__(self, ca: CertificateAuthority, store: Store, retry_after: int):
+    def __init__(self, ca: CertificateAuthority, store: Store, retry_after: int) -> None:
         self.ca = ca
         self.store = store
         self.retry_after = retry_after  # seconds a waiting client is told to wait
 
     @defer.inlineCallbacks
-    def submit(self, submission: Submission) -> Generator[defer.Deferred, object, Decision]:
+    def submit(self, submission: Submission) -> Generator[defer.Deferred[Any], Any, Decision]:
         """The decision on an earlier identical request, or a new request in
         the pending table (Waiting), recorded and audited before this fires."""
         khash = key_hash(submission.public_key)
@@ -102,7 +102,7 @@ class Approvals:
         return Waiting(new.id)
 
     @defer.inlineCallbacks
-    def decision(self, request: PendingRequest) -> Generator[defer.Deferred, object, Decision | None]:
+    def decision(self, request: PendingRequest) -> Generator[defer.Deferred[Any], Any, Decision | None]:
         """What became of ``request``; None once it was issued and that
         certificate is no longer good (revoked or expired)."""
         if request.state == "pending":
@@ -115,7 +115,7 @@ class Approvals:
         return None if cert is None else Fulfilled(cert)
 
     @defer.inlineCallbacks
-    def approved_id(self, decision: Decision) -> Generator[defer.Deferred, object, int]:
+    def approved_id(self, decision: Decision) -> Generator[defer.Deferred[Any], Any, int]:
         """The id of the approved request to issue for now; for any other
         decision the refusal the EST operations answer with: Pending (202)
         while it waits, NotAuthorized when it was rejected (then its result
@@ -130,13 +130,14 @@ class Approvals:
         raise ValueError(f"{decision!r} needs no issuance")
 
     @defer.inlineCallbacks
-    def issue(self, request: IssueRequest) -> Generator[defer.Deferred, object, x509.Certificate]:
+    def issue(self, request: IssueRequest) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """Issue the certificate. For an approved request (``pending_id``) a
         concurrent repeat may have got there first: then both get its
         certificate, or NotAuthorized if that one is no longer good."""
         try:
             cert = yield self.ca.issue(request)
         except AlreadyIssued:
+            assert request.pending_id is not None  # only an approved request can be issued twice
             done = yield on_store_thread(self.store.pending, request.pending_id)
             cert = yield self.issued_for(done.serial if done is not None else None)
             if cert is None:
@@ -146,7 +147,7 @@ class Approvals:
         return cert
 
     @defer.inlineCallbacks
-    def issued_for(self, serial: int | None) -> Generator[defer.Deferred, object, x509.Certificate | None]:
+    def issued_for(self, serial: int | None) -> Generator[defer.Deferred[Any], Any, x509.Certificate | None]:
         """The certificate issued for a request, if it is still good."""
         if serial is None:
             return None

@@ -12,7 +12,7 @@ import datetime
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Generator
 
 from cryptography import x509
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store as TrustStore, VerificationError
@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from ..config import Label
-from ..errors import AuthenticationRequired, NotAuthorized
+from ..errors import AuthenticationRequired, EstError, NotAuthorized
 from ..pki.certs import ID_KP_CMC_RA
 from ..store import ClientRecord, Store, on_read_thread
 from ..store.nonce_claims import NonceCountClaims
@@ -85,7 +85,7 @@ class Identity:
 class TrustAnchors:
     """Named anchors: 'ca' (this appliance's CA) plus configured outside CAs."""
 
-    def __init__(self, anchors: dict[str, list[x509.Certificate]]):
+    def __init__(self, anchors: dict[str, list[x509.Certificate]]) -> None:
         self._set(anchors)
 
     def _set(self, anchors: dict[str, list[x509.Certificate]]) -> None:
@@ -132,7 +132,7 @@ class TrustAnchors:
 
 
 class Authenticator:
-    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None):
+    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None) -> None:
         self.store = store
         self.reads = store.reader()
         self.anchors = anchors
@@ -140,7 +140,7 @@ class Authenticator:
         self.digest = DigestVerifier(realm, digest_secret)
         self.nonce_counts = NonceCountClaims(store, NONCE_LIFETIME)
         self._verified: dict[tuple[str, bytes], tuple[float, ClientRecord]] = {}
-        self._checking: dict[tuple[str, bytes], list[defer.Deferred]] = {}
+        self._checking: dict[tuple[str, bytes], list[defer.Deferred[ClientRecord | None]]] = {}
 
     def challenge(self, label: Label, stale: bool = False) -> list[str]:
         """WWW-Authenticate values for a 401 under this label.
@@ -156,7 +156,7 @@ class Authenticator:
         return digest + basic if label.challenge_order == "strict" else basic + digest
 
     @defer.inlineCallbacks
-    def authenticate(self, creds: Credentials, label: Label):
+    def authenticate(self, creds: Credentials, label: Label) -> Generator[defer.Deferred[Any], Any, Identity]:
         """Fires with an Identity allowed under ``label``, or fails with
         AuthenticationRequired (401) / NotAuthorized (403)."""
         refusal = None
@@ -181,7 +181,8 @@ class Authenticator:
         return Identity(name=record.name, method=method)
 
     @defer.inlineCallbacks
-    def _certificate(self, chain: tuple[x509.Certificate, ...], label: Label):
+    def _certificate(self, chain: tuple[x509.Certificate, ...], label: Label
+                     ) -> Generator[defer.Deferred[Any], Any, tuple[Identity | None, EstError | None]]:
         """(Identity, None) if the chain is good for this label, else (None, refusal)."""
         anchor = self.anchors.verify(chain)
         leaf = chain[0]
@@ -207,8 +208,9 @@ class Authenticator:
         return Identity(name=name, method="cert", certificate=leaf, anchor=anchor), None
 
     @defer.inlineCallbacks
-    def _check_digest(self, creds: Credentials, label: Label):
+    def _check_digest(self, creds: Credentials, label: Label) -> Generator[defer.Deferred[Any], Any, ClientRecord]:
         params = creds.digest
+        assert params is not None  # only called with Digest credentials
         username = params.get("username", "")
         record = yield on_read_thread(self.reads.client, username)
         verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
@@ -225,7 +227,7 @@ class Authenticator:
         return record
 
     @defer.inlineCallbacks
-    def _check_password(self, username: str, password: str):
+    def _check_password(self, username: str, password: str) -> Generator[defer.Deferred[Any], Any, ClientRecord | None]:
         key = (username, hashlib.sha256(password.encode()).digest())
         hit = self._verified.get(key)
         if hit is not None and time.monotonic() - hit[0] < PASSWORD_CACHE_SECONDS:
@@ -234,7 +236,7 @@ class Authenticator:
         # run instead of queueing one each on the password thread.
         waiting = self._checking.get(key)
         if waiting is not None:
-            mine = defer.Deferred()
+            mine: defer.Deferred[ClientRecord | None] = defer.Deferred()
             waiting.append(mine)
             return (yield mine)
         self._checking[key] = waiting = []
@@ -252,7 +254,8 @@ class Authenticator:
         return record
 
     @defer.inlineCallbacks
-    def _verify(self, key, username: str, password: str):
+    def _verify(self, key: tuple[str, bytes], username: str, password: str
+                ) -> Generator[defer.Deferred[Any], Any, ClientRecord | None]:
         record = yield on_read_thread(self.reads.client, username)
         if record is None:
             # Spend the same time as a real check so names cannot be probed.

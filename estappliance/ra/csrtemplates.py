@@ -26,9 +26,10 @@ def _subject(profile: Profile) -> tuple[RdnSlot, ...] | None:
     slots: list[RdnSlot] = []
     if profile.subject_template is not None:
         for attr in x509.Name.from_rfc4514_string(profile.subject_template):
-            wanted = _PLACEHOLDER.findall(attr.value)
+            value = str(attr.value)  # a parsed RFC 4514 string: str
+            wanted = _PLACEHOLDER.findall(value)
             if not wanted:
-                slots.append(RdnSlot(attr.oid.dotted_string, attr.value))
+                slots.append(RdnSlot(attr.oid.dotted_string, value))
                 continue
             for name in wanted:
                 if name != "client":  # the CA fills in the client's identity itself

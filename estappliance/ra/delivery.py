@@ -9,14 +9,16 @@ body leaves; nothing to serve is a 404. Refusals are audited.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from functools import partial
+from typing import Any, Callable, Generator
 
 from twisted.internet import defer
 
 from ..errors import EstError, NotFound
 from ..distribution import returns
 from ..pki import pal_types
-from ..store import on_store_thread
+from ..store import Store, on_store_thread
+from ..store.package_tables import Offer
 from .auth import Credentials
 from .package_access import Distribution
 
@@ -36,15 +38,15 @@ class Served:
 
 
 class PackageDelivery:
-    def __init__(self, distribution: Distribution):
+    def __init__(self, distribution: Distribution) -> None:
         self.distribution = distribution
 
     @property
-    def store(self):
+    def store(self) -> Store:
         return self.distribution.store
 
     @defer.inlineCallbacks
-    def fetch(self, operation: str, label_name: str | None, creds: Credentials):
+    def fetch(self, operation: str, label_name: str | None, creds: Credentials) -> Generator[defer.Deferred[Any], Any, Served]:
         """Fires with what a GET on ``operation`` serves this client (Served)."""
         label, identity = yield self.distribution.registrar.identify(operation, label_name, creds)
         try:
@@ -59,7 +61,7 @@ class PackageDelivery:
 
     @defer.inlineCallbacks
     def take_return(self, operation: str, label_name: str | None, creds: Credentials, body: Callable[[], bytes],
-                    media_type: str | None = None):
+                    media_type: str | None = None) -> Generator[defer.Deferred[Any], Any, int]:
         """Parse, check and record a return on ``operation``/return; fires
         with the id of the package it was for."""
         where = f"{operation}/return"
@@ -67,18 +69,19 @@ class PackageDelivery:
         presented = identity.certificate if identity.method == "cert" else None
         try:
             der = body()
+            record: Callable[[], Offer]
             if operation == "symmetrickeys":
-                parsed = returns.parse_key_package_return(der)
-                record = returns.record_key_package_return
+                record = partial(returns.record_key_package_return, self.store, identity.name, label.name,
+                                 returns.parse_key_package_return(der), presented)
             elif operation == "firmware":
-                parsed = returns.parse_firmware_report(der)
-                record = returns.record_firmware_report
+                record = partial(returns.record_firmware_report, self.store, identity.name, label.name,
+                                 returns.parse_firmware_report(der), presented)
             elif operation == "tamp":
-                parsed = returns.parse_tamp_answer(der, media_type)
-                record = returns.record_tamp_answer
+                record = partial(returns.record_tamp_answer, self.store, identity.name, label.name,
+                                 returns.parse_tamp_answer(der, media_type), presented)
             else:
                 raise NotFound("no such EST operation")
-            offer = yield on_store_thread(record, self.store, identity.name, label.name, parsed, presented)
+            offer = yield on_store_thread(record)
         except EstError as e:
             yield self.distribution.refused(where, e, label, creds, identity)
             raise

@@ -79,7 +79,8 @@ class DigestVerifier:
             return "bad"
         if params.get("realm") != self.realm or params.get("qop") != "auth":
             return "bad"
-        if params.get("uri") != uri and params.get("uri") not in uri_aliases:
+        given_uri = params.get("uri")
+        if given_uri != uri and (given_uri is None or given_uri not in uri_aliases):
             return "bad"
         nonce, nc, cnonce = params.get("nonce", ""), params.get("nc", ""), params.get("cnonce", "")
         age = self._nonce_age(nonce, now)

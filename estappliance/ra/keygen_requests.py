@@ -23,13 +23,14 @@ request with; never anything the server made up.
 from __future__ import annotations
 
 import datetime
+from typing import Any, Generator
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from twisted.internet import defer
 
 from ..ca import ContentSigner
-from ..ca.key_generation import CertificateProtection, KekProtection, KeyOrder, ServerKeyGenerator
+from ..ca.key_generation import CertificateProtection, DeliveredKey, KekProtection, KeyOrder, ServerKeyGenerator
 from ..config import KEY_TYPES, Label
 from ..errors import EstError, MalformedRequest, NotAuthorized, PolicyRefused
 from ..pki import csr as csrs
@@ -67,7 +68,7 @@ def pkcs12_preference(accept: str | None) -> bool | None:
     multipart/mixed or refuses PKCS#12 (q=0); None: it does not say."""
     if not accept:
         return None
-    q = {}
+    q: dict[str, float] = {}
     for item in accept.split(","):
         fields = [f.strip() for f in item.split(";")]
         media = fields[0].lower()
@@ -88,6 +89,7 @@ def choose_form(attrs: keygen_request.KeygenAttributes, wants_pkcs12: bool | Non
     encrypted = attrs.decrypt_key_id is not None or attrs.asymmetric_decrypt_key_id is not None
     if attrs.decrypt_key_id is not None and attrs.asymmetric_decrypt_key_id is not None:
         raise MalformedRequest("name one key: DecryptKeyIdentifier or AsymmetricDecryptKeyIdentifier, not both")
+    form: str | None
     if attrs.content_types:
         if not attrs.wants_encrypted_key_package:
             raise PolicyRefused(f"key form {attrs.content_types[0]} (CSR contentType) is not supported; ask for"
@@ -131,7 +133,7 @@ class KeygenRegistrar:
     """The RA side of server-side key generation; delegates the making to
     ``ServerKeyGenerator`` and the common checks to the enrollment ``Registrar``."""
 
-    def __init__(self, registrar: Registrar, generator: ServerKeyGenerator, store: Store):
+    def __init__(self, registrar: Registrar, generator: ServerKeyGenerator, store: Store) -> None:
         self.registrar = registrar
         self.generator = generator
         self.store = store
@@ -148,7 +150,7 @@ class KeygenRegistrar:
     # -- /serverkeygen --------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def serverkeygen(self, label_name: str | None, creds: Credentials, body: Body, accept: str | None = None):
+    def serverkeygen(self, label_name: str | None, creds: Credentials, body: Body, accept: str | None = None) -> Generator[defer.Deferred[Any], Any, DeliveredKey]:
         """Fires with a DeliveredKey."""
         label, identity = yield self.registrar.identify("serverkeygen", label_name, creds)
         try:
@@ -186,7 +188,7 @@ class KeygenRegistrar:
         return delivered
 
     @defer.inlineCallbacks
-    def _protection(self, form: str, attrs: keygen_request.KeygenAttributes, identity: Identity):
+    def _protection(self, form: str, attrs: keygen_request.KeygenAttributes, identity: Identity) -> Generator[defer.Deferred[Any], Any, tuple[KekProtection | CertificateProtection | None, str]]:
         """(KekProtection | CertificateProtection | None, content cipher)."""
         if form not in ("enveloped", "encrypted-key-package"):
             return None, "aes256_cbc"
@@ -199,23 +201,24 @@ class KeygenRegistrar:
                     raise PolicyRefused(f"unknown DecryptKeyIdentifier {attrs.decrypt_key_id.hex()}")
                 attrs.kek_wrap(record.size)
                 return KekProtection(attrs.decrypt_key_id, record.token_label, record.size), cipher
-            cert = yield self._recipient_certificate(attrs.asymmetric_decrypt_key_id, identity)
+            ski = attrs.asymmetric_decrypt_key_id
+            assert ski is not None  # choose_form: an encrypted form names one of the two keys
+            cert = yield self._recipient_certificate(ski, identity)
             if isinstance(cert.public_key(), rsa.RSAPublicKey):
-                return CertificateProtection(cert, attrs.asymmetric_decrypt_key_id,
-                                             oaep_hash=attrs.key_transport()), cipher
+                return CertificateProtection(cert, ski, oaep_hash=attrs.key_transport()), cipher
             wrap, kdf = attrs.key_agreement()
-            return CertificateProtection(cert, attrs.asymmetric_decrypt_key_id, wrap_algorithm=wrap,
+            return CertificateProtection(cert, ski, wrap_algorithm=wrap,
                                          kdf_hash=kdf), cipher
         except keygen_request.BadKeygenRequest as e:
             raise PolicyRefused(str(e)) from None
 
     @defer.inlineCallbacks
-    def _recipient_certificate(self, ski: bytes, identity: Identity):
+    def _recipient_certificate(self, ski: bytes, identity: Identity) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """The client's encryption certificate with this subject key identifier:
         one the operator registered for it, one this CA issued to it, or the
         TLS client certificate it authenticated with. Current and usable for
         key transport or agreement."""
-        candidates = []
+        candidates: list[x509.Certificate] = []
         registered = yield on_store_thread(self.store.recipient, ski)
         if registered is not None and registered.client == identity.name:
             candidates.append(x509.load_der_x509_certificate(registered.der))
@@ -239,7 +242,7 @@ class KeygenRegistrar:
         return usable[0]
 
     @defer.inlineCallbacks
-    def _pkcs12_password(self, identity: Identity, creds: Credentials):
+    def _pkcs12_password(self, identity: Identity, creds: Credentials) -> Generator[defer.Deferred[Any], Any, bytes]:
         password = yield self.generator.pkcs12_password(identity.name)
         if password is not None:
             return password
@@ -251,7 +254,7 @@ class KeygenRegistrar:
     # -- /serverkeygen/return ----------------------------------------------------------
 
     @defer.inlineCallbacks
-    def key_return(self, label_name: str | None, creds: Credentials, body: Body):
+    def key_return(self, label_name: str | None, creds: Credentials, body: Body) -> Generator[defer.Deferred[Any], Any, keypackages.KeyPackageReturn]:
         """Record an RFC 7191 receipt or error for a key package this client got."""
         label, identity = yield self.registrar.identify("serverkeygen/return", label_name, creds)
         try:
@@ -284,7 +287,7 @@ class KeygenRegistrar:
         return returned
 
     @defer.inlineCallbacks
-    def _client_certificates(self, identity: Identity):
+    def _client_certificates(self, identity: Identity) -> Generator[defer.Deferred[Any], Any, list[x509.Certificate]]:
         """The certificates a receipt from this client may be signed with: the
         ones this CA issued to it (those of delivered keys among them) and the
         TLS client certificate it authenticated with."""

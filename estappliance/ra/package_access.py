@@ -10,6 +10,9 @@ leaves the client anonymous.
 """
 from __future__ import annotations
 
+from typing import Any, Generator
+
+from cryptography import x509
 from twisted.internet import defer
 
 from ..config import Label, PalConfig
@@ -25,7 +28,7 @@ from .registrar import Registrar
 
 class Distribution:
     def __init__(self, registrar: Registrar, packages: PackageQueue, standing: StandingItems, builder: PalBuilder,
-                 settings: PalConfig):
+                 settings: PalConfig) -> None:
         self.registrar = registrar
         self.packages = packages
         self.standing = standing
@@ -37,14 +40,14 @@ class Distribution:
         return self.registrar.store
 
     def refused(self, operation: str, error: EstError, label: Label | None, creds: Credentials,
-                identity: Identity | None = None) -> defer.Deferred:
+                identity: Identity | None = None) -> defer.Deferred[None]:
         """Audit a refusal (Registrar.refused: the one refusal audit)."""
         return self.registrar.refused(operation, error, label, creds, identity)
 
     # -- /pal -------------------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def pal(self, label_name: str | None, creds: Credentials, base: str, page: int = 1):
+    def pal(self, label_name: str | None, creds: Credentials, base: str, page: int = 1) -> Generator[defer.Deferred[Any], Any, list[PalEntry]]:
         """Fires with the entries of one page of the client's PAL."""
         label, identity = yield self.registrar.identify("pal", label_name, creds)
         entries = yield self.builder.entries(identity.name, label, base)
@@ -55,7 +58,7 @@ class Distribution:
     # -- /crls ------------------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def crls(self, label_name: str | None, creds: Credentials):
+    def crls(self, label_name: str | None, creds: Credentials) -> Generator[defer.Deferred[Any], Any, bytes]:
         """Fires with the crls-only DER (current CRL and ARL), recording the
         download for an authenticated client before it is sent."""
         label, identity = yield self.registrar.identify("crls", label_name, creds, anonymous=True)
@@ -67,7 +70,7 @@ class Distribution:
     # -- /cacerts (served by the enrollment routes; its downloads are dated here) -----------
 
     @defer.inlineCallbacks
-    def cacerts_served(self, label_name: str | None, creds: Credentials):
+    def cacerts_served(self, label_name: str | None, creds: Credentials) -> Generator[defer.Deferred[Any], Any, None]:
         """Record that an identifiable client fetched /cacerts (quietly
         nothing for anyone else: /cacerts itself needs no authentication)."""
         if creds.username is None and creds.digest is None and not creds.peer_chain:
@@ -83,7 +86,7 @@ class Distribution:
     # -- /eecerts ---------------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def eecerts(self, label_name: str | None, creds: Credentials):
+    def eecerts(self, label_name: str | None, creds: Credentials) -> Generator[defer.Deferred[Any], Any, list[x509.Certificate]]:
         """Fires with the peer EE certificates queued for this client (or, for
         an anonymous one, for the whole label), downloads recorded first."""
         label, identity = yield self.registrar.identify("eecerts", label_name, creds, anonymous=True)
@@ -93,7 +96,7 @@ class Distribution:
         else:
             offers = yield self.packages.offered_to(identity.name, label.name, (pal_types.EE_CERTIFICATE,))
 
-            def record():
+            def record() -> None:
                 for offer in offers:
                     self.store.mark_downloaded(offer.package.id, identity.name)
             yield on_store_thread(record)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Protocol
 
 from cryptography import x509
 
@@ -18,7 +19,7 @@ _SAN_TYPES = {"DNS": x509.DNSName, "IP": x509.IPAddress, "email": x509.RFC822Nam
 _EXTENSIONS = {"subjectAltName": x509.SubjectAlternativeName}
 
 
-def attribute_names(attr: x509.NameAttribute) -> set[str]:
+def attribute_names(attr: x509.NameAttribute[str | bytes]) -> set[str]:
     """The names a config may use for an RDN type: 'CN', 'commonName', '2.5.4.3'."""
     names = {attr.oid.dotted_string, attr.oid._name}
     try:
@@ -66,7 +67,8 @@ def check_names(subject: x509.Name, san: x509.SubjectAlternativeName | None, pro
         check_san_forms(san)
     for key, pattern in profile.name_patterns:
         if key in _SAN_TYPES:
-            values = [str(v) for v in san.get_values_for_type(_SAN_TYPES[key])] if san is not None else []
+            values: list[str | bytes] = ([str(n.value) for n in san if isinstance(n, _SAN_TYPES[key])]
+                                         if san is not None else [])
         else:
             values = [a.value for a in subject if key in attribute_names(a)]
         for value in values:
@@ -87,18 +89,23 @@ def check_san_forms(san: x509.SubjectAlternativeName) -> None:
             raise PolicyRefused(f"subjectAltName IP {name.value} is a network, not an address")
 
 
-def subject_for(csr: x509.CertificateSigningRequest, profile: Profile, client: str) -> x509.Name:
+class HasSubject(Protocol):
+    @property
+    def subject(self) -> x509.Name: ...
+
+
+def subject_for(csr: HasSubject, profile: Profile, client: str) -> x509.Name:
     """The subject to issue: the CSR's, or the profile's template filled in."""
     if profile.subject_template is None:
         return csr.subject
-    values = {"client": client}
+    values: dict[str, str | bytes] = {"client": client}
     for attr in csr.subject:
         for name in attribute_names(attr):
             values.setdefault(name, attr.value)
     out = []
     for attr in x509.Name.from_rfc4514_string(profile.subject_template):
         try:
-            text = attr.value.format_map(values)
+            text = str(attr.value).format_map(values)  # a parsed RFC 4514 string: str
         except (KeyError, ValueError) as e:
             raise PolicyRefused(f"profile {profile.name!r} needs {e} in the CSR subject") from None
         out.append(x509.NameAttribute(attr.oid, text))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from typing import Callable, Union
+from typing import Any, Callable, Generator, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +19,7 @@ from ..config import Config, Label
 from ..errors import AuthenticationRequired, EstError, NotAuthorized, NotFound, Pending, PolicyRefused
 from ..pki import csr as csrs
 from ..pki import csrattrs, csrtemplate
+from ..pki.asn1.rfc7030 import Attribute
 from ..store import Store, on_store_thread
 from . import csrtemplates, profiles
 from .approvals import Approvals, Fulfilled, Submission
@@ -30,7 +31,7 @@ Body = Union[bytes, Callable[[], bytes]]
 
 
 class Registrar:
-    def __init__(self, config: Config, authenticator: Authenticator, ca: CertificateAuthority, store: Store):
+    def __init__(self, config: Config, authenticator: Authenticator, ca: CertificateAuthority, store: Store) -> None:
         self.config = config
         self.authenticator = authenticator
         self.ca = ca
@@ -53,7 +54,7 @@ class Registrar:
         profile = label.profile
         if not profile.csrattrs:
             return None
-        extra = ()
+        extra: tuple[Attribute, ...] = ()
         if label.csr_template:  # RFC 9908 for new clients, RFC 8295 Appendix B for PAL 0006/0013 ones
             template = csrtemplates.template_for(label)
             extra = (csrtemplate.rfc9908_attribute(template), csrtemplate.rfc8295_attribute(template))
@@ -91,17 +92,20 @@ class Registrar:
             raise PolicyRefused("challengePassword does not match this TLS session's channel binding")
 
     @defer.inlineCallbacks
-    def simpleenroll(self, label_name: str | None, creds: Credentials, body: Body):
+    def simpleenroll(self, label_name: str | None, creds: Credentials, body: Body
+                     ) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """Fires with the issued certificate."""
         return (yield self._enroll("simpleenroll", label_name, creds, body))
 
     @defer.inlineCallbacks
-    def simplereenroll(self, label_name: str | None, creds: Credentials, body: Body):
+    def simplereenroll(self, label_name: str | None, creds: Credentials, body: Body
+                       ) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """Renew or rekey the certificate the client authenticated with."""
         return (yield self._enroll("simplereenroll", label_name, creds, body))
 
     @defer.inlineCallbacks
-    def identify(self, operation: str, label_name: str | None, creds: Credentials, *, anonymous: bool = False):
+    def identify(self, operation: str, label_name: str | None, creds: Credentials, *, anonymous: bool = False
+                 ) -> Generator[defer.Deferred[Any], Any, tuple[Label, Identity | None]]:
         """The one way an operation learns who asks: fires with (Label,
         Identity), or (Label, None) for an anonymous client where
         ``anonymous`` allows one (no password given; a TLS client certificate
@@ -125,7 +129,8 @@ class Registrar:
         return label, identity
 
     @defer.inlineCallbacks
-    def _enroll(self, operation: str, label_name: str | None, creds: Credentials, body: Body):
+    def _enroll(self, operation: str, label_name: str | None, creds: Credentials, body: Body
+                ) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         label, identity = yield self.identify(operation, label_name, creds)
         try:
             # The body is read only now: clients probe with an empty body
@@ -165,7 +170,7 @@ class Registrar:
 
     @defer.inlineCallbacks
     def _issue(self, operation: str, label: Label, identity: Identity, csr: x509.CertificateSigningRequest,
-               subject: x509.Name, replaces: int | None):
+               subject: x509.Name, replaces: int | None) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         pending_id = None
         if label.approval == "manual":
             decision = yield self.approvals.submit(Submission(
@@ -181,7 +186,7 @@ class Registrar:
         return cert
 
     def refused(self, operation: str, error: EstError, label: Label | None, creds: Credentials,
-                identity: Identity | None = None) -> defer.Deferred:
+                identity: Identity | None = None) -> defer.Deferred[None]:
         """The one refusal audit of every operation: the refusal recorded
         with whoever asked, and the challenges a 401 must carry. A request
         waiting for approval is recorded with the request itself."""

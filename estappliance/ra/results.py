@@ -10,10 +10,13 @@ fetched again), 202 while a request still waits, and 404 otherwise.
 """
 from __future__ import annotations
 
+from typing import Any, Generator
+
 from cryptography import x509
 from twisted.internet import defer
 
 from ..ca import IssueRequest
+from ..config import Label
 from ..errors import EstError, NotFound, Pending
 from ..pki import csr as csrs
 from ..store import PendingRequest, on_store_thread
@@ -26,13 +29,13 @@ OPERATIONS = ("simpleenroll", "simplereenroll")
 
 
 class EnrollmentResults:
-    def __init__(self, distribution: Distribution):
+    def __init__(self, distribution: Distribution) -> None:
         self.distribution = distribution
         self.registrar = distribution.registrar
         self.store = distribution.store
 
     @defer.inlineCallbacks
-    def fetch(self, operation: str, label_name: str | None, creds: Credentials):
+    def fetch(self, operation: str, label_name: str | None, creds: Credentials) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """Fires with the certificate; fails with NotAuthorized (rejected),
         Pending (202) or NotFound."""
         if operation not in OPERATIONS:
@@ -47,7 +50,7 @@ class EnrollmentResults:
         return cert
 
     @defer.inlineCallbacks
-    def _fetch(self, operation: str, label, identity: Identity):
+    def _fetch(self, operation: str, label: Label, identity: Identity) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         approvals = self.registrar.approvals
         requests = yield on_store_thread(self.store.client_requests, label.name, identity.name, operation)
         delivered = yield on_store_thread(self.store.delivered_results, [r.id for r in requests])
@@ -68,7 +71,7 @@ class EnrollmentResults:
         raise NotFound("no enrollment result is waiting for this client")
 
     @defer.inlineCallbacks
-    def _issue(self, request: PendingRequest, label, identity: Identity):
+    def _issue(self, request: PendingRequest, label: Label, identity: Identity) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         """Issue for an approved request, as the repeated POST would have."""
         csr = x509.load_der_x509_csr(request.request)
         subject = profiles.subject_for(csr, label.profile, identity.name)

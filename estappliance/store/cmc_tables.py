@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime
 
+from .tables import Tables
+
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-class CmcTables:
+class CmcTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS cmc_secrets (
         client TEXT PRIMARY KEY,

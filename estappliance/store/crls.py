@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .tables import Tables
+
 
 @dataclass(frozen=True)
 class CrlRecord:
@@ -13,7 +15,7 @@ class CrlRecord:
     der: bytes
 
 
-class CrlTables:
+class CrlTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS crls (
         kind TEXT NOT NULL,

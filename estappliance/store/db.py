@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 from .. import metrics
 from .crls import CrlTables
@@ -244,10 +244,12 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         self._db.executescript(INDEXES)  # after the migrations: they may index new columns
 
     @contextlib.contextmanager
-    def _writing(self):
+    def _writing(self) -> Iterator[None]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT), taken in turn
         with the other processes' writers (writelock.py)."""
         started = time.perf_counter()
+        if self._write_lock is None:
+            raise sqlite3.OperationalError("a read-only store connection does not write")
         with self._write_lock.held(), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             yield
@@ -304,7 +306,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         if outcome is not None:
             raise outcome
 
-    def record_certificates(self, items: list[dict]) -> list[Exception | None]:
+    def record_certificates(self, items: list[dict[str, Any]]) -> list[Exception | None]:
         """Record several issued certificates in ONE durable commit (one fsync).
 
         Each item has record_certificate's keyword arguments and stands or
@@ -363,7 +365,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return done
 
-    def _insert_all(self, now: str, items: list[dict]) -> None:
+    def _insert_all(self, now: str, items: list[dict[str, Any]]) -> None:
         """The whole batch in a few multi-row statements. Each SQLite call
         lets the reactor thread take the GIL, and getting it back is what made
         large commits slow under load: two calls per hundred items instead of
@@ -371,8 +373,8 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         999-variable limit)."""
         for start in range(0, len(items), 100):
             chunk = items[start:start + 100]
-            certs: list = []
-            audits: list = []
+            certs: list[object] = []
+            audits: list[object] = []
             for i in chunk:
                 certs += (serial_key(i["serial"]), i["subject"], i["not_before"].isoformat(),
                           i["not_after"].isoformat(), i["label"], i["client"], now, i["der"],
@@ -451,7 +453,8 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
         return [_certificate(r) for r in rows]
 
     def count_certificates(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
+        count: int = self._db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
+        return count
 
     # -- requests waiting for an operator (RFC 7030 4.2.3) ---------------------
 
@@ -467,7 +470,11 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
             self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                              " VALUES (?, ?, ?, ?, 'pending', ?)",
                              (_now(), client, label, operation, f"request {cur.lastrowid}: {subject}"))
-        return self.pending(cur.lastrowid)
+        request_id = cur.lastrowid
+        added = self.pending(request_id) if request_id is not None else None
+        if added is None:
+            raise sqlite3.DatabaseError("the pending request just added is not there")
+        return added
 
     def pending(self, request_id: int) -> PendingRequest | None:
         row = self._db.execute(_PENDING_SELECT + " WHERE id=?", (request_id,)).fetchone()
@@ -485,7 +492,7 @@ class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables,
     def client_requests(self, label: str, client: str, operation: str | None = None) -> list[PendingRequest]:
         """This client's approval requests under ``label``, oldest first."""
         sql = _PENDING_SELECT + " WHERE label=? AND client=?"
-        args: list = [label, client]
+        args: list[object] = [label, client]
         if operation is not None:
             sql += " AND operation=?"
             args.append(operation)
@@ -539,18 +546,23 @@ _PENDING_SELECT = ("SELECT id, label, client, key_hash, subject, operation, csr,
                    " serial, kind, replaces FROM pending")
 
 
-def _client(row) -> ClientRecord:
+# Rows are sqlite3 result tuples: their columns are what the SELECT above names.
+def _client(row: Any) -> ClientRecord:
     labels = tuple(x for x in row[2].split(",") if x)
     ha1 = {alg: v for alg, v in (("SHA-256", row[4]), ("MD5", row[5])) if v}
     return ClientRecord(name=row[0], password_hash=row[1], labels=labels, created_at=row[3], digest_ha1=ha1)
 
 
-def _certificate(row) -> CertificateRecord:
+def _certificate(row: Any) -> CertificateRecord:
     replaces = None if row[11] is None else int(row[11], 16)
-    return CertificateRecord(int(row[0], 16), *row[1:11], replaces=replaces)
+    return CertificateRecord(int(row[0], 16), subject=row[1], not_before=row[2], not_after=row[3], label=row[4],
+                             client=row[5], issued_at=row[6], der=row[7], status=row[8], revoked_at=row[9],
+                             revocation_reason=row[10], replaces=replaces)
 
 
-def _pending(row) -> PendingRequest:
+def _pending(row: Any) -> PendingRequest:
     serial = None if row[10] is None else int(row[10], 16)
     replaces = None if row[12] is None else int(row[12], 16)
-    return PendingRequest(*row[:10], serial=serial, kind=row[11], replaces=replaces)
+    return PendingRequest(id=row[0], label=row[1], client=row[2], key_hash=row[3], subject=row[4], operation=row[5],
+                          request=row[6], state=row[7], created_at=row[8], decided_at=row[9], serial=serial,
+                          kind=row[11], replaces=replaces)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from .tables import Tables, present
+
 LIVE_STATES = ("next", "current", "retiring")
 # Certificates on record that no device relies on: the appliance's own
 # infrastructure, re-issued under the new key at the switch.
@@ -42,7 +44,7 @@ _SELECT = ("SELECT id, key_label, key_type, state, cert, chain, csr, new_with_ol
            " switched_at, retired_at FROM ca_generations")
 
 
-class GenerationTables:
+class GenerationTables(Tables):
     def generations(self) -> list[Generation]:
         """Every generation, oldest first."""
         return [Generation(*row) for row in self._db.execute(_SELECT + " ORDER BY id")]
@@ -51,7 +53,7 @@ class GenerationTables:
         row = self._db.execute(_SELECT + " WHERE id=?", (gen_id,)).fetchone()
         return None if row is None else Generation(*row)
 
-    def generations_stamp(self) -> tuple:
+    def generations_stamp(self) -> tuple[object, ...]:
         """Cheap: changes whenever any generation changes state or certificate."""
         return tuple(self._db.execute("SELECT id, state, length(cert), length(chain), length(new_with_old)"
                                       " FROM ca_generations ORDER BY id"))
@@ -64,9 +66,10 @@ class GenerationTables:
                                    (key_label, key_type, state, cert, chain, _now(),
                                     _now() if state == "current" else None))
             self._audit_ca(detail)
-        return self.generation(cur.lastrowid)
+        gen_id = present(cur.lastrowid, "the new generation's id")
+        return present(self.generation(gen_id), f"generation {gen_id}")
 
-    def update_generation(self, gen_id: int, detail: str, **fields) -> Generation:
+    def update_generation(self, gen_id: int, detail: str, **fields: bytes | str | None) -> Generation:
         """Set columns of one generation and audit it, in one commit."""
         allowed = {"cert", "chain", "csr", "new_with_old", "old_with_new", "state"}
         if not fields or set(fields) - allowed:
@@ -75,7 +78,7 @@ class GenerationTables:
             self._db.execute(f"UPDATE ca_generations SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?",
                              (*fields.values(), gen_id))
             self._audit_ca(detail)
-        return self.generation(gen_id)
+        return present(self.generation(gen_id), f"generation {gen_id}")
 
     def switch_generation(self, new_id: int, *, old_state: str = "retiring", detail: str) -> None:
         """The ``next`` generation becomes current and the current one
@@ -108,13 +111,14 @@ class GenerationTables:
 
     # -- what depends on a generation ---------------------------------------------------
 
-    def valid_certificates_since(self, issued_before: str | None, now: datetime.datetime):
+    def valid_certificates_since(self, issued_before: str | None, now: datetime.datetime
+                                 ) -> list[tuple[int, str, bytes]]:
         """(serial, not_after, der) of unrevoked, unexpired certificates
         issued before ``issued_before`` (all when None), the appliance's own
         infrastructure left out. The caller tells the issuer by the DER."""
         sql = ("SELECT serial, not_after, der FROM certificates WHERE status='valid' AND not_after>?"
                f" AND label NOT IN ({', '.join('?' * len(INFRASTRUCTURE_LABELS))})")
-        args: list = [now.isoformat(), *INFRASTRUCTURE_LABELS]
+        args: list[object] = [now.isoformat(), *INFRASTRUCTURE_LABELS]
         if issued_before is not None:
             sql += " AND issued_at<=?"
             args.append(issued_before)

@@ -7,7 +7,10 @@ one fsync serves many requests instead of one each.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from .. import metrics
 from . import on_store_thread
@@ -15,15 +18,15 @@ from .db import Store
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, max_batch: int = 256):
+    def __init__(self, store: Store, max_batch: int = 256) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._queue: list[tuple[dict, defer.Deferred]] = []
+        self._queue: list[tuple[dict[str, Any], defer.Deferred[None]]] = []
         self._busy = False
 
-    def record_certificate(self, **item) -> defer.Deferred:
+    def record_certificate(self, **item: Any) -> defer.Deferred[None]:
         """Like Store.record_certificate; fires once the row is committed."""
-        d = defer.Deferred()
+        d: defer.Deferred[None] = defer.Deferred()
         self._queue.append((item, d))
         if not self._busy:
             self._flush()
@@ -35,7 +38,8 @@ class GroupCommitter:
         done = on_store_thread(self.store.record_certificates, [item for item, _ in batch])
         done.addBoth(self._answer, batch)
 
-    def _answer(self, results, batch) -> None:
+    def _answer(self, results: list[Exception | None] | Failure,
+                batch: list[tuple[dict[str, Any], defer.Deferred[None]]]) -> None:
         self._busy = False
         if isinstance(results, list):
             metrics.observe_batch([item["label"] for (item, _), outcome in zip(batch, results) if outcome is None])

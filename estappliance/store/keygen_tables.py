@@ -23,6 +23,9 @@ from __future__ import annotations
 import datetime
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
+
+from .tables import Tables
 
 STATES = ("generating", "delivered", "failed", "confirmed", "error")
 
@@ -77,13 +80,13 @@ _PACKAGE_SELECT = ("SELECT pkg_id, client, label, key_label, form, state, serial
                    " receipt_requested, created_at, delivered_at, returned_at, error_code, detail FROM skg_packages")
 
 
-def _package(row) -> KeyPackageRecord:
+def _package(row: Any) -> KeyPackageRecord:  # a sqlite3 row of _SELECT's columns
     return KeyPackageRecord(bytes.fromhex(row[0]), row[1], row[2], row[3], row[4], row[5],
                             None if row[6] is None else int(row[6], 16), bool(row[7]), bool(row[8]), bool(row[9]),
                             *row[10:])
 
 
-class ServerKeygenTables:
+class ServerKeygenTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS skg_packages (
         pkg_id TEXT PRIMARY KEY,
@@ -217,7 +220,8 @@ class ServerKeygenTables:
             self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                              " VALUES (?, ?, ?, 'serverkeygen/return', ?, ?)", (now, client, label, kind, detail))
 
-    def key_package_returns(self, pkg_id: bytes | None = None) -> list[tuple]:
+    def key_package_returns(self, pkg_id: bytes | None = None
+                            ) -> list[tuple[str, str, str, int | None, str | None, str]]:
         """(pkg_id hex, client, kind, error_code, signer, received_at) rows, oldest first."""
         sql = "SELECT pkg_id, client, kind, error_code, signer, received_at FROM skg_returns"
         if pkg_id is None:

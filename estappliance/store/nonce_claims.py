@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from . import on_store_thread
 from .db import Store
@@ -21,14 +22,14 @@ class NonceCountClaims:
         self.store = store
         self.keep = lifetime + 60
         self.max_batch = max_batch
-        self._queue: list[tuple[tuple[str, int], defer.Deferred]] = []
+        self._queue: list[tuple[tuple[str, int], defer.Deferred[bool]]] = []
         self._busy = False
         self._pruned = 0.0
 
-    def claim(self, nonce: str, count: int) -> defer.Deferred:
+    def claim(self, nonce: str, count: int) -> defer.Deferred[bool]:
         """Fires with True once the count is durably the nonce's last, or
         with False if it is not higher than one accepted before (a replay)."""
-        d = defer.Deferred()
+        d: defer.Deferred[bool] = defer.Deferred()
         self._queue.append(((nonce, count), d))
         if not self._busy:
             self._flush()
@@ -44,7 +45,8 @@ class NonceCountClaims:
         done = on_store_thread(self.store.claim_nonce_counts, [claim for claim, _ in batch], now, forget)
         done.addBoth(self._answer, batch)
 
-    def _answer(self, results, batch) -> None:
+    def _answer(self, results: list[bool] | Failure, batch: list[tuple[tuple[str, int], defer.Deferred[bool]]]
+                ) -> None:
         self._busy = False
         if isinstance(results, list):
             for (_, d), accepted in zip(batch, results):

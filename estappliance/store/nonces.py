@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .tables import Tables
+
 # The upsert changes a row only for a higher count; SQLite reports 0 rows otherwise.
 _CLAIM = ("INSERT INTO digest_nonce_counts (nonce, nc, used_at) VALUES (?, ?, ?)"
           " ON CONFLICT(nonce) DO UPDATE SET nc=excluded.nc, used_at=excluded.used_at"
           " WHERE excluded.nc > digest_nonce_counts.nc")
 
 
-class NonceCountTables:
+class NonceCountTables(Tables):
     def claim_nonce_counts(self, claims: Iterable[tuple[str, int]], now: float,
                            forget_before: float | None = None) -> list[bool]:
         """For each (nonce, count): True if the count is higher than any

@@ -24,9 +24,10 @@ import datetime
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..errors import PolicyRefused
+from .tables import Tables, present
 
 TARGET_KINDS = ("client", "group", "label")
 STANDING_ITEMS = ("cacerts", "crl", "arl")
@@ -54,7 +55,7 @@ class Package:
     reference: str | None  # what a per-client builder needs (e.g. a token key label)
     receipt_requested: bool
     key_package_id: bytes | None  # RFC 7191 pkgID, to match receipts and errors
-    details: dict  # anything else the serving module wants to keep (JSON)
+    details: dict[str, Any]  # anything else the serving module wants to keep (JSON)
     created_at: str
     withdrawn_at: str | None = None
 
@@ -150,18 +151,19 @@ _VISIBLE = """
 _P_COLUMNS = ", ".join("p." + c.strip() for c in _PACKAGE_COLUMNS.split(","))
 
 
-def _package(row) -> Package:
+# Rows are sqlite3 result tuples: their columns are what the SELECT names.
+def _package(row: Any) -> Package:
     values = list(row)
     values[10] = bool(values[10])
     values[12] = json.loads(values[12] or "{}")
     return Package(*values)
 
 
-def _delivery(row) -> Delivery:
+def _delivery(row: Any) -> Delivery:
     return Delivery(*row)
 
 
-class PackageTables:
+class PackageTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS packages (
         id INTEGER PRIMARY KEY,
@@ -225,7 +227,7 @@ class PackageTables:
     def queue_package(self, *, label: str, pal_type: str, target_kind: str, target: str,
                       content: bytes | None = None, size: int | None = None, media_type: str | None = None,
                       name: str = "", reference: str | None = None, receipt_requested: bool = False,
-                      key_package_id: bytes | None = None, details: dict | None = None,
+                      key_package_id: bytes | None = None, details: dict[str, Any] | None = None,
                       contents: dict[str, bytes] | None = None) -> Package:
         """Queue a package; one durable commit (with its audit event).
 
@@ -252,7 +254,7 @@ class PackageTables:
                 f"INSERT INTO packages ({_PACKAGE_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (label, code, target_kind, target, name, media_type, content, size, reference,
                  int(receipt_requested), key_package_id, json.dumps(details or {}, sort_keys=True), now))
-            package_id = cur.lastrowid
+            package_id = present(cur.lastrowid, "the new package's id")
             for client, body in (contents or {}).items():
                 self._db.execute("INSERT INTO deliveries (package_id, client, content) VALUES (?, ?, ?)",
                                  (package_id, client, body))
@@ -260,7 +262,7 @@ class PackageTables:
                              " VALUES (?, ?, ?, 'publish', 'ok', ?)",
                              (now, target if target_kind == "client" else None, label,
                               f"package {package_id} type {code} for {target_kind} {target}: {name}".rstrip(": ")))
-        return self.package(package_id)
+        return present(self.package(package_id), f"package {package_id}")
 
     def package(self, package_id: int) -> Package | None:
         row = self._db.execute(f"SELECT {_PACKAGE_COLUMNS} FROM packages WHERE id=?", (package_id,)).fetchone()
@@ -268,7 +270,7 @@ class PackageTables:
 
     def packages(self, label: str | None = None, *, include_withdrawn: bool = False) -> list[Package]:
         sql = f"SELECT {_PACKAGE_COLUMNS} FROM packages WHERE 1=1"
-        args: list = []
+        args: list[object] = []
         if label is not None:
             sql += " AND label=?"
             args.append(label)
@@ -292,7 +294,7 @@ class PackageTables:
     def offers(self, client: str, label: str, pal_types: Iterable[str] | None = None) -> list[Offer]:
         """The packages ``client`` may fetch under ``label`` (oldest first),
         recording the first offer of each (one commit, only when new)."""
-        args: dict = {"label": label, "client": client}
+        args: dict[str, object] = {"label": label, "client": client}
         sql = f"SELECT {_P_COLUMNS} FROM packages p WHERE {_VISIBLE}"
         if pal_types is not None:
             codes = tuple(pal_types)
@@ -347,7 +349,7 @@ class PackageTables:
         if row is None:
             return None
         package = _package(row)
-        return Offer(package, self.delivery(package.id, client))
+        return Offer(package, present(self.delivery(package.id, client), f"delivery of package {package.id}"))
 
     # -- delivery events -------------------------------------------------------------
 
@@ -380,9 +382,10 @@ class PackageTables:
                              " WHERE package_id=? AND client=?", (now, content, key_package_id, package_id, client))
             self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                              " SELECT ?, ?, label, 'download', 'ok', ? FROM packages WHERE id=?",
-                             (now, client, f"package {package_id} type " + self.package(package_id).pal_type,
+                             (now, client, f"package {package_id} type "
+                              + present(self.package(package_id), f"package {package_id}").pal_type,
                               package_id))
-        return self.delivery(package_id, client)
+        return present(self.delivery(package_id, client), f"delivery of package {package_id}")
 
     def record_receipt(self, package_id: int, client: str, *, return_der: bytes | None = None) -> Delivery:
         """A receipt (or confirm) for a package this client was offered."""
@@ -409,7 +412,7 @@ class PackageTables:
             self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
                              " SELECT ?, ?, label, ?, 'ok', ? FROM packages WHERE id=?",
                              (now, client, kind, detail, package_id))
-        return self.delivery(package_id, client)
+        return present(self.delivery(package_id, client), f"delivery of package {package_id}")
 
     # -- reporting -----------------------------------------------------------------
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Iterable
 
 from .package_tables import _DELIVERY_COLUMNS, _P_COLUMNS, Offer, _delivery, _package
+from .tables import Tables
 
 
-class ReturnLookups:
+class ReturnLookups(Tables):
     def offered_packages(self, client: str, label: str, pal_types: Iterable[str]) -> list[Offer]:
         """Packages of these types offered to ``client`` under ``label``,
         newest first (withdrawn ones too: a late return is still a return)."""

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .tables import Tables
+
+# (key identifier, TrustAnchorChoice DER or None when only the key id is known, title)
+AnchorRow = tuple[bytes, bytes | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-class TampTables:
+class TampTables(Tables):
     TABLES = """
     CREATE TABLE IF NOT EXISTS tamp_anchors (
         client TEXT NOT NULL,
@@ -93,11 +99,10 @@ class TampTables:
         return ClientTampState(row[0], communities, row[2], row[3])
 
     def move_client_anchors(self, client: str, source: str, *,
-                            replace: list[tuple[bytes, bytes | None, str | None]] | None = None,
-                            add: list[tuple[bytes, bytes | None, str | None]] = (),
-                            remove: list[bytes] = (), apex: tuple[bytes, bytes | None, str | None] | None = None,
+                            replace: Sequence[AnchorRow] | None = None, add: Sequence[AnchorRow] = (),
+                            remove: Sequence[bytes] = (), apex: AnchorRow | None = None,
                             clear: bool = False, communities: list[str] | None = None,
-                            add_communities: list[str] = (), remove_communities: list[str] = (),
+                            add_communities: Sequence[str] = (), remove_communities: Sequence[str] = (),
                             audit_detail: str | None = None) -> None:
         """Apply what a confirmed TAMP message did to ``client``'s record, in
         one durable commit. Anchors are (key_id, TrustAnchorChoice DER or

@@ -7,8 +7,12 @@ and surfaces as ``TokenUnavailable`` exactly as for the Token's own methods.
 """
 from __future__ import annotations
 
+from typing import cast
+
+import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import NoSuchKey
+from pkcs11.types import SignMixin
 
 from .session import Token
 
@@ -20,14 +24,14 @@ MECHANISMS = {
 }
 
 
-def _secret_keys(session, label: str) -> list:
+def _secret_keys(session: pkcs11.Session, label: str) -> list[pkcs11.Object]:
     return list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
 
 
 def import_hmac_key(token: Token, label: str, value: bytes) -> None:
     """Store ``value`` under ``label`` as an HMAC key, replacing any key of
     that label."""
-    def op(session):
+    def op(session: pkcs11.Session) -> None:
         for old in _secret_keys(session, label):
             old.destroy()
         session.create_object({
@@ -42,9 +46,10 @@ def import_hmac_key(token: Token, label: str, value: bytes) -> None:
 def hmac(token: Token, label: str, data: bytes, mac: str) -> bytes | None:
     """HMAC (``mac``: sha1, sha256, sha384, sha512) of ``data`` with the key
     ``label``; None if the token holds no such key."""
-    def op(session):
+    def op(session: pkcs11.Session) -> bytes | None:
         try:
-            key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            # python-pkcs11 builds a key's class from its capabilities at run time.
+            key = cast(SignMixin, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
         except NoSuchKey:
             return None
         return bytes(key.sign(data, mechanism=MECHANISMS[mac]))
@@ -53,7 +58,7 @@ def hmac(token: Token, label: str, data: bytes, mac: str) -> bytes | None:
 
 def destroy(token: Token, label: str) -> bool:
     """Remove the key ``label``; False if there was none."""
-    def op(session):
+    def op(session: pkcs11.Session) -> bool:
         found = _secret_keys(session, label)
         for key in found:
             key.destroy()

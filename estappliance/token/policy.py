@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import pkcs11
 from pkcs11 import Mechanism
 
 from ..errors import TokenCannot
@@ -36,7 +37,9 @@ HMAC = {"sha1": Mechanism.SHA_1_HMAC, "sha256": Mechanism.SHA256_HMAC, "sha384":
 EXPORT_WRAPS = (Mechanism.AES_KEY_WRAP, Mechanism.AES_CBC_PAD)
 
 
-def name(mechanism: int) -> str:
+def name(mechanism: int | None) -> str:
+    if mechanism is None:
+        return "no mechanism"
     try:
         return "CKM_" + Mechanism(mechanism).name
     except ValueError:
@@ -53,18 +56,19 @@ class Feature:
 
 
 class MechanismPolicy:
-    def __init__(self, mechanisms: Iterable[int], rsa_bits: tuple[int, int] | None = None):
+    def __init__(self, mechanisms: Iterable[int], rsa_bits: tuple[int, int] | None = None) -> None:
         self.mechanisms = frozenset(int(m) for m in mechanisms)
         self.rsa_bits = rsa_bits  # (min, max) of CKM_RSA_PKCS_KEY_PAIR_GEN, when the token says
 
     @classmethod
-    def of_slot(cls, slot) -> "MechanismPolicy":
+    def of_slot(cls, slot: pkcs11.Slot) -> "MechanismPolicy":
         """Blocking (PKCS#11 thread)."""
         mechanisms = set(slot.get_mechanisms())
         rsa_bits = None
         if Mechanism.RSA_PKCS_KEY_PAIR_GEN in mechanisms:
             info = slot.get_mechanism_info(Mechanism.RSA_PKCS_KEY_PAIR_GEN)
-            rsa_bits = (int(info.min_key_length), int(info.max_key_length))
+            if info.min_key_length is not None and info.max_key_length is not None:
+                rsa_bits = (int(info.min_key_length), int(info.max_key_length))
         return cls(mechanisms, rsa_bits)
 
     def has(self, mechanism: int) -> bool:
@@ -86,7 +90,7 @@ class MechanismPolicy:
             return problem
         if not self.has(Mechanism.RSA_PKCS) and not self.has(Mechanism.SHA256_RSA_PKCS):
             return "the token has neither CKM_SHA256_RSA_PKCS nor CKM_RSA_PKCS to sign with"
-        if self.rsa_bits and not self.rsa_bits[0] <= spec.bits <= self.rsa_bits[1]:
+        if self.rsa_bits and spec.bits is not None and not self.rsa_bits[0] <= spec.bits <= self.rsa_bits[1]:
             return f"the token makes RSA keys of {self.rsa_bits[0]} to {self.rsa_bits[1]} bits, not {spec.bits}"
         return None
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
@@ -20,6 +22,10 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from .policy import HMAC, Feature, MechanismPolicy, name
 from .key_specs import KEY_SPECS, KeySpec
 from .session import _DIGEST_INFO, Token, _der_length, _rsa_spki
+
+# The probe's key objects are Any: python-pkcs11 composes their classes at run
+# time from what each key may do, and probing what they may do is the point here.
+PKCS11Key = Any
 
 # Keys bigger than this are judged by the token's stated range, not generated (seconds each).
 PROBE_RSA_BITS = 2048
@@ -45,11 +51,12 @@ def _error(e: Exception) -> str:
     return type(e).__name__ + (f": {e}" if str(e) else "")
 
 
-def _session_keypair(session, spec: KeySpec, *, extractable: bool):
+def _session_keypair(session: pkcs11.Session, spec: KeySpec, *, extractable: bool) -> tuple[PKCS11Key, PKCS11Key]:
     private = {Attribute.TOKEN: False, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: extractable,
                Attribute.SIGN: True, Attribute.DECRYPT: False, Attribute.UNWRAP: False}
     public = {Attribute.TOKEN: False, Attribute.VERIFY: True, Attribute.ENCRYPT: False, Attribute.WRAP: False}
     if spec.kind == "ec":
+        assert spec.curve is not None  # every EC spec names its curve
         params = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(spec.curve)}, local=True)
         return params.generate_keypair(store=False, public_template=public, private_template=private)
@@ -57,7 +64,8 @@ def _session_keypair(session, spec: KeySpec, *, extractable: bool):
                                     private_template=private)
 
 
-def _signature_verifies(session, policy: MechanismPolicy, spec: KeySpec, pub, priv) -> None:
+def _signature_verifies(session: pkcs11.Session, policy: MechanismPolicy, spec: KeySpec, pub: PKCS11Key,
+                        priv: PKCS11Key) -> None:
     """Sign as the CA would (policy's mechanism) and verify on the host."""
     data = os.urandom(64)
     if spec.kind == "ec":
@@ -65,22 +73,25 @@ def _signature_verifies(session, policy: MechanismPolicy, spec: KeySpec, pub, pr
         half = len(raw) // 2
         der = utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
         key = serialization.load_der_public_key(encode_ec_public_key(pub))
+        assert isinstance(key, ec.EllipticCurvePublicKey)
         key.verify(der, data, ec.ECDSA(hashes.SHA256()))
         return
     mechanism, prehash = policy.rsa_signing("sha256")
     signed = _DIGEST_INFO["sha256"] + hashlib.sha256(data).digest() if prehash else data
     signature = priv.sign(signed, mechanism=mechanism)
-    serialization.load_der_public_key(_rsa_spki(pub)).verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    rsa_key = serialization.load_der_public_key(_rsa_spki(pub))
+    assert isinstance(rsa_key, rsa.RSAPublicKey)
+    rsa_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
-def _probe_key_types(session, policy: MechanismPolicy, report: Probe) -> None:
+def _probe_key_types(session: pkcs11.Session, policy: MechanismPolicy, report: Probe) -> None:
     for spec in KEY_SPECS.values():
         what = f"key type {spec.name}"
         problem = policy.key_type_problem(spec)
         if problem:
             report.note(what, False, problem)
             continue
-        if spec.kind == "rsa" and spec.bits > PROBE_RSA_BITS:
+        if spec.kind == "rsa" and spec.bits is not None and spec.bits > PROBE_RSA_BITS:
             report.note(what, True, f"within the token's RSA range {policy.rsa_bits} (not generated here)")
             continue
         try:
@@ -107,13 +118,13 @@ def _probe_key_types(session, policy: MechanismPolicy, report: Probe) -> None:
                     pass
 
 
-def _transport(session):
+def _transport(session: pkcs11.Session) -> PKCS11Key:
     return session.generate_key(KeyType.AES, 256, store=False, template={
         Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True, Attribute.WRAP: True, Attribute.UNWRAP: False,
         Attribute.ENCRYPT: False, Attribute.DECRYPT: False})
 
 
-def _probe_unextractable(session, priv, report: Probe, key_type: str) -> None:
+def _probe_unextractable(session: pkcs11.Session, priv: PKCS11Key, report: Probe, key_type: str) -> None:
     """A non-extractable key must not come out, even wrapped."""
     try:
         transport = _transport(session)
@@ -134,11 +145,11 @@ def _probe_unextractable(session, priv, report: Probe, key_type: str) -> None:
         transport.destroy()
 
 
-def _probe_export(session, policy: MechanismPolicy, token: Token, report: Probe) -> None:
+def _probe_export(session: pkcs11.Session, policy: MechanismPolicy, token: Token, report: Probe) -> None:
     """Wrap an extractable device key out the way /serverkeygen does, and read it back on the host."""
     wrap = policy.export_wrap()
     if wrap is None:
-        report.note("wrapping a key out", False, policy.export_problem())
+        report.note("wrapping a key out", False, policy.export_problem() or "no wrap mechanism")
         return
     spec = next((KEY_SPECS[k] for k in ("ec-p256", "rsa2048") if policy.key_type_problem(k) is None), None)
     if spec is None:
@@ -160,10 +171,11 @@ def _probe_export(session, policy: MechanismPolicy, token: Token, report: Probe)
         priv.destroy()
 
 
-def _probe_symmetric(session, policy: MechanismPolicy, report: Probe) -> None:
-    if policy.kek_problem() is None:
+def _probe_symmetric(session: pkcs11.Session, policy: MechanismPolicy, report: Probe) -> None:
+    kek_problem = policy.kek_problem()
+    if kek_problem is None:
         try:
-            kek = session.generate_key(KeyType.AES, 256, store=False, template={
+            kek: PKCS11Key = session.generate_key(KeyType.AES, 256, store=False, template={
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.WRAP: True,
                 Attribute.UNWRAP: False, Attribute.ENCRYPT: False, Attribute.DECRYPT: False})
             value = os.urandom(32)
@@ -178,10 +190,11 @@ def _probe_symmetric(session, policy: MechanismPolicy, report: Probe) -> None:
         except PKCS11Error as e:
             report.note("KEK wrap (kekri)", False, _error(e), key="kek")
     else:
-        report.note("KEK wrap (kekri)", False, policy.kek_problem())
-    if policy.sealing_problem() is None:
+        report.note("KEK wrap (kekri)", False, kek_problem)
+    sealing_problem = policy.sealing_problem()
+    if sealing_problem is None:
         try:
-            key = session.generate_key(KeyType.AES, 256, store=False, template={
+            key: PKCS11Key = session.generate_key(KeyType.AES, 256, store=False, template={
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
                 Attribute.DECRYPT: True})
             from pkcs11.mechanisms import GCMParams
@@ -193,10 +206,11 @@ def _probe_symmetric(session, policy: MechanismPolicy, report: Probe) -> None:
         except PKCS11Error as e:
             report.note("sealing (AES-GCM)", False, _error(e), key="seal")
     else:
-        report.note("sealing (AES-GCM)", False, policy.sealing_problem())
+        report.note("sealing (AES-GCM)", False, sealing_problem)
     for mac, mechanism in HMAC.items():
-        if policy.hmac_problem(mac):
-            report.note(f"HMAC-{mac}", False, policy.hmac_problem(mac))
+        hmac_problem = policy.hmac_problem(mac)
+        if hmac_problem:
+            report.note(f"HMAC-{mac}", False, hmac_problem)
             continue
         try:
             key = session.create_object({
@@ -211,9 +225,9 @@ def _probe_symmetric(session, policy: MechanismPolicy, report: Probe) -> None:
             report.note(f"HMAC-{mac}", False, _error(e), key=f"hmac-{mac}")
 
 
-def _probe_sessions(session, wanted: int, report: Probe) -> None:
+def _probe_sessions(session: pkcs11.Session, wanted: int, report: Probe) -> None:
     """The appliance opens one session per worker process (and estctl one more)."""
-    opened = []
+    opened: list[pkcs11.Session] = []
     try:
         for _ in range(wanted):
             opened.append(session.token.open(rw=True))
@@ -235,7 +249,7 @@ def check(token: Token, ca_key_type: str, workers: int) -> Probe:
     report = Probe()
     policy = token.policy()
 
-    def op(session):
+    def op(session: pkcs11.Session) -> None:
         t = session.token
         report.token = f"{t.label.strip()!r} ({t.manufacturer_id.strip()}, {t.model.strip()}, serial " \
                        f"{t.serial.decode() if isinstance(t.serial, bytes) else t.serial})"
@@ -251,9 +265,9 @@ def check(token: Token, ca_key_type: str, workers: int) -> Probe:
 
 def _judge(features: list[Feature], report: Probe, ca_key_type: str) -> list[Feature]:
     """The policy's verdicts, overruled where the probe found otherwise."""
-    out = []
+    out: list[Feature] = []
     for f in features:
-        keys = []
+        keys: list[str] = []
         if f.name.startswith("CA key "):
             keys = [f.name.split()[2], "ca", "sessions"]
         elif f.name.startswith("/serverkeygen (") or f.name.startswith("/symmetrickeys"):

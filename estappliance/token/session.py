@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar, cast
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import (AttributeReadOnly, AttributeSensitive, KeyTypeInconsistent, KeyUnextractable,
                                MechanismInvalid, NoSuchKey, PKCS11Error, UserAlreadyLoggedIn)
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+from pkcs11.types import SignMixin, WrapMixin
 from pkcs11.util.rsa import encode_rsa_public_key
 from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,6 +30,9 @@ from ..errors import TokenCannot, TokenUnavailable
 from .key_specs import KeySpec
 from .policy import MechanismPolicy
 
+if TYPE_CHECKING:
+    from .policy import MechanismPolicy
+
 T = TypeVar("T")
 
 # One logged-in session per (module, token) for the whole process: PKCS#11
@@ -37,7 +41,7 @@ T = TypeVar("T")
 _SESSIONS: dict[tuple[str, str], pkcs11.Session] = {}
 _STALE: dict[tuple[str, str], bool] = {}
 # The mechanism policy of each token (policy.py), read once per process.
-_POLICIES: dict[tuple[str, str], object] = {}
+_POLICIES: dict[tuple[str, str], MechanismPolicy] = {}
 # DigestInfo prefixes (RFC 8017 9.2) for RSA PKCS#1 v1.5 over a host-made hash.
 _DIGEST_INFO = {
     "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
@@ -77,8 +81,8 @@ class Token:
         """The token ``[token]`` names (module, label, where the PIN is)."""
         return cls(settings.module, settings.label, settings.read_pin, settings.softhsm2_conf)
 
-    def __init__(self, module: str | os.PathLike, label: str, pin: Callable[[], str],
-                 softhsm2_conf: str | os.PathLike | None = None):
+    def __init__(self, module: str | os.PathLike[str], label: str, pin: Callable[[], str],
+                 softhsm2_conf: str | os.PathLike[str] | None = None) -> None:
         self._module = str(module)
         self._label = label
         self._pin = pin
@@ -88,7 +92,7 @@ class Token:
             # another token store.
             os.environ["SOFTHSM2_CONF"] = str(softhsm2_conf)
         self._session: pkcs11.Session | None = None
-        self._keys: dict[str, tuple[object, bytes]] = {}
+        self._keys: dict[str, tuple[pkcs11.PrivateKey, bytes]] = {}
 
     # -- session lifecycle -------------------------------------------------
 
@@ -141,16 +145,16 @@ class Token:
 
     # -- keys ----------------------------------------------------------------
 
-    def _private_key(self, session: pkcs11.Session, label: str):
+    def _private_key(self, session: pkcs11.Session, label: str) -> tuple[pkcs11.PrivateKey, bytes]:
         cached = self._keys.get(label)
         if cached is None:
-            priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            priv = cast(pkcs11.PrivateKey, session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label))
             cached = (priv, _public_spki(session, label, priv))
             self._keys[label] = cached
         return cached
 
     def has_key(self, label: str) -> bool:
-        def op(session):
+        def op(session: pkcs11.Session) -> bool:
             try:
                 session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
                 return True
@@ -164,7 +168,7 @@ class Token:
 
     def private_key_attributes(self, label: str) -> dict[str, bool]:
         """The security attributes a CA key must have, as the token reports them."""
-        def op(session):
+        def op(session: pkcs11.Session) -> dict[str, bool]:
             priv = self._private_key(session, label)[0]
             return {
                 "sensitive": bool(priv[Attribute.SENSITIVE]),
@@ -177,13 +181,15 @@ class Token:
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
         started, ok = time.perf_counter(), False
         try:
-            signature = self._run(lambda s: self._private_key(s, label)[0].sign(data, mechanism=mechanism))
+            # A private key made to sign (CKA_SIGN): python-pkcs11 gives its class SignMixin at run time.
+            signature = self._run(
+                lambda s: bytes(cast(SignMixin, self._private_key(s, label)[0]).sign(data, mechanism=mechanism)))
             ok = True
             return signature
         finally:
             metrics.observe_token_op(mechanism.name, time.perf_counter() - started, ok)
 
-    def policy(self):
+    def policy(self) -> MechanismPolicy:
         """This token's MechanismPolicy (what each feature uses here)."""
         key = (self._module, self._label)
         cached = _POLICIES.get(key)
@@ -217,18 +223,19 @@ class Token:
         public_template = {Attribute.VERIFY: True, Attribute.ENCRYPT: spec.kind == "rsa",
                            Attribute.WRAP: False}
 
-        def op(session):
+        def op(session: pkcs11.Session) -> bytes:
             try:
                 session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
                 raise ValueError(f"the token already holds a key labelled {label!r}")
             except NoSuchKey:
                 pass
             if spec.kind == "ec":
+                assert spec.curve is not None  # every EC spec names its curve
                 params = session.create_domain_parameters(
                     KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(spec.curve)}, local=True)
                 pub, _ = params.generate_keypair(store=True, label=label, public_template=public_template,
                                                  private_template=private_template)
-                return encode_ec_public_key(pub)
+                return bytes(encode_ec_public_key(pub))
             pub, _ = session.generate_keypair(KeyType.RSA, spec.bits, store=True, label=label,
                                               public_template=public_template,
                                               private_template=private_template)
@@ -237,7 +244,7 @@ class Token:
 
     # -- keys made for devices: they leave only wrapped -----------------------
 
-    def _export(self, session, key) -> bytes:
+    def _export(self, session: pkcs11.Session, key: pkcs11.Key) -> bytes:
         """Wrap ``key`` under a throw-away session AES key and unwrap it here.
 
         The caller (the CA building a package for one device) needs the bytes
@@ -247,10 +254,10 @@ class Token:
         """
         mechanism = self.policy().export_wrap()
         if mechanism is None:
-            raise TokenCannot(self.policy().export_problem())
-        transport = session.generate_key(KeyType.AES, 256, store=False, template={
+            raise TokenCannot(self.policy().export_problem() or "the token cannot wrap a key out")
+        transport = cast(WrapMixin, session.generate_key(KeyType.AES, 256, store=False, template={
             Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True, Attribute.WRAP: True, Attribute.UNWRAP: False,
-            Attribute.ENCRYPT: False, Attribute.DECRYPT: False})
+            Attribute.ENCRYPT: False, Attribute.DECRYPT: False}))
         try:
             if mechanism == Mechanism.AES_KEY_WRAP:
                 wrapped = transport.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP)
@@ -265,7 +272,7 @@ class Token:
 
     def export_private_key(self, label: str) -> bytes:
         """PKCS#8 PrivateKeyInfo (DER) of an extractable key pair."""
-        def op(session):
+        def op(session: pkcs11.Session) -> bytes:
             priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
             padded = self._export(session, priv)
             # SoftHSM2 pads the wrapped PKCS#8 with zeros to a multiple of 8.
@@ -274,7 +281,7 @@ class Token:
 
     def generate_secret_key(self, label: str, bits: int = 256, *, extractable: bool = True) -> None:
         """An AES key inside the token (sensitive; wrappable when extractable)."""
-        def op(session):
+        def op(session: pkcs11.Session) -> None:
             if list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label})):
                 raise ValueError(f"the token already holds a secret key labelled {label!r}")
             session.generate_key(KeyType.AES, bits, store=True, label=label, template={
@@ -283,13 +290,13 @@ class Token:
         self._run(op)
 
     def export_secret_key(self, label: str) -> bytes:
-        def op(session):
+        def op(session: pkcs11.Session) -> bytes:
             return self._export(session, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
         return self._run(op)
 
     def seal(self, label: str) -> None:
         """Make a key non-extractable for good (escrow after delivery)."""
-        def op(session):
+        def op(session: pkcs11.Session) -> None:
             for obj in session.get_objects({Attribute.LABEL: label}):
                 if obj.object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
                     obj[Attribute.EXTRACTABLE] = False
@@ -297,17 +304,18 @@ class Token:
 
     def key_labels(self, prefix: str = "") -> list[str]:
         """Labels of the private and secret keys in the token (for audits and tests)."""
-        def op(session):
-            labels = set()
+        def op(session: pkcs11.Session) -> list[str]:
+            labels: set[str] = set()
             for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
                 for obj in session.get_objects({Attribute.CLASS: cls}):
-                    if obj.label and obj.label.startswith(prefix):
-                        labels.add(obj.label)
+                    key = cast(pkcs11.Key, obj)  # the classes asked for are keys
+                    if key.label and key.label.startswith(prefix):
+                        labels.add(key.label)
             return sorted(labels)
         return self._run(op)
 
     def destroy_keypair(self, label: str) -> None:
-        def op(session):
+        def op(session: pkcs11.Session) -> None:
             for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY, ObjectClass.SECRET_KEY):
                 for obj in list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label})):
                     obj.destroy()
@@ -315,10 +323,10 @@ class Token:
         self._run(op)
 
 
-def _public_spki(session: pkcs11.Session, label: str, priv) -> bytes:
-    pub = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
+def _public_spki(session: pkcs11.Session, label: str, priv: pkcs11.PrivateKey) -> bytes:
+    pub = cast(pkcs11.PublicKey, session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=label))
     if priv.key_type == KeyType.EC:
-        return encode_ec_public_key(pub)
+        return bytes(encode_ec_public_key(pub))
     return _rsa_spki(pub)
 
 
@@ -333,6 +341,7 @@ def _der_length(der: bytes) -> int:
     return 2 + n + int.from_bytes(der[2:2 + n], "big")
 
 
-def _rsa_spki(pub) -> bytes:
+def _rsa_spki(pub: pkcs11.PublicKey) -> bytes:
     # python-pkcs11 encodes RSA public keys as PKCS#1; callers want SPKI.
-    return PublicKeyInfo.wrap(RSAPublicKey.load(encode_rsa_public_key(pub)), "rsa").dump()
+    spki: bytes = PublicKeyInfo.wrap(RSAPublicKey.load(encode_rsa_public_key(pub)), "rsa").dump()
+    return spki

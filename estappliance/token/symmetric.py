@@ -8,10 +8,13 @@ through ``Token._run`` so a token failure drops the session and surfaces as
 from __future__ import annotations
 
 import os
+from typing import cast
 
+import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import GeneralError, NoSuchKey
 from pkcs11.mechanisms import GCMParams
+from pkcs11.types import DecryptMixin, EncryptMixin, WrapMixin
 
 from .session import Token
 
@@ -20,7 +23,7 @@ _NONCE = 12
 _TAG_BITS = 128
 
 
-def _secret_keys(session, label: str) -> list:
+def _secret_keys(session: pkcs11.Session, label: str) -> list[pkcs11.Object]:
     return list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
 
 
@@ -34,7 +37,7 @@ def create_kek(token: Token, label: str, value: bytes | None = None, size: int =
     template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.WRAP: True,
                 Attribute.UNWRAP: False, Attribute.ENCRYPT: False, Attribute.DECRYPT: False}
 
-    def op(session):
+    def op(session: pkcs11.Session) -> int:
         if _secret_keys(session, label):
             raise ValueError(f"the token already holds a secret key labelled {label!r}")
         if value is None:
@@ -51,16 +54,16 @@ def wrap_with_kek(token: Token, label: str, key: bytes) -> bytes:
     """RFC 3394 AES key wrap of ``key`` (e.g. a CMS content-encryption key)
     under the token KEK ``label``. The key to wrap is a session object that
     exists only for this call."""
-    def op(session):
+    def op(session: pkcs11.Session) -> bytes:
         try:
-            kek = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+            kek = cast(WrapMixin, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
         except NoSuchKey:
             raise LookupError(f"no KEK {label!r} in the token") from None
-        temporary = session.create_object({
+        temporary = cast(pkcs11.SecretKey, session.create_object({
             Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.VALUE: key,
-            Attribute.TOKEN: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+            Attribute.TOKEN: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True}))
         try:
-            return kek.wrap_key(temporary, mechanism=Mechanism.AES_KEY_WRAP)
+            return bytes(kek.wrap_key(temporary, mechanism=Mechanism.AES_KEY_WRAP))
         finally:
             temporary.destroy()
     return token._run(op)
@@ -72,7 +75,7 @@ def has_secret_key(token: Token, label: str) -> bool:
 
 def ensure_sealing_key(token: Token, label: str) -> None:
     """The AES-256 key that seals secrets for the store (made on first use)."""
-    def op(session):
+    def op(session: pkcs11.Session) -> None:
         if not _secret_keys(session, label):
             session.generate_key(KeyType.AES, 256, store=True, label=label, template={
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
@@ -85,21 +88,22 @@ def seal(token: Token, label: str, plaintext: bytes, context: bytes) -> bytes:
     associated data, so a sealed value cannot be moved to another record."""
     nonce = os.urandom(_NONCE)
 
-    def op(session):
-        key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
-        return nonce + key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
-                                   mechanism_param=GCMParams(nonce, context, _TAG_BITS))
+    def op(session: pkcs11.Session) -> bytes:
+        key = cast(EncryptMixin, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
+        # Bytes in, bytes out (an iterator only for an iterator of chunks).
+        return nonce + cast(bytes, key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
+                                         mechanism_param=GCMParams(nonce, context, _TAG_BITS)))
     return token._run(op)
 
 
 def unseal(token: Token, label: str, sealed: bytes, context: bytes) -> bytes:
     """The plaintext; ValueError if the sealed value was altered or belongs to
     another context (the token stays in use)."""
-    def op(session):
-        key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
+    def op(session: pkcs11.Session) -> bytes:
+        key = cast(DecryptMixin, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
         try:
-            return key.decrypt(sealed[_NONCE:], mechanism=Mechanism.AES_GCM,
-                               mechanism_param=GCMParams(sealed[:_NONCE], context, _TAG_BITS))
+            return cast(bytes, key.decrypt(sealed[_NONCE:], mechanism=Mechanism.AES_GCM,
+                                     mechanism_param=GCMParams(sealed[:_NONCE], context, _TAG_BITS)))
         except GeneralError:
             # SoftHSM2 reports a failed GCM tag as a general error: if the
             # token still answers, it was the data, not the token.

@@ -27,21 +27,25 @@ restarted (a worker killed is restarted by the master).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, ParamSpec, TypeVar
 
 from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from ..errors import TokenUnavailable
 from ..threads import SingleThread
 
 log = Logger()
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class _Job:
     __slots__ = ("expired", "started", "finished")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.expired = False
         self.started: float | None = None
         self.finished = False
@@ -54,27 +58,27 @@ class _Abandoned(Exception):
 class TokenCalls:
     """Runs token calls on one thread, each answered within ``timeout`` s."""
 
-    def __init__(self, thread: SingleThread, timeout: float | None = None):
+    def __init__(self, thread: SingleThread, timeout: float | None = None) -> None:
         self.thread = thread
         self.timeout = timeout  # None: no deadline (estctl, which blocks anyway)
         self.stuck_since: float | None = None
         self.on_recovered: Callable[[], None] | None = None  # runs on the token thread after a stuck call
 
-    def run(self, fn: Callable, *args, **kwargs) -> defer.Deferred:
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> defer.Deferred[T]:
         if self.stuck_since is not None:
             return defer.fail(TokenUnavailable(
                 f"a token call has not returned for {time.monotonic() - self.stuck_since:.0f} s"))
         if self.timeout is None:
             return self.thread.run(fn, *args, **kwargs)
         job = _Job()
-        answer = defer.Deferred()
+        answer: defer.Deferred[T] = defer.Deferred()
         timer = reactor.callLater(self.timeout, self._expire, job, answer, getattr(fn, "__name__", "call"))
         inner = self.thread.run(self._call, job, fn, args, kwargs)
         inner.addBoth(self._returned, job, answer, timer)
         return answer
 
     @staticmethod
-    def _call(job: _Job, fn: Callable, args, kwargs):
+    def _call(job: _Job, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         """On the token thread."""
         if job.expired:
             raise _Abandoned()
@@ -84,7 +88,7 @@ class TokenCalls:
         finally:
             job.finished = True
 
-    def _expire(self, job: _Job, answer: defer.Deferred, name: str) -> None:
+    def _expire(self, job: _Job, answer: defer.Deferred[Any], name: str) -> None:
         job.expired = True
         if job.started is not None and not job.finished and self.stuck_since is None:
             self.stuck_since = job.started
@@ -92,15 +96,15 @@ class TokenCalls:
                       " until it does (then sessions are reopened)", name=name, timeout=self.timeout)
         answer.errback(TokenUnavailable(f"token call did not finish within {self.timeout:g} s"))
 
-    def _returned(self, result, job: _Job, answer: defer.Deferred, timer) -> None:
+    def _returned(self, result: object, job: _Job, answer: defer.Deferred[Any], timer: IDelayedCall) -> None:
         if not job.expired:
             timer.cancel()
-            if isinstance(result, defer.Failure):
+            if isinstance(result, Failure):
                 answer.errback(result)
             else:
                 answer.callback(result)
             return
-        if isinstance(result, defer.Failure):
+        if isinstance(result, Failure):
             result.trap(Exception)  # consumed: the caller was answered at the deadline
         if self.stuck_since is not None and job.started is not None and job.started == self.stuck_since:
             stuck_for = time.monotonic() - self.stuck_since
@@ -117,7 +121,7 @@ class TokenCalls:
         log.warn("the stuck token call returned after {seconds:.1f} s; sessions reopened, token calls resume",
                  seconds=stuck_for)
 
-    def _recover_failed(self, failure) -> None:
+    def _recover_failed(self, failure: Failure) -> None:
         self.stuck_since = None
         log.failure("reopening token sessions after a stuck call", failure)
 

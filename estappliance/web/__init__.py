@@ -1,7 +1,7 @@
 """HTTP over TLS: the only package that imports twisted.web."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
 
 from twisted.web import server
 
@@ -30,9 +30,11 @@ def make_site(route_sets: Iterable[Routes], check_label: Callable[[str], object]
                                      accepts=tuple(dict.fromkeys(have.accepts + op.accepts)))
     # EST bodies are never HTML forms: no form parsing (its Content-Type parse,
     # through the email package, cost 0.1 ms per POST).
-    site = server.Site(EstResource(routes, check_label, realm, retry_after, plain, request_log), parsePOSTFormSubmission=False)
-    site.requestFactory = type("SiteRequest", (EstRequest,), {"max_body": max_body})
-    site.protocol = SingleWriteChannel
+    site = server.Site(EstResource(routes, check_label, realm, retry_after, plain, request_log),
+                       parsePOSTFormSubmission=False)
+    site.requestFactory = cast("type[EstRequest]", type("SiteRequest", (EstRequest,), {"max_body": max_body}))
+    # Twisted's documented way to choose the channel; its stub types `protocol` as a method.
+    site.protocol = SingleWriteChannel  # type: ignore[method-assign, assignment]
     site.displayTracebacks = False
     return site
 

@@ -8,6 +8,8 @@ others are base64 of DER like every EST body (RFC 8951).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any, Generator
 
 from twisted.internet import defer
 from twisted.web import server
@@ -18,17 +20,17 @@ from ..pki.cms import certs_only
 from ..ra.package_access import Distribution
 from ..ra.results import EnrollmentResults
 from . import media
-from .http import Operation, Response, Routes, base64_response, credentials
+from .http import Handler, Operation, Response, Routes, base64_response, credentials
 
 XML = pal_format.XML_MEDIA_TYPE.encode()
 JSON = pal_format.JSON_MEDIA_TYPE.encode()
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
-def wants_json(accept_values: list[bytes]) -> bool:
+def wants_json(accept_values: Sequence[bytes]) -> bool:
     """True when the client ranks application/json above application/xml
     (q-values honoured; XML, the RFC's first form, wins ties and */*)."""
-    ranks = {}
+    ranks: dict[str, float] = {}
     for value in b",".join(accept_values).decode("latin-1").split(","):
         kind, *params = [p.strip() for p in value.split(";")]
         q = 1.0
@@ -70,7 +72,7 @@ def _page(request: server.Request) -> int:
 
 def routes(distribution: Distribution, results: EnrollmentResults) -> Routes:
     @defer.inlineCallbacks
-    def get_pal(request: server.Request, label: str | None):
+    def get_pal(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         page = _page(request)
         entries = yield distribution.pal(label, credentials(request, label), base_uri(request, label), page)
         if wants_json(request.requestHeaders.getRawHeaders(b"accept", [])):
@@ -78,18 +80,18 @@ def routes(distribution: Distribution, results: EnrollmentResults) -> Routes:
         return Response(pal_format.to_xml(entries), XML)
 
     @defer.inlineCallbacks
-    def get_eecerts(request: server.Request, label: str | None):
+    def get_eecerts(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         certs = yield distribution.eecerts(label, credentials(request, label))
         return base64_response(certs_only(certs), media.PKCS7_MIME)
 
     @defer.inlineCallbacks
-    def get_crls(request: server.Request, label: str | None):
+    def get_crls(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         der = yield distribution.crls(label, credentials(request, label))
         return base64_response(der, media.PKCS7_MIME)
 
-    def result_of(operation: str):
+    def result_of(operation: str) -> Handler:
         @defer.inlineCallbacks
-        def get_result(request: server.Request, label: str | None):
+        def get_result(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
             cert = yield results.fetch(operation, label, credentials(request, label))
             return base64_response(certs_only([cert]), media.CERTS_ONLY)
         return get_result
@@ -112,7 +114,7 @@ def track_cacerts(routes: Routes, distribution: Distribution) -> Routes:
     serve = op.handlers[b"GET"]
 
     @defer.inlineCallbacks
-    def get_cacerts(request: server.Request, label: str | None):
+    def get_cacerts(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         response = yield defer.maybeDeferred(serve, request, label)
         if response.status == 200:
             yield distribution.cacerts_served(label, credentials(request, label))

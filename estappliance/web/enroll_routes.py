@@ -1,6 +1,8 @@
 """RFC 7030 operations: /cacerts, /simpleenroll, /simplereenroll, /csrattrs."""
 from __future__ import annotations
 
+from typing import Any, Generator
+
 from twisted.internet import defer
 from twisted.web import server
 
@@ -15,12 +17,12 @@ def routes(registrar: Registrar) -> Routes:
         return base64_response(certs_only(registrar.cacerts(label)), media.PKCS7_MIME)
 
     @defer.inlineCallbacks
-    def post_simpleenroll(request: server.Request, label: str | None):
+    def post_simpleenroll(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         cert = yield registrar.simpleenroll(label, credentials(request, label), lazy_der_body(request))
         return base64_response(certs_only([cert]), media.CERTS_ONLY)
 
     @defer.inlineCallbacks
-    def post_simplereenroll(request: server.Request, label: str | None):
+    def post_simplereenroll(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         cert = yield registrar.simplereenroll(label, credentials(request, label), lazy_der_body(request))
         return base64_response(certs_only([cert]), media.CERTS_ONLY)
 

@@ -9,6 +9,8 @@ are the plain-text answers of every other operation.
 """
 from __future__ import annotations
 
+from typing import Any, Generator
+
 from twisted.internet import defer
 from twisted.web import server
 
@@ -26,7 +28,7 @@ HTTP_STATUS = {Verdict.SUCCESS: 200, Verdict.PENDING: 202, Verdict.BAD_REQUEST: 
 
 def routes(fullcmc: FullCmc) -> Routes:
     @defer.inlineCallbacks
-    def post_fullcmc(request: server.Request, label: str | None):
+    def post_fullcmc(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         answer = yield fullcmc.handle(label, credentials(request, label), lazy_der_body(request))
         response: Response = base64_response(answer.der, CMC_RESPONSE, HTTP_STATUS[answer.verdict])
         if answer.verdict is Verdict.UNAUTHENTICATED:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Union
 
+from twisted.internet import defer
 from twisted.web import server
 
 from .. import errors
@@ -21,13 +22,16 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+Handler = Callable[[server.Request, Union[str, None]], Union[Response, "defer.Deferred[Response]"]]
+
+
 @dataclass(frozen=True)
 class Operation:
     """One EST operation: its handlers by HTTP method, and the media types its
     request bodies may have. A handler is ``fn(request, label) -> Response``
     (or a Deferred of one)."""
 
-    handlers: dict[bytes, Callable]
+    handlers: dict[bytes, Handler]
     accepts: tuple[str, ...] = ()
 
 
@@ -48,7 +52,7 @@ def credentials(request: server.Request, label: str | None = None) -> Credential
     if scheme == b"basic":
         username = request.getUser().decode("utf-8", "replace")
         password = request.getPassword().decode("utf-8", "replace")
-    elif scheme == b"digest":
+    elif scheme == b"digest" and auth is not None:
         digest = parse_authorization(auth.decode("utf-8", "replace")) or {}
     uri = request.uri.decode("utf-8", "replace")
     # libest signs its Digest answer for /.well-known/est/<operation> even
@@ -63,7 +67,7 @@ def credentials(request: server.Request, label: str | None = None) -> Credential
 def der_body(request: server.Request) -> bytes:
     """The request body as DER (base64 with any whitespace, or raw DER)."""
     try:
-        return decode_body(request.content.read())
+        return decode_body(request.content.read() if request.content is not None else b"")
     except NotBase64OrDer as e:
         raise errors.MalformedRequest(f"body is not base64 DER: {e}") from None
 

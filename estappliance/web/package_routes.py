@@ -8,13 +8,15 @@ as base64 or raw DER; success is 204 No Content (RFC 8295 5.2, 6.2, 7.2).
 """
 from __future__ import annotations
 
+from typing import Any, Generator
+
 from twisted.internet import defer
 from twisted.web import server
 
 from ..pki.asn1.rfc5934 import MESSAGES
 from ..ra.delivery import OPERATIONS, PackageDelivery
 from . import media
-from .http import Operation, Response, Routes, base64_response, credentials, lazy_der_body
+from .http import Handler, Operation, Response, Routes, base64_response, credentials, lazy_der_body
 
 CMS = "application/cms"
 # What a client may POST to /tamp/return (RFC 8295 7.2), and application/cms.
@@ -23,16 +25,16 @@ TAMP_ANSWERS = tuple(mt for name, (_oid, mt) in MESSAGES.items()
 
 
 def routes(delivery: PackageDelivery) -> Routes:
-    def getter(operation: str):
+    def getter(operation: str) -> Handler:
         @defer.inlineCallbacks
-        def get(request: server.Request, label: str | None):
+        def get(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
             served = yield delivery.fetch(operation, label, credentials(request, label))
             return base64_response(served.body, served.media_type.encode("latin-1"))
         return get
 
-    def poster(operation: str):
+    def poster(operation: str) -> Handler:
         @defer.inlineCallbacks
-        def post(request: server.Request, label: str | None):
+        def post(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
             content_type = media.essence(request.getHeader(b"content-type"))
             yield delivery.take_return(operation, label, credentials(request, label), lazy_der_body(request),
                                        content_type)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from cryptography import x509
+from OpenSSL import SSL
 from twisted.web import server
 
 _ATTR = "_est_peer_chain"
 
 
-def tls_connection(request: server.Request):
+def tls_connection(request: server.Request) -> SSL.Connection | None:
     """The pyOpenSSL Connection under this request, or None on plain TCP."""
     transport = getattr(request.channel, "transport", None)
     get_handle = getattr(transport, "getHandle", None)
@@ -33,7 +34,7 @@ def peer_chain(request: server.Request) -> tuple[x509.Certificate, ...]:
     return chain
 
 
-def _readable_chain(conn) -> tuple[x509.Certificate, ...]:
+def _readable_chain(conn: SSL.Connection) -> tuple[x509.Certificate, ...]:
     leaf = conn.get_peer_certificate(as_cryptography=True)
     if leaf is None:
         return ()
@@ -44,7 +45,7 @@ def _readable_chain(conn) -> tuple[x509.Certificate, ...]:
     return chain
 
 
-def _session_reused(conn) -> bool:
+def _session_reused(conn: SSL.Connection) -> bool:
     # pyOpenSSL has no public call for this; its binding has the OpenSSL one.
     try:
         from OpenSSL.SSL import _lib

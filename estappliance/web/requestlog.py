@@ -20,7 +20,8 @@ log = Logger(namespace="estappliance.request")
 
 
 def started(request: server.Request) -> None:
-    request.est_request_id = uuid.uuid4().hex[:16]
+    # est_request_id, est_started, est_label, est_operation: noted on the request as it goes.
+    request.est_request_id = uuid.uuid4().hex[:16]  # type: ignore[attr-defined]
 
 
 def claimed_client(request: server.Request) -> str | None:
@@ -39,10 +40,11 @@ def claimed_client(request: server.Request) -> str | None:
 
 
 def finished(request: server.Request, status: int, client: str | None) -> None:
-    started_at = request.est_started  # set by the resource
+    started_at = request.est_started  # type: ignore[attr-defined]  # set by the resource
     peer = request.getClientAddress()
+    request_id = request.est_request_id  # type: ignore[attr-defined]
     log.info("{request_id} {peer} {method} {path} {status} {duration_ms:.1f} ms client={client} label={label}",
-             request_id=request.est_request_id, peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+             request_id=request_id, peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
              method=request.method.decode("ascii", "replace"), path=request.path.decode("utf-8", "replace"),
              status=status, duration_ms=(time.monotonic() - started_at) * 1000, client=client,
              label=getattr(request, "est_label", None) or "default", operation=getattr(request, "est_operation", None))

@@ -7,10 +7,11 @@ one-line text/plain reason with the status the design card assigns.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, cast
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from .. import errors, metrics
@@ -40,7 +41,7 @@ BODILESS = (401, 202)
 
 
 class MethodNotAllowed(Exception):
-    def __init__(self, allowed):
+    def __init__(self, allowed: list[bytes]) -> None:
         self.allowed = allowed
 
 
@@ -50,7 +51,8 @@ class EstResource(resource.Resource):
     isLeaf = True
 
     def __init__(self, routes: Routes, check_label: Callable[[str], object], realm: str, retry_after: int,
-                 plain: dict[str, Callable] | None = None, request_log: bool = False):
+                 plain: dict[str, Callable[[server.Request], Response | defer.Deferred[Response]]] | None = None,
+                 request_log: bool = False) -> None:
         """``check_label`` raises NotFound for a label the appliance does not serve;
         ``plain``: handlers of top-level paths (``healthz``...), ``fn(request)``;
         ``request_log``: one log event per request (requestlog.py)."""
@@ -79,31 +81,33 @@ class EstResource(resource.Resource):
             raise errors.NotFound("no such EST operation")
         return label, op, "/".join(segments)
 
-    def render(self, request: server.Request):
-        request.est_started = time.monotonic()
+    def render(self, request: server.Request) -> int:
+        # est_started, est_label, est_operation: noted on the request for the log and the metrics.
+        request.est_started = time.monotonic()  # type: ignore[attr-defined]
         if self.request_log:
             requestlog.started(request)
-        d = defer.maybeDeferred(self._dispatch, request)
+        # maybeDeferred waits for a Deferred the handler returns: it fires with a Response.
+        d = cast("defer.Deferred[Response]", defer.maybeDeferred(self._dispatch, request))
         d.addErrback(self._error, request)
         d.addCallback(self._send, request)
         d.addErrback(lambda f: log.failure("sending the response failed", f))
         return server.NOT_DONE_YET
 
-    def _dispatch(self, request: server.Request):
+    def _dispatch(self, request: server.Request) -> Response | defer.Deferred[Response]:
         try:
-            segments = [s.decode("utf-8") for s in request.postpath]
+            segments = [s.decode("utf-8") for s in request.postpath or []]
         except UnicodeDecodeError:
             raise errors.NotFound("no such EST operation") from None
         plain = self.plain.get(segments[0]) if len(segments) == 1 else None
         if plain is not None:
-            request.est_label, request.est_operation = "-", segments[0]
+            request.est_label, request.est_operation = "-", segments[0]  # type: ignore[attr-defined]
             if request.method not in (b"GET", b"HEAD"):
                 raise MethodNotAllowed([b"GET", b"HEAD"])
             return plain(request)
         if segments[:2] != [".well-known", "est"]:
             raise errors.NotFound("not an EST path (try /.well-known/est/cacerts)")
-        label, op, request.est_operation = self._route(segments[2:])
-        request.est_label = label
+        label, op, request.est_operation = self._route(segments[2:])  # type: ignore[attr-defined]
+        request.est_label = label  # type: ignore[attr-defined]
         # HEAD only where a route declares it: most GETs here record what they
         # hand out (a package marked downloaded, a CRL fetched), which a HEAD
         # never delivers.
@@ -125,17 +129,17 @@ class EstResource(resource.Resource):
 
     # -- answers ----------------------------------------------------------------
 
-    def _error(self, failure, request: server.Request) -> Response:
+    def _error(self, failure: Failure, request: server.Request) -> Response:
         exc = failure.value
         if isinstance(exc, MethodNotAllowed):
             return Response(b"method not allowed\n", media.TEXT, 405, [(b"allow", b", ".join(exc.allowed))])
         if isinstance(exc, errors.EstError):
             status = next(code for cls, code in STATUS if isinstance(exc, cls))
             headers = []
-            if status == 401:
+            if isinstance(exc, errors.AuthenticationRequired):  # 401
                 challenges = exc.challenges or [f'Basic realm="{self.realm}"']
                 headers += [(b"www-authenticate", c.encode()) for c in challenges]
-            if status == 202:
+            if isinstance(exc, errors.Pending):  # 202
                 headers.append((b"retry-after", str(exc.retry_after).encode()))
             if status == 503:
                 headers.append((b"retry-after", str(self.retry_after).encode()))
@@ -154,7 +158,7 @@ class EstResource(resource.Resource):
         self.write_response(response, request)
         operation = getattr(request, "est_operation", None) or "unknown"
         metrics.observe_request(operation, getattr(request, "est_label", None) or "default", response.status,
-                                time.monotonic() - request.est_started)
+                                time.monotonic() - request.est_started)  # type: ignore[attr-defined]
         if self.request_log:
             requestlog.finished(request, response.status, client)
 

@@ -7,6 +7,8 @@ Content-Transfer-Encoding), except PKCS#12, which holds both and answers alone.
 """
 from __future__ import annotations
 
+from typing import Any, Generator
+
 from twisted.internet import defer
 from twisted.web import server
 
@@ -22,7 +24,7 @@ CMS = "application/cms"
 
 def routes(keygen: KeygenRegistrar) -> Routes:
     @defer.inlineCallbacks
-    def post_serverkeygen(request: server.Request, label: str | None):
+    def post_serverkeygen(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         accept = request.getHeader(b"accept")
         delivered = yield keygen.serverkeygen(label, credentials(request, label), lazy_der_body(request),
                                               accept=accept.decode("latin-1") if accept else None)
@@ -35,7 +37,7 @@ def routes(keygen: KeygenRegistrar) -> Routes:
         return Response(body, content_type)
 
     @defer.inlineCallbacks
-    def post_return(request: server.Request, label: str | None):
+    def post_return(request: server.Request, label: str | None) -> Generator[defer.Deferred[Any], Any, Response]:
         yield keygen.key_return(label, credentials(request, label), lazy_der_body(request))
         return Response(status=204)
 

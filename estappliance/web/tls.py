@@ -17,7 +17,7 @@ from zope.interface import implementer
 from .. import metrics
 
 
-def _accept_any(conn, cert, errno, depth, ok) -> bool:
+def _accept_any(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
     # Client certificates are judged by the RA against the label's anchors
     # (ra.auth): a stranger's certificate must earn a 401, not a broken handshake.
     return True
@@ -38,7 +38,7 @@ class ServerContextFactory:
     connections that come next; a connection already open keeps the context
     it was made with, so none is dropped."""
 
-    def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]):
+    def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
         self._context = build_context(key_file, cert_file, client_cas)
 
     def reload(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
@@ -50,7 +50,7 @@ class ServerContextFactory:
     def getContext(self) -> SSL.Context:
         return self._context
 
-    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+    def serverConnectionForTLS(self, protocol: object) -> SSL.Connection:
         return SSL.Connection(self._context, None)
 
 

@@ -208,7 +208,7 @@ class HardwareModuleName(core.Sequence):
     ]
 
 
-def _set_of(spec):
+def _set_of(spec: type[core.Asn1Value]) -> type[core.SetOf]:
     return type(f"SetOf{spec.__name__}", (core.SetOf,), {"_child_spec": spec})
 
 

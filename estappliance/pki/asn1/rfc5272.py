@@ -229,7 +229,7 @@ class ControlType(core.ObjectIdentifier):
     _map = {f"{ID_CMC}.{arc}": name for name, (_rfc, arc) in CONTROLS.items()}
 
 
-def _set_of(spec):
+def _set_of(spec: type[core.Asn1Value]) -> type[core.SetOf]:
     return type(f"SetOf{spec.__name__}", (core.SetOf,), {"_child_spec": spec})
 
 
@@ -242,10 +242,11 @@ class TaggedAttribute(core.Sequence):
         ("attr_type", ControlType),
         ("attr_values", None),
     ]
-    _oid_specs: dict = {}
+    _oid_specs: dict[str, type[core.Asn1Value]] = {}
 
-    def _values_spec(self):
-        return self._oid_specs.get(self["attr_type"].native, cms.SetOfAny)
+    def _values_spec(self) -> type[core.Asn1Value]:
+        spec: type[core.Asn1Value] = self._oid_specs.get(self["attr_type"].native, cms.SetOfAny)
+        return spec
 
     _spec_callbacks = {"attr_values": _values_spec}
 

@@ -317,7 +317,7 @@ class TAMPError(core.Sequence):
     ]
 
 
-SPECS = {
+SPECS: dict[str, type[core.Asn1Value]] = {
     "tamp_status_query": TAMPStatusQuery,
     "tamp_status_response": TAMPStatusResponse,
     "tamp_update": TAMPUpdate,

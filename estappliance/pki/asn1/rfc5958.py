@@ -42,7 +42,7 @@ class OneAsymmetricKey(core.Sequence):
     @classmethod
     def from_pkcs8(cls, der: bytes) -> "OneAsymmetricKey":
         """A PKCS#8 PrivateKeyInfo (DER) read as a OneAsymmetricKey."""
-        key = cls.load(der, strict=True)
+        key: OneAsymmetricKey = cls.load(der, strict=True)
         key.native  # noqa: B018 - parse everything now, so bad input fails here
         return key
 
@@ -56,7 +56,8 @@ class OneAsymmetricKey(core.Sequence):
         }
         if self["attributes"].native is not None:
             info["attributes"] = self["attributes"]
-        return OneAsymmetricKey(info).dump(force=True)
+        out: bytes = OneAsymmetricKey(info).dump(force=True)
+        return out
 
 
 PrivateKeyInfo = OneAsymmetricKey

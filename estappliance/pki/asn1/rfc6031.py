@@ -114,7 +114,7 @@ class PINPolicy(core.Sequence):
     ]
 
 
-def _set_of(spec):
+def _set_of(spec: type[core.Asn1Value]) -> type[core.SetOf]:
     return type(f"SetOf{spec.__name__}", (core.SetOf,), {"_child_spec": spec})
 
 
@@ -134,7 +134,7 @@ class SKeyPkgAttribute(core.Sequence):
         ("values", None),
     ]
 
-    def _values_spec(self):
+    def _values_spec(self) -> type[core.Asn1Value]:
         return self._oid_specs.get(self["type"].native, _ANY)
 
     _spec_callbacks = {"values": _values_spec}
@@ -155,7 +155,7 @@ class SKeyAttribute(core.Sequence):
         ("values", None),
     ]
 
-    def _values_spec(self):
+    def _values_spec(self) -> type[core.Asn1Value]:
         return self._oid_specs.get(self["type"].native, _ANY)
 
     _spec_callbacks = {"values": _values_spec}

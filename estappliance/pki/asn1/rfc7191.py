@@ -177,7 +177,8 @@ class SetOfContentIdentifier(core.SetOf):
 def error_code_name(choice: ErrorCodeChoice) -> str:
     """A readable error code: its RFC 7191 name, the number, or the OID."""
     if choice.name == "oid":
-        return choice.chosen.dotted
+        dotted: str = choice.chosen.dotted
+        return dotted
     number = int(choice.chosen)  # int(), not .native: unknown codes (the list is extensible) are no error
     return ERROR_CODES.get(number, str(number))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -27,7 +28,7 @@ class Refusal(Exception):
     verdict on the whole request if it fails all of it."""
 
     def __init__(self, fail_info: str, reason: str, *, verdict: Verdict = Verdict.BAD_REQUEST,
-                 status: str = "failed"):
+                 status: str = "failed") -> None:
         super().__init__(reason)
         self.fail_info = fail_info
         self.reason = reason
@@ -35,7 +36,7 @@ class Refusal(Exception):
         self.status = status
         self.challenges: list[str] = []
 
-    def status_for(self, refs) -> cmc.Status:
+    def status_for(self, refs: Iterable[cmc.BodyPartRef]) -> cmc.Status:
         return cmc.Status(self.status, tuple(refs), self.reason, self.fail_info)
 
 
@@ -65,7 +66,7 @@ class Outcome:
     revocations: int = 0
 
 
-def ref(prefix: tuple[int, ...], body_part_id: int):
+def ref(prefix: tuple[int, ...], body_part_id: int) -> cmc.BodyPartRef:
     """A bodyPartID, or a bodyPartPath inside a nested PKIData."""
     return (*prefix, body_part_id) if prefix else body_part_id
 
@@ -75,11 +76,11 @@ def pend_token(pending_id: int) -> bytes:
     return pending_id.to_bytes(8, "big")
 
 
-def pending_id(token: bytes) -> int | None:
+def pending_id(token: object) -> int | None:
     return int.from_bytes(token, "big") if isinstance(token, bytes) and len(token) == 8 else None
 
 
-def pending_status(refs, pending_id_: int, retry_after: int) -> cmc.Status:
+def pending_status(refs: Iterable[cmc.BodyPartRef], pending_id_: int, retry_after: int) -> cmc.Status:
     when = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + \
         datetime.timedelta(seconds=retry_after)
     return cmc.Status("pending", tuple(refs), f"request {pending_id_} is waiting for an operator's approval",

@@ -2,6 +2,8 @@
 revokeRequest (RFC 5272 6.11), getCert (6.9) and getCRL (6.10)."""
 from __future__ import annotations
 
+from typing import Any, Generator
+
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from twisted.internet import defer
@@ -10,7 +12,7 @@ from ...ca import CertificateAuthority
 from ...ca.crl import CrlIssuer
 from ...config import Label
 from ...pki import cmc
-from ...store import Store, on_store_thread
+from ...store import CertificateRecord, CrlRecord, Store, on_store_thread
 from ..auth import OWN_CA
 from .common import Refusal, Requester
 
@@ -32,7 +34,7 @@ _ACCOUNT_METHODS = ("basic", "digest", "cmc-identity-proof")
 
 
 class CmcControls:
-    def __init__(self, ca: CertificateAuthority, store: Store, crls: CrlIssuer):
+    def __init__(self, ca: CertificateAuthority, store: Store, crls: CrlIssuer) -> None:
         self.ca = ca
         self.store = store
         self.crls = crls
@@ -41,7 +43,8 @@ class CmcControls:
     # -- revokeRequest --------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def revoke(self, control: cmc.Control, ref, label: Label, requester: Requester):
+    def revoke(self, control: cmc.Control, ref: cmc.BodyPartRef, label: Label, requester: Requester
+               ) -> Generator[defer.Deferred[Any], Any, tuple[cmc.Status, bool]]:
         """Fires with (Status, True if a certificate was revoked now)."""
         try:
             value = control.value
@@ -68,7 +71,7 @@ class CmcControls:
         return cmc.Status("success", (ref,)), True
 
     @staticmethod
-    def _may_revoke(record, label: Label, requester: Requester) -> bool:
+    def _may_revoke(record: CertificateRecord, label: Label, requester: Requester) -> bool:
         """The certificate itself signed the request (or authenticated the TLS
         session); the account that enrolled it asked with its own password or
         shared secret; or an RA whose label policy lets it revoke."""
@@ -85,7 +88,8 @@ class CmcControls:
     # -- getCert --------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def get_cert(self, control: cmc.Control, ref, label: Label, requester: Requester):
+    def get_cert(self, control: cmc.Control, ref: cmc.BodyPartRef, label: Label, requester: Requester
+                 ) -> Generator[defer.Deferred[Any], Any, tuple[cmc.Status, x509.Certificate | None]]:
         """Fires with (Status, certificate or None)."""
         try:
             value = control.value
@@ -111,7 +115,8 @@ class CmcControls:
     # -- getCRL ---------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def get_crl(self, control: cmc.Control, ref):
+    def get_crl(self, control: cmc.Control, ref: cmc.BodyPartRef
+                ) -> Generator[defer.Deferred[Any], Any, tuple[cmc.Status, bytes | None]]:
         """Fires with (Status, CRL DER or None): the current CRL."""
         try:
             value = control.value
@@ -124,7 +129,7 @@ class CmcControls:
         record = yield self.current_crl()
         return cmc.Status("success", (ref,)), record.der
 
-    def current_crl(self) -> defer.Deferred:
+    def current_crl(self) -> defer.Deferred[CrlRecord | None]:
         """The current CRL; the issuer signs a new one first when a revocation
         is missing from it (so a revocation shows in the very next CRL)."""
         return self.crls.current("crl")

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any, Generator
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from twisted.internet import defer
 
 from ...ca import ContentSigner
@@ -61,7 +63,7 @@ class CmcAnswer:
 
 
 class FullCmc:
-    def __init__(self, registrar: Registrar, signer: ContentSigner, crls: CrlIssuer, proofs: IdentityProofs):
+    def __init__(self, registrar: Registrar, signer: ContentSigner, crls: CrlIssuer, proofs: IdentityProofs) -> None:
         self.registrar = registrar
         self.authenticator = registrar.authenticator
         self.store = registrar.store
@@ -72,7 +74,7 @@ class FullCmc:
         self.proofs = proofs
 
     @defer.inlineCallbacks
-    def handle(self, label_name: str | None, creds: Credentials, body: Body):
+    def handle(self, label_name: str | None, creds: Credentials, body: Body) -> Generator[defer.Deferred[Any], Any, CmcAnswer]:
         """Fires with a CmcAnswer (an unknown label raises NotFound; a token
         outage, Unavailable: those are no CMC errors)."""
         label = self.registrar.label(label_name)
@@ -108,7 +110,8 @@ class FullCmc:
     # -- who is asking --------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def _requester(self, label: Label, creds: Credentials, request: cmc.FullPkiRequest, waiting: list):
+    def _requester(self, label: Label, creds: Credentials, request: cmc.FullPkiRequest,
+                   waiting: list[CertificatePublicKeyTypes]) -> Generator[defer.Deferred[Any], Any, Requester]:
         pki = request.pki_data
         keys = {spki_der(k) for k in [*(r.public_key for r in pki.requests if r.public_key is not None), *waiting]}
         signer = request.signer
@@ -145,7 +148,7 @@ class FullCmc:
         return Requester(identity)
 
     @defer.inlineCallbacks
-    def _certificate_identity(self, signer: x509.Certificate, carried, label: Label):
+    def _certificate_identity(self, signer: x509.Certificate, carried: tuple[x509.Certificate, ...], label: Label) -> Generator[defer.Deferred[Any], Any, Identity]:
         chain = (signer, *[c for c in carried if c != signer])
         if "cert" not in label.auth:
             raise Refusal("bad_identity", "certificate-signed requests are not accepted under this label",
@@ -159,7 +162,7 @@ class FullCmc:
         return identity
 
     @defer.inlineCallbacks
-    def _tls_identity(self, label: Label, creds: Credentials):
+    def _tls_identity(self, label: Label, creds: Credentials) -> Generator[defer.Deferred[Any], Any, tuple[Identity | None, Refusal | None]]:
         """(Identity, None) for the TLS/HTTP-authenticated client, else (None, the refusal to give)."""
         if not (creds.peer_chain or creds.username is not None or creds.digest is not None):
             refusal = Refusal("bad_identity", "authentication required", verdict=Verdict.UNAUTHENTICATED)
@@ -176,7 +179,7 @@ class FullCmc:
         return identity, None
 
     @defer.inlineCallbacks
-    def _proven_identity(self, label: Label, pki: cmc.PkiData, control: cmc.Control, tls: Identity | None):
+    def _proven_identity(self, label: Label, pki: cmc.PkiData, control: cmc.Control, tls: Identity | None) -> Generator[defer.Deferred[Any], Any, Identity]:
         """RFC 5272 6.2: the client named by identification (or the TLS one)
         proves its shared secret over reqSequence."""
         try:
@@ -215,8 +218,8 @@ class FullCmc:
     # -- what it asks -----------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def _process(self, pki: cmc.PkiData, label: Label, requester: Requester, creds: Credentials, prefix: tuple,
-                 outcome: Outcome):
+    def _process(self, pki: cmc.PkiData, label: Label, requester: Requester, creds: Credentials,
+                 prefix: tuple[int, ...], outcome: Outcome) -> Generator[defer.Deferred[Any], Any, None]:
         unknown = [c for c in pki.controls if c.type not in HANDLED]
         if unknown or pki.other_messages:
             what = f"control {unknown[0].type}" if unknown else "otherMsgSequence"
@@ -252,8 +255,8 @@ class FullCmc:
             outcome.certificates.append(cert)
 
     @defer.inlineCallbacks
-    def _nested(self, nested: cmc.NestedMessage, label: Label, requester: Requester, prefix: tuple,
-                outcome: Outcome):
+    def _nested(self, nested: cmc.NestedMessage, label: Label, requester: Requester, prefix: tuple[int, ...],
+                outcome: Outcome) -> Generator[defer.Deferred[Any], Any, None]:
         """RFC 5272 4: an RA relays a device's Full PKI Request inside its own."""
         here = ref(prefix, nested.body_part_id)
         path = (*prefix, nested.body_part_id)
@@ -284,10 +287,10 @@ class FullCmc:
     # -- the answer -------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def _answer(self, request: cmc.FullPkiRequest | None, outcome: Outcome, verdict: Verdict):
+    def _answer(self, request: cmc.FullPkiRequest | None, outcome: Outcome, verdict: Verdict) -> Generator[defer.Deferred[Any], Any, CmcAnswer]:
         pki = request.pki_data if request is not None else None
         txid = nonce = None
-        echoed = []
+        echoed: list[Any] = []  # asn1crypto values, sent back as they came
         if pki is not None:
             txid = _value(pki.control("transaction_id"))
             nonce = _value(pki.control("sender_nonce"))
@@ -307,7 +310,7 @@ class FullCmc:
         der = yield self.signer.sign(rfc5272.PKI_RESPONSE, response, certificates=certs, crls=outcome.crls)
         return CmcAnswer(der, verdict, retry_after=self.retry_after if verdict is Verdict.PENDING else None)
 
-    def _audit(self, label: Label, who: str | None, detail: str, outcome: str) -> defer.Deferred:
+    def _audit(self, label: Label, who: str | None, detail: str, outcome: str) -> defer.Deferred[None]:
         return on_store_thread(self.store.audit, OPERATION, outcome, client=who, label=label.name, detail=detail)
 
 
@@ -330,7 +333,7 @@ def _grouped(statuses: list[cmc.Status]) -> list[cmc.Status]:
     return [cmc.Status("success", refs), *rest]
 
 
-def _all_refs(pki: cmc.PkiData, prefix: tuple) -> list:
+def _all_refs(pki: cmc.PkiData, prefix: tuple[int, ...]) -> list[cmc.BodyPartRef]:
     """The body parts a whole-PKIData answer is about."""
     parts = [r.body_part_id for r in pki.requests]
     parts += [c.body_part_id for c in pki.controls if c.type in ASKING]
@@ -338,5 +341,5 @@ def _all_refs(pki: cmc.PkiData, prefix: tuple) -> list:
     return [ref(prefix, p) for p in parts]
 
 
-def _value(control: cmc.Control | None):
+def _value(control: cmc.Control | None) -> Any:  # the asn1crypto value's .native
     return None if control is None or control.value is None else control.value.native
