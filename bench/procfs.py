@@ -99,7 +99,7 @@ def descendants(pid: int) -> list[int]:
 
 def is_worker(pid: int) -> bool:
     try:
-        return b"estappliance.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"estappliance.worker_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

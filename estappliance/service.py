@@ -35,10 +35,10 @@ from .ra.keygen_requests import KeygenRegistrar
 from .store import READ_THREAD, STORE_THREAD, Store
 from .token import Token
 from .token.session import drop_all as drop_all_sessions
-from .token.worker import TOKEN_CALLS
+from .token.call_thread import TOKEN_CALLS
 from .web import ServerContextFactory, distribution_routes, enroll_routes, fullcmc_routes, make_site, serverkeygen_routes
 from .web import package_routes
-from .workers import WorkerPool
+from .worker_pool import WorkerPool
 from .ops.admin import operated, prepare_metrics_dir, workers_readiness
 from .ops.health import ReadinessProbe
 from .ops.logs import watch_audit

@@ -69,7 +69,7 @@ class SecretTests(unittest.TestCase):
             def op(session):
                 key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
                 return key[Attribute.SENSITIVE], key[Attribute.EXTRACTABLE]
-            return token._run(op)
+            return token.run(op)
         self.assertEqual((yield on_token_thread(attributes)), (True, False))
         removed = yield on_token_thread(identity_proofs.remove, support.token(), self.store, self.client)
         self.assertTrue(removed)

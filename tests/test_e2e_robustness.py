@@ -216,7 +216,7 @@ class RobustnessTests(unittest.TestCase):
         with EstClient(self.server.url, anchors=[self.server.ca_cert], label="strict",
                        auth=BasicAuth("alice", PASSWORD)) as c:
             csr = make_csr(new_key(), "CN=waiting", challenge_password=c.channel_binding())
-            resp = c._request("POST", "simpleenroll", base64.encodebytes(csr.public_bytes(
+            resp = c.request("POST", "simpleenroll", base64.encodebytes(csr.public_bytes(
                 serialization.Encoding.DER)), "application/pkcs10", authenticate=True)
         assert resp.status == 202, (resp.status, resp.body)
 
@@ -230,7 +230,7 @@ class RobustnessTests(unittest.TestCase):
             with EstClient(self.server.url, anchors=[self.server.ca_cert], label=label,
                            auth=BasicAuth("alice", PASSWORD)) as c:
                 for op in ("pal", "crls"):
-                    resp = c._request("GET", op, authenticate=True)
+                    resp = c.request("GET", op, authenticate=True)
                     assert resp.status == 200, (op, resp.status, resp.body)
 
     # -- what the server holds ------------------------------------------------------------
@@ -304,7 +304,7 @@ class RobustnessTests(unittest.TestCase):
     def nonce(self) -> str:
         """A Digest nonce from a 401 challenge."""
         with EstClient(self.server.url, anchors=[self.server.ca_cert]) as c:
-            resp = c._request("GET", "pal")
+            resp = c.request("GET", "pal")
         challenge = next(v for v in resp.header_values("www-authenticate") if v.startswith("Digest"))
         return challenge.split('nonce="', 1)[1].split('"', 1)[0]
 

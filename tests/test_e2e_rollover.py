@@ -151,7 +151,7 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
         # alice fetched /cacerts: her PAL's 0002 is dated
         def fetch_and_pal():
             with self.client([old]) as c:
-                c._request("GET", "cacerts", authenticate=True)
+                c.request("GET", "cacerts", authenticate=True)
                 return get_pal(c)
         pal = yield support.in_thread(fetch_and_pal)
         self.assertIsNotNone(next(e for e in pal if e.type == "0002").date)

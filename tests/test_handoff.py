@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from estappliance.handoff import Dispatcher
-from estappliance.workers import listening_socket
+from estappliance.worker_pool import listening_socket
 
 
 @defer.inlineCallbacks

@@ -2,7 +2,7 @@
 Read from the imports of every module (ast: nothing is imported), function
 bodies included.
 
-    processes and tools  service, worker, workers, handoff, ops, admin (estctl)
+    processes and tools  service, worker_process, worker_pool, handoff, ops, admin (estctl)
                          import any layer; client (est) only the foundation
     web                  HTTP: routes, media types, TLS
      -> ra               who asks, may they, approvals, refusals
@@ -42,7 +42,7 @@ DOWN = {
     "token": set(),
     "store": set(),
 }
-TOP = {"service", "worker", "workers", "handoff", "ops", "admin", "client"}
+TOP = {"service", "worker_process", "worker_pool", "handoff", "ops", "admin", "client"}
 # The EST client is a separate program: the server's layers are not its to use.
 CLIENT_LAYERS = FOUNDATION
 # (module, imported name): why this import may cross the rules.

@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from estappliance.errors import TokenUnavailable
 from estappliance.threads import SingleThread
-from estappliance.token.worker import TokenCalls
+from estappliance.token.call_thread import TokenCalls
 
 from . import support
 

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from estappliance.client import BasicAuth, make_csr, new_key
 from estappliance.token import on_token_thread
-from estappliance.token.worker import TOKEN_CALLS
+from estappliance.token.call_thread import TOKEN_CALLS
 
 from . import support, token_faults
 

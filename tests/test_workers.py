@@ -68,7 +68,7 @@ class WorkerTests(unittest.TestCase):
         self.assertNotIn(module, maps(self.server.proc.pid))
         for pid in children(self.server.proc.pid):
             self.assertIn(module, maps(pid))
-            self.assertIn("estappliance.worker", Path(f"/proc/{pid}/cmdline").read_text())
+            self.assertIn("estappliance.worker_process", Path(f"/proc/{pid}/cmdline").read_text())
 
     @defer.inlineCallbacks
     def test_two_workers_issue_unique_serials(self):
@@ -142,7 +142,7 @@ class WorkerTests(unittest.TestCase):
         def answer_elsewhere(i):
             auth = DigestAuth(USER, self.server.password)
             with EstClient(self.server.url, anchors=self.anchor, auth=auth) as first:
-                first._request("POST", "simpleenroll", b"", "application/pkcs10")  # the 401 challenge
+                first.request("POST", "simpleenroll", b"", "application/pkcs10")  # the 401 challenge
             with EstClient(self.server.url, anchors=self.anchor, auth=auth) as second:
                 return second.simpleenroll(make_csr(new_key(), f"CN=digest-{i}"))
         certs = yield defer.gatherResults([support.in_thread(answer_elsewhere, i) for i in range(12)],

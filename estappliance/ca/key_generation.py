@@ -27,7 +27,6 @@ from typing import Any, Generator
 
 from asn1crypto import cms
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 

@@ -85,7 +85,7 @@ class FullCmcClient:
 
     def post(self, der: bytes) -> CmcAnswer:
         """POST one Full PKI Request; the answer's signature and signer checked."""
-        resp = self.est._request("POST", "fullcmc", base64.encodebytes(der), CMC_REQUEST)
+        resp = self.est.request("POST", "fullcmc", base64.encodebytes(der), CMC_REQUEST)
         ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
         if ctype != "application/pkcs7-mime":
             raise EstClientError(f"fullcmc: HTTP {resp.status} {_first_line(resp)}", resp.status)

@@ -38,7 +38,7 @@ def get_pal(client: EstClient, *, json: bool = False, follow: bool = True) -> li
     entries: list[pal_format.PalEntry] = []
     path = None
     for _ in range(MAX_PAGES):
-        resp = client._request("GET", "pal", accept=accept, authenticate=True, path=path)
+        resp = client.request("GET", "pal", accept=accept, authenticate=True, path=path)
         if resp.status != 200:
             raise EstClientError(f"pal: HTTP {resp.status} {_first_line(resp)}", resp.status)
         try:
@@ -72,7 +72,7 @@ def _verifier(anchors: list[x509.Certificate]) -> ClientVerifier:
 def get_crls(client: EstClient, anchors: list[x509.Certificate]) -> list[x509.CertificateRevocationList]:
     """The CRLs and ARLs of /crls, each signed by one of ``anchors`` (RFC 8295
     4: a CRL that does not validate to an authorized anchor is rejected)."""
-    resp = client._request("GET", "crls", authenticate=True)
+    resp = client.request("GET", "crls", authenticate=True)
     if resp.status != 200:
         raise EstClientError(f"crls: HTTP {resp.status} {_first_line(resp)}", resp.status)
     try:
@@ -90,7 +90,7 @@ def get_eecerts(client: EstClient, anchors: list[x509.Certificate],
                 intermediates: Sequence[x509.Certificate] = ()) -> list[x509.Certificate]:
     """The peer EE certificates of /eecerts, each validated to ``anchors``
     (RFC 8295 3); a certificate that does not validate is an error."""
-    resp = client._request("GET", "eecerts", authenticate=True)
+    resp = client.request("GET", "eecerts", authenticate=True)
     if resp.status != 200:
         raise EstClientError(f"eecerts: HTTP {resp.status} {_first_line(resp)}", resp.status)
     try:
@@ -110,9 +110,9 @@ def get_eecerts(client: EstClient, anchors: list[x509.Certificate],
 def get_enrollment_result(client: EstClient, operation: str = "simpleenroll") -> x509.Certificate:
     """GET /simpleenroll or /simplereenroll: the result a PAL entry
     (0008/0011/0015/0018, or a failure type) announced."""
-    resp = client._request("GET", operation, authenticate=True)
+    resp = client.request("GET", operation, authenticate=True)
     if resp.status == 200:
-        certs = client._certs(resp, operation)
+        certs = client.certs(resp, operation)
         if len(certs) != 1:
             raise EstClientError(f"{operation}: expected one certificate, got {len(certs)}")
         return certs[0]
@@ -146,7 +146,7 @@ def _anchors(args: argparse.Namespace) -> list[x509.Certificate]:
 def cmd_pal(args: argparse.Namespace) -> None:
     with client_from_args(args) as c:
         if args.raw:
-            resp = c._request("GET", "pal", accept=pal_format.JSON_MEDIA_TYPE if args.json else
+            resp = c.request("GET", "pal", accept=pal_format.JSON_MEDIA_TYPE if args.json else
                               pal_format.XML_MEDIA_TYPE, authenticate=True)
             if resp.status != 200:
                 raise EstClientError(f"pal: HTTP {resp.status} {_first_line(resp)}", resp.status)

@@ -166,7 +166,7 @@ class EstClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None, *,
+    def request(self, method: str, op: str, body: bytes = b"", content_type: str | None = None, *,
                  accept: str | None = None, authenticate: bool | None = None,
                  path: str | None = None) -> HttpResponse:
         """``authenticate`` (default: for POST) sends the credentials; ``path``
@@ -194,7 +194,7 @@ class EstClient:
         return resp
 
     @staticmethod
-    def _certs(resp: HttpResponse, op: str) -> list[x509.Certificate]:
+    def certs(resp: HttpResponse, op: str) -> list[x509.Certificate]:
         if resp.status != 200:
             raise EstClientError(f"{op}: HTTP {resp.status} {_first_line(resp)}", resp.status)
         ctype = (resp.header("content-type") or "").split(";")[0].strip().lower()
@@ -206,7 +206,7 @@ class EstClient:
             raise EstClientError(f"{op}: unreadable certs-only response: {e}") from None
 
     def cacerts(self) -> list[x509.Certificate]:
-        return self._certs(self._request("GET", "cacerts"), "cacerts")
+        return self.certs(self.request("GET", "cacerts"), "cacerts")
 
     def channel_binding(self) -> str:
         """The base64 channel-binding value for the CSR challengePassword (RFC 7030 3.5)."""
@@ -215,7 +215,7 @@ class EstClient:
 
     def csrattrs(self) -> CsrHints | None:
         """What the server asks CSRs to hold, or None (204/404: nothing)."""
-        resp = self._request("GET", "csrattrs")
+        resp = self.request("GET", "csrattrs")
         if resp.status in (204, 404):
             return None
         if resp.status != 200:
@@ -266,14 +266,14 @@ class EstClient:
 
     def _post_csr(self, op: str, csr: x509.CertificateSigningRequest | bytes) -> x509.Certificate:
         der = csr if isinstance(csr, bytes) else csr.public_bytes(serialization.Encoding.DER)
-        resp = self._request("POST", op, base64.encodebytes(der), "application/pkcs10")
+        resp = self.request("POST", op, base64.encodebytes(der), "application/pkcs10")
         if resp.status == 202:
             try:
                 retry_after = int(resp.header("retry-after") or "60")
             except ValueError:
                 retry_after = 60
             raise EnrollmentPending(f"{op}: {_first_line(resp) or 'pending'}", retry_after)
-        certs = self._certs(resp, op)
+        certs = self.certs(resp, op)
         if len(certs) != 1:
             raise EstClientError(f"{op}: expected one certificate, got {len(certs)}")
         return certs[0]

@@ -63,7 +63,7 @@ def request_key(client: EstClient, csr_der: bytes, *, pkcs12: bool | None = None
     """POST the CSR to /serverkeygen. ``pkcs12`` True asks for PKCS#12, False
     for the RFC 7030 multipart answer (Accept); None leaves it to the label."""
     accept = {True: "application/pkcs12", False: "multipart/mixed", None: "*/*"}[pkcs12]
-    resp = client._request("POST", "serverkeygen", base64.encodebytes(csr_der), "application/pkcs10",
+    resp = client.request("POST", "serverkeygen", base64.encodebytes(csr_der), "application/pkcs10",
                            accept=accept)
     if resp.status != 200:
         raise EstClientError(f"serverkeygen: HTTP {resp.status} {_first_line(resp)}", resp.status)
@@ -133,7 +133,7 @@ def open_answer(answer: KeygenAnswer, *, anchors: list[x509.Certificate],
 
 def send_return(client: EstClient, der: bytes) -> None:
     """POST a receipt or error to /serverkeygen/return (204 expected)."""
-    resp = client._request("POST", "serverkeygen/return", base64.encodebytes(der), "application/cms")
+    resp = client.request("POST", "serverkeygen/return", base64.encodebytes(der), "application/cms")
     if resp.status != 204:
         raise EstClientError(f"serverkeygen/return: HTTP {resp.status} {_first_line(resp)}", resp.status)
 

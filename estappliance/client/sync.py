@@ -56,7 +56,7 @@ def _work(entries: list[PalEntry]) -> list[tuple[str, bool]]:
 
 def fetch(client: EstClient, operation: str) -> tuple[bytes, str] | None:
     """(DER, Content-Type) of what GET on ``operation`` serves; None on 404."""
-    resp = client._request("GET", operation, authenticate=True)
+    resp = client.request("GET", operation, authenticate=True)
     if resp.status == 404:
         return None
     if resp.status != 200:
@@ -68,7 +68,7 @@ def fetch(client: EstClient, operation: str) -> tuple[bytes, str] | None:
 
 
 def post_return(client: EstClient, operation: str, der: bytes, content_type: str) -> None:
-    resp = client._request("POST", f"{operation}/return", base64.encodebytes(der), content_type)
+    resp = client.request("POST", f"{operation}/return", base64.encodebytes(der), content_type)
     if resp.status != 204:
         raise EstClientError(f"{operation}/return: HTTP {resp.status} {_first_line(resp)}", resp.status)
 

@@ -46,7 +46,7 @@ class TokenConfig:
     pin_file: Path | None = None
     pin_env: str | None = None
     softhsm2_conf: Path | None = None
-    # Seconds a token call may take before its request is answered 503 (token/worker.py).
+    # Seconds a token call may take before its request is answered 503 (token/call_thread.py).
     call_timeout: float = 30.0
 
     def read_pin(self) -> str:

@@ -2,6 +2,6 @@
 from .keys import signature_hash, token_private_key
 from .key_specs import KEY_SPECS, KeySpec
 from .session import Token, TokenRefused
-from .worker import on_token_thread
+from .call_thread import on_token_thread
 
 __all__ = ["KEY_SPECS", "KeySpec", "Token", "TokenRefused", "on_token_thread", "signature_hash", "token_private_key"]

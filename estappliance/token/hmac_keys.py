@@ -40,7 +40,7 @@ def import_hmac_key(token: Token, label: str, value: bytes) -> None:
             Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.VERIFY: False,
             Attribute.ENCRYPT: False, Attribute.DECRYPT: False, Attribute.WRAP: False, Attribute.UNWRAP: False,
             Attribute.DERIVE: False})
-    token._run(op)
+    token.run(op)
 
 
 def hmac(token: Token, label: str, data: bytes, mac: str) -> bytes | None:
@@ -53,7 +53,7 @@ def hmac(token: Token, label: str, data: bytes, mac: str) -> bytes | None:
         except NoSuchKey:
             return None
         return bytes(key.sign(data, mechanism=MECHANISMS[mac]))
-    return token._run(op)
+    return token.run(op)
 
 
 def destroy(token: Token, label: str) -> bool:
@@ -63,7 +63,7 @@ def destroy(token: Token, label: str) -> bool:
         for key in found:
             key.destroy()
         return bool(found)
-    return token._run(op)
+    return token.run(op)
 
 
 __all__ = ["MECHANISMS", "destroy", "hmac", "import_hmac_key"]

@@ -161,7 +161,7 @@ def _probe_export(session: pkcs11.Session, policy: MechanismPolicy, token: Token
         report.note("wrapping a key out", False, f"an extractable {spec.name} key: {_error(e)}", key="export")
         return
     try:
-        padded = token._export(session, priv)
+        padded = token.export_key(session, priv)
         serialization.load_der_private_key(padded[:_der_length(padded)], None)
         report.note("wrapping a key out", True, f"{spec.name} PKCS#8 wrapped with {name(wrap)} and read on the host")
     except Exception as e:  # noqa: BLE001 - any failure is a finding
@@ -258,7 +258,7 @@ def check(token: Token, ca_key_type: str, workers: int) -> Probe:
         _probe_export(session, policy, token, report)
         _probe_symmetric(session, policy, report)
         _probe_sessions(session, workers + 1, report)
-    token._run(op)
+    token.run(op)
     report.features = _judge(policy.features(ca_key_type), report, ca_key_type)
     return report
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Callable, TypeVar, cast
+from typing import Callable, TypeVar, cast
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
@@ -29,9 +29,6 @@ from ..config import TokenConfig
 from ..errors import TokenCannot, TokenUnavailable
 from .key_specs import KeySpec
 from .policy import MechanismPolicy
-
-if TYPE_CHECKING:
-    from .policy import MechanismPolicy
 
 T = TypeVar("T")
 
@@ -132,7 +129,7 @@ class Token:
             except PKCS11Error:
                 pass
 
-    def _run(self, op: Callable[[pkcs11.Session], T]) -> T:
+    def run(self, op: Callable[[pkcs11.Session], T]) -> T:
         session = self._open()
         try:
             return op(session)
@@ -160,11 +157,11 @@ class Token:
                 return True
             except NoSuchKey:
                 return False
-        return self._run(op)
+        return self.run(op)
 
     def public_key_der(self, label: str) -> bytes:
         """SubjectPublicKeyInfo (DER) of the key pair with this label."""
-        return self._run(lambda s: self._private_key(s, label)[1])
+        return self.run(lambda s: self._private_key(s, label)[1])
 
     def private_key_attributes(self, label: str) -> dict[str, bool]:
         """The security attributes a CA key must have, as the token reports them."""
@@ -176,13 +173,13 @@ class Token:
                 "always_sensitive": bool(priv[Attribute.ALWAYS_SENSITIVE]),
                 "never_extractable": bool(priv[Attribute.NEVER_EXTRACTABLE]),
             }
-        return self._run(op)
+        return self.run(op)
 
     def sign(self, label: str, data: bytes, mechanism: Mechanism) -> bytes:
         started, ok = time.perf_counter(), False
         try:
             # A private key made to sign (CKA_SIGN): python-pkcs11 gives its class SignMixin at run time.
-            signature = self._run(
+            signature = self.run(
                 lambda s: bytes(cast(SignMixin, self._private_key(s, label)[0]).sign(data, mechanism=mechanism)))
             ok = True
             return signature
@@ -194,7 +191,7 @@ class Token:
         key = (self._module, self._label)
         cached = _POLICIES.get(key)
         if cached is None:
-            cached = _POLICIES[key] = self._run(lambda s: MechanismPolicy.of_slot(s.token.slot))
+            cached = _POLICIES[key] = self.run(lambda s: MechanismPolicy.of_slot(s.token.slot))
         return cached
 
     def sign_rsa_pkcs1(self, label: str, data: bytes, hash_name: str) -> bytes:
@@ -240,11 +237,11 @@ class Token:
                                               public_template=public_template,
                                               private_template=private_template)
             return _rsa_spki(pub)
-        return self._run(op)
+        return self.run(op)
 
     # -- keys made for devices: they leave only wrapped -----------------------
 
-    def _export(self, session: pkcs11.Session, key: pkcs11.Key) -> bytes:
+    def export_key(self, session: pkcs11.Session, key: pkcs11.Key) -> bytes:
         """Wrap ``key`` under a throw-away session AES key and unwrap it here.
 
         The caller (the CA building a package for one device) needs the bytes
@@ -274,10 +271,10 @@ class Token:
         """PKCS#8 PrivateKeyInfo (DER) of an extractable key pair."""
         def op(session: pkcs11.Session) -> bytes:
             priv = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
-            padded = self._export(session, priv)
+            padded = self.export_key(session, priv)
             # SoftHSM2 pads the wrapped PKCS#8 with zeros to a multiple of 8.
             return padded[:_der_length(padded)]
-        return self._run(op)
+        return self.run(op)
 
     def generate_secret_key(self, label: str, bits: int = 256, *, extractable: bool = True) -> None:
         """An AES key inside the token (sensitive; wrappable when extractable)."""
@@ -287,12 +284,12 @@ class Token:
             session.generate_key(KeyType.AES, bits, store=True, label=label, template={
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: extractable, Attribute.ENCRYPT: False,
                 Attribute.DECRYPT: False, Attribute.WRAP: False, Attribute.UNWRAP: False})
-        self._run(op)
+        self.run(op)
 
     def export_secret_key(self, label: str) -> bytes:
         def op(session: pkcs11.Session) -> bytes:
-            return self._export(session, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
-        return self._run(op)
+            return self.export_key(session, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
+        return self.run(op)
 
     def seal(self, label: str) -> None:
         """Make a key non-extractable for good (escrow after delivery)."""
@@ -300,7 +297,7 @@ class Token:
             for obj in session.get_objects({Attribute.LABEL: label}):
                 if obj.object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
                     obj[Attribute.EXTRACTABLE] = False
-        self._run(op)
+        self.run(op)
 
     def key_labels(self, prefix: str = "") -> list[str]:
         """Labels of the private and secret keys in the token (for audits and tests)."""
@@ -312,7 +309,7 @@ class Token:
                     if key.label and key.label.startswith(prefix):
                         labels.add(key.label)
             return sorted(labels)
-        return self._run(op)
+        return self.run(op)
 
     def destroy_keypair(self, label: str) -> None:
         def op(session: pkcs11.Session) -> None:
@@ -320,7 +317,7 @@ class Token:
                 for obj in list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label})):
                     obj.destroy()
             self._keys.pop(label, None)
-        self._run(op)
+        self.run(op)
 
 
 def _public_spki(session: pkcs11.Session, label: str, priv: pkcs11.PrivateKey) -> bytes:

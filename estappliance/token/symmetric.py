@@ -47,7 +47,7 @@ def create_kek(token: Token, label: str, value: bytes | None = None, size: int =
                                    Attribute.TOKEN: True, Attribute.LABEL: label, Attribute.VALUE: value,
                                    **template})
         return size
-    return token._run(op)
+    return token.run(op)
 
 
 def wrap_with_kek(token: Token, label: str, key: bytes) -> bytes:
@@ -66,11 +66,11 @@ def wrap_with_kek(token: Token, label: str, key: bytes) -> bytes:
             return bytes(kek.wrap_key(temporary, mechanism=Mechanism.AES_KEY_WRAP))
         finally:
             temporary.destroy()
-    return token._run(op)
+    return token.run(op)
 
 
 def has_secret_key(token: Token, label: str) -> bool:
-    return token._run(lambda session: bool(_secret_keys(session, label)))
+    return token.run(lambda session: bool(_secret_keys(session, label)))
 
 
 def ensure_sealing_key(token: Token, label: str) -> None:
@@ -80,7 +80,7 @@ def ensure_sealing_key(token: Token, label: str) -> None:
             session.generate_key(KeyType.AES, 256, store=True, label=label, template={
                 Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
                 Attribute.DECRYPT: True, Attribute.WRAP: False, Attribute.UNWRAP: False})
-    token._run(op)
+    token.run(op)
 
 
 def seal(token: Token, label: str, plaintext: bytes, context: bytes) -> bytes:
@@ -93,7 +93,7 @@ def seal(token: Token, label: str, plaintext: bytes, context: bytes) -> bytes:
         # Bytes in, bytes out (an iterator only for an iterator of chunks).
         return nonce + cast(bytes, key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
                                          mechanism_param=GCMParams(nonce, context, _TAG_BITS)))
-    return token._run(op)
+    return token.run(op)
 
 
 def unseal(token: Token, label: str, sealed: bytes, context: bytes) -> bytes:
@@ -109,4 +109,4 @@ def unseal(token: Token, label: str, sealed: bytes, context: bytes) -> bytes:
             # token still answers, it was the data, not the token.
             session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
             raise ValueError("the sealed secret does not open (altered, or another record's)") from None
-    return token._run(op)
+    return token.run(op)

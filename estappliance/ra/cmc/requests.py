@@ -68,7 +68,7 @@ class FullCmc:
         self.authenticator = registrar.authenticator
         self.store = registrar.store
         self.signer = signer
-        self.retry_after = registrar.config.server.retry_after
+        self.retry_after = registrar.approvals.retry_after
         self.enrollment = CmcEnrollment(registrar)
         self.controls = CmcControls(registrar.ca, registrar.store, crls)
         self.proofs = proofs

@@ -1,4 +1,4 @@
-"""The operator's parts of a worker process (``estappliance.worker``)."""
+"""The operator's parts of a worker process (``estappliance.worker_process``)."""
 from __future__ import annotations
 
 import signal
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..service import Appliance
     from ..web.tls import ServerContextFactory
 
-log = Logger(namespace="estappliance.worker")
+log = Logger(namespace="estappliance.worker_process")
 
 
 def begin(config: Config) -> None:

@@ -1,5 +1,5 @@
-"""One worker process (``python -m estappliance.worker``), started by the
-master in ``workers.py``: serves the connections the master hands it."""
+"""One worker process (``python -m estappliance.worker_process``), started by the
+master in ``worker_pool.py``: serves the connections the master hands it."""
 from __future__ import annotations
 
 import argparse
@@ -14,13 +14,13 @@ from twisted.logger import Logger
 
 from .config import ConfigError, load
 from .handoff import MasterLink, counting_tls_factory
-from .ops import worker as ops_worker
+from .ops import worker_setup
 from .service import ApplianceService, build, site, tls_factory
 
 # The installed reactor, as the class whose run() takes installSignalHandlers.
 reactor = cast(ReactorBase, _reactor)
 
-log = Logger(namespace="estappliance.worker")  # not __main__ under python -m
+log = Logger(namespace="estappliance.worker_process")  # not __main__ under python -m
 
 
 _stopping = False
@@ -48,7 +48,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="estappliance.worker")
+    p = argparse.ArgumentParser(prog="estappliance.worker_process")
     p.add_argument("--config", required=True)
     p.add_argument("--link", type=int, required=True, help="the inherited socket pair end from the master")
     p.add_argument("--family", type=int, required=True, help="address family of the listening socket")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until it reloads (ops.worker.operate)
     try:
         config = load(args.config)
-        ops_worker.begin(config)
+        worker_setup.begin(config)
         appliance = build(config, worker_index=args.index)
     except (ConfigError, OSError, ValueError) as e:
         print(f"est worker {args.index}: {e}", file=sys.stderr)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     link.start()
-    ops_worker.operate(config, appliance, link, tls)
+    worker_setup.operate(config, appliance, link, tls)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     reactor.run(installSignalHandlers=False)

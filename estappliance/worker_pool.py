@@ -94,7 +94,7 @@ class WorkerPool(service.Service):
         assert self.sock is not None and self.dispatcher is not None, "spawned after startService"
         worker = _Worker(self, index)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [sys.executable, "-m", "estappliance.worker", "--config", self.config_path, "--link", "3",
+        argv = [sys.executable, "-m", "estappliance.worker_process", "--config", self.config_path, "--link", "3",
                 "--family", str(int(self.sock.family)), "--index", str(index)]
         try:
             reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ),
