@@ -171,7 +171,7 @@ class SyncTests(PackagesCase):
         # Nothing new: the PAL asks for nothing, and validates against the corrected XSD.
         with self.client(self.alice) as c:
             again = yield support.in_thread(sync, c, device)
-            resp = yield support.in_thread(c._request, "GET", "pal", accept="application/xml", authenticate=True)
+            resp = yield support.in_thread(c.request, "GET", "pal", accept="application/xml", authenticate=True)
         self.assertEqual(again.outcomes, [])
         pal_format.validate_xml(resp.body)
         entries = pal_format.parse_xml(resp.body)

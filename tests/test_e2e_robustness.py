@@ -270,7 +270,7 @@ class RobustnessTests(unittest.TestCase):
                 for name, fn in list(vars(cls).items()):
                     if callable(fn) and not name.startswith("__"):
                         guard(cls, name, fn)
-        guard(Token, "_run", Token._run)
+        guard(Token, "run", Token.run)
         guard(Token, "_open", Token._open)
         return seen
 

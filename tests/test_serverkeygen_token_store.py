@@ -26,7 +26,7 @@ class SymmetricTokenTests(support.TokenLabels, unittest.TestCase):
             key = session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
             return {a: bool(key[a]) for a in (Attribute.SENSITIVE, Attribute.EXTRACTABLE, Attribute.WRAP,
                                               Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.UNWRAP)}
-        return on_token_thread(self.token._run, read)
+        return on_token_thread(self.token.run, read)
 
     @defer.inlineCallbacks
     def test_imported_kek_wraps_like_rfc3394_and_never_leaves(self):

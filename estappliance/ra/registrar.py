@@ -195,8 +195,14 @@ class Registrar:
         if isinstance(error, Pending):
             return defer.succeed(None)
         who = identity.name if identity else (error.client or claimed_name(creds))
-        return on_store_thread(self.store.audit, operation, f"refused: {type(error).__name__}",
-                               client=who, label=label.name if label else None, detail=error.reason)
+        return self.record_refusal(operation, f"refused: {type(error).__name__}", label, who, error.reason)
+
+    def record_refusal(self, operation: str, outcome: str, label: Label | None, who: str | None,
+                       reason: str) -> defer.Deferred[None]:
+        """The audit row of a refusal (``refused`` for EST errors; /fullcmc
+        records its CMC failures, which are no EST errors, here too)."""
+        return on_store_thread(self.store.audit, operation, outcome, client=who,
+                               label=label.name if label else None, detail=reason)
 
 
 def _explicit(creds: Credentials) -> bool:

@@ -2,7 +2,7 @@
 
 Generic secret keys, sensitive and never extractable, usable only to sign
 (compute a MAC). Blocking, like ``session.Token``: run on the PKCS#11 thread.
-These helpers go through ``Token._run`` so a token failure drops the session
+These helpers go through ``Token.run`` so a token failure drops the session
 and surfaces as ``TokenUnavailable`` exactly as for the Token's own methods.
 """
 from __future__ import annotations

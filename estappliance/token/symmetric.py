@@ -2,7 +2,7 @@
 shared with a device, and the key that seals small secrets kept in the store.
 
 Blocking, like ``session.Token``: run on the PKCS#11 thread. These helpers go
-through ``Token._run`` so a token failure drops the session and surfaces as
+through ``Token.run`` so a token failure drops the session and surfaces as
 ``TokenUnavailable`` exactly as for the Token's own methods.
 """
 from __future__ import annotations

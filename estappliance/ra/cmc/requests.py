@@ -91,7 +91,7 @@ class FullCmc:
             yield self._process(request.pki_data, label, requester, creds, (), outcome)
         except Refusal as e:
             refs = _all_refs(request.pki_data, ()) if request is not None else ()
-            yield self._audit(label, who or claimed_name(creds), e.reason, "refused")
+            yield self.registrar.record_refusal(OPERATION, "refused", label, who or claimed_name(creds), e.reason)
             answer = yield self._answer(request, Outcome(statuses=[e.status_for(refs)]), e.verdict)
             if e.verdict is Verdict.UNAUTHENTICATED:  # RFC 9110 15.5.2: a 401 always says how to authenticate
                 answer.challenges = e.challenges or self.authenticator.challenge(label) or \
@@ -99,7 +99,8 @@ class FullCmc:
             return answer
         failed = [s for s in outcome.statuses if s.status not in ("success", "pending")]
         for s in failed:
-            yield self._audit(label, who, s.status_string or s.fail_info or s.status, "refused")
+            yield self.registrar.record_refusal(OPERATION, "refused", label, who,
+                                                s.status_string or s.fail_info or s.status)
         if outcome.revocations:
             yield self.controls.current_crl()  # the next CRL shows them now (issued unless getCRL did)
         if not outcome.statuses:
@@ -309,9 +310,6 @@ class FullCmc:
                 certs.append(c)
         der = yield self.signer.sign(rfc5272.PKI_RESPONSE, response, certificates=certs, crls=outcome.crls)
         return CmcAnswer(der, verdict, retry_after=self.retry_after if verdict is Verdict.PENDING else None)
-
-    def _audit(self, label: Label, who: str | None, detail: str, outcome: str) -> defer.Deferred[None]:
-        return on_store_thread(self.store.audit, OPERATION, outcome, client=who, label=label.name, detail=detail)
 
 
 def _verdict(outcome: Outcome) -> Verdict:
