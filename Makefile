@@ -31,8 +31,10 @@ $(APT_STAMP): Makefile
 	$(APT_INSTALL)
 	@mkdir -p $(VENV) && touch $@
 
-# What only the tests need: a JDK and Bouncy Castle's EST client (tests/interop), and
-# opencryptoki's soft token, a second real PKCS#11 token (tests/test_e2e_opencryptoki.py).
+# What only the tests need: a JDK and Bouncy Castle's EST client (tests/interop),
+# opencryptoki's soft token, a second real PKCS#11 token (tests/test_e2e_opencryptoki.py),
+# and PostgreSQL's server binaries (tests/postgres_server.py runs its own cluster; the
+# package's own "main" cluster is not used).
 test-system: $(TEST_APT_STAMP)
 $(TEST_APT_STAMP): Makefile | $(APT_STAMP)
 	@missing=""; \
@@ -42,6 +44,7 @@ $(TEST_APT_STAMP): Makefile | $(APT_STAMP)
 	command -v javac >/dev/null && command -v java >/dev/null || missing="$$missing default-jdk-headless"; \
 	command -v pkcsslotd >/dev/null && ls /usr/lib/*/opencryptoki/libopencryptoki.so.0 >/dev/null 2>&1 \
 	  || missing="$$missing opencryptoki"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(APT_INSTALL)
 	@touch $@
 
