@@ -72,6 +72,8 @@ base = sys.argv[1]
 sys.stdin.buffer.read()
 try:
     pid = int(open(os.path.join(base, "data", "postmaster.pid")).readline())
+    if b"postgres" not in open(f"/proc/{pid}/cmdline", "rb").read():
+        raise ValueError("a stale pid file")
     os.kill(pid, signal.SIGINT)
     for _ in range(200):
         time.sleep(0.05)
