@@ -103,7 +103,7 @@ def init_ca_and_client(config_path: Path, password: str) -> None:
     store = Store(config.store)
     try:
         setup.init_root(config, token, store)
-        store.add_client(BENCH_USER, hash_password(password), ["*"], ha1_all(BENCH_USER, config.server.realm, password))
+        store.clients.add_client(BENCH_USER, hash_password(password), ["*"], ha1_all(BENCH_USER, config.server.realm, password))
     finally:
         store.close()
 
@@ -202,14 +202,14 @@ def prefill(state: Path, info: StateInfo, wanted: int) -> None:
         if missing > 0:
             print(f"prefill: inserting {missing} certificate rows ...", flush=True)
             start = time.perf_counter()
-            store.import_certificates(prefill_records(missing, info.prefilled, random.Random(secrets.randbits(64))))
+            store.certificates.import_certificates(prefill_records(missing, info.prefilled, random.Random(secrets.randbits(64))))
             seconds = time.perf_counter() - start
             info.prefilled = wanted
             info.save(state)
             print(f"prefill: {missing} rows in {seconds:.1f} s ({missing / seconds:.0f} rows/s)")
         elif wanted:
             print(f"prefill: {info.prefilled} rows already in the reused state (asked {wanted})")
-        count = store.count_certificates()
+        count = store.certificates.count_certificates()
     finally:
         store.close()
     print(f"store: {count} certificates, {store_size(state / STORE_FILE) / 2**20:.0f} MiB", flush=True)

@@ -77,3 +77,7 @@ class Unavailable(EstError):
 
 class TokenUnavailable(Unavailable):
     """The PKCS#11 token cannot be reached or refused an operation."""
+
+
+class StoreUnavailable(Unavailable):
+    """The store's database cannot be reached (PostgreSQL down, connection lost)."""

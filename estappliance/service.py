@@ -132,7 +132,7 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
 def shared_secret(config: Config, name: str) -> bytes:
     """A random key all worker processes share (e.g. to check each other's
     Digest nonces), kept 0600 next to the store; made on first use."""
-    path = config.store.parent / f"{name}.key"
+    path = config.store.path.parent / f"{name}.key"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

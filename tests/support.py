@@ -131,10 +131,10 @@ class RunningServer:
         return self.appliance.store
 
     def add_client(self, name: str, password: str, labels=("default",)) -> defer.Deferred:
-        return on_store_thread(self.store.add_client, name, hash_password(password), labels)
+        return on_store_thread(self.store.clients.add_client, name, hash_password(password), labels)
 
     def count_certificates(self) -> defer.Deferred:
-        return on_store_thread(self.store.count_certificates)
+        return on_store_thread(self.store.certificates.count_certificates)
 
     def estctl(self, *argv) -> defer.Deferred:
         """estctl in-process with this server's config, on the PKCS#11 thread

@@ -189,7 +189,7 @@ class InitTests(EstctlTestCase):
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         self.assertIn(x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, list(eku))
 
-        record = self.open_store().certificate(leaf.serial_number)
+        record = self.open_store().certificates.certificate(leaf.serial_number)
         self.assertIsNotNone(record)
         self.assertEqual(record.der, leaf.public_bytes(serialization.Encoding.DER))
 
@@ -252,7 +252,7 @@ class ClientTests(EstctlTestCase):
         self.assertTrue(lines[0].startswith("alice\tlabels=default,iot\t"), lines[0])
 
         store = self.open_store()
-        record = store.client("alice")
+        record = store.clients.client("alice")
         self.assertEqual(record.labels, ("default", "iot"))
         self.assertTrue(verify_password("first secret", record.password_hash))
         self.assertNotIn("first secret", record.password_hash)
@@ -260,14 +260,14 @@ class ClientTests(EstctlTestCase):
         code, out, err = yield self.estctl("client", "passwd", "alice", "--password-file", str(pw2))
         self.assertEqual(code, 0, err)
         self.assertIn("password of 'alice' changed", out)
-        record = store.client("alice")
+        record = store.clients.client("alice")
         self.assertTrue(verify_password("second secret", record.password_hash))
         self.assertFalse(verify_password("first secret", record.password_hash))
 
         code, out, err = yield self.estctl("client", "remove", "alice")
         self.assertEqual(code, 0, err)
         self.assertIn("client 'alice' removed", out)
-        self.assertIsNone(store.client("alice"))
+        self.assertIsNone(store.clients.client("alice"))
         code, out, _ = yield self.estctl("client", "list")
         self.assertEqual((code, out), (0, ""))
 
@@ -280,7 +280,7 @@ class ClientTests(EstctlTestCase):
         code, out, err = yield self.estctl("client", "add", "bob", "--password-file", str(other), "--labels", "*")
         self.assertNotEqual(code, 0)
         self.assertIn("'bob' already exists", err)
-        record = self.open_store().client("bob")
+        record = self.open_store().clients.client("bob")
         self.assertEqual(record.labels, ("default",))
         self.assertTrue(verify_password("secret", record.password_hash))
 
@@ -297,7 +297,7 @@ class ClientTests(EstctlTestCase):
                                          "--labels", "default,factory")
         self.assertNotEqual(code, 0)
         self.assertIn("no label 'factory'", err)
-        self.assertIsNone(self.open_store().client("carol"))
+        self.assertIsNone(self.open_store().clients.client("carol"))
 
     @defer.inlineCallbacks
     def test_empty_password_file_refused(self):
@@ -305,14 +305,14 @@ class ClientTests(EstctlTestCase):
         code, _, err = yield self.estctl("client", "add", "dave", "--password-file", str(pw))
         self.assertNotEqual(code, 0)
         self.assertIn("empty", err)
-        self.assertIsNone(self.open_store().client("dave"))
+        self.assertIsNone(self.open_store().clients.client("dave"))
 
     @defer.inlineCallbacks
     def test_missing_password_file(self):
         code, _, err = yield self.estctl("client", "add", "erin", "--password-file", str(self.state / "nope"))
         self.assertEqual(code, 2)
         self.assertIn("nope", err)
-        self.assertIsNone(self.open_store().client("erin"))
+        self.assertIsNone(self.open_store().clients.client("erin"))
 
 
 class SubordinateTests(EstctlTestCase):
@@ -430,7 +430,7 @@ class ListingTests(EstctlTestCase):
         code, _, err = yield self.estctl("init")
         self.assertEqual(code, 0, err)
         store = self.open_store()
-        store.audit("simpleenroll", "refused: NotAuthorized", client="mallory", label="iot", detail="no")
+        store.audit.record("simpleenroll", "refused: NotAuthorized", client="mallory", label="iot", detail="no")
         code, out, err = yield self.estctl("audit")
         self.assertEqual(code, 0, err)
         lines = out.splitlines()

@@ -47,7 +47,7 @@ class SuiteRunTests(unittest.TestCase):
         # The store holds the imported rows and a certificate for each enrollment counted (and the warm-up's).
         store = Store(state / "est.sqlite")
         self.addCleanup(store.close)
-        self.assertGreaterEqual(len(store.certificates("bench")), 300 + enrolled[1])
+        self.assertGreaterEqual(len(store.certificates.certificates("bench")), 300 + enrolled[1])
 
 
 class BuiltFromTheProjectsPartsTests(unittest.TestCase):

@@ -64,7 +64,7 @@ class IssueTests(unittest.TestCase):
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
         self.assertAlmostEqual(lifetime.total_seconds(), datetime.timedelta(days=30, minutes=5).total_seconds(),
                                delta=5)
-        record = yield on_store_thread(self.store.certificate, cert.serial_number)
+        record = yield on_store_thread(self.store.certificates.certificate, cert.serial_number)
         self.assertEqual(record.der, cert.public_bytes(Encoding.DER))
 
     @defer.inlineCallbacks
@@ -91,7 +91,7 @@ class IssueTests(unittest.TestCase):
         a = yield self.ca.issue(first)
         b = yield self.ca.issue(second)
         self.assertEqual((a.serial_number, b.serial_number), (77777777777777777777, 88888888888888888888))
-        stored = yield on_store_thread(self.store.certificate, 77777777777777777777)
+        stored = yield on_store_thread(self.store.certificates.certificate, 77777777777777777777)
         self.assertEqual(stored.subject, "CN=first")
 
     @defer.inlineCallbacks
@@ -101,7 +101,7 @@ class IssueTests(unittest.TestCase):
         yield self.ca.issue(first)
         _, second = self.request("CN=second")
         yield self.assertFailure(self.ca.issue(second), DuplicateSerial)
-        count = yield on_store_thread(self.store.count_certificates)
+        count = yield on_store_thread(self.store.certificates.count_certificates)
         self.assertEqual(count, 3)  # TLS server, content signer, first
 
     @defer.inlineCallbacks
@@ -139,7 +139,7 @@ class CrlTests(unittest.TestCase):
         _, req = IssueTests.request(self)
         cert = yield self.ca.issue(req)
         first = yield self.crls.issue("crl")
-        yield on_store_thread(self.store.revoke, cert.serial_number, "keyCompromise")
+        yield on_store_thread(self.store.certificates.revoke, cert.serial_number, "keyCompromise")
         second = yield self.crls.issue("crl")
         self.assertEqual((first.number, second.number), (1, 2))
         crl = x509.load_der_x509_crl(second.der)

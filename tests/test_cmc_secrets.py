@@ -29,7 +29,7 @@ class SecretTests(unittest.TestCase):
         self.store = Store(self.mktemp() + ".sqlite")
         self.addCleanup(self.store.close)
         self.client = f"carol-{uuid.uuid4().hex[:8]}"  # the token is shared by the whole test run
-        self.store.add_client(self.client, None, ["default"])
+        self.store.clients.add_client(self.client, None, ["default"])
         self.proofs = identity_proofs.IdentityProofs(support.token(), self.store)
 
     def install(self, secret: bytes):

@@ -134,24 +134,24 @@ class NonceCountStoreTests(unittest.TestCase):
     def test_a_count_is_accepted_once_on_any_worker(self):
         v = DigestVerifier(REALM, secret=b"k" * 32)
         nonce, count = nonce_count(answer(v))
-        self.assertEqual(self.worker_a.claim_nonce_counts([(nonce, count)], time.time()), [True])
-        self.assertEqual(self.worker_b.claim_nonce_counts([(nonce, count)], time.time()), [False])
-        self.assertEqual(self.worker_a.claim_nonce_counts([(nonce, count)], time.time()), [False])
+        self.assertEqual(self.worker_a.nonce_counts.claim_nonce_counts([(nonce, count)], time.time()), [True])
+        self.assertEqual(self.worker_b.nonce_counts.claim_nonce_counts([(nonce, count)], time.time()), [False])
+        self.assertEqual(self.worker_a.nonce_counts.claim_nonce_counts([(nonce, count)], time.time()), [False])
         # lower counts too; the next count is good, on either
-        self.assertEqual(self.worker_b.claim_nonce_counts([(nonce, 0), (nonce, 2), (nonce, 2)], time.time()),
+        self.assertEqual(self.worker_b.nonce_counts.claim_nonce_counts([(nonce, 0), (nonce, 2), (nonce, 2)], time.time()),
                          [False, True, False])
         self.worker_a.close()
         restarted = Store(self.path)
         self.addCleanup(restarted.close)
-        self.assertEqual(restarted.claim_nonce_counts([(nonce, 2), (nonce, 3)], time.time()), [False, True])
-        self.assertEqual(restarted.nonce_count(nonce), 3)
+        self.assertEqual(restarted.nonce_counts.claim_nonce_counts([(nonce, 2), (nonce, 3)], time.time()), [False, True])
+        self.assertEqual(restarted.nonce_counts.nonce_count(nonce), 3)
 
     def test_expired_counts_are_forgotten(self):
         now = time.time()
-        self.worker_a.claim_nonce_counts([("old", 1)], now - 1000)
-        self.worker_a.claim_nonce_counts([("new", 1)], now, forget_before=now - 360)
-        self.assertIsNone(self.worker_a.nonce_count("old"))
-        self.assertEqual(self.worker_a.nonce_count("new"), 1)
+        self.worker_a.nonce_counts.claim_nonce_counts([("old", 1)], now - 1000)
+        self.worker_a.nonce_counts.claim_nonce_counts([("new", 1)], now, forget_before=now - 360)
+        self.assertIsNone(self.worker_a.nonce_counts.nonce_count("old"))
+        self.assertEqual(self.worker_a.nonce_counts.nonce_count("new"), 1)
 
     @defer.inlineCallbacks
     def test_batched_claims_answer_each_caller(self):
@@ -159,4 +159,4 @@ class NonceCountStoreTests(unittest.TestCase):
         results = yield defer.gatherResults([claims.claim("n1", 1), claims.claim("n1", 1), claims.claim("n2", 5),
                                              claims.claim("n1", 2)])
         self.assertEqual(results, [True, False, True, True])
-        self.assertEqual((self.worker_b.nonce_count("n1"), self.worker_b.nonce_count("n2")), (2, 5))
+        self.assertEqual((self.worker_b.nonce_counts.nonce_count("n1"), self.worker_b.nonce_counts.nonce_count("n2")), (2, 5))

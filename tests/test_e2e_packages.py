@@ -89,7 +89,7 @@ class PackagesCase(Asn1Check, unittest.TestCase):
 
     def deliveries(self, client):
         def read():
-            return {p.package.id: (p.package.pal_type, d) for p in self.server.store.package_report(client=client)
+            return {p.package.id: (p.package.pal_type, d) for p in self.server.store.packages.package_report(client=client)
                     for name, d in p.deliveries if name == client}
         return on_store_thread(read)
 

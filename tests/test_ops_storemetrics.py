@@ -10,6 +10,7 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from estappliance.ops.storemetrics import StoreCollector, read_figures
+from estappliance.config import StoreConfig
 from estappliance.store import Store
 
 
@@ -21,26 +22,26 @@ class StoreFiguresTests(unittest.TestCase):
         self.addCleanup(self.store.close)
 
     def certificate(self, serial: int, days_left: float) -> None:
-        self.store.record_certificate(serial=serial, subject=f"CN=c{serial}", not_before=self.now,
+        self.store.certificates.record_certificate(serial=serial, subject=f"CN=c{serial}", not_before=self.now,
                                       not_after=self.now + datetime.timedelta(days=days_left), label="default",
                                       client="alice", der=b"\x30\x00")
 
     def test_figures(self):
-        self.store.add_pending(label="manual", client="alice", key_hash="k", subject="CN=x",
+        self.store.certificates.add_pending(label="manual", client="alice", key_hash="k", subject="CN=x",
                                operation="simpleenroll", request=b"csr")
         self.certificate(1, 10)
         self.certificate(2, 100)
         self.certificate(3, -1)  # expired: not "expiring"
         self.certificate(4, 20)
-        self.store.revoke(4, "keyCompromise")  # revoked: not "expiring" either
-        self.store.queue_package(label="default", pal_type="0024", target_kind="client", target="alice",
+        self.store.certificates.revoke(4, "keyCompromise")  # revoked: not "expiring" either
+        self.store.packages.queue_package(label="default", pal_type="0024", target_kind="client", target="alice",
                                  content=b"key")
-        firmware = self.store.queue_package(label="default", pal_type="0026", target_kind="client", target="bob",
+        firmware = self.store.packages.queue_package(label="default", pal_type="0026", target_kind="client", target="bob",
                                             content=b"fw")
-        self.store.offers("bob", "default")
-        self.store.mark_downloaded(firmware.id, "bob")
+        self.store.packages.offers("bob", "default")
+        self.store.packages.mark_downloaded(firmware.id, "bob")
         this = (self.now - datetime.timedelta(hours=2)).replace(microsecond=0)
-        self.store.record_crl("crl", 1, this.isoformat(), (this + datetime.timedelta(hours=24)).isoformat(), b"")
+        self.store.crls.record_crl("crl", 1, this.isoformat(), (this + datetime.timedelta(hours=24)).isoformat(), b"")
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         self.addCleanup(db.close)
         f = read_figures(db)
@@ -53,7 +54,7 @@ class StoreFiguresTests(unittest.TestCase):
 
     def test_collector_families(self):
         self.certificate(1, 5)
-        families = {m.name: m for m in StoreCollector(self.path, cache_seconds=0).collect()}
+        families = {m.name: m for m in StoreCollector(StoreConfig(self.path), cache_seconds=0).collect()}
         self.assertEqual(families["est_certificates_expiring_30d"].samples[0].value, 1)
         self.assertEqual(families["est_pending_approvals"].samples[0].value, 0)
         self.assertEqual(families["est_packages_waiting"].samples, [])

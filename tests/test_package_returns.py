@@ -27,7 +27,7 @@ class ReturnsCase(unittest.TestCase):
         self.store = Store(Path(self.mktemp()) / "est.sqlite")
         self.addCleanup(self.store.close)
         for name in ("alice", "bob"):
-            self.store.add_client(name, "x", ["default"])
+            self.store.clients.add_client(name, "x", ["default"])
         self.ca = certificate("CN=CA", ca=True)
         self.manager = certificate("CN=CA TAMP manager", issuer=self.ca)
         self.alice = self.issue("alice")
@@ -35,21 +35,21 @@ class ReturnsCase(unittest.TestCase):
 
     def issue(self, client):
         key, cert = certificate(f"CN={client}-device", issuer=self.ca)
-        self.store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+        self.store.certificates.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                                       not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                                       label="default", client=client, der=cert.public_bytes(serialization.Encoding.DER))
         return key, cert
 
     def queue(self, pal_type, content, client="alice", **kw):
-        return self.store.queue_package(label="default", pal_type=pal_type, target_kind="client", target=client,
+        return self.store.packages.queue_package(label="default", pal_type=pal_type, target_kind="client", target=client,
                                         content=content, receipt_requested=True, **kw)
 
     def offer_and_download(self, package, client="alice"):
-        self.store.offers(client, "default")
-        self.store.mark_downloaded(package.id, client)
+        self.store.packages.offers(client, "default")
+        self.store.packages.mark_downloaded(package.id, client)
 
     def state(self, package, client="alice"):
-        return self.store.delivery(package.id, client)
+        return self.store.packages.delivery(package.id, client)
 
 
 class SignerTests(ReturnsCase):
@@ -59,7 +59,7 @@ class SignerTests(ReturnsCase):
         returns.check_signer(self.store, "alice", self.bob[1], self.bob[1])  # the TLS certificate it presented
         self.assertRaises(PolicyRefused, returns.check_signer, self.store, "alice", self.bob[1], None)
         self.assertRaises(PolicyRefused, returns.check_signer, self.store, "alice", certificate("CN=x")[1], None)
-        self.store.revoke(self.alice[1].serial_number, "keyCompromise")
+        self.store.certificates.revoke(self.alice[1].serial_number, "keyCompromise")
         self.assertRaises(PolicyRefused, returns.check_signer, self.store, "alice", self.alice[1], None)
 
 
@@ -122,13 +122,13 @@ class TampAnswerTests(ReturnsCase):
         old = tamp.TrustAnchor.from_cert(certificate("CN=Old", ca=True)[1])
         new = tamp.TrustAnchor.from_cert(certificate("CN=New", ca=True)[1])
         other = tamp.TrustAnchor.from_cert(certificate("CN=Other", ca=True)[1])
-        self.store.move_client_anchors("alice", "test", replace=[(old.key_id, old.der, old.title)])
+        self.store.tamp.move_client_anchors("alice", "test", replace=[(old.key_id, old.der, old.title)])
         ref = tamp.MsgRef(tamp.Target(), 500)
         package = self.publish("tamp_update", tamp.update(ref, [
             tamp.Change("add", new), tamp.Change("remove", old), tamp.Change("add", other)]), 500)
         returns.record_tamp_answer(self.store, "alice", "default",
                                    self.answer("tamp_update_confirm", tamp.update_confirm(ref, [0, 0, 20])), None)
-        self.assertEqual(sorted(a.title for a in self.store.client_anchors("alice")), ["CN=New"])
+        self.assertEqual(sorted(a.title for a in self.store.tamp.client_anchors("alice")), ["CN=New"])
         d = self.state(package)
         self.assertEqual((d.state, d.error_code), ("error", 20))  # not every change succeeded
 
@@ -138,18 +138,18 @@ class TampAnswerTests(ReturnsCase):
         package = self.publish("tamp_status_query", tamp.status_query(ref), 600)
         wrong_ref = self.answer("tamp_status_response", tamp.status_response(tamp.MsgRef(tamp.Target(), 601), [a]))
         self.assertRaises(NotOffered, returns.record_tamp_answer, self.store, "alice", "default", wrong_ref, None)
-        self.assertEqual(self.store.client_anchors("alice"), [])
+        self.assertEqual(self.store.tamp.client_anchors("alice"), [])
         returns.record_tamp_answer(self.store, "alice", "default", self.answer(
             "tamp_status_response", tamp.status_response(ref, [a], communities=["1.2.3"])), None)
-        self.assertEqual([x.key_id for x in self.store.client_anchors("alice")], [a.key_id])
-        self.assertEqual(self.store.client_tamp_state("alice").communities, ("1.2.3",))
+        self.assertEqual([x.key_id for x in self.store.tamp.client_anchors("alice")], [a.key_id])
+        self.assertEqual(self.store.tamp.client_tamp_state("alice").communities, ("1.2.3",))
         self.assertEqual(self.state(package).state, "receipt")
         ref2 = tamp.MsgRef(tamp.Target(), 601)
         second = self.publish("tamp_community_update", tamp.community_update(ref2, add=["1.2.4"]), 601)
         returns.record_tamp_answer(self.store, "alice", "default",
                                    self.answer("tamp_error", tamp.error("tamp_community_update", 24)), None)
         self.assertEqual((self.state(second).state, self.state(second).error_code), ("error", 24))
-        self.assertEqual(self.store.client_tamp_state("alice").communities, ("1.2.3",))
+        self.assertEqual(self.store.tamp.client_tamp_state("alice").communities, ("1.2.3",))
 
     def test_requests_are_not_answers(self):
         query = tamp.unsigned("tamp_status_query", tamp.status_query(tamp.MsgRef(tamp.Target(), 1)))
@@ -160,10 +160,10 @@ class TampAnswerTests(ReturnsCase):
         self.assertEqual(returns.parse_tamp_answer(confirm, "application/cms").kind, "tamp_sequence_adjust_confirm")
 
     def test_sequence_numbers(self):
-        self.assertEqual(self.store.next_tamp_seq_num(b"k", floor=1000), 1000)
-        self.assertEqual(self.store.next_tamp_seq_num(b"k", floor=10), 1001)
-        self.assertEqual(self.store.next_tamp_seq_num(b"other"), 1)
-        self.assertEqual(self.store.last_tamp_seq_num(b"k"), 1001)
+        self.assertEqual(self.store.tamp.next_tamp_seq_num(b"k", floor=1000), 1000)
+        self.assertEqual(self.store.tamp.next_tamp_seq_num(b"k", floor=10), 1001)
+        self.assertEqual(self.store.tamp.next_tamp_seq_num(b"other"), 1)
+        self.assertEqual(self.store.tamp.last_tamp_seq_num(b"k"), 1001)
 
 
 class DamagedReturnTests(unittest.TestCase):
@@ -217,7 +217,7 @@ class OfferedNotDownloadedTests(ReturnsCase):
     nothing is recorded."""
 
     def offer_only(self, package, client="alice"):
-        self.store.offers(client, "default")
+        self.store.packages.offers(client, "default")
         self.assertIsNone(self.state(package, client).downloaded_at)
 
     def assertNothingRecorded(self, package):
@@ -237,7 +237,7 @@ class OfferedNotDownloadedTests(ReturnsCase):
                 returns.record_key_package_return(self.store, "alice", "default", symkeys.read_return(ret), None)
             self.assertIsInstance(caught.exception, PolicyRefused)  # a 400
         self.assertNothingRecorded(package)
-        self.store.mark_downloaded(package.id, "alice")
+        self.store.packages.mark_downloaded(package.id, "alice")
         returns.record_key_package_return(self.store, "alice", "default", symkeys.read_return(
             symkeys.sign_return(rfc7191.RECEIPT, symkeys.receipt(b"pkg-n", self.alice[1].subject), *self.alice)),
             None)
@@ -264,4 +264,4 @@ class OfferedNotDownloadedTests(ReturnsCase):
             self.assertRaises(NotOffered, returns.record_tamp_answer, self.store, "alice", "default",
                               tamp.read(answer), None)
         self.assertNothingRecorded(package)
-        self.assertEqual(self.store.client_anchors("alice"), [])
+        self.assertEqual(self.store.tamp.client_anchors("alice"), [])

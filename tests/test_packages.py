@@ -50,7 +50,7 @@ class StoreCase(unittest.TestCase):
         self.store = self.open()
         for name, labels in (("alice", ["default"]), ("bob", ["default", "iot"]), ("carol", ["*"]),
                              ("dave", ["iot"])):
-            self.store.add_client(name, "x", labels)
+            self.store.clients.add_client(name, "x", labels)
 
     def open(self) -> Store:
         store = Store(self.path)
@@ -59,18 +59,18 @@ class StoreCase(unittest.TestCase):
 
     def queue(self, target_kind="client", target="alice", label="default", pal_type="0026", **kw):
         kw.setdefault("content", b"\x30\x03\x02\x01\x05")
-        return self.store.queue_package(label=label, pal_type=pal_type, target_kind=target_kind, target=target,
+        return self.store.packages.queue_package(label=label, pal_type=pal_type, target_kind=target_kind, target=target,
                                         **kw)
 
     def seen_by(self, client, label="default", types=None):
-        return [o.package.id for o in self.store.offers(client, label, types)]
+        return [o.package.id for o in self.store.packages.offers(client, label, types)]
 
 
 class QueueTests(StoreCase):
     def test_queue_records_everything(self):
         p = self.queue(name="fw 1.2", media_type="application/cms", receipt_requested=True,
                        key_package_id=b"\x01\x02", details={"version": "1.2"})
-        again = self.store.package(p.id)
+        again = self.store.packages.package(p.id)
         self.assertEqual(again, p)
         self.assertEqual(p.pal_type, "0026")
         self.assertEqual(p.size, 5)
@@ -80,7 +80,7 @@ class QueueTests(StoreCase):
         self.assertEqual(p.details, {"version": "1.2"})
         self.assertIsNone(p.withdrawn_at)
         self.assertRegex(p.created_at, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
-        event = self.store.audit_events(1)[0]
+        event = self.store.audit.events(1)[0]
         self.assertEqual((event.operation, event.client), ("publish", "alice"))
         self.assertIn(f"package {p.id} type 0026", event.detail)
 
@@ -95,15 +95,15 @@ class QueueTests(StoreCase):
         self.assertRaises(ValueError, self.queue, pal_type="0025")  # derived receipt request
         self.assertRaises(ValueError, self.queue, target_kind="everyone")
         self.assertRaises(ValueError, self.queue, target="")
-        self.assertEqual(self.store.packages(), [])
+        self.assertEqual(self.store.packages.packages(), [])
 
     def test_withdraw(self):
         p = self.queue()
-        self.assertTrue(self.store.withdraw_package(p.id))
-        self.assertFalse(self.store.withdraw_package(p.id))
+        self.assertTrue(self.store.packages.withdraw_package(p.id))
+        self.assertFalse(self.store.packages.withdraw_package(p.id))
         self.assertEqual(self.seen_by("alice"), [])
-        self.assertEqual(self.store.packages(), [])
-        self.assertEqual(len(self.store.packages(include_withdrawn=True)), 1)
+        self.assertEqual(self.store.packages.packages(), [])
+        self.assertEqual(len(self.store.packages.packages(include_withdrawn=True)), 1)
 
 
 class VisibilityTests(StoreCase):
@@ -114,21 +114,21 @@ class VisibilityTests(StoreCase):
         self.assertEqual(self.seen_by("alice", "iot"), [])  # another label's PAL
 
     def test_group_target(self):
-        self.store.add_to_group("field", ["alice", "bob"])
+        self.store.groups.add_to_group("field", ["alice", "bob"])
         p = self.queue(target_kind="group", target="field")
         self.assertEqual(self.seen_by("alice"), [p.id])
         self.assertEqual(self.seen_by("bob"), [p.id])
         self.assertEqual(self.seen_by("carol"), [])
-        self.store.add_to_group("field", ["carol"])  # a later member gets it too
+        self.store.groups.add_to_group("field", ["carol"])  # a later member gets it too
         self.assertEqual(self.seen_by("carol"), [p.id])
-        self.assertEqual(self.store.groups(), {"field": ["alice", "bob", "carol"]})
-        self.assertEqual(self.store.groups_of("bob"), ["field"])
+        self.assertEqual(self.store.groups.groups(), {"field": ["alice", "bob", "carol"]})
+        self.assertEqual(self.store.groups.groups_of("bob"), ["field"])
 
     def test_offered_stays_visible_after_leaving_the_group(self):
-        self.store.add_to_group("field", ["alice", "bob"])
+        self.store.groups.add_to_group("field", ["alice", "bob"])
         p = self.queue(target_kind="group", target="field")
         self.seen_by("alice")
-        self.store.remove_from_group("field", ["alice", "bob"])
+        self.store.groups.remove_from_group("field", ["alice", "bob"])
         self.assertEqual(self.seen_by("alice"), [p.id])  # it was offered: still hers
         self.assertEqual(self.seen_by("bob"), [])  # never offered
 
@@ -149,109 +149,109 @@ class VisibilityTests(StoreCase):
 class DeliveryTests(StoreCase):
     def test_states(self):
         p = self.queue(receipt_requested=True)
-        self.assertIsNone(self.store.delivery(p.id, "alice"))
-        [offer] = self.store.offers("alice", "default")
+        self.assertIsNone(self.store.packages.delivery(p.id, "alice"))
+        [offer] = self.store.packages.offers("alice", "default")
         self.assertEqual(offer.delivery.state, "offered")
         self.assertTrue(offer.awaiting_return)
         first_offer = offer.delivery.offered_at
-        [offer] = self.store.offers("alice", "default")
+        [offer] = self.store.packages.offers("alice", "default")
         self.assertEqual(offer.delivery.offered_at, first_offer)  # recorded once
-        d = self.store.mark_downloaded(p.id, "alice")
+        d = self.store.packages.mark_downloaded(p.id, "alice")
         self.assertEqual((d.state, d.downloads), ("downloaded", 1))
-        d = self.store.mark_downloaded(p.id, "alice")
+        d = self.store.packages.mark_downloaded(p.id, "alice")
         self.assertEqual(d.downloads, 2)
-        d = self.store.record_error(p.id, "alice", 10, return_der=b"\x30\x00")
+        d = self.store.packages.record_error(p.id, "alice", 10, return_der=b"\x30\x00")
         self.assertEqual((d.state, d.error_code, d.return_der), ("error", 10, b"\x30\x00"))
-        d = self.store.record_receipt(p.id, "alice", return_der=b"\x30\x01\x00")
+        d = self.store.packages.record_receipt(p.id, "alice", return_der=b"\x30\x01\x00")
         self.assertEqual(d.state, "receipt")
         self.assertEqual(d.error_code, 10)  # the earlier error stays on record
-        [offer] = self.store.offers("alice", "default")
+        [offer] = self.store.packages.offers("alice", "default")
         self.assertFalse(offer.awaiting_return)
-        d = self.store.record_error(p.id, "alice", 11)  # the latest return wins, even within a second
+        d = self.store.packages.record_error(p.id, "alice", 11)  # the latest return wins, even within a second
         self.assertEqual((d.state, d.error_code), ("error", 11))
-        operations = [e.operation for e in reversed(self.store.audit_events(10))]
+        operations = [e.operation for e in reversed(self.store.audit.events(10))]
         self.assertEqual(operations, ["publish", "download", "download", "error", "receipt", "error"])
 
     def test_returns_for_packages_never_offered_are_refused(self):
         p = self.queue(target="bob")
-        self.assertRaises(NotOffered, self.store.record_receipt, p.id, "alice")
-        self.assertRaises(NotOffered, self.store.record_error, p.id, "alice", 1)
-        self.assertRaises(NotOffered, self.store.mark_downloaded, p.id, "alice")
+        self.assertRaises(NotOffered, self.store.packages.record_receipt, p.id, "alice")
+        self.assertRaises(NotOffered, self.store.packages.record_error, p.id, "alice", 1)
+        self.assertRaises(NotOffered, self.store.packages.mark_downloaded, p.id, "alice")
         # bob has not seen it yet either
-        self.assertRaises(NotOffered, self.store.record_receipt, p.id, "bob")
-        self.assertRaises(NotOffered, self.store.record_receipt, 9999, "bob")
-        self.assertIsNone(self.store.delivery(p.id, "alice"))
-        self.assertNotIn("receipt", [e.operation for e in self.store.audit_events()])
+        self.assertRaises(NotOffered, self.store.packages.record_receipt, p.id, "bob")
+        self.assertRaises(NotOffered, self.store.packages.record_receipt, 9999, "bob")
+        self.assertIsNone(self.store.packages.delivery(p.id, "alice"))
+        self.assertNotIn("receipt", [e.operation for e in self.store.audit.events()])
 
     def test_per_client_content(self):
         p = self.queue(target_kind="label", target="default", content=None, size=100,
                        contents={"alice": b"for alice"})
-        [a] = self.store.offers("alice", "default")
-        [b] = self.store.offers("bob", "default")
+        [a] = self.store.packages.offers("alice", "default")
+        [b] = self.store.packages.offers("bob", "default")
         self.assertEqual((a.body, a.size), (b"for alice", 9))
         self.assertEqual((b.body, b.size), (None, 100))
-        self.store.mark_downloaded(p.id, "bob", content=b"built for bob", key_package_id=b"kb")
-        [b] = self.store.offers("bob", "default")
+        self.store.packages.mark_downloaded(p.id, "bob", content=b"built for bob", key_package_id=b"kb")
+        [b] = self.store.packages.offers("bob", "default")
         self.assertEqual(b.body, b"built for bob")
         self.assertEqual(b.key_package_id, b"kb")
 
     def test_key_package_id_lookup_never_offers(self):
         p = self.queue(key_package_id=b"pkg-1")
-        self.assertIsNone(self.store.offer_by_key_package_id("alice", "default", b"pkg-1"))
-        self.store.offers("alice", "default")
-        found = self.store.offer_by_key_package_id("alice", "default", b"pkg-1")
+        self.assertIsNone(self.store.packages.offer_by_key_package_id("alice", "default", b"pkg-1"))
+        self.store.packages.offers("alice", "default")
+        found = self.store.packages.offer_by_key_package_id("alice", "default", b"pkg-1")
         self.assertEqual(found.package.id, p.id)
-        self.assertIsNone(self.store.offer_by_key_package_id("bob", "default", b"pkg-1"))
-        self.assertIsNone(self.store.offer_by_key_package_id("alice", "default", b"pkg-2"))
-        self.assertIsNone(self.store.offer_by_key_package_id("alice", "iot", b"pkg-1"))
+        self.assertIsNone(self.store.packages.offer_by_key_package_id("bob", "default", b"pkg-1"))
+        self.assertIsNone(self.store.packages.offer_by_key_package_id("alice", "default", b"pkg-2"))
+        self.assertIsNone(self.store.packages.offer_by_key_package_id("alice", "iot", b"pkg-1"))
 
     def test_next_offer_order(self):
         first = self.queue(receipt_requested=True)
         second = self.queue()
-        offers = self.store.offers("alice", "default")
+        offers = self.store.packages.offers("alice", "default")
         self.assertEqual(next_offer(offers).package.id, first.id)
-        self.store.mark_downloaded(first.id, "alice")
-        self.assertEqual(next_offer(self.store.offers("alice", "default")).package.id, second.id)
-        self.store.mark_downloaded(second.id, "alice")
+        self.store.packages.mark_downloaded(first.id, "alice")
+        self.assertEqual(next_offer(self.store.packages.offers("alice", "default")).package.id, second.id)
+        self.store.packages.mark_downloaded(second.id, "alice")
         # both downloaded: the one still waiting for its receipt
-        self.assertEqual(next_offer(self.store.offers("alice", "default")).package.id, first.id)
-        self.store.record_receipt(first.id, "alice")
-        self.assertEqual(next_offer(self.store.offers("alice", "default")).package.id, second.id)
+        self.assertEqual(next_offer(self.store.packages.offers("alice", "default")).package.id, first.id)
+        self.store.packages.record_receipt(first.id, "alice")
+        self.assertEqual(next_offer(self.store.packages.offers("alice", "default")).package.id, second.id)
         self.assertIsNone(next_offer([]))
 
     def test_report_lists_every_targeted_client(self):
-        self.store.add_to_group("g", ["alice", "zed"])
+        self.store.groups.add_to_group("g", ["alice", "zed"])
         group = self.queue(target_kind="group", target="g")
         label = self.queue(target_kind="label", target="iot", label="iot")
-        self.store.offers("alice", "default")
-        self.store.mark_downloaded(group.id, "alice")
-        report = {r.package.id: r for r in self.store.package_report()}
+        self.store.packages.offers("alice", "default")
+        self.store.packages.mark_downloaded(group.id, "alice")
+        report = {r.package.id: r for r in self.store.packages.package_report()}
         states = {c: (d.state if d else "queued") for c, d in report[group.id].deliveries}
         self.assertEqual(states, {"alice": "downloaded", "zed": "queued"})
         self.assertEqual([c for c, _ in report[label.id].deliveries], ["bob", "carol", "dave"])
-        only = self.store.package_report(client="zed")
+        only = self.store.packages.package_report(client="zed")
         self.assertEqual([r.package.id for r in only], [group.id])
 
     def test_durable_across_reopen(self):
         p = self.queue(receipt_requested=True)
-        self.store.offers("alice", "default")
-        self.store.mark_downloaded(p.id, "alice")
-        self.store.record_receipt(p.id, "alice")
+        self.store.packages.offers("alice", "default")
+        self.store.packages.mark_downloaded(p.id, "alice")
+        self.store.packages.record_receipt(p.id, "alice")
         self.store.close()
         reopened = Store(self.path)
         self.addCleanup(reopened.close)
-        self.assertEqual(reopened.delivery(p.id, "alice").state, "receipt")
-        self.assertEqual(reopened.package(p.id).size, 5)
+        self.assertEqual(reopened.packages.delivery(p.id, "alice").state, "receipt")
+        self.assertEqual(reopened.packages.package(p.id).size, 5)
 
     def test_standing_downloads_and_results(self):
-        self.store.record_standing_downloads("alice", "default", {"crl": "7", "arl": "2"})
-        self.store.record_standing_downloads("alice", "default", {"crl": "8"})
-        found = self.store.standing_downloads("alice", "default")
+        self.store.packages.record_standing_downloads("alice", "default", {"crl": "7", "arl": "2"})
+        self.store.packages.record_standing_downloads("alice", "default", {"crl": "8"})
+        found = self.store.packages.standing_downloads("alice", "default")
         self.assertEqual((found["crl"].version, found["arl"].version), ("8", "2"))
-        self.assertEqual(self.store.standing_downloads("alice", "iot"), {})
-        self.assertRaises(ValueError, self.store.record_standing_downloads, "alice", "default", {"x": "1"})
-        self.store.mark_result_delivered(4)
-        self.assertEqual(list(self.store.delivered_results([4, 5])), [4])
+        self.assertEqual(self.store.packages.standing_downloads("alice", "iot"), {})
+        self.assertRaises(ValueError, self.store.packages.record_standing_downloads, "alice", "default", {"x": "1"})
+        self.store.packages.mark_result_delivered(4)
+        self.assertEqual(list(self.store.packages.delivered_results([4, 5])), [4])
 
     def test_tables_and_constraints(self):
         db = sqlite3.connect(self.path)

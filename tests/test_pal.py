@@ -304,11 +304,11 @@ class BuilderTests(unittest.TestCase):
 
     def queue(self, pal_type, target="alice", **kw):
         kw.setdefault("content", b"\x30\x03\x02\x01\x01")
-        return self.store.queue_package(label="default", pal_type=pal_type, target_kind="client", target=target,
+        return self.store.packages.queue_package(label="default", pal_type=pal_type, target_kind="client", target=target,
                                         **kw)
 
     def record(self, cert: x509.Certificate, client="alice", label_name="default", replaces=None):
-        self.store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+        self.store.certificates.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                                       not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                                       label=label_name, client=client, der=cert.public_bytes(serialization.Encoding.DER),
                                       replaces=replaces)
@@ -320,7 +320,7 @@ class BuilderTests(unittest.TestCase):
             ("0002", f"{BASE}/cacerts", None), ("0004", f"{BASE}/crls", None), ("0005", f"{BASE}/crls", None)])
         self.assertEqual(entries[0].size, len(self.standing.der))
         self.assertEqual(entries[1].size, 321)
-        self.store.record_standing_downloads("alice", "default", {"cacerts": "cafe", "crl": "4",
+        self.store.packages.record_standing_downloads("alice", "default", {"cacerts": "cafe", "crl": "4",
                                                                   "arl": "1"})  # an older ARL
         entries = yield self.pal()
         # undownloaded first within the tier: the ARL, then the dated ones
@@ -353,8 +353,8 @@ class BuilderTests(unittest.TestCase):
         self.assertEqual(by_type["0003"].size, len(certs_only([peer])))
         # downloaded: dated, and (no receipt owed) after what still waits
         for p in (tamp, fw, sym, ee):
-            self.store.mark_downloaded(p.id, "alice")
-        self.store.record_receipt(tamp.id, "alice")
+            self.store.packages.mark_downloaded(p.id, "alice")
+        self.store.packages.record_receipt(tamp.id, "alice")
         entries = yield self.pal()
         tail = [(e.type, e.date is not None) for e in entries[3:]]
         self.assertEqual(tail, [("0026", True), ("0027", False), ("0030", True), ("0024", True), ("0003", True)])
@@ -363,7 +363,7 @@ class BuilderTests(unittest.TestCase):
     def test_completed_deliveries_leave_after_the_history(self):
         p = self.queue("0026")
         yield self.pal()
-        self.store.mark_downloaded(p.id, "alice")
+        self.store.packages.mark_downloaded(p.id, "alice")
         self.now = NOW + datetime.timedelta(days=29)
         entries = yield self.pal()
         self.assertIn("0026", [e.type for e in entries])
@@ -377,7 +377,7 @@ class BuilderTests(unittest.TestCase):
         old = self.queue("0003", content=peer.public_bytes(serialization.Encoding.DER))
         self.queue("0003", content=peer.public_bytes(serialization.Encoding.DER))  # queued twice: served once
         yield self.pal()
-        self.store.mark_downloaded(old.id, "alice")
+        self.store.packages.mark_downloaded(old.id, "alice")
         self.now = NOW + datetime.timedelta(days=31)
         entries = yield self.pal()
         [ee] = [e for e in entries if e.type == "0003"]
@@ -386,8 +386,8 @@ class BuilderTests(unittest.TestCase):
         entries = yield self.pal()
         [ee] = [e for e in entries if e.type == "0003"]
         self.assertEqual(ee.size, len(certs_only([peer, other])))
-        for p in self.store.packages():
-            self.store.mark_downloaded(p.id, "alice")
+        for p in self.store.packages.packages():
+            self.store.packages.mark_downloaded(p.id, "alice")
         self.now = NOW + datetime.timedelta(days=62)  # everything fetched long ago: no entry
         entries = yield self.pal()
         self.assertNotIn("0003", [e.type for e in entries])
@@ -405,7 +405,7 @@ class BuilderTests(unittest.TestCase):
         self.record(issue(0x1008, 365, not_before=NOW - datetime.timedelta(days=340)))
         self.record(issue(0x1009, 365), replaces=0x1008)  # renewed already
         self.record(issue(0x100A, 365, not_before=NOW - datetime.timedelta(days=340)))
-        self.store.revoke(0x100A, "superseded")
+        self.store.certificates.revoke(0x100A, "superseded")
         entries = yield self.pal()
         notices = [(e.type, e.iasn.serial, e.iasn.issuer, e.size, e.date) for e in entries if e.iasn]
         # the soonest end first
@@ -414,7 +414,7 @@ class BuilderTests(unittest.TestCase):
                                    ("0010", 0x1001, "CN=Builder CA", 0, None)])
 
     def request(self, operation="simpleenroll", client="alice", label_name="default"):
-        return self.store.add_pending(label=label_name, client=client, key_hash=f"k{operation}{client}",
+        return self.store.certificates.add_pending(label=label_name, client=client, key_hash=f"k{operation}{client}",
                                       subject="CN=x", operation=operation, request=b"\x30\x00")
 
     @defer.inlineCallbacks
@@ -423,12 +423,12 @@ class BuilderTests(unittest.TestCase):
         second = self.request("simplereenroll")
         entries = yield self.pal()
         self.assertEqual([e.type for e in entries if e.type not in ("0002", "0004", "0005")], [])  # undecided
-        self.store.decide_pending(second.id, True)
-        self.store.decide_pending(first.id, False)
+        self.store.certificates.decide_pending(second.id, True)
+        self.store.certificates.decide_pending(first.id, False)
         entries = yield self.pal()
         results = [(e.type, e.uri, e.size) for e in entries[3:]]
         self.assertEqual(results, [("0009", f"{BASE}/simpleenroll", 0)])  # the oldest first
-        self.store.mark_result_delivered(first.id)
+        self.store.packages.mark_result_delivered(first.id)
         entries = yield self.pal()
         self.assertEqual([(e.type, e.uri) for e in entries[3:]], [("0011", f"{BASE}/simplereenroll")])
         other = yield self.pal("bob")
@@ -437,11 +437,11 @@ class BuilderTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_key_establishment_labels_and_issued_requests(self):
         r = self.request()
-        self.store.decide_pending(r.id, True)
+        self.store.certificates.decide_pending(r.id, True)
         entries = yield self.pal(lab=label(key_usage=("keyAgreement",)))
         self.assertEqual([e.type for e in entries[3:]], ["0015"])
         # once issued (the repeated POST or our GET delivered it) nothing is announced
-        self.store.record_certificate(serial=77, subject="CN=x", not_before=NOW, not_after=NOW, label="default",
+        self.store.certificates.record_certificate(serial=77, subject="CN=x", not_before=NOW, not_after=NOW, label="default",
                                       client="alice", der=b"\x30\x00", pending_id=r.id)
         entries = yield self.pal()
         self.assertEqual(len(entries), 3)
@@ -451,10 +451,10 @@ class BuilderTests(unittest.TestCase):
         for n, (label_name, receipt, delivered) in enumerate((("default", True, True), ("default", False, True),
                                                               ("default", True, False), ("iot", True, True))):
             pkg = bytes([n]) * 20
-            self.store.key_package_started(pkg_id=pkg, client="alice", label=label_name, key_label=f"k{n}",
+            self.store.keygen.key_package_started(pkg_id=pkg, client="alice", label=label_name, key_label=f"k{n}",
                                            form="enveloped", receipt_requested=receipt)
             if delivered:
-                self.store.key_package_delivered(pkg, escrowed=False)
+                self.store.keygen.key_package_delivered(pkg, escrowed=False)
         entries = yield self.pal()
         self.assertEqual([(e.type, e.uri, e.size) for e in entries[3:]],
                          [("0023", f"{BASE}/serverkeygen/return", 0)])

@@ -98,7 +98,7 @@ class AuthenticatorTests(unittest.TestCase):
         self.ca_key, self.ca = make_ca("CN=Our CA")
         self.mfr_key, self.mfr = make_ca("CN=Manufacturer CA")
         self.auth = Authenticator(self.store, TrustAnchors({"ca": [self.ca], "mfr": [self.mfr]}), "r")
-        return on_store_thread(self.store.add_client, "alice", hash_password("pw"), ["default"])
+        return on_store_thread(self.store.clients.add_client, "alice", hash_password("pw"), ["default"])
 
     @defer.inlineCallbacks
     def test_basic_password(self):
@@ -146,7 +146,7 @@ class AuthenticatorTests(unittest.TestCase):
 
     def record(self, cert, client="alice"):
         return on_store_thread(
-            self.store.record_certificate, serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+            self.store.certificates.record_certificate, serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
             not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, label="default",
             client=client, der=cert.public_bytes(Encoding.DER))
 
@@ -166,7 +166,7 @@ class AuthenticatorTests(unittest.TestCase):
                                        AuthenticationRequired)
         self.assertIn("unknown", err.reason)
         yield self.record(cert)
-        yield on_store_thread(self.store.revoke, cert.serial_number, "keyCompromise")
+        yield on_store_thread(self.store.certificates.revoke, cert.serial_number, "keyCompromise")
         err = yield self.assertFailure(self.auth.authenticate(Credentials(peer_chain=(cert,)), label()),
                                        AuthenticationRequired)
         self.assertIn("revoked", err.reason)
@@ -371,7 +371,7 @@ class RegistrarFlowTests(unittest.TestCase):
                                            self.der(key=new_key(), dns_names=("dev.example",)))
         self.assertNotEqual(rekeyed.public_key(), old.public_key())
         for cert in (renewed, rekeyed):
-            record = yield on_store_thread(self.store.certificate, cert.serial_number)
+            record = yield on_store_thread(self.store.certificates.certificate, cert.serial_number)
             self.assertEqual(record.replaces, old.serial_number)
 
     @defer.inlineCallbacks
@@ -389,9 +389,9 @@ class RegistrarFlowTests(unittest.TestCase):
         err = yield self.assertFailure(
             reg.simplereenroll(None, Credentials(), self.der(dns_names=("evil.example",))), PolicyRefused)
         self.assertIn("subjectAltName differs", err.reason)
-        count = yield on_store_thread(self.store.count_certificates)
+        count = yield on_store_thread(self.store.certificates.count_certificates)
         self.assertEqual(count, 1)
-        events = yield on_store_thread(self.store.audit_events, 3)
+        events = yield on_store_thread(self.store.audit.events, 3)
         self.assertEqual({e.operation for e in events}, {"simplereenroll"})
         self.assertEqual({e.client for e in events}, {"alice"})
 
@@ -442,17 +442,17 @@ class RegistrarFlowTests(unittest.TestCase):
         creds = Credentials("alice", "pw")
         err = yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), Pending)
         self.assertEqual(err.retry_after, 7)
-        waiting = yield on_store_thread(self.store.pending_requests)
+        waiting = yield on_store_thread(self.store.certificates.pending_requests)
         self.assertEqual([(p.client, p.subject, p.state) for p in waiting], [("alice", "CN=dev", "pending")])
         # asking again before a decision: still pending, no second request
         yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), Pending)
-        self.assertEqual(len((yield on_store_thread(self.store.pending_requests, None))), 1)
-        yield on_store_thread(self.store.decide_pending, waiting[0].id, True)
+        self.assertEqual(len((yield on_store_thread(self.store.certificates.pending_requests, None))), 1)
+        yield on_store_thread(self.store.certificates.decide_pending, waiting[0].id, True)
         cert = yield reg.simpleenroll(None, creds, self.der())
         again = yield reg.simpleenroll(None, creds, self.der())
         self.assertEqual(cert, again)
         self.assertEqual(len(self.ca.issued), 1)
-        done = yield on_store_thread(self.store.pending, waiting[0].id)
+        done = yield on_store_thread(self.store.certificates.pending, waiting[0].id)
         self.assertEqual((done.state, done.serial), ("issued", cert.serial_number))
 
     @defer.inlineCallbacks
@@ -461,8 +461,8 @@ class RegistrarFlowTests(unittest.TestCase):
         reg = self.registrar(Identity("alice", "basic"), labels={"default": {"approval": "manual"}})
         creds = Credentials("alice", "pw")
         yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), Pending)
-        request = (yield on_store_thread(self.store.pending_requests))[0]
-        yield on_store_thread(self.store.decide_pending, request.id, False)
+        request = (yield on_store_thread(self.store.certificates.pending_requests))[0]
+        yield on_store_thread(self.store.certificates.decide_pending, request.id, False)
         err = yield self.assertFailure(reg.simpleenroll(None, creds, self.der()), NotAuthorized)
         self.assertIn("rejected", err.reason)
         self.assertEqual(self.ca.issued, [])

@@ -85,54 +85,54 @@ class ServerKeygenStoreTests(unittest.TestCase):
 
     def test_package_life(self):
         pkg = os.urandom(16)
-        self.store.key_package_started(pkg_id=pkg, client="alice", label="default", key_label="k1", form="enveloped",
+        self.store.keygen.key_package_started(pkg_id=pkg, client="alice", label="default", key_label="k1", form="enveloped",
                                        receipt_requested=True)
-        self.assertEqual(self.store.key_package(pkg).state, "generating")
-        self.store.key_package_certified(pkg, 0xABC)
-        self.store.key_package_delivered(pkg, escrowed=True)
-        record = self.store.key_package(pkg)
+        self.assertEqual(self.store.keygen.key_package(pkg).state, "generating")
+        self.store.keygen.key_package_certified(pkg, 0xABC)
+        self.store.keygen.key_package_delivered(pkg, escrowed=True)
+        record = self.store.keygen.key_package(pkg)
         self.assertEqual((record.state, record.serial, record.escrowed, record.key_destroyed, record.receipt_requested),
                          ("delivered", 0xABC, True, False, True))
-        self.store.key_package_returned(pkg, client="alice", kind="error", der=b"e", error_code="decryptFailure")
-        self.store.key_package_returned(pkg, client="alice", kind="receipt", der=b"r", signer="CN=d")
-        record = self.store.key_package(pkg)
+        self.store.keygen.key_package_returned(pkg, client="alice", kind="error", der=b"e", error_code="decryptFailure")
+        self.store.keygen.key_package_returned(pkg, client="alice", kind="receipt", der=b"r", signer="CN=d")
+        record = self.store.keygen.key_package(pkg)
         self.assertEqual((record.state, record.error_code), ("confirmed", None))
-        self.assertEqual([r[2] for r in self.store.key_package_returns(pkg)], ["error", "receipt"])
-        self.store.key_package_returned(None, client="alice", kind="error", der=b"e2", error_code="decodeFailure")
-        self.assertEqual(len(self.store.key_package_returns()), 3)
-        events = [(e.operation, e.outcome) for e in self.store.audit_events()]
+        self.assertEqual([r[2] for r in self.store.keygen.key_package_returns(pkg)], ["error", "receipt"])
+        self.store.keygen.key_package_returned(None, client="alice", kind="error", der=b"e2", error_code="decodeFailure")
+        self.assertEqual(len(self.store.keygen.key_package_returns()), 3)
+        events = [(e.operation, e.outcome) for e in self.store.audit.events()]
         self.assertIn(("serverkeygen", "delivered"), events)
         self.assertIn(("serverkeygen/return", "receipt"), events)
-        self.assertEqual([p.pkg_id for p in self.store.key_packages("alice")], [pkg])
-        self.assertEqual(self.store.key_packages("bob"), [])
+        self.assertEqual([p.pkg_id for p in self.store.keygen.key_packages("alice")], [pkg])
+        self.assertEqual(self.store.keygen.key_packages("bob"), [])
 
     def test_orphans(self):
         young, old, failed = os.urandom(16), os.urandom(16), os.urandom(16)
         for pkg in (young, old, failed):
-            self.store.key_package_started(pkg_id=pkg, client="c", label="l", key_label=pkg.hex(), form="pkcs8",
+            self.store.keygen.key_package_started(pkg_id=pkg, client="c", label="l", key_label=pkg.hex(), form="pkcs8",
                                            receipt_requested=False)
         past = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)).isoformat(
             timespec="seconds")
-        self.store._db.execute("UPDATE skg_packages SET created_at=? WHERE pkg_id=?", (past, old.hex()))
-        self.store.key_package_failed(failed, "TokenUnavailable", key_destroyed=False)
+        self.store.db.execute("UPDATE skg_packages SET created_at=? WHERE pkg_id=?", (past, old.hex()))
+        self.store.keygen.key_package_failed(failed, "TokenUnavailable", key_destroyed=False)
         cutoff = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10)).isoformat(
             timespec="seconds")
-        self.assertEqual({p.pkg_id for p in self.store.orphan_key_packages(cutoff)}, {old, failed})
-        self.store.key_package_destroyed(failed)
-        self.assertEqual({p.pkg_id for p in self.store.orphan_key_packages(cutoff)}, {old})
+        self.assertEqual({p.pkg_id for p in self.store.keygen.orphan_key_packages(cutoff)}, {old, failed})
+        self.store.keygen.key_package_destroyed(failed)
+        self.assertEqual({p.pkg_id for p in self.store.keygen.orphan_key_packages(cutoff)}, {old})
 
     def test_keks_recipients_and_passwords(self):
-        self.store.add_kek(b"\x01\x02", "alice", "tok-1", 32)
-        self.assertRaises(DuplicateKek, self.store.add_kek, b"\x01\x02", "bob", "tok-2", 16)
-        self.assertEqual(self.store.kek(b"\x01\x02").client, "alice")
-        self.assertEqual([k.key_id for k in self.store.keks()], [b"\x01\x02"])
-        self.assertEqual(self.store.remove_kek(b"\x01\x02").token_label, "tok-1")
-        self.assertIsNone(self.store.kek(b"\x01\x02"))
-        self.store.add_recipient(b"ski", "alice", b"der", "CN=a", "2030-01-01T00:00:00+00:00")
-        self.assertEqual(self.store.recipient(b"ski").client, "alice")
-        self.assertTrue(self.store.remove_recipient(b"ski"))
-        self.assertFalse(self.store.remove_recipient(b"ski"))
-        self.store.set_pkcs12_password("alice", b"sealed")
-        self.assertEqual(self.store.pkcs12_password("alice"), b"sealed")
-        self.assertTrue(self.store.clear_pkcs12_password("alice"))
-        self.assertIsNone(self.store.pkcs12_password("alice"))
+        self.store.keygen.add_kek(b"\x01\x02", "alice", "tok-1", 32)
+        self.assertRaises(DuplicateKek, self.store.keygen.add_kek, b"\x01\x02", "bob", "tok-2", 16)
+        self.assertEqual(self.store.keygen.kek(b"\x01\x02").client, "alice")
+        self.assertEqual([k.key_id for k in self.store.keygen.keks()], [b"\x01\x02"])
+        self.assertEqual(self.store.keygen.remove_kek(b"\x01\x02").token_label, "tok-1")
+        self.assertIsNone(self.store.keygen.kek(b"\x01\x02"))
+        self.store.keygen.add_recipient(b"ski", "alice", b"der", "CN=a", "2030-01-01T00:00:00+00:00")
+        self.assertEqual(self.store.keygen.recipient(b"ski").client, "alice")
+        self.assertTrue(self.store.keygen.remove_recipient(b"ski"))
+        self.assertFalse(self.store.keygen.remove_recipient(b"ski"))
+        self.store.keygen.set_pkcs12_password("alice", b"sealed")
+        self.assertEqual(self.store.keygen.pkcs12_password("alice"), b"sealed")
+        self.assertTrue(self.store.keygen.clear_pkcs12_password("alice"))
+        self.assertIsNone(self.store.keygen.pkcs12_password("alice"))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from estappliance.store.schema import SCHEMA_VERSION
+from estappliance.store import SchemaMismatch
 from estappliance.store import CertificateRecord, DuplicateClient, DuplicateSerial, Store, serial_key
 
 UTC = datetime.timezone.utc
@@ -29,7 +31,7 @@ class StoreTestCase(unittest.TestCase):
         fields = dict(serial=serial, subject="CN=device-1", not_before=NOT_BEFORE, not_after=NOT_AFTER,
                       label="default", client="alice", der=b"\x30\x03\x02\x01\x01")
         fields.update(kw)
-        (store or self.store).record_certificate(**fields)
+        (store or self.store).certificates.record_certificate(**fields)
         return fields
 
 
@@ -55,7 +57,7 @@ class SchemaTests(StoreTestCase):
         self.assertEqual(db.execute("SELECT COUNT(*) FROM meta WHERE key='schema_version'").fetchone()[0], 1)
 
     def test_wal_journal_mode(self):
-        self.assertEqual(self.store._db.execute("PRAGMA journal_mode").fetchone()[0].lower(), "wal")
+        self.assertEqual(self.store.db.execute("PRAGMA journal_mode").fetchone()[0].lower(), "wal")
         # WAL is a property of the file: a fresh connection sees it too.
         db = sqlite3.connect(self.path)
         self.addCleanup(db.close)
@@ -63,7 +65,7 @@ class SchemaTests(StoreTestCase):
 
     def test_synchronous_full(self):
         # 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
-        self.assertEqual(self.store._db.execute("PRAGMA synchronous").fetchone()[0], 2)
+        self.assertEqual(self.store.db.execute("PRAGMA synchronous").fetchone()[0], 2)
 
     def test_serial_key_is_lower_hex(self):
         self.assertEqual(serial_key(0xABCDEF), "abcdef")
@@ -72,49 +74,49 @@ class SchemaTests(StoreTestCase):
 
 class ClientTests(StoreTestCase):
     def test_add_and_list(self):
-        self.store.add_client("bob", "hash-b", ["default", "iot"])
-        self.store.add_client("alice", "hash-a", ["*"])
-        clients = self.store.clients()
+        self.store.clients.add_client("bob", "hash-b", ["default", "iot"])
+        self.store.clients.add_client("alice", "hash-a", ["*"])
+        clients = self.store.clients.clients()
         self.assertEqual([c.name for c in clients], ["alice", "bob"])
-        bob = self.store.client("bob")
+        bob = self.store.clients.client("bob")
         self.assertEqual(bob.password_hash, "hash-b")
         self.assertEqual(bob.labels, ("default", "iot"))
         self.assertTrue(bob.created_at)
         self.assertTrue(bob.may_use("iot"))
         self.assertFalse(bob.may_use("factory"))
-        self.assertTrue(self.store.client("alice").may_use("anything"))
+        self.assertTrue(self.store.clients.client("alice").may_use("anything"))
 
     def test_unknown_client(self):
-        self.assertIsNone(self.store.client("nobody"))
+        self.assertIsNone(self.store.clients.client("nobody"))
 
     def test_client_without_password(self):
-        self.store.add_client("device", None, ["default"])
-        self.assertIsNone(self.store.client("device").password_hash)
+        self.store.clients.add_client("device", None, ["default"])
+        self.assertIsNone(self.store.clients.client("device").password_hash)
 
     def test_duplicate_client(self):
-        self.store.add_client("alice", "hash-1", ["default"])
-        err = self.assertRaises(DuplicateClient, self.store.add_client, "alice", "hash-2", ["*"])
+        self.store.clients.add_client("alice", "hash-1", ["default"])
+        err = self.assertRaises(DuplicateClient, self.store.clients.add_client, "alice", "hash-2", ["*"])
         self.assertIn("alice", str(err))
-        alice = self.store.client("alice")
+        alice = self.store.clients.client("alice")
         self.assertEqual((alice.password_hash, alice.labels), ("hash-1", ("default",)))
-        self.assertEqual(len(self.store.clients()), 1)
+        self.assertEqual(len(self.store.clients.clients()), 1)
 
     def test_set_password(self):
-        self.store.add_client("alice", "old", ["default"])
-        self.assertTrue(self.store.set_client_password("alice", "new"))
-        self.assertEqual(self.store.client("alice").password_hash, "new")
-        self.assertFalse(self.store.set_client_password("nobody", "new"))
-        self.assertIsNone(self.store.client("nobody"))
+        self.store.clients.add_client("alice", "old", ["default"])
+        self.assertTrue(self.store.clients.set_client_password("alice", "new"))
+        self.assertEqual(self.store.clients.client("alice").password_hash, "new")
+        self.assertFalse(self.store.clients.set_client_password("nobody", "new"))
+        self.assertIsNone(self.store.clients.client("nobody"))
 
     def test_remove(self):
-        self.store.add_client("alice", "h", ["default"])
-        self.store.add_client("bob", "h", ["default"])
-        self.assertTrue(self.store.remove_client("alice"))
-        self.assertIsNone(self.store.client("alice"))
-        self.assertEqual([c.name for c in self.store.clients()], ["bob"])
-        self.assertFalse(self.store.remove_client("alice"))
-        self.store.add_client("alice", "again", ["default"])  # the name is free again
-        self.assertEqual(self.store.client("alice").password_hash, "again")
+        self.store.clients.add_client("alice", "h", ["default"])
+        self.store.clients.add_client("bob", "h", ["default"])
+        self.assertTrue(self.store.clients.remove_client("alice"))
+        self.assertIsNone(self.store.clients.client("alice"))
+        self.assertEqual([c.name for c in self.store.clients.clients()], ["bob"])
+        self.assertFalse(self.store.clients.remove_client("alice"))
+        self.store.clients.add_client("alice", "again", ["default"])  # the name is free again
+        self.assertEqual(self.store.clients.client("alice").password_hash, "again")
 
 
 class CertificateTests(StoreTestCase):
@@ -122,7 +124,7 @@ class CertificateTests(StoreTestCase):
         serial = (1 << 158) | 0xDEADBEEF  # a 159-bit serial, like x509.random_serial_number()
         der = bytes(range(256)) * 3
         self.record(serial=serial, subject="CN=device-1,O=Example", label="iot", client="alice", der=der)
-        rec = self.store.certificate(serial)
+        rec = self.store.certificates.certificate(serial)
         self.assertEqual(rec.serial, serial)
         self.assertEqual(rec.subject, "CN=device-1,O=Example")
         self.assertEqual(rec.label, "iot")
@@ -133,40 +135,40 @@ class CertificateTests(StoreTestCase):
         self.assertEqual(datetime.datetime.fromisoformat(rec.not_before), NOT_BEFORE)
         self.assertEqual(datetime.datetime.fromisoformat(rec.not_after), NOT_AFTER)
         self.assertTrue(rec.issued_at)
-        self.assertEqual(self.store.count_certificates(), 1)
+        self.assertEqual(self.store.certificates.count_certificates(), 1)
 
     def test_unknown_serial(self):
         self.record(serial=5)
-        self.assertIsNone(self.store.certificate(6))
+        self.assertIsNone(self.store.certificates.certificate(6))
 
     def test_client_none_for_server_certificates(self):
         self.record(serial=7, client=None, label="(tls-server)")
-        self.assertIsNone(self.store.certificate(7).client)
+        self.assertIsNone(self.store.certificates.certificate(7).client)
 
     def test_list_by_client(self):
         self.record(serial=1, client="alice")
         self.record(serial=2, client="bob")
         self.record(serial=3, client="alice")
-        self.assertEqual(sorted(c.serial for c in self.store.certificates("alice")), [1, 3])
-        self.assertEqual(len(self.store.certificates()), 3)
-        self.assertEqual(self.store.certificates("carol"), [])
+        self.assertEqual(sorted(c.serial for c in self.store.certificates.certificates("alice")), [1, 3])
+        self.assertEqual(len(self.store.certificates.certificates()), 3)
+        self.assertEqual(self.store.certificates.certificates("carol"), [])
 
     def test_duplicate_serial(self):
         first = self.record(serial=42, subject="CN=first", der=b"first-der")
-        events_before = self.store.audit_events()
+        events_before = self.store.audit.events()
         self.assertRaises(DuplicateSerial, self.record, serial=42, subject="CN=second", der=b"second-der",
                           client="mallory")
-        rec = self.store.certificate(42)
+        rec = self.store.certificates.certificate(42)
         self.assertEqual((rec.subject, rec.der, rec.client), ("CN=first", b"first-der", first["client"]))
-        self.assertEqual(self.store.count_certificates(), 1)
+        self.assertEqual(self.store.certificates.count_certificates(), 1)
         # The failed attempt left no audit event and no open transaction behind.
-        self.assertEqual(self.store.audit_events(), events_before)
+        self.assertEqual(self.store.audit.events(), events_before)
         self.record(serial=43)
-        self.assertEqual(self.store.count_certificates(), 2)
+        self.assertEqual(self.store.certificates.count_certificates(), 2)
 
     def test_issue_is_audited(self):
         self.record(serial=9, client="alice", label="iot", audit_detail="enrolled CN=device-1")
-        event = self.store.audit_events(1)[0]
+        event = self.store.audit.events(1)[0]
         self.assertEqual((event.operation, event.outcome, event.client, event.label, event.detail),
                          ("issue", "ok", "alice", "iot", "enrolled CN=device-1"))
 
@@ -191,69 +193,69 @@ class ImportTests(StoreTestCase):
 
     def test_writes_n_rows_the_store_reads_back(self):
         records = [self.imported(serial) for serial in range(1, 8)]
-        self.assertEqual(self.store.import_certificates(iter(records), batch=3), 7)
-        self.assertEqual(self.store.count_certificates(), 7)
-        self.assertEqual(self.store.certificates("bench"), records)
+        self.assertEqual(self.store.certificates.import_certificates(iter(records), batch=3), 7)
+        self.assertEqual(self.store.certificates.count_certificates(), 7)
+        self.assertEqual(self.store.certificates.certificates("bench"), records)
         self.assertEqual(Path(f"{self.path}-wal").stat().st_size, 0)  # checkpointed into the database file
-        self.assertEqual(self.open().certificate(5), records[4])
+        self.assertEqual(self.open().certificates.certificate(5), records[4])
 
     def test_one_audit_event_per_batch(self):
-        self.store.import_certificates([self.imported(s) for s in range(1, 6)], batch=2)
-        self.assertEqual([(e.operation, e.outcome, e.detail) for e in self.store.audit_events()],
+        self.store.certificates.import_certificates([self.imported(s) for s in range(1, 6)], batch=2)
+        self.assertEqual([(e.operation, e.outcome, e.detail) for e in self.store.audit.events()],
                          [("import", "ok", "1 certificates"), ("import", "ok", "2 certificates"),
                           ("import", "ok", "2 certificates")])
 
     def test_a_taken_serial_refuses_its_batch_only(self):
         self.record(serial=4)
         with self.assertRaises(DuplicateSerial) as raised:
-            self.store.import_certificates([self.imported(s) for s in range(1, 7)], batch=3)
+            self.store.certificates.import_certificates([self.imported(s) for s in range(1, 7)], batch=3)
         self.assertEqual(raised.exception.args, (4,))
-        self.assertEqual(sorted(c.serial for c in self.store.certificates()), [1, 2, 3, 4])
-        self.assertEqual(self.store.certificate(4).subject, "CN=device-1")
+        self.assertEqual(sorted(c.serial for c in self.store.certificates.certificates()), [1, 2, 3, 4])
+        self.assertEqual(self.store.certificates.certificate(4).subject, "CN=device-1")
 
     def test_a_serial_twice_in_one_batch_is_refused(self):
         with self.assertRaises(DuplicateSerial) as raised:
-            self.store.import_certificates([self.imported(7), self.imported(8), self.imported(7)])
-        self.assertEqual((raised.exception.args, self.store.count_certificates()), ((7,), 0))
+            self.store.certificates.import_certificates([self.imported(7), self.imported(8), self.imported(7)])
+        self.assertEqual((raised.exception.args, self.store.certificates.count_certificates()), ((7,), 0))
 
 
 class AuditTests(StoreTestCase):
     def test_newest_first(self):
         for i in range(5):
-            self.store.audit(f"op{i}", "ok", client=f"c{i}", label="default", detail=f"d{i}")
-        events = self.store.audit_events()
+            self.store.audit.record(f"op{i}", "ok", client=f"c{i}", label="default", detail=f"d{i}")
+        events = self.store.audit.events()
         self.assertEqual([e.operation for e in events], ["op4", "op3", "op2", "op1", "op0"])
         self.assertEqual((events[0].client, events[0].label, events[0].detail), ("c4", "default", "d4"))
         self.assertTrue(events[0].at)
 
     def test_limit(self):
         for i in range(5):
-            self.store.audit(f"op{i}", "ok")
-        self.assertEqual([e.operation for e in self.store.audit_events(2)], ["op4", "op3"])
+            self.store.audit.record(f"op{i}", "ok")
+        self.assertEqual([e.operation for e in self.store.audit.events(2)], ["op4", "op3"])
 
     def test_optional_fields(self):
-        self.store.audit("simpleenroll", "refused: NotAuthorized")
-        event = self.store.audit_events(1)[0]
+        self.store.audit.record("simpleenroll", "refused: NotAuthorized")
+        event = self.store.audit.events(1)[0]
         self.assertEqual((event.client, event.label, event.detail), (None, None, None))
         self.assertEqual(event.outcome, "refused: NotAuthorized")
 
 
 class ReopenTests(StoreTestCase):
     def test_data_survives_close_and_reopen(self):
-        self.store.add_client("alice", "hash-a", ["default", "iot"])
+        self.store.clients.add_client("alice", "hash-a", ["default", "iot"])
         self.record(serial=0xFEED, subject="CN=kept", der=b"kept-der")
-        self.store.audit("simpleenroll", "refused: TooLarge", client="alice", label="iot")
+        self.store.audit.record("simpleenroll", "refused: TooLarge", client="alice", label="iot")
         self.store.close()
 
         store = self.open()
-        alice = store.client("alice")
+        alice = store.clients.client("alice")
         self.assertEqual((alice.password_hash, alice.labels), ("hash-a", ("default", "iot")))
-        rec = store.certificate(0xFEED)
+        rec = store.certificates.certificate(0xFEED)
         self.assertEqual((rec.subject, rec.der), ("CN=kept", b"kept-der"))
-        events = store.audit_events()
+        events = store.audit.events()
         self.assertEqual([e.operation for e in events], ["simpleenroll", "issue"])
         self.assertRaises(DuplicateSerial, self.record, store, serial=0xFEED)
-        self.assertRaises(DuplicateClient, store.add_client, "alice", "x", ["default"])
+        self.assertRaises(DuplicateClient, store.clients.add_client, "alice", "x", ["default"])
 
 
 # The schema as the first release (commit f73caef, schema_version "1") wrote it.
@@ -288,16 +290,21 @@ class UpgradeTests(unittest.TestCase):
         db.commit()
         db.close()
 
-        store = Store(path)
+        # A node of this release refuses to serve it, and says what to run.
+        with self.assertRaises(SchemaMismatch) as refused:
+            Store(path)
+        self.assertIn("version 1", str(refused.exception))
+        self.assertIn("estctl store migrate", str(refused.exception))
+        store = Store(path, migrate=True)
         self.addCleanup(store.close)
-        self.assertEqual([c.name for c in store.clients()], ["alice"])
-        self.assertEqual(store.client("alice").password_hash, "hash-a")
-        record = store.certificate(0xFEED)
+        self.assertEqual([c.name for c in store.clients.clients()], ["alice"])
+        self.assertEqual(store.clients.client("alice").password_hash, "hash-a")
+        record = store.certificates.certificate(0xFEED)
         self.assertEqual((record.subject, record.der), ("CN=old", b"\x30\x03\x02\x01\x0a"))
-        store.add_client("bob", "hash-b", ["default"])
-        store.record_certificate(serial=0xBEEF, subject="CN=new", not_before=NOT_BEFORE, not_after=NOT_AFTER,
+        store.clients.add_client("bob", "hash-b", ["default"])
+        store.certificates.record_certificate(serial=0xBEEF, subject="CN=new", not_before=NOT_BEFORE, not_after=NOT_AFTER,
                                  label="default", client="bob", der=b"\x30\x00")
-        self.assertEqual(store.count_certificates(), 2)
+        self.assertEqual(store.certificates.count_certificates(), 2)
 
     def test_fullcmc_requests_waiting_in_their_own_table_move_into_pending(self):
         """Version 2 kept /fullcmc's waiting requests' kind and renewed serial
@@ -319,12 +326,12 @@ class UpgradeTests(unittest.TestCase):
         db.commit()
         db.close()
 
-        store = Store(path)
+        store = Store(path, migrate=True)
         self.addCleanup(store.close)
-        crmf, pkcs10 = store.pending(1), store.pending(2)
+        crmf, pkcs10 = store.certificates.pending(1), store.certificates.pending(2)
         self.assertEqual((crmf.operation, crmf.kind, crmf.replaces, crmf.request), ("fullcmc", "crmf", 0xBEEF,
                                                                                     b"\x30\x00"))
         self.assertEqual((pkcs10.kind, pkcs10.replaces, pkcs10.state), ("pkcs10", None, "approved"))
-        tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         self.assertNotIn("cmc_pending", tables)
-        self.assertEqual(store._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0], "3")
+        self.assertEqual(store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0], SCHEMA_VERSION)

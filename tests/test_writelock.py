@@ -51,7 +51,7 @@ class WriterLockTests(unittest.TestCase):
         def write(store, base):
             try:
                 for n in range(50):
-                    store.record_certificates([dict(serial=base + n * 2 + k, subject="CN=x", not_before=NOW,
+                    store.certificates.record_certificates([dict(serial=base + n * 2 + k, subject="CN=x", not_before=NOW,
                                                     not_after=NOW, label="default", client="c", der=b"\x30\x00")
                                                for k in range(2)])
             except Exception as e:  # reported below
@@ -62,4 +62,4 @@ class WriterLockTests(unittest.TestCase):
         for t in threads:
             t.join()
         self.assertEqual(errors, [])
-        self.assertEqual(stores[0].count_certificates(), 200)
+        self.assertEqual(stores[0].certificates.count_certificates(), 200)

@@ -29,7 +29,7 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> None:
             restored = restore(Path(args.config), Path(args.dir), progress, force=args.force)
     except BackupError as e:
         raise SystemExit(f"estctl: {e}") from None
-    print(f"restored {args.dir} into {restored.store.parent} (store {restored.store}); start the service")
+    print(f"restored {args.dir} into {restored.store.path.parent} (store {restored.store.path}); start the service")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -110,7 +110,7 @@ def cmd_client_add(args: argparse.Namespace, config: Config) -> None:
             raise SystemExit(f"estctl: no label {label!r} in {config.path}")
     password = _read_password(args.password_file)
     try:
-        Store(config.store).add_client(args.name, hash_password(password), labels,
+        Store(config.store).clients.add_client(args.name, hash_password(password), labels,
                                        ha1_all(args.name, config.server.realm, password))
     except DuplicateClient:
         raise SystemExit(f"estctl: client {args.name!r} already exists") from None
@@ -119,25 +119,25 @@ def cmd_client_add(args: argparse.Namespace, config: Config) -> None:
 
 def cmd_client_passwd(args: argparse.Namespace, config: Config) -> None:
     password = _read_password(args.password_file)
-    if not Store(config.store).set_client_password(args.name, hash_password(password),
+    if not Store(config.store).clients.set_client_password(args.name, hash_password(password),
                                                    ha1_all(args.name, config.server.realm, password)):
         raise SystemExit(f"estctl: no client {args.name!r}")
     print(f"password of {args.name!r} changed")
 
 
 def cmd_client_remove(args: argparse.Namespace, config: Config) -> None:
-    if not Store(config.store).remove_client(args.name):
+    if not Store(config.store).clients.remove_client(args.name):
         raise SystemExit(f"estctl: no client {args.name!r}")
     print(f"client {args.name!r} removed")
 
 
 def cmd_client_list(args: argparse.Namespace, config: Config) -> None:
-    for c in Store(config.store).clients():
+    for c in Store(config.store).clients.clients():
         print(f"{c.name}\tlabels={','.join(c.labels)}\tcreated={c.created_at}")
 
 
 def cmd_cert_list(args: argparse.Namespace, config: Config) -> None:
-    for c in Store(config.store).certificates(args.client):
+    for c in Store(config.store).certificates.certificates(args.client):
         print(f"{c.serial:x}\t{c.status}\t{c.not_after}\t{c.label}\t{c.client or '-'}\t{c.subject}")
 
 
@@ -153,7 +153,7 @@ def _serial(text: str) -> int:
 
 
 def cmd_cert_revoke(args: argparse.Namespace, config: Config) -> None:
-    record = Store(config.store).revoke(_serial(args.serial), args.reason)
+    record = Store(config.store).certificates.revoke(_serial(args.serial), args.reason)
     if record is None:
         raise SystemExit(f"estctl: no certificate with serial {args.serial}")
     if record.revoked:
@@ -176,12 +176,12 @@ def cmd_crl_issue(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_pending_list(args: argparse.Namespace, config: Config) -> None:
-    for p in Store(config.store).pending_requests(None if args.all else "pending"):
+    for p in Store(config.store).certificates.pending_requests(None if args.all else "pending"):
         print(f"{p.id}\t{p.state}\t{p.created_at}\t{p.label}\t{p.client}\t{p.operation}\t{p.subject}")
 
 
 def _decide(args: argparse.Namespace, config: Config, approve: bool) -> None:
-    decided = Store(config.store).decide_pending(args.id, approve)
+    decided = Store(config.store).certificates.decide_pending(args.id, approve)
     if decided is None:
         raise SystemExit(f"estctl: no pending request {args.id}")
     print(f"request {decided.id} {decided.state}: {decided.subject} for {decided.client}"
@@ -189,7 +189,7 @@ def _decide(args: argparse.Namespace, config: Config, approve: bool) -> None:
 
 
 def cmd_audit(args: argparse.Namespace, config: Config) -> None:
-    for e in reversed(Store(config.store).audit_events(args.limit)):
+    for e in reversed(Store(config.store).audit.events(args.limit)):
         print(f"{e.at}\t{e.operation}\t{e.outcome}\t{e.client or '-'}\t{e.label or '-'}\t{e.detail or ''}")
 
 

@@ -35,7 +35,7 @@ def _secret(args: argparse.Namespace) -> bytes:
 
 def cmd_secret_set(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    if store.client(args.name) is None:
+    if store.clients.client(args.name) is None:
         raise SystemExit(f"estctl: no client {args.name!r} (estctl client add first)")
     secret = _secret(args)
     identity_proofs.install(Token.from_config(config.token), store, args.name, secret)
@@ -50,7 +50,7 @@ def cmd_secret_remove(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_secret_list(args: argparse.Namespace, config: Config) -> None:
-    for client, set_at in Store(config.store).cmc_secret_clients():
+    for client, set_at in Store(config.store).cmc.cmc_secret_clients():
         print(f"{client}\tset={set_at}")
 
 

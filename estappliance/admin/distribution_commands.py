@@ -59,9 +59,9 @@ def _clients_of(args: argparse.Namespace, config: Config, store: Store) -> tuple
     if kind == "client":
         return label, [target]
     if kind == "group":
-        members = store.group_members(target)
+        members = store.groups.group_members(target)
     else:
-        members = [c.name for c in store.clients() if c.may_use(label)]
+        members = [c.name for c in store.clients.clients() if c.may_use(label)]
     if not members:
         raise SystemExit(f"estctl: {kind} {target!r} has no clients to encrypt the key for")
     return label, members
@@ -169,8 +169,8 @@ def cmd_publish_tamp(args: argparse.Namespace, config: Config) -> None:
 
 def cmd_tamp_anchors(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    anchors = store.client_anchors(args.client)
-    state = store.client_tamp_state(args.client)
+    anchors = store.tamp.client_anchors(args.client)
+    state = store.tamp.client_tamp_state(args.client)
     if not anchors and state is None:
         print(f"no trust anchor record for {args.client!r} yet (it has answered no TAMP message)")
         return

@@ -74,7 +74,7 @@ def _read_key(path: str) -> bytes:
 def cmd_kek_add(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     key_id = _key_id(args.id) if args.id else os.urandom(16)
-    if store.kek(key_id) is not None:
+    if store.keygen.kek(key_id) is not None:
         raise SystemExit(f"estctl: a KEK {key_id.hex()} is already registered")
     if args.import_file:
         value = _read_key(args.import_file)
@@ -89,7 +89,7 @@ def cmd_kek_add(args: argparse.Namespace, config: Config) -> None:
     label = generator.kek_label(key_id)
     size = symmetric.create_kek(generator.token, label, value)
     try:
-        store.add_kek(key_id, args.client, label, size)
+        store.keygen.add_kek(key_id, args.client, label, size)
     except DuplicateKek:
         generator.token.destroy_keypair(label)
         raise SystemExit(f"estctl: a KEK {key_id.hex()} is already registered") from None
@@ -104,13 +104,13 @@ def cmd_kek_add(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_kek_list(args: argparse.Namespace, config: Config) -> None:
-    for k in Store(config.store).keks():
+    for k in Store(config.store).keygen.keks():
         print(f"{k.key_id.hex()}\t{k.client}\t{k.size * 8} bits\t{k.created_at}")
 
 
 def cmd_kek_remove(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    record = store.remove_kek(_key_id(args.id))
+    record = store.keygen.remove_kek(_key_id(args.id))
     if record is None:
         raise SystemExit(f"estctl: no KEK {args.id}")
     Token.from_config(config.token).destroy_keypair(record.token_label)
@@ -128,18 +128,18 @@ def cmd_recipient_add(args: argparse.Namespace, config: Config) -> None:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         raise SystemExit("estctl: the certificate has no subject key identifier to be named by") from None
-    Store(config.store).add_recipient(ski, args.client, cert.public_bytes(serialization.Encoding.DER),
+    Store(config.store).keygen.add_recipient(ski, args.client, cert.public_bytes(serialization.Encoding.DER),
                                       cert.subject.rfc4514_string(), cert.not_valid_after_utc.isoformat())
     print(f"encryption certificate {cert.subject.rfc4514_string()} (SKI {ski.hex()}) registered for {args.client!r}")
 
 
 def cmd_recipient_list(args: argparse.Namespace, config: Config) -> None:
-    for r in Store(config.store).recipients():
+    for r in Store(config.store).keygen.recipients():
         print(f"{r.ski.hex()}\t{r.client}\t{r.not_after}\t{r.subject}")
 
 
 def cmd_recipient_remove(args: argparse.Namespace, config: Config) -> None:
-    if not Store(config.store).remove_recipient(_key_id(args.ski)):
+    if not Store(config.store).keygen.remove_recipient(_key_id(args.ski)):
         raise SystemExit(f"estctl: no registered certificate {args.ski}")
     print(f"recipient {args.ski} removed")
 
@@ -147,7 +147,7 @@ def cmd_recipient_remove(args: argparse.Namespace, config: Config) -> None:
 def cmd_pkcs12_password(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
     if args.clear:
-        if not store.clear_pkcs12_password(args.client):
+        if not store.keygen.clear_pkcs12_password(args.client):
             raise SystemExit(f"estctl: client {args.client!r} has no PKCS#12 password")
         print(f"PKCS#12 password of {args.client!r} cleared")
         return
@@ -164,7 +164,7 @@ def cmd_pkcs12_password(args: argparse.Namespace, config: Config) -> None:
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> None:
-    for p in Store(config.store).key_packages(args.client):
+    for p in Store(config.store).keygen.key_packages(args.client):
         serial = f"{p.serial:x}" if p.serial is not None else "-"
         flags = ",".join(f for f, on in (("escrowed", p.escrowed), ("receipt-requested", p.receipt_requested)) if on)
         print(f"{p.pkg_id.hex()}\t{p.state}\t{p.form}\t{p.client}\t{p.label}\t{serial}\t{p.created_at}"

@@ -53,11 +53,11 @@ def target_from_args(args: argparse.Namespace, config: Config, store: Store | No
     if args.all:
         return args.label, "label", args.label
     if args.group:
-        if store is not None and not store.group_members(args.group):
+        if store is not None and not store.groups.group_members(args.group):
             print(f"note: group {args.group!r} has no members yet; members added later get the package")
         return args.label, "group", args.group
     if store is not None:
-        record = store.client(args.client)
+        record = store.clients.client(args.client)
         if record is None:
             print(f"note: no password client {args.client!r}; a client authenticating by certificate"
                   " under that name will get it")
@@ -90,7 +90,7 @@ def cmd_publish_eecert(args: argparse.Namespace, config: Config) -> None:
     label, kind, target = target_from_args(args, config, store)
     for cert in certs:
         name = args.name or cert.subject.rfc4514_string()
-        package = store.queue_package(label=label, pal_type=pal_types.EE_CERTIFICATE, target_kind=kind, target=target,
+        package = store.packages.queue_package(label=label, pal_type=pal_types.EE_CERTIFICATE, target_kind=kind, target=target,
                                       content=cert.public_bytes(serialization.Encoding.DER),
                                       media_type="application/pkcs7-mime", name=name)
         print(f"package {package.id}: EE certificate {cert.subject.rfc4514_string()} for {kind} {target}"
@@ -99,7 +99,7 @@ def cmd_publish_eecert(args: argparse.Namespace, config: Config) -> None:
 
 def cmd_packages_list(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    reports = store.package_report(args.label, args.client, include_withdrawn=args.all)
+    reports = store.packages.package_report(args.label, args.client, include_withdrawn=args.all)
     if not reports:
         print("no packages")
         return
@@ -126,33 +126,33 @@ def cmd_packages_list(args: argparse.Namespace, config: Config) -> None:
 
 def cmd_packages_withdraw(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    if store.package(args.id) is None:
+    if store.packages.package(args.id) is None:
         raise SystemExit(f"estctl: no package {args.id}")
-    if not store.withdraw_package(args.id):
+    if not store.packages.withdraw_package(args.id):
         raise SystemExit(f"estctl: package {args.id} was already withdrawn")
     print(f"package {args.id} withdrawn: no longer offered (what was delivered stays on record)")
 
 
 def cmd_group_add(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    unknown = [c for c in args.clients if store.client(c) is None]
+    unknown = [c for c in args.clients if store.clients.client(c) is None]
     for c in unknown:
         print(f"note: no password client {c!r} (a certificate subject may still be a member)")
-    added = store.add_to_group(args.group, args.clients)
-    print(f"group {args.group!r}: {added} added, members: {', '.join(store.group_members(args.group))}")
+    added = store.groups.add_to_group(args.group, args.clients)
+    print(f"group {args.group!r}: {added} added, members: {', '.join(store.groups.group_members(args.group))}")
 
 
 def cmd_group_remove(args: argparse.Namespace, config: Config) -> None:
     store = Store(config.store)
-    removed = store.remove_from_group(args.group, args.clients or None)
+    removed = store.groups.remove_from_group(args.group, args.clients or None)
     if not removed:
         raise SystemExit(f"estctl: nothing to remove from group {args.group!r}")
-    left = store.group_members(args.group)
+    left = store.groups.group_members(args.group)
     print(f"group {args.group!r}: {removed} removed" + (f", members: {', '.join(left)}" if left else ", now empty"))
 
 
 def cmd_group_list(args: argparse.Namespace, config: Config) -> None:
-    groups = Store(config.store).groups()
+    groups = Store(config.store).groups.groups()
     if not groups:
         print("no groups")
     for name, members in groups.items():

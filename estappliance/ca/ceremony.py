@@ -52,7 +52,7 @@ def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
 
 def _generation(store: Store, gen_id: int) -> Generation:
     """A generation this ceremony step has just read or written."""
-    gen = store.generation(gen_id)
+    gen = store.generations.generation(gen_id)
     if gen is None:
         raise SetupError(f"generation {gen_id} is gone from the store")
     return gen
@@ -65,15 +65,15 @@ def _is_root(cert: x509.Certificate) -> bool:
 def recorded(config: Config, store: Store) -> list[Generation]:
     """The generations, generation 1 recorded from the CA files first if the
     store has none yet (a CA made before generations)."""
-    found = store.generations()
+    found = store.generations.generations()
     if found:
         return found
     if not config.ca.cert_file.exists():
         raise SetupError("the CA is not initialised (run 'estctl init')")
     g = from_files(config)
-    store.add_generation(key_label=g.key_label, key_type=g.key_type, state="current", cert=g.cert, chain=g.chain,
+    store.generations.add_generation(key_label=g.key_label, key_type=g.key_type, state="current", cert=g.cert, chain=g.chain,
                          detail=f"generation recorded from {config.ca.cert_file} (key {g.key_label!r})")
-    return store.generations()
+    return store.generations.generations()
 
 
 def _current(gens: list[Generation]) -> Generation:
@@ -113,7 +113,7 @@ def rollover(config: Config, token: Token, store: Store, key_type: str | None = 
         kind = key_type or cur.key_type
         if kind not in KEY_SPECS:
             raise SetupError(f"unknown key type {kind!r}; known: {', '.join(KEY_SPECS)}")
-        nxt = store.add_generation(key_label=_new_label(config), key_type=kind, state="next",
+        nxt = store.generations.add_generation(key_label=_new_label(config), key_type=kind, state="next",
                                    detail=f"rollover begun: new generation, key type {kind}")
     elif key_type is not None and key_type != nxt.key_type:
         raise SetupError(f"a rollover to {nxt.key_type} is under way (generation {nxt.id}); abort it to change the key type")
@@ -121,14 +121,14 @@ def rollover(config: Config, token: Token, store: Store, key_type: str | None = 
         if nxt.cert is not None:
             raise SetupError(f"the key {nxt.key_label!r} of generation {nxt.id} is gone from the token: abort the rollover")
         token.generate_keypair(nxt.key_label, KEY_SPECS[nxt.key_type], extractable=False)
-        store.audit_ca("ok", f"rollover: key {nxt.key_label!r} ({nxt.key_type}) generated in the token,"
+        store.generations.audit_ca("ok", f"rollover: key {nxt.key_label!r} ({nxt.key_type}) generated in the token,"
                              " sensitive and not extractable")
     new_signer = TokenSigner(token, nxt.key_label)
     new_key = new_signer.key().public_key()
     if nxt.cert is None:
         builder = certs.root_ca(old.subject, new_key, x509.random_serial_number(), _now(), config.ca.validity_days)
         nwn = new_signer.sign_certificate(builder)
-        nxt = store.update_generation(nxt.id, f"rollover: NewWithNew issued, serial {nwn.serial_number:x}",
+        nxt = store.generations.update_generation(nxt.id, f"rollover: NewWithNew issued, serial {nwn.serial_number:x}",
                                       cert=nwn.public_bytes(DER))
     nwn = _cert(nxt.cert)
     if nxt.new_with_old is None or nxt.old_with_new is None:
@@ -139,7 +139,7 @@ def rollover(config: Config, token: Token, store: Store, key_type: str | None = 
         own = new_signer.sign_certificate(link(
             subject=old.subject, public_key=old.public_key(), issuer=nwn, serial=x509.random_serial_number(),
             not_before=own_from, not_after=own_to))
-        nxt = store.update_generation(
+        nxt = store.generations.update_generation(
             nxt.id, f"rollover: links issued, NewWithOld serial {nwo.serial_number:x},"
                     f" OldWithNew serial {own.serial_number:x}",
             new_with_old=nwo.public_bytes(DER), old_with_new=own.public_bytes(DER))
@@ -154,7 +154,7 @@ def abort(config: Config, token: Token, store: Store) -> Generation:
     nxt = _next(gens)
     if nxt is None:
         raise SetupError("no rollover or renewal is under way (after 'estctl ca switch' there is nothing to abort)")
-    store.set_generation_state(nxt.id, "aborted", f"generation {nxt.id} aborted before its switch")
+    store.generations.set_generation_state(nxt.id, "aborted", f"generation {nxt.id} aborted before its switch")
     _rewrite_tls_chain(config, store)
     _sweep_keys(token, store)
     return _generation(store, nxt.id)
@@ -163,7 +163,7 @@ def abort(config: Config, token: Token, store: Store) -> Generation:
 def _sweep_keys(token: Token, store: Store) -> list[str]:
     """Destroy the keys of aborted and retired generations that no live
     generation uses (finishes an abort or retire interrupted before it)."""
-    gens = store.generations()
+    gens = store.generations.generations()
     in_use = {g.key_label for g in gens if g.state in ("next", "current", "retiring")}
     destroyed = []
     for g in gens:
@@ -171,7 +171,7 @@ def _sweep_keys(token: Token, store: Store) -> list[str]:
                 and token.has_key(g.key_label):
             token.destroy_keypair(g.key_label)
             destroyed.append(g.key_label)
-            store.audit_ca("ok", f"key {g.key_label!r} of generation {g.id} ({g.state}) destroyed in the token")
+            store.generations.audit_ca("ok", f"key {g.key_label!r} of generation {g.id} ({g.state}) destroyed in the token")
     return destroyed
 
 
@@ -193,12 +193,12 @@ def switch(config: Config, token: Token, store: Store) -> Generation:
         if not token.has_key(nxt.key_label) or not _key_matches(token, nxt.key_label, new):
             raise SetupError(f"the token key {nxt.key_label!r} is not generation {nxt.id}'s certificate key")
         same_key = nxt.key_label == _current(gens).key_label
-        store.switch_generation(nxt.id, old_state="retired" if same_key else "retiring",
+        store.generations.switch_generation(nxt.id, old_state="retired" if same_key else "retiring",
                                 detail=f"switch: generation {nxt.id} (key {nxt.key_label!r}) signs from now on")
     elif not _needs_finishing(config, _current(gens)):
         raise SetupError("no rollover or renewal is ready to switch")
     finish_switch(config, token, store)
-    return _current(store.generations())
+    return _current(store.generations.generations())
 
 
 def _needs_finishing(config: Config, cur: Generation) -> bool:
@@ -221,7 +221,7 @@ def _issued_by_other(path: Path, cur: Generation) -> bool:
 def finish_switch(config: Config, token: Token, store: Store) -> None:
     """After the state change (idempotent): the CA files, then the TLS
     server, content-signer and role certificates under the current key."""
-    gens = store.generations()
+    gens = store.generations.generations()
     cur = _current(gens)
     cert = _cert(cur.cert)
     chain = certs_pem(cur.chain)
@@ -230,19 +230,19 @@ def finish_switch(config: Config, token: Token, store: Store) -> None:
         write_atomically(config.ca.cert_file, cert.public_bytes(PEM))
         if config.ca.chain_file is not None:
             write_atomically(config.ca.chain_file, b"".join(c.public_bytes(PEM) for c in chain))
-        store.audit_ca("ok", f"switch: {config.ca.cert_file} now holds generation {cur.id}'s certificate")
+        store.generations.audit_ca("ok", f"switch: {config.ca.cert_file} now holds generation {cur.id}'s certificate")
     if _issued_by_other(config.server.tls_cert, cur):
         setup.issue_tls_server(config, signer, cert, store, chain=_tls_chain(gens, cur))
-        store.audit_ca("ok", "switch: TLS server certificate re-issued under the new key")
+        store.generations.audit_ca("ok", "switch: TLS server certificate re-issued under the new key")
     if config.ca.signer_cert_file is not None and config.ca.signer_cert_file.exists() \
             and _issued_by_other(config.ca.signer_cert_file, cur):
         setup.issue_content_signer(config, token, signer, cert, store)
-        store.audit_ca("ok", "switch: content-signer certificate re-issued under the new key")
+        store.generations.audit_ca("ok", "switch: content-signer certificate re-issued under the new key")
     for name in ("tamp", "firmware"):
         r = roles.role(config, name)
         if r.cert_file is not None and r.cert_file.exists() and _issued_by_other(r.cert_file, cur):
             roles.ensure(config, token, store, name, renew=True)
-            store.audit_ca("ok", f"switch: {r.title} certificate re-issued under the new key")
+            store.generations.audit_ca("ok", f"switch: {r.title} certificate re-issued under the new key")
     _rewrite_tls_chain(config, store)  # e.g. a renewal with the same key: the new CA certificate follows
 
 
@@ -266,7 +266,7 @@ def _rewrite_tls_chain(config: Config, store: Store) -> None:
     tls = config.server.tls_cert
     if not tls.exists():
         return
-    gens = store.generations()
+    gens = store.generations.generations()
     found = x509.load_pem_x509_certificates(tls.read_bytes())
     data = found[0].public_bytes(PEM) + b"".join(c.public_bytes(PEM) for c in _tls_chain(gens, _current(gens)))
     if data != tls.read_bytes():
@@ -285,7 +285,7 @@ def dependents(store: Store, gens: list[Generation], old: Generation,
         until = (datetime.datetime.fromisoformat(min(after))
                  + datetime.timedelta(seconds=WATCH_SECONDS * 12)).isoformat(timespec="seconds")
     key_id = key_identifier(_cert(old.cert))
-    return [(serial, not_after) for serial, not_after, der in store.valid_certificates_since(until, now)
+    return [(serial, not_after) for serial, not_after, der in store.generations.valid_certificates_since(until, now)
             if authority_key_identifier(_cert(der)) == key_id]
 
 
@@ -313,14 +313,14 @@ def retire(config: Config, token: Token, store: Store) -> list[Generation]:
         issuer = CrlIssuer(TokenSigner(token, old.key_label), cert, store, validity_hours=config.crl.validity_hours,
                            key_id=key_identifier(cert), suffix=crl_suffix(config, old.key_label))
         for kind in ("crl", "arl"):
-            revoked_until = [na for serial, _, _, na, der in store.revoked_certificates_with_der(
+            revoked_until = [na for serial, _, _, na, der in store.generations.revoked_certificates_with_der(
                 ca_certificates=kind == "arl") if authority_key_identifier(_cert(der)) == key_identifier(cert)]
             in_force_until = max([datetime.datetime.fromisoformat(na) for na in revoked_until]
                                  + [now + issuer.validity]).replace(microsecond=0)
             record = issuer.issue_blocking(kind, next_update=in_force_until)
-            store.audit_ca("ok", f"retire: last {kind.upper()} of generation {old.id}, number {record.number},"
+            store.generations.audit_ca("ok", f"retire: last {kind.upper()} of generation {old.id}, number {record.number},"
                                  f" in force until {record.next_update}")
-        store.set_generation_state(old.id, "retired", f"generation {old.id} (key {old.key_label!r}) retired")
+        store.generations.set_generation_state(old.id, "retired", f"generation {old.id} (key {old.key_label!r}) retired")
         done.append(_generation(store, old.id))
     _sweep_keys(token, store)
     _rewrite_tls_chain(config, store)  # NewWithOld no longer follows the server certificate
@@ -349,11 +349,11 @@ def renew(config: Config, token: Token, store: Store, csr_out: Path, *, same_key
         kind = cur.key_type if same_key else (key_type or cur.key_type)
         if kind not in KEY_SPECS:
             raise SetupError(f"unknown key type {kind!r}; known: {', '.join(KEY_SPECS)}")
-        nxt = store.add_generation(key_label=label, key_type=kind, state="next",
+        nxt = store.generations.add_generation(key_label=label, key_type=kind, state="next",
                                    detail=f"renewal begun: {'the same key' if same_key else 'a new key'} ({kind})")
     if not token.has_key(nxt.key_label):
         token.generate_keypair(nxt.key_label, KEY_SPECS[nxt.key_type], extractable=False)
-        store.audit_ca("ok", f"renewal: key {nxt.key_label!r} ({nxt.key_type}) generated in the token,"
+        store.generations.audit_ca("ok", f"renewal: key {nxt.key_label!r} ({nxt.key_type}) generated in the token,"
                              " sensitive and not extractable")
     if nxt.csr is None:
         subject = _cert(cur.cert).subject
@@ -361,7 +361,7 @@ def renew(config: Config, token: Token, store: Store, csr_out: Path, *, same_key
                    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                    .add_extension(certs.key_usage(("digitalSignature", "keyCertSign", "cRLSign")), critical=True))
         csr = TokenSigner(token, nxt.key_label).sign_csr(builder)
-        nxt = store.update_generation(nxt.id, f"renewal: CSR made for generation {nxt.id}", csr=csr.public_bytes(PEM))
+        nxt = store.generations.update_generation(nxt.id, f"renewal: CSR made for generation {nxt.id}", csr=csr.public_bytes(PEM))
     assert nxt.csr is not None  # made just above if it was missing
     write_atomically(csr_out, nxt.csr)
     return nxt
@@ -386,7 +386,7 @@ def import_renewal(config: Config, token: Token, store: Store, cert_path: Path,
     if not _key_matches(token, nxt.key_label, cert):
         raise SetupError(f"the certificate is not for generation {nxt.id}'s key {nxt.key_label!r}")
     setup.check_parent_answer(cert, chain)
-    store.update_generation(nxt.id, f"renewal: the parent's certificate for generation {nxt.id} imported,"
+    store.generations.update_generation(nxt.id, f"renewal: the parent's certificate for generation {nxt.id} imported,"
                                     f" serial {cert.serial_number:x}",
                             cert=cert.public_bytes(DER), chain=b"".join(c.public_bytes(PEM) for c in chain))
     return switch(config, token, store)
@@ -394,7 +394,7 @@ def import_renewal(config: Config, token: Token, store: Store, cert_path: Path,
 
 def new_crl_issuers(config: Config, token: Token, store: Store) -> list[CrlIssuer]:
     """For ``estctl crl issue``: the issuer of every key that still signs CRLs."""
-    gens = store.generations() or [from_files(config)]
+    gens = store.generations.generations() or [from_files(config)]
     several = len([g for g in gens if g.state in ("current", "retiring", "retired")]) > 1
     out = []
     for g in sorted(gens, key=lambda g: g.state != "current"):

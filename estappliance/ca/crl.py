@@ -82,9 +82,9 @@ class CrlIssuer:
     def revoked(self, kind: str) -> list[tuple[int, str, str]]:
         """(serial, revoked_at, reason) for this key's CRL or ARL (blocking: a store call)."""
         if self.key_id is None:
-            return self.store.revoked_certificates(ca_certificates=kind == "arl")
+            return self.store.crls.revoked_certificates(ca_certificates=kind == "arl")
         out: list[tuple[int, str, str]] = []
-        for serial, at, reason, _, der in self.store.revoked_certificates_with_der(ca_certificates=kind == "arl"):
+        for serial, at, reason, _, der in self.store.generations.revoked_certificates_with_der(ca_certificates=kind == "arl"):
             if serial not in self._signed_by:
                 self._signed_by[serial] = authority_key_identifier(x509.load_der_x509_certificate(der))
             if self._signed_by[serial] in (self.key_id, None):
@@ -96,20 +96,20 @@ class CrlIssuer:
         for estctl, or on the PKCS#11 thread (the store calls are quick)."""
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         until = next_update or now + self.validity
-        number = self.store.next_crl_number(kind + self.suffix)
+        number = self.store.crls.next_crl_number(kind + self.suffix)
         builder = build_crl(issuer=self.issuer, number=number, revoked=self.revoked(kind),
                             now=now, next_update=until, ca_only=kind == "arl")
         assert self.signer is not None, "a retired key issues no CRL"
         crl = self.signer.sign_crl(builder)
         der = crl.public_bytes(serialization.Encoding.DER)
-        self.store.record_crl(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
+        self.store.crls.record_crl(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
         return CrlRecord(kind + self.suffix, number, now.isoformat(), until.isoformat(), der)
 
     @defer.inlineCallbacks
     def issue(self, kind: str) -> Generator[defer.Deferred[Any], Any, CrlRecord]:
         """Fires with the new CrlRecord; signing on the PKCS#11 thread, recording on the store thread."""
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        number: int = yield on_store_thread(self.store.next_crl_number, kind + self.suffix)
+        number: int = yield on_store_thread(self.store.crls.next_crl_number, kind + self.suffix)
         revoked: list[tuple[int, str, str]] = yield on_store_thread(self.revoked, kind)
         builder = build_crl(issuer=self.issuer, number=number, revoked=revoked, now=now,
                             next_update=now + self.validity, ca_only=kind == "arl")
@@ -117,7 +117,7 @@ class CrlIssuer:
         crl: x509.CertificateRevocationList = yield on_token_thread(self.signer.sign_crl, builder)
         der = crl.public_bytes(serialization.Encoding.DER)
         record = CrlRecord(kind + self.suffix, number, now.isoformat(), (now + self.validity).isoformat(), der)
-        yield on_store_thread(self.store.record_crl, kind + self.suffix, number, record.this_update,
+        yield on_store_thread(self.store.crls.record_crl, kind + self.suffix, number, record.this_update,
                               record.next_update, der)
         return record
 
@@ -131,7 +131,7 @@ class CrlIssuer:
     @defer.inlineCallbacks
     def _current(self, kind: str, refresh_before: datetime.timedelta
                  ) -> Generator[defer.Deferred[Any], Any, CrlRecord | None]:
-        record: CrlRecord | None = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
+        record: CrlRecord | None = yield on_store_thread(self.store.crls.latest_crl, kind + self.suffix)
         if self.signer is None:
             return record  # a retired key: its last CRL, issued to last
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -145,7 +145,7 @@ class CrlIssuer:
                 record = yield self.issue(kind)
             except Exception:
                 # Another process (a worker, estctl) may have taken the number first: use its CRL.
-                latest: CrlRecord | None = yield on_store_thread(self.store.latest_crl, kind + self.suffix)
+                latest: CrlRecord | None = yield on_store_thread(self.store.crls.latest_crl, kind + self.suffix)
                 if latest is not None and (record is None or latest.number > record.number):
                     return latest
                 # The token is away: the CRL we have serves until its nextUpdate.

@@ -75,7 +75,7 @@ def from_files(config: Config) -> Generation:
 
 def records(config: Config, store: Store) -> list[Generation]:
     """The recorded generations, or the one the files describe."""
-    return store.generations() or [from_files(config)]
+    return store.generations.generations() or [from_files(config)]
 
 
 def live(found: list[Generation]) -> list[LiveGeneration]:
@@ -205,7 +205,7 @@ class CaWatch(TimerService):
 
     def _stamp(self) -> tuple[object, ...]:
         files = [self.config.server.tls_cert, self.config.ca.signer_cert_file]
-        return (self.store.generations_stamp(), _file_stamp(files))
+        return (self.store.generations.generations_stamp(), _file_stamp(files))
 
     def prime(self) -> None:
         """Take the present state as seen (blocking: at start-up)."""

@@ -46,7 +46,7 @@ def install(token: Token, store: Store, client: str, secret: bytes) -> None:
         derived = identity_proof_key(secret, proof_hash)
         for block in sorted(set(BLOCK_SIZES.values())):
             hmac_keys.import_hmac_key(token, key_label(client, proof_hash, block), derived.ljust(block, b"\0"))
-    store.set_cmc_secret(client)
+    store.cmc.set_cmc_secret(client)
 
 
 def remove(token: Token, store: Store, client: str) -> bool:
@@ -55,7 +55,7 @@ def remove(token: Token, store: Store, client: str) -> bool:
     for proof_hash in PROOF_HASHES:
         for block in sorted(set(BLOCK_SIZES.values())):
             found = hmac_keys.destroy(token, key_label(client, proof_hash, block)) or found
-    return store.remove_cmc_secret(client) or found
+    return store.cmc.remove_cmc_secret(client) or found
 
 
 class IdentityProofs:
@@ -66,7 +66,7 @@ class IdentityProofs:
         self.store = store
 
     def has_secret(self, client: str) -> defer.Deferred[bool]:
-        return on_store_thread(self.store.has_cmc_secret, client)
+        return on_store_thread(self.store.cmc.has_cmc_secret, client)
 
     @defer.inlineCallbacks
     def check(self, client: str, proof: IdentityProof, req_sequence_der: bytes

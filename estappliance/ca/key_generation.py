@@ -128,7 +128,7 @@ class ServerKeyGenerator:
     @defer.inlineCallbacks
     def pkcs12_password(self, client: str) -> Generator[defer.Deferred[Any], Any, bytes | None]:
         """The operator-set PKCS#12 password of ``client`` (bytes), or None."""
-        sealed: bytes | None = yield on_store_thread(self.store.pkcs12_password, client)
+        sealed: bytes | None = yield on_store_thread(self.store.keygen.pkcs12_password, client)
         if sealed is None:
             return None
         try:
@@ -142,7 +142,7 @@ class ServerKeyGenerator:
     def set_pkcs12_password_blocking(self, client: str, password: bytes) -> None:
         """For estctl (no reactor): seal in the token, keep in the store."""
         symmetric.ensure_sealing_key(self.token, self.sealing_key_label)
-        self.store.set_pkcs12_password(client, symmetric.seal(self.token, self.sealing_key_label, password,
+        self.store.keygen.set_pkcs12_password(client, symmetric.seal(self.token, self.sealing_key_label, password,
                                                               client.encode()))
 
     # -- delivery -------------------------------------------------------------------
@@ -158,7 +158,7 @@ class ServerKeyGenerator:
         pkg_id = os.urandom(16)
         key_label = f"{self.key_prefix}-skg-{pkg_id.hex()}"
         receipts = order.label.serverkeygen_receipts and order.form in ("enveloped", "encrypted-key-package")
-        yield on_store_thread(self.store.key_package_started, pkg_id=pkg_id, client=order.client,
+        yield on_store_thread(self.store.keygen.key_package_started, pkg_id=pkg_id, client=order.client,
                               label=order.label.name, key_label=key_label, form=order.form,
                               receipt_requested=receipts)
         cert: x509.Certificate | None = None
@@ -169,7 +169,7 @@ class ServerKeyGenerator:
                 subject=order.subject, public_key=load_subject_public_key(spki), san=order.san,
                 profile=order.label.profile, label=order.label.name, client=order.client, replaces=order.replaces,
                 pending_id=order.pending_id))
-            yield on_store_thread(self.store.key_package_certified, pkg_id, cert.serial_number)
+            yield on_store_thread(self.store.keygen.key_package_certified, pkg_id, cert.serial_number)
             pkcs8 = keypackages.complete_pkcs8((yield on_token_thread(self.token.export_private_key, key_label)))
             key_der: bytes = yield self._package(order, pkg_id, pkcs8, cert, receipts)
             del pkcs8
@@ -177,7 +177,7 @@ class ServerKeyGenerator:
                 yield on_token_thread(self.token.seal, key_label)
             else:
                 yield on_token_thread(self.token.destroy_keypair, key_label)
-            yield on_store_thread(self.store.key_package_delivered, pkg_id, escrowed=order.label.escrow)
+            yield on_store_thread(self.store.keygen.key_package_delivered, pkg_id, escrowed=order.label.escrow)
         except Exception as e:
             yield self._abandon(pkg_id, key_label, cert, e)
             if isinstance(e, TokenRefused):
@@ -251,16 +251,16 @@ class ServerKeyGenerator:
         except Exception:  # the token may be what failed: the sweep retries
             log.warn("could not destroy {label} after a failed delivery; it will be swept", label=key_label)
         try:
-            yield on_store_thread(self.store.key_package_failed, pkg_id, reason, key_destroyed=destroyed)
+            yield on_store_thread(self.store.keygen.key_package_failed, pkg_id, reason, key_destroyed=destroyed)
             if cert is not None:
-                yield on_store_thread(self.store.revoke, cert.serial_number, "cessationOfOperation")
+                yield on_store_thread(self.store.certificates.revoke, cert.serial_number, "cessationOfOperation")
         except Exception:
             log.failure("recording the failed key package {pkg}", pkg=pkg_id.hex())
 
     def sweep_blocking(self) -> int:
         """The same for estctl (no reactor): one pass, blocking."""
         count = 0
-        for record in self.store.orphan_key_packages(_orphan_cutoff()):
+        for record in self.store.keygen.orphan_key_packages(_orphan_cutoff()):
             self.token.destroy_keypair(record.key_label)
             self._swept_one(record)
             count += 1
@@ -269,17 +269,17 @@ class ServerKeyGenerator:
     def _swept_one(self, record: KeyPackageRecord) -> None:
         """Store side of sweeping one key (blocking, on the store thread)."""
         if record.state == "generating":
-            self.store.key_package_failed(record.pkg_id, "abandoned (the request never finished)",
+            self.store.keygen.key_package_failed(record.pkg_id, "abandoned (the request never finished)",
                                           key_destroyed=True)
             if record.serial is not None:
-                self.store.revoke(record.serial, "cessationOfOperation")
+                self.store.certificates.revoke(record.serial, "cessationOfOperation")
         else:
-            self.store.key_package_destroyed(record.pkg_id)
+            self.store.keygen.key_package_destroyed(record.pkg_id)
 
     @defer.inlineCallbacks
     def sweep(self) -> Generator[defer.Deferred[Any], Any, int]:
         """Destroy keys of failed or abandoned deliveries still in the token."""
-        orphans: list[KeyPackageRecord] = yield on_store_thread(self.store.orphan_key_packages, _orphan_cutoff())
+        orphans: list[KeyPackageRecord] = yield on_store_thread(self.store.keygen.orphan_key_packages, _orphan_cutoff())
         for record in orphans:
             try:
                 yield on_token_thread(self.token.destroy_keypair, record.key_label)

@@ -83,7 +83,7 @@ def _current(cert_file: Path, ca_cert: x509.Certificate, public_key: Certificate
 
 def current_key_label(config: Config, store: Store) -> str:
     """The token label of the CA key that signs now (after a key update, not the configured one)."""
-    current = [g for g in store.generations() if g.state == "current"]
+    current = [g for g in store.generations.generations() if g.state == "current"]
     return current[0].key_label if current else config.ca.key_label
 
 
@@ -103,7 +103,7 @@ def ensure(config: Config, token: Token, store: Store, name: str, *, renew: bool
         serial=x509.random_serial_number(), now=now, days=config.ca.validity_days,
         key_usages=("digitalSignature",), extended_key_usages=(), san=None)
     cert = TokenSigner(token, current_key_label(config, store)).sign_certificate(builder)
-    store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+    store.certificates.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label=f"({name}-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail=f"{r.title} certificate")

@@ -142,7 +142,7 @@ def issue_tls_server(config: Config, signer: TokenSigner, ca_cert: x509.Certific
         days=TLS_SERVER_DAYS, key_usages=("digitalSignature",), extended_key_usages=("serverAuth", "cmcRA"),
         san=certs.server_san(names))
     cert = signer.sign_certificate(builder)
-    store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+    store.certificates.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label="(tls-server)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail="TLS server certificate")
@@ -190,7 +190,7 @@ def issue_content_signer(config: Config, token: Token, ca_signer: TokenSigner, c
         serial=x509.random_serial_number(), now=_now(),
         days=config.ca.validity_days, key_usages=("digitalSignature",), extended_key_usages=(), san=None)
     cert = ca_signer.sign_certificate(builder)
-    store.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
+    store.certificates.record_certificate(serial=cert.serial_number, subject=cert.subject.rfc4514_string(),
                              not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                              label="(content-signer)", client=None, der=cert.public_bytes(serialization.Encoding.DER),
                              audit_detail="CMS content signer certificate")

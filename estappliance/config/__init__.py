@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import urllib.parse
 from typing import Any, overload
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,45 @@ class TokenConfig:
             except OSError as e:
                 raise ConfigError(f"token PIN file unreadable: {self.pin_file}: {e.strerror}") from None
         raise ConfigError("token: set pin_file or pin_env (the PIN is never stored in the config)")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the store is: a SQLite file (``path``, the default), or a
+    PostgreSQL database (``url``) shared by several nodes. Its password is
+    read from a file or the environment, never from the config; TLS to the
+    database is set in the URL (``sslmode=verify-full&sslrootcert=...``).
+    ``path``'s directory is this node's own state (metrics, backups) either way."""
+    path: Path
+    url: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.url if self.url is not None else str(self.path)
+
+    def password(self) -> str | None:
+        if self.password_env and os.environ.get(self.password_env):
+            return os.environ[self.password_env]
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"store password file unreadable: {self.password_file}: {e.strerror}") from None
+        return None
+
+
+def _store_config(raw: dict, base: Path) -> StoreConfig:
+    st = raw.get("store", {})
+    url = st.get("url")
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("store: url must be a postgresql:// URL (leave it out for the SQLite file at path)")
+        if urllib.parse.urlsplit(url).password:
+            raise ConfigError("store: no password in the url; use password_file or password_env")
+    return StoreConfig(path=_path(base, st.get("path", "est.sqlite")), url=url,
+                       password_file=_path(base, st.get("password_file")), password_env=st.get("password_env"))
 
 
 @dataclass(frozen=True)
@@ -209,7 +249,7 @@ class Config:
     server: ServerConfig
     token: TokenConfig
     ca: CAConfig
-    store: Path
+    store: StoreConfig
     trust_anchors: dict[str, Path]
     profiles: dict[str, Profile]
     labels: dict[str, Label]
@@ -443,7 +483,7 @@ def from_dict(raw: dict, path: Path) -> Config:
         server=server,
         token=token,
         ca=ca,
-        store=_path(base, raw.get("store", {}).get("path", "est.sqlite")),
+        store=_store_config(raw, base),
         trust_anchors=anchors,
         profiles=profiles,
         labels=labels,

@@ -142,15 +142,15 @@ class PalBuilder:
 
     def _snapshot(self, client: str, label: str) -> _Snapshot:
         """Everything the PAL needs from the store, read in one visit (blocking)."""
-        requests = self.store.client_requests(label, client)
+        requests = self.store.certificates.client_requests(label, client)
         return _Snapshot(
-            standing=self.store.standing_downloads(client, label),
-            offers=self.store.offers(client, label),
-            expiring=self.store.expiring_certificates(
+            standing=self.store.packages.standing_downloads(client, label),
+            offers=self.store.packages.offers(client, label),
+            expiring=self.store.certificates.expiring_certificates(
                 client, label, self.now(), self.now() + datetime.timedelta(days=self.settings.renew_before_days)),
             requests=requests,
-            delivered=self.store.delivered_results(r.id for r in requests),
-            key_packages=self.store.key_packages(client),
+            delivered=self.store.packages.delivered_results(r.id for r in requests),
+            key_packages=self.store.keygen.key_packages(client),
         )
 
     @defer.inlineCallbacks

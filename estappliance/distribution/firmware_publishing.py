@@ -56,13 +56,13 @@ class Target:
         if self.kind not in TARGET_KINDS:
             raise PublishError(f"target must be one of {', '.join(TARGET_KINDS)}")
         if self.kind == "client":
-            record = store.client(self.name)  # None: a client known by its certificate only
+            record = store.clients.client(self.name)  # None: a client known by its certificate only
             if record is not None and not record.may_use(self.label):
                 raise PublishError(f"client {self.name!r} may not use label {self.label!r}")
 
 
 def _queue(store: Store, target: Target, package: firmware.FirmwarePackage, origin: str) -> Package:
-    return store.queue_package(
+    return store.packages.queue_package(
         label=target.label, pal_type=pal_types.FIRMWARE, target_kind=target.kind, target=target.name,
         content=package.der, media_type=media_type(package.content_type),
         name=f"firmware {package.name}" + (f" ({package.description})" if package.description else ""),

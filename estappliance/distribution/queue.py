@@ -32,14 +32,14 @@ class PackageQueue:
 
     def queue(self, *, label: str, pal_type: str, target_kind: str, target: str, **kwargs: Any) -> defer.Deferred[Package]:
         """Fires with the queued Package; see ``Store.queue_package`` for the options."""
-        return on_store_thread(self.store.queue_package, label=label, pal_type=pal_type, target_kind=target_kind,
+        return on_store_thread(self.store.packages.queue_package, label=label, pal_type=pal_type, target_kind=target_kind,
                                target=target, **kwargs)
 
     def offered_to(self, client: str, label: str, pal_types: Iterable[str] | None = None) -> defer.Deferred[list[Offer]]:
         """Fires with the list of Offers ``client`` may fetch under ``label``
         (recording first offers)."""
         types = None if pal_types is None else tuple(pal_types)
-        return on_store_thread(self.store.offers, client, label, types)
+        return on_store_thread(self.store.packages.offers, client, label, types)
 
     @defer.inlineCallbacks
     def next_for(self, client: str, label: str, pal_types: Iterable[str]
@@ -51,29 +51,29 @@ class PackageQueue:
     def mark_downloaded(self, package_id: int, client: str, *, content: bytes | None = None,
                         key_package_id: bytes | None = None) -> defer.Deferred[Delivery]:
         """Record the download before the body is sent; fires with the Delivery."""
-        return on_store_thread(self.store.mark_downloaded, package_id, client, content=content,
+        return on_store_thread(self.store.packages.mark_downloaded, package_id, client, content=content,
                                key_package_id=key_package_id)
 
     def set_delivery_content(self, package_id: int, client: str, content: bytes,
                              key_package_id: bytes | None = None) -> defer.Deferred[None]:
-        return on_store_thread(self.store.set_delivery_content, package_id, client, content, key_package_id)
+        return on_store_thread(self.store.packages.set_delivery_content, package_id, client, content, key_package_id)
 
     def find_by_key_package_id(self, client: str, label: str, key_package_id: bytes) -> defer.Deferred[Offer | None]:
         """Fires with the Offer whose RFC 7191 pkgID this is, or None if this
         client was never offered such a package."""
-        return on_store_thread(self.store.offer_by_key_package_id, client, label, key_package_id)
+        return on_store_thread(self.store.packages.offer_by_key_package_id, client, label, key_package_id)
 
     def record_receipt(self, package_id: int, client: str, *, return_der: bytes | None = None) -> defer.Deferred[Delivery]:
         """Fires with the Delivery; fails with NotOffered (400) if the client was never offered it."""
-        return on_store_thread(self.store.record_receipt, package_id, client, return_der=return_der)
+        return on_store_thread(self.store.packages.record_receipt, package_id, client, return_der=return_der)
 
     def record_error(self, package_id: int, client: str, code: int, *,
                      return_der: bytes | None = None) -> defer.Deferred[Delivery]:
         """Fires with the Delivery; fails with NotOffered (400) if the client was never offered it."""
-        return on_store_thread(self.store.record_error, package_id, client, code, return_der=return_der)
+        return on_store_thread(self.store.packages.record_error, package_id, client, code, return_der=return_der)
 
     def package(self, package_id: int) -> defer.Deferred[Package | None]:
-        return on_store_thread(self.store.package, package_id)
+        return on_store_thread(self.store.packages.package, package_id)
 
 
 __all__ = ["Delivery", "Offer", "Package", "PackageQueue", "next_offer"]

@@ -44,7 +44,7 @@ def check_signer(store: Store, client: str, signer: x509.Certificate | None,
         return
     if presented is not None and _der(presented) == _der(signer):
         return
-    record = store.certificate(signer.serial_number)
+    record = store.certificates.certificate(signer.serial_number)
     if record is not None and record.client == client and not record.revoked and record.der == _der(signer):
         return
     raise PolicyRefused(f"the return is signed by {signer.subject.rfc4514_string() or 'an unknown signer'},"
@@ -80,7 +80,7 @@ def parse_key_package_return(der: bytes) -> symkeys.SymmetricKeyReturn:
 def record_key_package_return(store: Store, client: str, label: str, ret: symkeys.SymmetricKeyReturn,
                               presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, ret.signer, presented)
-    offers = store.offered_packages(client, label, SYMMETRIC)
+    offers = store.packages.offered_packages(client, label, SYMMETRIC)
     offer: Offer | None
     if ret.pkg_id is None:
         offer = _latest_awaiting(offers)
@@ -90,10 +90,10 @@ def record_key_package_return(store: Store, client: str, label: str, ret: symkey
             raise NotOffered("the return names a key package this client was never offered")
         _downloaded(offer)
     if ret.kind == rfc7191.RECEIPT:
-        store.record_receipt(offer.package.id, client, return_der=ret.der)
+        store.packages.record_receipt(offer.package.id, client, return_der=ret.der)
     else:
         assert ret.error_code is not None  # an error report carries its code
-        store.record_error(offer.package.id, client, ret.error_code, return_der=ret.der)
+        store.packages.record_error(offer.package.id, client, ret.error_code, return_der=ret.der)
     return offer
 
 
@@ -110,7 +110,7 @@ def parse_firmware_report(der: bytes) -> firmware.FirmwareReport:
 def record_firmware_report(store: Store, client: str, label: str, report: firmware.FirmwareReport,
                            presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, report.signer, presented)
-    offers = store.offered_packages(client, label, FIRMWARE)
+    offers = store.packages.offered_packages(client, label, FIRMWARE)
     offer: Offer | None
     if report.name is None:
         offer = _latest_awaiting(offers)
@@ -120,10 +120,10 @@ def record_firmware_report(store: Store, client: str, label: str, report: firmwa
             raise NotOffered(f"the report names firmware {report.name} that this client was never offered")
         _downloaded(offer)
     if report.kind == firmware.RECEIPT:
-        store.record_receipt(offer.package.id, client, return_der=report.der)
+        store.packages.record_receipt(offer.package.id, client, return_der=report.der)
     else:
         assert report.error_code is not None  # a load error carries its code
-        store.record_error(offer.package.id, client, report.error_code, return_der=report.der)
+        store.packages.record_error(offer.package.id, client, report.error_code, return_der=report.der)
     return offer
 
 
@@ -155,7 +155,7 @@ def record_tamp_answer(store: Store, client: str, label: str, message: tamp.Tamp
                        presented: x509.Certificate | None) -> Offer:
     check_signer(store, client, message.signer, presented)
     request_kind = _request_kind(message)
-    offers = store.offered_packages(client, label, (TAMP_TYPES[request_kind],))
+    offers = store.packages.offered_packages(client, label, (TAMP_TYPES[request_kind],))
     offer: Offer | None
     if message.ref is None:
         offer = _latest_awaiting(offers)
@@ -172,10 +172,10 @@ def record_tamp_answer(store: Store, client: str, label: str, message: tamp.Tamp
     if message.kind != "tamp_error":
         _move_anchors(store, client, offer, message)
     if failed is None and message.kind != "tamp_error":
-        store.record_receipt(offer.package.id, client, return_der=message.der)
+        store.packages.record_receipt(offer.package.id, client, return_der=message.der)
     else:
         assert failed is not None  # a confirm with a failure, or an error (checked above)
-        store.record_error(offer.package.id, client, failed, return_der=message.der)
+        store.packages.record_error(offer.package.id, client, failed, return_der=message.der)
     return offer
 
 
@@ -186,7 +186,7 @@ def _anchor_row(anchor: tamp.TrustAnchor) -> AnchorRow:
 def _removed_key_ids(store: Store, client: str, spki: bytes) -> list[bytes]:
     """Key identifiers of the client's anchors with this public key."""
     out = []
-    for known in store.client_anchors(client):
+    for known in store.tamp.client_anchors(client):
         if known.der is None:
             continue
         if tamp.TrustAnchor.from_choice(rfc5914.TrustAnchorChoice.load(known.der)).spki == spki:
@@ -207,14 +207,14 @@ def _move_anchors(store: Store, client: str, offer: Offer, message: tamp.TampMes
             rows = [_anchor_row(a) for a in message.anchors]
         else:
             rows = [(k, None, None) for k in message.key_ids or ()]
-        store.move_client_anchors(client, source, replace=rows, communities=list(message.communities)
+        store.tamp.move_client_anchors(client, source, replace=rows, communities=list(message.communities)
                                   if message.communities is not None else None)
         return
     assert offer.package.content is not None  # a TAMP package is its message
     request = tamp.read(offer.package.content)
     if kind == "tamp_update_confirm":
         if message.anchors is not None:
-            store.move_client_anchors(client, source, replace=[_anchor_row(a) for a in message.anchors])
+            store.tamp.move_client_anchors(client, source, replace=[_anchor_row(a) for a in message.anchors])
             return
         changes = tamp.changes_of(request.value)
         statuses = list(message.statuses)
@@ -230,20 +230,20 @@ def _move_anchors(store: Store, client: str, offer: Offer, message: tamp.TampMes
                 add.append(_anchor_row(anchor))
             elif action == "remove":
                 remove += _removed_key_ids(store, client, spki)
-        store.move_client_anchors(client, source, add=add, remove=remove)
+        store.tamp.move_client_anchors(client, source, add=add, remove=remove)
     elif kind == "tamp_apex_update_confirm" and ok:
         apex = tamp.TrustAnchor.from_choice(request.value["apex_ta"])
         clear = bool(request.value["clear_trust_anchors"].native)
         replace = [_anchor_row(a) for a in message.anchors] if message.anchors is not None else None
         communities: list[str] | None = [] if request.value["clear_communities"].native else None
-        store.move_client_anchors(client, source, replace=replace, clear=clear and replace is None,
+        store.tamp.move_client_anchors(client, source, replace=replace, clear=clear and replace is None,
                                   apex=_anchor_row(apex), communities=communities)
     elif kind == "tamp_community_update_confirm" and ok:
         if message.communities is not None:
-            store.move_client_anchors(client, source, communities=list(message.communities))
+            store.tamp.move_client_anchors(client, source, communities=list(message.communities))
         else:
             updates = request.value["updates"]
-            store.move_client_anchors(client, source,
+            store.tamp.move_client_anchors(client, source,
                                       add_communities=[o.dotted for o in updates["add"]] if updates["add"].native
                                       else [],
                                       remove_communities=[o.dotted for o in updates["remove"]]

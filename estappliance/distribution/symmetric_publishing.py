@@ -62,7 +62,7 @@ class SymmetricKeyRequest:
 
 def declared_encrypted_key_package(store: Store, client: str) -> bool:
     """Did the client ever ask /serverkeygen for an Encrypted Key Package (RFC 8295 8.1)?"""
-    return any(p.form == "encrypted-key-package" for p in store.key_packages(client))
+    return any(p.form == "encrypted-key-package" for p in store.keygen.key_packages(client))
 
 
 def form_for(store: Store, client: str, requested: str) -> str:
@@ -76,16 +76,16 @@ def recipients_for(store: Store, token: Token, client: str) -> list[envelope.Rec
     now = datetime.datetime.now(datetime.timezone.utc)
     found: list[envelope.Recipient] = []
     # KEKs only where the token has AES key wrap (kekri); the rest still serve.
-    keks = store.keks() if token.policy().kek_problem() is None else []
+    keks = store.keygen.keks() if token.policy().kek_problem() is None else []
     for kek in keks:
         if kek.client == client:
             found.append(envelope.KekRecipient(kek.key_id, partial(wrap_with_kek, token, kek.token_label), kek.size))
-    for registered in store.recipients():
+    for registered in store.keygen.recipients():
         if registered.client == client:
             cert = x509.load_der_x509_certificate(registered.der)
             if cert.not_valid_after_utc > now and envelope.can_encrypt_to(cert):
                 found.append(envelope.recipient_for_certificate(cert))
-    for record in store.latest_valid_certificates(client, now):
+    for record in store.certificates.latest_valid_certificates(client, now):
         cert = x509.load_der_x509_certificate(record.der)
         if envelope.can_encrypt_to(cert):
             found.append(envelope.recipient_for_certificate(cert))
@@ -108,7 +108,7 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
         raise PublishError(f"symmetric keys: {token.policy().export_problem()}")
     recipients = {}
     for client in request.clients:
-        record = store.client(client)  # None: a client known by its certificate only
+        record = store.clients.client(client)  # None: a client known by its certificate only
         if record is not None and not record.may_use(request.label):
             raise PublishError(f"client {client!r} may not use label {request.label!r}")
         recipients[client] = recipients_for(store, token, client)
@@ -137,7 +137,7 @@ def publish(config: Config, token: Token, store: Store, signer: ContentSigner,
             content_type, layer = symkeys.encrypt_for(inner, recipients[client], form=form)
             bodies[client] = (form, signer.sign_blocking(content_type, layer))
         for client, (form, body) in bodies.items():
-            queued.append(store.queue_package(
+            queued.append(store.packages.queue_package(
                 label=request.label, pal_type=pal_types.SYMMETRIC_KEY, target_kind="client", target=client,
                 content=body, media_type=symkeys.media_type(form),
                 name=f"{request.algorithm} key {key_id}", receipt_requested=True, key_package_id=pkg_id,

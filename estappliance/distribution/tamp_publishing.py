@@ -72,9 +72,9 @@ def publish(config: Config, token: Token, store: Store, request: TampRequest, ta
     roles.ensure(config, token, store, "tamp")
     signer = roles.signer(config, token, "tamp")
     key_id = tamp.key_id_of_cert(signer.certificate)
-    seq_num = store.next_tamp_seq_num(key_id, floor=int(time.time()))
+    seq_num = store.tamp.next_tamp_seq_num(key_id, floor=int(time.time()))
     der = signer.sign_blocking(request.kind, build(request, seq_num))
-    return store.queue_package(
+    return store.packages.queue_package(
         label=target.label, pal_type=TAMP_TYPES[request.kind], target_kind=target.kind, target=target.name,
         content=der, media_type=tamp.media_type(request.kind),
         name=f"{request.kind.replace('_', ' ')} #{seq_num} to {request.target.describe()}", receipt_requested=True,

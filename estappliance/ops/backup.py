@@ -107,7 +107,10 @@ def _copy(src: sqlite3.Connection, dst: sqlite3.Connection, progress: Progress, 
 
 
 def store_backup(config: Config) -> StoreBackup:
-    return SqliteBackup(config.store)
+    if config.store.url is not None:
+        raise BackupError("the store is on PostgreSQL: back it up with the database's own tools (pg_dump),"
+                          " or copy it into a SQLite file with 'estctl store copy --to FILE'")
+    return SqliteBackup(config.store.path)
 
 
 def file_roles(config: Config) -> dict[str, Path]:
@@ -124,7 +127,7 @@ def file_roles(config: Config) -> dict[str, Path]:
     }
     for name, path in config.trust_anchors.items():
         roles[f"trust_anchor:{name}"] = path
-    for path in sorted(config.store.parent.glob("*.key")):  # shared secrets (service.shared_secret)
+    for path in sorted(config.store.path.parent.glob("*.key")):  # shared secrets (service.shared_secret)
         roles[f"secret:{path.stem}"] = path
     return {role: path for role, path in roles.items() if path is not None and path.is_file()}
 
@@ -161,7 +164,7 @@ def backup(config: Config, dest: Path, progress: Progress) -> dict:
     store = store_backup(config)
     store_name = f"store.{store.kind}"
     store.dump(files / store_name, progress)
-    entries = [Entry("store", store_name, str(config.store), (files / store_name).stat().st_size,
+    entries = [Entry("store", store_name, str(config.store.path), (files / store_name).stat().st_size,
                      _sha256(files / store_name))]
     roles = file_roles(config)
     task = progress.task("copying files", total=len(roles))
@@ -233,14 +236,14 @@ def restore(config_path: Path, src: Path, progress: Progress, *, force: bool = F
         raise BackupError(f"the backup holds a {manifest.get('store_kind')} store; this configuration uses {store.kind}")
     targets = {role: path for role, path in _targets(config, entries).items()}
     if not force:
-        if config.store.exists():
-            raise BackupError(f"a store exists at {config.store}: move it away (or --force to replace it)")
+        if config.store.path.exists():
+            raise BackupError(f"a store exists at {config.store.path}: move it away (or --force to replace it)")
         for role, path in targets.items():
             if path.exists() and _sha256(path) != entries[role].sha256:
                 raise BackupError(f"{path} exists and differs from the backup's {role} (--force to replace it)")
-    if config.store.exists():
+    if config.store.path.exists():
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{config.store}{suffix}").unlink(missing_ok=True)
+            Path(f"{config.store.path}{suffix}").unlink(missing_ok=True)
     store.load(files / entries["store"].name, progress)
     for role, path in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +268,7 @@ def _targets(config: Config, entries: dict[str, Entry]) -> dict[str, Path]:
         if role.startswith("trust_anchor:"):
             path = config.trust_anchors.get(role.partition(":")[2])
         elif role.startswith("secret:"):
-            path = config.store.parent / f"{role.partition(':')[2]}.key"
+            path = config.store.path.parent / f"{role.partition(':')[2]}.key"
         else:
             path = where.get(role)
         if path is not None:

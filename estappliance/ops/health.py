@@ -52,8 +52,8 @@ def _sign_probe(ca: CertificateAuthority) -> None:
 
 def _store_probe(store: Store) -> CrlRecord | None:
     """Blocking, on the store thread: one commit, then the current CRL."""
-    store.probe_commit()
-    return store.latest_crl("crl")
+    store.audit.probe_commit()
+    return store.crls.latest_crl("crl")
 
 
 class ReadinessProbe:

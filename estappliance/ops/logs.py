@@ -24,6 +24,7 @@ from twisted.logger import (ILogObserver, Logger, formatEvent, globalLogPublishe
 from zope.interface import implementer
 
 from ..store import Store
+from ..store.audit_tables import AuditRow, watch
 from ..config.operations import LogConfig
 
 AUDIT_NAMESPACE = "estappliance.audit"
@@ -86,15 +87,13 @@ class AuditToSyslog:
 
 def watch_audit(store: Store) -> None:
     """Every audit row this connection inserts becomes an ``estappliance.audit`` log event."""
-    def emit(at: str, client: str | None, label: str | None, operation: str, outcome: str, detail: str | None) -> None:
+    def emit(row: AuditRow) -> None:
         # On the store thread: the event is published on the reactor thread.
+        at, client, label, operation, outcome, detail = row
         cast(IReactorThreads, reactor).callFromThread(
             audit_log.info, "audit {operation} {outcome} client={client} label={label}: {detail}", at=at,
             client=client, label=label, operation=operation, outcome=outcome, detail=detail)
-    store._db.create_function("est_audit_event", 6, emit)
-    store._db.execute("CREATE TEMP TRIGGER IF NOT EXISTS audit_to_log AFTER INSERT ON main.audit BEGIN"
-                      " SELECT est_audit_event(NEW.at, NEW.client, NEW.label, NEW.operation, NEW.outcome,"
-                      " NEW.detail); END")
+    watch(store.db, emit)
 
 
 class LoggingSetup(service.MultiService):

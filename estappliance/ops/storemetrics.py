@@ -10,20 +10,23 @@ while; a scrape every few seconds should not repeat it).
 from __future__ import annotations
 
 import datetime
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
+
+from ..config import StoreConfig
+from ..errors import StoreUnavailable
+from ..store.database import Database
+from ..store.db import open_database
 
 
 EXPIRY_HORIZON = datetime.timedelta(days=30)
 
 
-def read_figures(db: sqlite3.Connection) -> dict:
-    """Blocking: one pass over the store (SQLite), in one read transaction."""
+def read_figures(db: Database) -> dict:
+    """Blocking: one pass over the store."""
     now = datetime.datetime.now(datetime.timezone.utc)
     figures: dict = {}
     figures["pending"] = db.execute("SELECT COUNT(*) FROM pending WHERE state='pending'").fetchone()[0]
@@ -60,10 +63,10 @@ def read_figures(db: sqlite3.Connection) -> dict:
 
 
 class StoreCollector:
-    """A prometheus_client collector over the store file at ``path``."""
+    """A prometheus_client collector over the store at ``where``."""
 
-    def __init__(self, path: Path, cache_seconds: float = 15.0):
-        self.path = path
+    def __init__(self, where: StoreConfig, cache_seconds: float = 15.0):
+        self.where = where
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()  # scrapes may come from several threads
         self._figures: dict | None = None
@@ -72,14 +75,16 @@ class StoreCollector:
     def figures(self) -> dict | None:
         with self._lock:
             if self._figures is None or time.monotonic() - self._at >= self.cache_seconds:
-                if not self.path.exists():
+                if self.where.url is None and not self.where.path.exists():
                     return None
-                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30)
                 try:
-                    db.execute("BEGIN")
-                    self._figures = read_figures(db)
-                finally:
-                    db.close()
+                    db = open_database(self.where, read_only=True)
+                    try:
+                        self._figures = read_figures(db)
+                    finally:
+                        db.close()
+                except StoreUnavailable:
+                    return self._figures  # the last figures read, if any: /metrics still answers
                 self._at = time.monotonic()
             return self._figures
 

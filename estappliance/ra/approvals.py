@@ -90,13 +90,13 @@ class Approvals:
         the pending table (Waiting), recorded and audited before this fires."""
         khash = key_hash(submission.public_key)
         subject = submission.subject.rfc4514_string()
-        found = yield on_store_thread(self.store.find_pending, submission.label, submission.client, khash, subject,
+        found = yield on_store_thread(self.store.certificates.find_pending, submission.label, submission.client, khash, subject,
                                       submission.operation)
         if found is not None:
             decision = yield self.decision(found)
             if decision is not None:
                 return decision
-        new = yield on_store_thread(self.store.add_pending, label=submission.label, client=submission.client,
+        new = yield on_store_thread(self.store.certificates.add_pending, label=submission.label, client=submission.client,
                                     key_hash=khash, subject=subject, operation=submission.operation,
                                     request=submission.request, kind=submission.kind, replaces=submission.replaces)
         return Waiting(new.id)
@@ -125,7 +125,7 @@ class Approvals:
         if isinstance(decision, Waiting):
             raise Pending(f"request {decision.request_id} is waiting for approval", self.retry_after)
         if isinstance(decision, Rejected):
-            yield on_store_thread(self.store.mark_result_delivered, decision.request_id)
+            yield on_store_thread(self.store.packages.mark_result_delivered, decision.request_id)
             raise NotAuthorized(f"request {decision.request_id} was rejected by an operator")
         raise ValueError(f"{decision!r} needs no issuance")
 
@@ -138,7 +138,7 @@ class Approvals:
             cert = yield self.ca.issue(request)
         except AlreadyIssued:
             assert request.pending_id is not None  # only an approved request can be issued twice
-            done = yield on_store_thread(self.store.pending, request.pending_id)
+            done = yield on_store_thread(self.store.certificates.pending, request.pending_id)
             cert = yield self.issued_for(done.serial if done is not None else None)
             if cert is None:
                 raise NotAuthorized(f"request {request.pending_id} was fulfilled and its certificate is no longer"
@@ -151,7 +151,7 @@ class Approvals:
         """The certificate issued for a request, if it is still good."""
         if serial is None:
             return None
-        record = yield on_store_thread(self.store.certificate, serial)
+        record = yield on_store_thread(self.store.certificates.certificate, serial)
         if record is None or record.revoked:
             return None
         cert = x509.load_der_x509_certificate(record.der)

@@ -212,7 +212,7 @@ class Authenticator:
         params = creds.digest
         assert params is not None  # only called with Digest credentials
         username = params.get("username", "")
-        record = yield on_read_thread(self.reads.client, username)
+        record = yield on_read_thread(self.reads.clients.client, username)
         verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
                                     algorithms=label.digest_algorithms, uri_aliases=creds.digest_uri_aliases)
         if verdict == "stale":
@@ -256,7 +256,7 @@ class Authenticator:
     @defer.inlineCallbacks
     def _verify(self, key: tuple[str, bytes], username: str, password: str
                 ) -> Generator[defer.Deferred[Any], Any, ClientRecord | None]:
-        record = yield on_read_thread(self.reads.client, username)
+        record = yield on_read_thread(self.reads.clients.client, username)
         if record is None:
             # Spend the same time as a real check so names cannot be probed.
             yield PASSWORD_THREAD.run(verify_password, password, _DUMMY_HASH)

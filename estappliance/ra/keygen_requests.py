@@ -195,7 +195,7 @@ class KeygenRegistrar:
         try:
             cipher = attrs.content_cipher(allow_gcm=form == "encrypted-key-package")
             if attrs.decrypt_key_id is not None:
-                record = yield on_store_thread(self.store.kek, attrs.decrypt_key_id)
+                record = yield on_store_thread(self.store.keygen.kek, attrs.decrypt_key_id)
                 if record is None or record.client != identity.name:
                     # Another client's KEK is as unknown to this one as a missing one.
                     raise PolicyRefused(f"unknown DecryptKeyIdentifier {attrs.decrypt_key_id.hex()}")
@@ -219,10 +219,10 @@ class KeygenRegistrar:
         TLS client certificate it authenticated with. Current and usable for
         key transport or agreement."""
         candidates: list[x509.Certificate] = []
-        registered = yield on_store_thread(self.store.recipient, ski)
+        registered = yield on_store_thread(self.store.keygen.recipient, ski)
         if registered is not None and registered.client == identity.name:
             candidates.append(x509.load_der_x509_certificate(registered.der))
-        issued = yield on_store_thread(self.store.certificates, identity.name)
+        issued = yield on_store_thread(self.store.certificates.certificates, identity.name)
         for record in issued:
             if not record.revoked:
                 cert = x509.load_der_x509_certificate(record.der)
@@ -267,7 +267,7 @@ class KeygenRegistrar:
             if returned.signer is not None and returned.signer not in trusted:
                 raise NotAuthorized("the receipt or error is signed by someone other than this client")
             if returned.pkg_id is not None:
-                record = yield on_store_thread(self.store.key_package, returned.pkg_id)
+                record = yield on_store_thread(self.store.keygen.key_package, returned.pkg_id)
                 if record is None or record.state in ("generating", "failed"):
                     raise PolicyRefused(f"no key package {returned.pkg_id.hex()} was delivered")
                 if record.client != identity.name:
@@ -275,10 +275,10 @@ class KeygenRegistrar:
             else:
                 # An error naming no package is about a key this client got:
                 # a client that was never sent one has nothing to report on.
-                records = yield on_store_thread(self.store.key_packages, identity.name)
+                records = yield on_store_thread(self.store.keygen.key_packages, identity.name)
                 if not any(r.state in ("delivered", "confirmed", "error") for r in records):
                     raise PolicyRefused("the error names no key package, and none was delivered to this client")
-            yield on_store_thread(self.store.key_package_returned, returned.pkg_id, client=identity.name,
+            yield on_store_thread(self.store.keygen.key_package_returned, returned.pkg_id, client=identity.name,
                                   kind=returned.kind, der=der, error_code=returned.error_code,
                                   signer=returned.signer.subject.rfc4514_string() if returned.signer else None)
         except EstError as e:
@@ -291,7 +291,7 @@ class KeygenRegistrar:
         """The certificates a receipt from this client may be signed with: the
         ones this CA issued to it (those of delivered keys among them) and the
         TLS client certificate it authenticated with."""
-        records = yield on_store_thread(self.store.certificates, identity.name)
+        records = yield on_store_thread(self.store.certificates.certificates, identity.name)
         certs = [x509.load_der_x509_certificate(r.der) for r in records if not r.revoked]
         if identity.certificate is not None and identity.certificate not in certs:
             certs.append(identity.certificate)

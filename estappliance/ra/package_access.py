@@ -64,7 +64,7 @@ class Distribution:
         label, identity = yield self.registrar.identify("crls", label_name, creds, anonymous=True)
         body = yield self.standing.crls()
         if identity is not None:
-            yield on_store_thread(self.store.record_standing_downloads, identity.name, label.name, body.versions)
+            yield on_store_thread(self.store.packages.record_standing_downloads, identity.name, label.name, body.versions)
         return body.der
 
     # -- /cacerts (served by the enrollment routes; its downloads are dated here) -----------
@@ -81,7 +81,7 @@ class Distribution:
         except EstError:
             return
         version = self.standing.cacerts()[1]
-        yield on_store_thread(self.store.record_standing_downloads, identity.name, label.name, {"cacerts": version})
+        yield on_store_thread(self.store.packages.record_standing_downloads, identity.name, label.name, {"cacerts": version})
 
     # -- /eecerts ---------------------------------------------------------------------------
 
@@ -91,14 +91,14 @@ class Distribution:
         an anonymous one, for the whole label), downloads recorded first."""
         label, identity = yield self.registrar.identify("eecerts", label_name, creds, anonymous=True)
         if identity is None:
-            found = yield on_store_thread(self.store.packages, label.name)
+            found = yield on_store_thread(self.store.packages.packages, label.name)
             bodies = [p.content for p in found if p.pal_type == pal_types.EE_CERTIFICATE and p.target_kind == "label"]
         else:
             offers = yield self.packages.offered_to(identity.name, label.name, (pal_types.EE_CERTIFICATE,))
 
             def record() -> None:
                 for offer in offers:
-                    self.store.mark_downloaded(offer.package.id, identity.name)
+                    self.store.packages.mark_downloaded(offer.package.id, identity.name)
             yield on_store_thread(record)
             bodies = [o.body for o in offers]
         if not bodies:

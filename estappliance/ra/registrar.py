@@ -201,7 +201,7 @@ class Registrar:
                        reason: str) -> defer.Deferred[None]:
         """The audit row of a refusal (``refused`` for EST errors; /fullcmc
         records its CMC failures, which are no EST errors, here too)."""
-        return on_store_thread(self.store.audit, operation, outcome, client=who,
+        return on_store_thread(self.store.audit.record, operation, outcome, client=who,
                                label=label.name if label else None, detail=reason)
 
 

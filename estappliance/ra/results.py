@@ -52,8 +52,8 @@ class EnrollmentResults:
     @defer.inlineCallbacks
     def _fetch(self, operation: str, label: Label, identity: Identity) -> Generator[defer.Deferred[Any], Any, x509.Certificate]:
         approvals = self.registrar.approvals
-        requests = yield on_store_thread(self.store.client_requests, label.name, identity.name, operation)
-        delivered = yield on_store_thread(self.store.delivered_results, [r.id for r in requests])
+        requests = yield on_store_thread(self.store.certificates.client_requests, label.name, identity.name, operation)
+        delivered = yield on_store_thread(self.store.packages.delivered_results, [r.id for r in requests])
         for request in requests:
             if request.state == "approved":
                 cert = yield self._issue(request, label, identity)
@@ -82,5 +82,5 @@ class EnrollmentResults:
         cert = yield self.registrar.approvals.issue(IssueRequest(
             subject=subject, public_key=csr.public_key(), san=csrs.requested_san(csr), profile=label.profile,
             label=label.name, client=identity.name, replaces=replaces, pending_id=request.id))
-        yield on_store_thread(self.store.mark_result_delivered, request.id)
+        yield on_store_thread(self.store.packages.mark_result_delivered, request.id)
         return cert

@@ -1,8 +1,13 @@
-"""Persistence (SQLite). Blocking; the service uses it on ``STORE_THREAD``."""
+"""Persistence: SQLite (one file) or PostgreSQL (several nodes), as a core
+(database.py) and a repository per concern. Blocking; the service uses it on
+``STORE_THREAD`` (writes) and ``READ_THREAD`` (lookups on ``Store.reader()``)."""
 from ..threads import SingleThread
-from .db import (AlreadyIssued, AuditEvent, CertificateRecord, ClientRecord, DuplicateClient, DuplicateSerial, PendingRequest, Store,
-                 serial_key)
+from .certificate_tables import AlreadyIssued, CertificateRecord, DuplicateSerial, PendingRequest, serial_key
+from .client_tables import ClientRecord, DuplicateClient
+from .audit_tables import AuditEvent
 from .crls import CrlRecord
+from .database import SchemaMismatch
+from .db import Store
 
 STORE_THREAD = SingleThread("store")
 on_store_thread = STORE_THREAD.run
@@ -10,5 +15,6 @@ on_store_thread = STORE_THREAD.run
 READ_THREAD = SingleThread("store-read")
 on_read_thread = READ_THREAD.run
 
-__all__ = ["AlreadyIssued", "CrlRecord", "AuditEvent", "CertificateRecord", "ClientRecord", "DuplicateClient", "DuplicateSerial", "PendingRequest", "Store",
-           "on_store_thread", "on_read_thread", "READ_THREAD", "serial_key", "STORE_THREAD"]
+__all__ = ["AlreadyIssued", "CrlRecord", "AuditEvent", "CertificateRecord", "ClientRecord", "DuplicateClient",
+           "DuplicateSerial", "PendingRequest", "SchemaMismatch", "Store", "on_store_thread", "on_read_thread",
+           "READ_THREAD", "serial_key", "STORE_THREAD"]

@@ -5,33 +5,23 @@ from __future__ import annotations
 
 import datetime
 
-from .tables import Tables
+from .audit_tables import insert_audit
+from .tables import Repository, now_text
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-
-class CmcTables(Tables):
-    TABLES = """
-    CREATE TABLE IF NOT EXISTS cmc_secrets (
-        client TEXT PRIMARY KEY,
-        set_at TEXT NOT NULL
-    );
-    """
-
+class CmcTables(Repository):
     def set_cmc_secret(self, client: str) -> None:
         with self._writing():
-            self._db.execute("INSERT OR REPLACE INTO cmc_secrets (client, set_at) VALUES (?, ?)", (client, _now()))
-            self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
-                             " VALUES (?, ?, 'cmc-secret', 'set', NULL)", (_now(), client))
+            self._db.execute("INSERT INTO cmc_secrets (client, set_at) VALUES (?, ?)"
+                             " ON CONFLICT (client) DO UPDATE SET set_at=excluded.set_at", (client, now_text()))
+            insert_audit(self._db, 'cmc-secret', 'set', client=client, at=now_text())
 
     def remove_cmc_secret(self, client: str) -> bool:
         with self._writing():
             removed = self._db.execute("DELETE FROM cmc_secrets WHERE client=?", (client,)).rowcount == 1
             if removed:
-                self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
-                                 " VALUES (?, ?, 'cmc-secret', 'removed', NULL)", (_now(), client))
+                insert_audit(self._db, 'cmc-secret', 'removed', client=client, at=now_text())
         return removed
 
     def has_cmc_secret(self, client: str) -> bool:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .tables import Tables
+from .audit_tables import insert_audit
+from .tables import Repository
 
 
 @dataclass(frozen=True)
@@ -15,20 +16,7 @@ class CrlRecord:
     der: bytes
 
 
-class CrlTables(Tables):
-    TABLES = """
-    CREATE TABLE IF NOT EXISTS crls (
-        kind TEXT NOT NULL,
-        number INTEGER NOT NULL,
-        this_update TEXT NOT NULL,
-        next_update TEXT NOT NULL,
-        der BLOB NOT NULL,
-        PRIMARY KEY (kind, number)
-    );
-    -- CRLs list the few revoked rows among (maybe) millions: a partial index finds them.
-    CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates(revoked_at) WHERE status='revoked';
-    """
-
+class CrlTables(Repository):
     def next_crl_number(self, kind: str) -> int:
         row = self._db.execute("SELECT MAX(number) FROM crls WHERE kind=?", (kind,)).fetchone()
         return (row[0] or 0) + 1
@@ -36,8 +24,7 @@ class CrlTables(Tables):
     def record_crl(self, kind: str, number: int, this_update: str, next_update: str, der: bytes) -> None:
         with self._writing():
             self._db.execute("INSERT INTO crls VALUES (?, ?, ?, ?, ?)", (kind, number, this_update, next_update, der))
-            self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'crl', 'ok', ?)",
-                             (this_update, f"{kind} number {number}"))
+            insert_audit(self._db, 'crl', 'ok', detail=f'{kind} number {number}', at=this_update)
 
     def latest_crl(self, kind: str) -> CrlRecord | None:
         row = self._db.execute("SELECT kind, number, this_update, next_update, der FROM crls WHERE kind=?"

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from .tables import Tables, present
+from .audit_tables import insert_audit
+from .tables import Repository, now_text, present
 
 LIVE_STATES = ("next", "current", "retiring")
 # Certificates on record that no device relies on: the appliance's own
@@ -36,15 +37,12 @@ class Generation:
     retired_at: str | None
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
 
 _SELECT = ("SELECT id, key_label, key_type, state, cert, chain, csr, new_with_old, old_with_new, created_at,"
            " switched_at, retired_at FROM ca_generations")
 
 
-class GenerationTables(Tables):
+class GenerationTables(Repository):
     def generations(self) -> list[Generation]:
         """Every generation, oldest first."""
         return [Generation(*row) for row in self._db.execute(_SELECT + " ORDER BY id")]
@@ -61,12 +59,11 @@ class GenerationTables(Tables):
     def add_generation(self, *, key_label: str, key_type: str, state: str, cert: bytes | None = None,
                        chain: bytes | None = None, detail: str) -> Generation:
         with self._writing():
-            cur = self._db.execute("INSERT INTO ca_generations (key_label, key_type, state, cert, chain, created_at,"
+            gen_id = self._db.insert("INSERT INTO ca_generations (key_label, key_type, state, cert, chain, created_at,"
                                    " switched_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                   (key_label, key_type, state, cert, chain, _now(),
-                                    _now() if state == "current" else None))
+                                   (key_label, key_type, state, cert, chain, now_text(),
+                                    now_text() if state == "current" else None))
             self._audit_ca(detail)
-        gen_id = present(cur.lastrowid, "the new generation's id")
         return present(self.generation(gen_id), f"generation {gen_id}")
 
     def update_generation(self, gen_id: int, detail: str, **fields: bytes | str | None) -> Generation:
@@ -83,7 +80,7 @@ class GenerationTables(Tables):
     def switch_generation(self, new_id: int, *, old_state: str = "retiring", detail: str) -> None:
         """The ``next`` generation becomes current and the current one
         ``old_state``, in one commit: no process ever sees two or none."""
-        now = _now()
+        now = now_text()
         with self._writing():
             row = self._db.execute("SELECT state FROM ca_generations WHERE id=?", (new_id,)).fetchone()
             if row is None or row[0] != "next":
@@ -96,18 +93,16 @@ class GenerationTables(Tables):
     def set_generation_state(self, gen_id: int, state: str, detail: str) -> None:
         with self._writing():
             self._db.execute("UPDATE ca_generations SET state=?, retired_at=? WHERE id=?",
-                             (state, _now() if state in ("retired", "aborted") else None, gen_id))
+                             (state, now_text() if state in ("retired", "aborted") else None, gen_id))
             self._audit_ca(detail)
 
     def audit_ca(self, outcome: str, detail: str) -> None:
         """An audit event of the key ceremony (operation 'ca')."""
         with self._writing():
-            self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'ca', ?, ?)",
-                             (_now(), outcome, detail))
+            insert_audit(self._db, 'ca', outcome, detail=detail, at=now_text())
 
     def _audit_ca(self, detail: str) -> None:
-        self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'ca', 'ok', ?)",
-                         (_now(), detail))
+        insert_audit(self._db, 'ca', 'ok', detail=detail, at=now_text())
 
     # -- what depends on a generation ---------------------------------------------------
 

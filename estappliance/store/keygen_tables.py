@@ -21,11 +21,12 @@ Blocking, like the rest of the store: the service calls it on the store thread.
 from __future__ import annotations
 
 import datetime
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .tables import Tables
+from .database import UniqueViolation
+from .audit_tables import insert_audit
+from .tables import Repository, now_text
 
 STATES = ("generating", "delivered", "failed", "confirmed", "error")
 
@@ -68,9 +69,6 @@ class RecipientRecord:
     created_at: str
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
 
 class DuplicateKek(Exception):
     """A KEK with that identifier is already registered."""
@@ -86,59 +84,7 @@ def _package(row: Any) -> KeyPackageRecord:  # a sqlite3 row of _SELECT's column
                             *row[10:])
 
 
-class ServerKeygenTables(Tables):
-    TABLES = """
-    CREATE TABLE IF NOT EXISTS skg_packages (
-        pkg_id TEXT PRIMARY KEY,
-        client TEXT NOT NULL,
-        label TEXT NOT NULL,
-        key_label TEXT NOT NULL,
-        form TEXT NOT NULL,
-        state TEXT NOT NULL,
-        serial TEXT,
-        escrowed INTEGER NOT NULL DEFAULT 0,
-        key_destroyed INTEGER NOT NULL DEFAULT 0,
-        receipt_requested INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL,
-        delivered_at TEXT,
-        returned_at TEXT,
-        error_code TEXT,
-        detail TEXT
-    );
-    CREATE INDEX IF NOT EXISTS skg_packages_client ON skg_packages(client);
-    CREATE INDEX IF NOT EXISTS skg_packages_state ON skg_packages(state);
-    CREATE TABLE IF NOT EXISTS skg_returns (
-        id INTEGER PRIMARY KEY,
-        pkg_id TEXT,
-        client TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        error_code TEXT,
-        signer TEXT,
-        received_at TEXT NOT NULL,
-        der BLOB NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS skg_keks (
-        key_id TEXT PRIMARY KEY,
-        client TEXT NOT NULL,
-        token_label TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS skg_recipients (
-        ski TEXT PRIMARY KEY,
-        client TEXT NOT NULL,
-        der BLOB NOT NULL,
-        subject TEXT NOT NULL,
-        not_after TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS skg_pkcs12_passwords (
-        client TEXT PRIMARY KEY,
-        sealed BLOB NOT NULL,
-        set_at TEXT NOT NULL
-    );
-    """
-
+class ServerKeygenTables(Repository):
     # -- key packages ----------------------------------------------------------
 
     def key_package_started(self, *, pkg_id: bytes, client: str, label: str, key_label: str, form: str,
@@ -147,7 +93,7 @@ class ServerKeygenTables(Tables):
         with self._writing():
             self._db.execute("INSERT INTO skg_packages (pkg_id, client, label, key_label, form, state,"
                              " receipt_requested, created_at) VALUES (?, ?, ?, ?, ?, 'generating', ?, ?)",
-                             (pkg_id.hex(), client, label, key_label, form, int(receipt_requested), _now()))
+                             (pkg_id.hex(), client, label, key_label, form, int(receipt_requested), now_text()))
 
     def key_package_certified(self, pkg_id: bytes, serial: int) -> None:
         with self._writing():
@@ -155,28 +101,23 @@ class ServerKeygenTables(Tables):
 
     def key_package_delivered(self, pkg_id: bytes, *, escrowed: bool) -> None:
         """Durable before the response carrying the key is sent."""
-        now = _now()
+        now = now_text()
         with self._writing():
             row = self._db.execute("SELECT client, label, form, serial FROM skg_packages WHERE pkg_id=?",
                                    (pkg_id.hex(),)).fetchone()
             self._db.execute("UPDATE skg_packages SET state='delivered', delivered_at=?, escrowed=?,"
                              " key_destroyed=? WHERE pkg_id=?", (now, int(escrowed), int(not escrowed), pkg_id.hex()))
-            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                             " VALUES (?, ?, ?, 'serverkeygen', 'delivered', ?)",
-                             (now, row[0], row[1], f"key package {pkg_id.hex()} ({row[2]}), certificate {row[3]}"
-                              + (", key escrowed in the token" if escrowed else "")))
+            insert_audit(self._db, 'serverkeygen', 'delivered', client=row[0], label=row[1], detail=f'key package {pkg_id.hex()} ({row[2]}), certificate {row[3]}' + (', key escrowed in the token' if escrowed else ''), at=now)
 
     def key_package_failed(self, pkg_id: bytes, reason: str, *, key_destroyed: bool) -> None:
-        now = _now()
+        now = now_text()
         with self._writing():
             row = self._db.execute("SELECT client, label FROM skg_packages WHERE pkg_id=?",
                                    (pkg_id.hex(),)).fetchone()
             self._db.execute("UPDATE skg_packages SET state='failed', detail=?, key_destroyed=? WHERE pkg_id=?",
                              (reason, int(key_destroyed), pkg_id.hex()))
             if row is not None:
-                self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                                 " VALUES (?, ?, ?, 'serverkeygen', 'failed', ?)",
-                                 (now, row[0], row[1], f"key package {pkg_id.hex()}: {reason}"))
+                insert_audit(self._db, 'serverkeygen', 'failed', client=row[0], label=row[1], detail=f'key package {pkg_id.hex()}: {reason}', at=now)
 
     def key_package_destroyed(self, pkg_id: bytes) -> None:
         self._db.execute("UPDATE skg_packages SET key_destroyed=1 WHERE pkg_id=?", (pkg_id.hex(),))
@@ -203,7 +144,7 @@ class ServerKeygenTables(Tables):
     def key_package_returned(self, pkg_id: bytes | None, *, client: str, kind: str, der: bytes,
                              error_code: str | None = None, signer: str | None = None) -> None:
         """Record a receipt or error (and move the package's state) in one commit."""
-        now = _now()
+        now = now_text()
         with self._writing():
             self._db.execute("INSERT INTO skg_returns (pkg_id, client, kind, error_code, signer, received_at, der)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -217,8 +158,7 @@ class ServerKeygenTables(Tables):
                                  (state, now, error_code, pkg_id.hex()))
                 row = self._db.execute("SELECT label FROM skg_packages WHERE pkg_id=?", (pkg_id.hex(),)).fetchone()
                 label = row[0] if row else None
-            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                             " VALUES (?, ?, ?, 'serverkeygen/return', ?, ?)", (now, client, label, kind, detail))
+            insert_audit(self._db, 'serverkeygen/return', kind, client=client, label=label, detail=detail, at=now)
 
     def key_package_returns(self, pkg_id: bytes | None = None
                             ) -> list[tuple[str, str, str, int | None, str | None, str]]:
@@ -234,10 +174,9 @@ class ServerKeygenTables(Tables):
         try:
             with self._writing():
                 self._db.execute("INSERT INTO skg_keks VALUES (?, ?, ?, ?, ?)",
-                                 (key_id.hex(), client, token_label, size, _now()))
-                self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
-                                 " VALUES (?, ?, 'kek', 'added', ?)", (_now(), client, f"KEK {key_id.hex()}"))
-        except sqlite3.IntegrityError:
+                                 (key_id.hex(), client, token_label, size, now_text()))
+                insert_audit(self._db, 'kek', 'added', client=client, detail=f'KEK {key_id.hex()}', at=now_text())
+        except UniqueViolation:
             raise DuplicateKek(key_id.hex()) from None
 
     def kek(self, key_id: bytes) -> KekRecord | None:
@@ -259,8 +198,11 @@ class ServerKeygenTables(Tables):
 
     def add_recipient(self, ski: bytes, client: str, der: bytes, subject: str, not_after: str) -> None:
         with self._writing():
-            self._db.execute("INSERT OR REPLACE INTO skg_recipients VALUES (?, ?, ?, ?, ?, ?)",
-                             (ski.hex(), client, der, subject, not_after, _now()))
+            self._db.execute("INSERT INTO skg_recipients (ski, client, der, subject, not_after, created_at)"
+                             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ski) DO UPDATE SET client=excluded.client,"
+                             " der=excluded.der, subject=excluded.subject, not_after=excluded.not_after,"
+                             " created_at=excluded.created_at",
+                             (ski.hex(), client, der, subject, not_after, now_text()))
 
     def recipient(self, ski: bytes) -> RecipientRecord | None:
         row = self._db.execute("SELECT ski, client, der, subject, not_after, created_at FROM skg_recipients"
@@ -279,9 +221,9 @@ class ServerKeygenTables(Tables):
 
     def set_pkcs12_password(self, client: str, sealed: bytes) -> None:
         with self._writing():
-            self._db.execute("INSERT OR REPLACE INTO skg_pkcs12_passwords VALUES (?, ?, ?)", (client, sealed, _now()))
-            self._db.execute("INSERT INTO audit (at, client, operation, outcome) VALUES (?, ?, 'pkcs12-password',"
-                             " 'set')", (_now(), client))
+            self._db.execute("INSERT INTO skg_pkcs12_passwords (client, sealed, set_at) VALUES (?, ?, ?)"
+                             " ON CONFLICT (client) DO UPDATE SET sealed=excluded.sealed, set_at=excluded.set_at", (client, sealed, now_text()))
+            insert_audit(self._db, 'pkcs12-password', 'set', client=client, at=now_text())
 
     def pkcs12_password(self, client: str) -> bytes | None:
         row = self._db.execute("SELECT sealed FROM skg_pkcs12_passwords WHERE client=?", (client,)).fetchone()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .tables import Tables
+from .tables import Repository
 
 # The upsert changes a row only for a higher count; SQLite reports 0 rows otherwise.
 _CLAIM = ("INSERT INTO digest_nonce_counts (nonce, nc, used_at) VALUES (?, ?, ?)"
@@ -19,7 +19,7 @@ _CLAIM = ("INSERT INTO digest_nonce_counts (nonce, nc, used_at) VALUES (?, ?, ?)
           " WHERE excluded.nc > digest_nonce_counts.nc")
 
 
-class NonceCountTables(Tables):
+class NonceCountTables(Repository):
     def claim_nonce_counts(self, claims: Iterable[tuple[str, int]], now: float,
                            forget_before: float | None = None) -> list[bool]:
         """For each (nonce, count): True if the count is higher than any

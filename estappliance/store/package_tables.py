@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..errors import PolicyRefused
-from .tables import Tables, present
+from .group_tables import GroupTables
+from .audit_tables import insert_audit
+from .tables import Repository, now_text, present
 
 TARGET_KINDS = ("client", "group", "label")
 STANDING_ITEMS = ("cacerts", "crl", "arl")
@@ -131,9 +132,6 @@ class PackageReport:
     deliveries: list[tuple[str, Delivery | None]] = field(default_factory=list)
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
 
 _PACKAGE_COLUMNS = ("id, label, pal_type, target_kind, target, name, media_type, content, size, reference,"
                     " receipt_requested, key_package_id, details, created_at, withdrawn_at")
@@ -163,65 +161,7 @@ def _delivery(row: Any) -> Delivery:
     return Delivery(*row)
 
 
-class PackageTables(Tables):
-    TABLES = """
-    CREATE TABLE IF NOT EXISTS packages (
-        id INTEGER PRIMARY KEY,
-        label TEXT NOT NULL,
-        pal_type TEXT NOT NULL,
-        target_kind TEXT NOT NULL CHECK (target_kind IN ('client', 'group', 'label')),
-        target TEXT NOT NULL,
-        name TEXT NOT NULL DEFAULT '',
-        media_type TEXT,
-        content BLOB,
-        size INTEGER NOT NULL,
-        reference TEXT,
-        receipt_requested INTEGER NOT NULL DEFAULT 0,
-        key_package_id BLOB,
-        details TEXT NOT NULL DEFAULT '{}',
-        created_at TEXT NOT NULL,
-        withdrawn_at TEXT
-    );
-    CREATE INDEX IF NOT EXISTS packages_label ON packages(label, pal_type);
-    CREATE INDEX IF NOT EXISTS packages_pkgid ON packages(key_package_id);
-    CREATE TABLE IF NOT EXISTS deliveries (
-        package_id INTEGER NOT NULL REFERENCES packages(id),
-        client TEXT NOT NULL,
-        offered_at TEXT,
-        downloaded_at TEXT,
-        downloads INTEGER NOT NULL DEFAULT 0,
-        content BLOB,
-        key_package_id BLOB,
-        receipt_at TEXT,
-        error_at TEXT,
-        error_code INTEGER,
-        return_der BLOB,
-        last_return TEXT,
-        PRIMARY KEY (package_id, client)
-    );
-    CREATE INDEX IF NOT EXISTS deliveries_client ON deliveries(client);
-    CREATE INDEX IF NOT EXISTS deliveries_pkgid ON deliveries(key_package_id);
-    CREATE TABLE IF NOT EXISTS client_groups (
-        grp TEXT NOT NULL,
-        client TEXT NOT NULL,
-        added_at TEXT NOT NULL,
-        PRIMARY KEY (grp, client)
-    );
-    CREATE INDEX IF NOT EXISTS client_groups_client ON client_groups(client);
-    CREATE TABLE IF NOT EXISTS standing_downloads (
-        client TEXT NOT NULL,
-        label TEXT NOT NULL,
-        item TEXT NOT NULL,
-        version TEXT NOT NULL,
-        downloaded_at TEXT NOT NULL,
-        PRIMARY KEY (client, label, item)
-    );
-    CREATE TABLE IF NOT EXISTS enrollment_results (
-        pending_id INTEGER PRIMARY KEY,
-        delivered_at TEXT NOT NULL
-    );
-    """
-
+class PackageTables(Repository):
     # -- queueing ------------------------------------------------------------------
 
     def queue_package(self, *, label: str, pal_type: str, target_kind: str, target: str,
@@ -248,20 +188,17 @@ class PackageTables(Tables):
             if content is None:
                 raise ValueError("give the content, or its size when it is built per client")
             size = len(content)
-        now = _now()
+        now = now_text()
         with self._writing():
-            cur = self._db.execute(
-                f"INSERT INTO packages ({_PACKAGE_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            package_id = self._db.insert(
+                f"INSERT INTO packages ({_PACKAGE_COLUMNS.removeprefix('id, ')}) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (label, code, target_kind, target, name, media_type, content, size, reference,
                  int(receipt_requested), key_package_id, json.dumps(details or {}, sort_keys=True), now))
-            package_id = present(cur.lastrowid, "the new package's id")
             for client, body in (contents or {}).items():
                 self._db.execute("INSERT INTO deliveries (package_id, client, content) VALUES (?, ?, ?)",
                                  (package_id, client, body))
-            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                             " VALUES (?, ?, ?, 'publish', 'ok', ?)",
-                             (now, target if target_kind == "client" else None, label,
-                              f"package {package_id} type {code} for {target_kind} {target}: {name}".rstrip(": ")))
+            insert_audit(self._db, 'publish', 'ok', client=target if target_kind == 'client' else None, label=label, detail=f'package {package_id} type {code} for {target_kind} {target}: {name}'.rstrip(': '), at=now)
         return present(self.package(package_id), f"package {package_id}")
 
     def package(self, package_id: int) -> Package | None:
@@ -280,13 +217,12 @@ class PackageTables(Tables):
 
     def withdraw_package(self, package_id: int) -> bool:
         """Stop offering a package (what was delivered stays on record)."""
-        now = _now()
+        now = now_text()
         with self._writing():
             cur = self._db.execute("UPDATE packages SET withdrawn_at=? WHERE id=? AND withdrawn_at IS NULL",
                                    (now, package_id))
             if cur.rowcount == 1:
-                self._db.execute("INSERT INTO audit (at, operation, outcome, detail) VALUES (?, 'withdraw', 'ok', ?)",
-                                 (now, f"package {package_id}"))
+                insert_audit(self._db, 'withdraw', 'ok', detail=f'package {package_id}', at=now)
         return cur.rowcount == 1
 
     # -- what a client sees ----------------------------------------------------------
@@ -309,7 +245,7 @@ class PackageTables(Tables):
         deliveries = self._deliveries_of(client, [p.id for p in packages])
         fresh = [p.id for p in packages if deliveries.get(p.id) is None or deliveries[p.id].offered_at is None]
         if fresh:
-            now = _now()
+            now = now_text()
             with self._writing():
                 for package_id in fresh:
                     self._db.execute("INSERT INTO deliveries (package_id, client, offered_at) VALUES (?, ?, ?)"
@@ -375,16 +311,14 @@ class PackageTables(Tables):
         """Record a download (durably, before the body is sent); ``content``
         keeps the body built for this client so a re-download gets the same."""
         self._offered(package_id, client)
-        now = _now()
+        now = now_text()
         with self._writing():
             self._db.execute("UPDATE deliveries SET downloaded_at=?, downloads=downloads+1,"
                              " content=COALESCE(?, content), key_package_id=COALESCE(?, key_package_id)"
                              " WHERE package_id=? AND client=?", (now, content, key_package_id, package_id, client))
-            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                             " SELECT ?, ?, label, 'download', 'ok', ? FROM packages WHERE id=?",
-                             (now, client, f"package {package_id} type "
-                              + present(self.package(package_id), f"package {package_id}").pal_type,
-                              package_id))
+            package = present(self.package(package_id), f"package {package_id}")
+            insert_audit(self._db, "download", "ok", client=client, label=package.label,
+                         detail=f"package {package_id} type {package.pal_type}", at=now)
         return present(self.delivery(package_id, client), f"delivery of package {package_id}")
 
     def record_receipt(self, package_id: int, client: str, *, return_der: bytes | None = None) -> Delivery:
@@ -397,7 +331,7 @@ class PackageTables(Tables):
 
     def _record_return(self, package_id: int, client: str, code: int | None, return_der: bytes | None) -> Delivery:
         self._offered(package_id, client)
-        now = _now()
+        now = now_text()
         kind = "receipt" if code is None else "error"
         with self._writing():
             if code is None:
@@ -409,9 +343,8 @@ class PackageTables(Tables):
                                  " return_der=COALESCE(?, return_der)"
                                  " WHERE package_id=? AND client=?", (now, code, return_der, package_id, client))
             detail = f"package {package_id}" + ("" if code is None else f" error code {code}")
-            self._db.execute("INSERT INTO audit (at, client, label, operation, outcome, detail)"
-                             " SELECT ?, ?, label, ?, 'ok', ? FROM packages WHERE id=?",
-                             (now, client, kind, detail, package_id))
+            package = present(self.package(package_id), f"package {package_id}")
+            insert_audit(self._db, kind, "ok", client=client, label=package.label, detail=detail, at=now)
         return present(self.delivery(package_id, client), f"delivery of package {package_id}")
 
     # -- reporting -----------------------------------------------------------------
@@ -425,7 +358,7 @@ class PackageTables(Tables):
             if package.target_kind == "client":
                 targeted = {package.target}
             elif package.target_kind == "group":
-                targeted = set(self.group_members(package.target))
+                targeted = set(GroupTables(self._db).group_members(package.target))
             else:
                 targeted = {name for name, labels in clients
                             if "*" in labels.split(",") or package.label in labels.split(",")}
@@ -438,42 +371,6 @@ class PackageTables(Tables):
             out.append(PackageReport(package, [(n, rows.get(n)) for n in names]))
         return out
 
-    # -- groups --------------------------------------------------------------------
-
-    def add_to_group(self, group: str, clients: Iterable[str]) -> int:
-        now = _now()
-        added = 0
-        with self._writing():
-            for client in clients:
-                try:
-                    self._db.execute("INSERT INTO client_groups VALUES (?, ?, ?)", (group, client, now))
-                    added += 1
-                except sqlite3.IntegrityError:
-                    pass
-        return added
-
-    def remove_from_group(self, group: str, clients: Iterable[str] | None = None) -> int:
-        """Remove members (all of them, i.e. the group, when ``clients`` is None)."""
-        with self._writing():
-            if clients is None:
-                return self._db.execute("DELETE FROM client_groups WHERE grp=?", (group,)).rowcount
-            return sum(self._db.execute("DELETE FROM client_groups WHERE grp=? AND client=?",
-                                        (group, c)).rowcount for c in clients)
-
-    def group_members(self, group: str) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT client FROM client_groups WHERE grp=? ORDER BY client",
-                                               (group,))]
-
-    def groups_of(self, client: str) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT grp FROM client_groups WHERE client=? ORDER BY grp",
-                                               (client,))]
-
-    def groups(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for grp, client in self._db.execute("SELECT grp, client FROM client_groups ORDER BY grp, client"):
-            out.setdefault(grp, []).append(client)
-        return out
-
     # -- /cacerts and /crls downloads (the PAL's standing entries) --------------------
 
     def record_standing_downloads(self, client: str, label: str, versions: dict[str, str]) -> None:
@@ -481,7 +378,7 @@ class PackageTables(Tables):
         unknown = set(versions) - set(STANDING_ITEMS)
         if unknown:
             raise ValueError(f"unknown standing items {sorted(unknown)}")
-        now = _now()
+        now = now_text()
         with self._writing():
             for item, version in versions.items():
                 self._db.execute("INSERT INTO standing_downloads VALUES (?, ?, ?, ?, ?)"
@@ -499,7 +396,7 @@ class PackageTables(Tables):
     def mark_result_delivered(self, pending_id: int) -> None:
         with self._writing():
             self._db.execute("INSERT INTO enrollment_results VALUES (?, ?) ON CONFLICT (pending_id)"
-                             " DO UPDATE SET delivered_at=excluded.delivered_at", (pending_id, _now()))
+                             " DO UPDATE SET delivered_at=excluded.delivered_at", (pending_id, now_text()))
 
     def delivered_results(self, pending_ids: Iterable[int]) -> dict[int, str]:
         ids = list(pending_ids)
@@ -508,3 +405,21 @@ class PackageTables(Tables):
         rows = self._db.execute(f"SELECT pending_id, delivered_at FROM enrollment_results WHERE pending_id IN"
                                 f" ({', '.join('?' * len(ids))})", ids)
         return dict(rows.fetchall())
+
+    # -- returns (RFC 8295 5.2, 6.2, 7.2): which packages a client was actually offered ----
+
+    def offered_packages(self, client: str, label: str, pal_types: Iterable[str]) -> list[Offer]:
+        """Packages of these types offered to ``client`` under ``label``,
+        newest first (withdrawn ones too: a late return is still a return)."""
+        codes = tuple(pal_types)
+        if not codes:
+            return []
+        d_columns = ", ".join("d." + c.strip() for c in _DELIVERY_COLUMNS.split(","))
+        rows = self._db.execute(
+            f"SELECT {_P_COLUMNS}, {d_columns} FROM packages p JOIN deliveries d ON d.package_id = p.id"
+            f" WHERE d.client=? AND p.label=? AND d.offered_at IS NOT NULL"
+            f" AND p.pal_type IN ({', '.join('?' * len(codes))}) ORDER BY p.id DESC",
+            (client, label, *codes)).fetchall()
+        width = len(_P_COLUMNS.split(","))
+        return [Offer(_package(r[:width]), _delivery(r[width:])) for r in rows]
+

@@ -1,18 +1,20 @@
-"""What every table mixin of ``Store`` (db.py) relies on, declared for the
-type checker: the connection and the write transaction. ``Store`` defines
-both; a mixin is only ever used as one of its bases."""
+"""What every repository of the store is: a view of one concern over the
+store's core (database.py), sharing its connection and write transaction."""
 from __future__ import annotations
 
-import sqlite3
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, TypeVar
+import contextlib
+import datetime
+from typing import TypeVar
+
+from .database import Database
 
 
-class Tables:
-    if TYPE_CHECKING:
-        _db: sqlite3.Connection
+class Repository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-        def _writing(self) -> AbstractContextManager[None]: ...
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        return self._db.writing()
 
 
 T = TypeVar("T")
@@ -21,5 +23,10 @@ T = TypeVar("T")
 def present(value: T | None, what: str) -> T:
     """A row the same write transaction has just made or changed: there."""
     if value is None:
-        raise sqlite3.DatabaseError(f"{what} is missing right after it was written")
+        raise LookupError(f"{what} is missing right after it was written")
     return value
+
+
+def now_text() -> str:
+    """The time stamp every table keeps: UTC, ISO 8601, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -13,7 +13,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .tables import Tables
+from .audit_tables import insert_audit
+from .tables import Repository, now_text
 
 # (key identifier, TrustAnchorChoice DER or None when only the key id is known, title)
 AnchorRow = tuple[bytes, bytes | None, str | None]
@@ -38,34 +39,8 @@ class ClientTampState:
     source: str
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
-
-class TampTables(Tables):
-    TABLES = """
-    CREATE TABLE IF NOT EXISTS tamp_anchors (
-        client TEXT NOT NULL,
-        key_id BLOB NOT NULL,
-        der BLOB,
-        title TEXT,
-        apex INTEGER NOT NULL DEFAULT 0,
-        updated_at TEXT NOT NULL,
-        source TEXT NOT NULL,
-        PRIMARY KEY (client, key_id)
-    );
-    CREATE TABLE IF NOT EXISTS tamp_clients (
-        client TEXT PRIMARY KEY,
-        communities TEXT,
-        updated_at TEXT NOT NULL,
-        source TEXT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS tamp_sequence (
-        key_id BLOB PRIMARY KEY,
-        last INTEGER NOT NULL
-    );
-    """
-
+class TampTables(Repository):
     # -- the manager's sequence numbers ----------------------------------------------
 
     def next_tamp_seq_num(self, key_id: bytes, floor: int = 0) -> int:
@@ -108,7 +83,7 @@ class TampTables(Tables):
         one durable commit. Anchors are (key_id, TrustAnchorChoice DER or
         None, title). ``replace`` is the whole store as the client reported
         it; ``clear`` drops every anchor but the new ``apex``."""
-        now = _now()
+        now = now_text()
         with self._writing():
             if replace is not None:
                 known = {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(
@@ -122,8 +97,8 @@ class TampTables(Tables):
                 self._db.execute("DELETE FROM tamp_anchors WHERE client=?", (client,))
             for key_id, der, title in add:
                 self._db.execute("INSERT INTO tamp_anchors VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (client, key_id)"
-                                 " DO UPDATE SET der=COALESCE(excluded.der, der),"
-                                 " title=COALESCE(excluded.title, title),"
+                                 " DO UPDATE SET der=COALESCE(excluded.der, tamp_anchors.der),"
+                                 " title=COALESCE(excluded.title, tamp_anchors.title),"
                                  " updated_at=excluded.updated_at, source=excluded.source",
                                  (client, key_id, der, title, now, source))
             for key_id in remove:
@@ -132,8 +107,8 @@ class TampTables(Tables):
                 self._db.execute("UPDATE tamp_anchors SET apex=0 WHERE client=?", (client,))
                 key_id, der, title = apex
                 self._db.execute("INSERT INTO tamp_anchors VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (client, key_id)"
-                                 " DO UPDATE SET der=COALESCE(excluded.der, der),"
-                                 " title=COALESCE(excluded.title, title),"
+                                 " DO UPDATE SET der=COALESCE(excluded.der, tamp_anchors.der),"
+                                 " title=COALESCE(excluded.title, tamp_anchors.title),"
                                  " apex=1, updated_at=excluded.updated_at, source=excluded.source",
                                  (client, key_id, der, title, now, source))
             if communities is not None or add_communities or remove_communities:
@@ -150,8 +125,7 @@ class TampTables(Tables):
                 self._db.execute("INSERT INTO tamp_clients (client, communities, updated_at, source)"
                                  " VALUES (?, NULL, ?, ?) ON CONFLICT (client) DO UPDATE SET"
                                  " updated_at=excluded.updated_at, source=excluded.source", (client, now, source))
-            self._db.execute("INSERT INTO audit (at, client, operation, outcome, detail)"
-                             " VALUES (?, ?, 'tamp', 'ok', ?)", (now, client, audit_detail or source))
+            insert_audit(self._db, 'tamp', 'ok', client=client, detail=audit_detail or source, at=now)
 
 
 __all__ = ["ClientAnchor", "ClientTampState", "TampTables"]

@@ -56,14 +56,14 @@ class CmcControls:
             reason = REASONS.get(value["reason"].native)
             if reason is None:
                 raise Refusal("bad_request", f"revocation reason {value['reason'].native} is not supported")
-            record = yield on_store_thread(self.store.certificate, serial)
+            record = yield on_store_thread(self.store.certificates.certificate, serial)
             if record is None:
                 raise Refusal("bad_cert_id", f"no certificate with serial {serial:x} was issued here")
             if record.label.startswith("("):
                 raise Refusal("bad_request", "the appliance's own certificates are revoked with estctl")
             if not self._may_revoke(record, label, requester):
                 raise Refusal("bad_request", f"not authorized to revoke certificate {serial:x}")
-            before = yield on_store_thread(self.store.revoke, serial, reason)
+            before = yield on_store_thread(self.store.certificates.revoke, serial, reason)
         except Refusal as e:
             return e.status_for((ref,)), False
         if before.revoked:
@@ -99,7 +99,7 @@ class CmcControls:
             if issuer.name != "directory_name" or issuer.chosen != self._ca_name:
                 raise Refusal("bad_cert_id", "getCert names another issuer than this CA")
             serial = int(value["serial_number"].native)
-            record = yield on_store_thread(self.store.certificate, serial)
+            record = yield on_store_thread(self.store.certificates.certificate, serial)
             if record is None:
                 raise Refusal("bad_cert_id", f"no certificate with serial {serial:x} was issued here")
             identity = requester.identity

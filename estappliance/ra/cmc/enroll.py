@@ -172,7 +172,7 @@ class CmcEnrollment:
         request_id = pending_id(token)
         if request_id is None:
             return defer.succeed(None)
-        d = on_store_thread(self.store.pending, request_id)
+        d = on_store_thread(self.store.certificates.pending, request_id)
         return d.addCallback(lambda found: found if found is not None and found.operation == "fullcmc" else None)
 
     def _answer(self, decision: Decision, ref: cmc.BodyPartRef) -> tuple[cmc.Status, x509.Certificate | None]:

@@ -196,7 +196,7 @@ class FullCmc:
         if not name:
             raise Refusal("bad_identity", "an identity proof needs the identification control",
                           verdict=Verdict.UNAUTHENTICATED)
-        record = yield on_store_thread(self.store.client, name)
+        record = yield on_store_thread(self.store.clients.client, name)
         has_secret = yield self.proofs.has_secret(name)
         try:
             ok = record is not None and has_secret and (yield self.proofs.check(name, proof, pki.req_sequence_der))
