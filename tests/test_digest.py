@@ -13,6 +13,7 @@ from estappliance.http_digest import ha1_all, parse_authorization
 from estappliance.ra.digest import DigestVerifier, nonce_count
 from estappliance.store import Store
 from estappliance.store.nonce_claims import NonceCountClaims
+from tests.store_backends import StoreBackend, on_postgres
 
 REALM = "estrealm"
 
@@ -121,12 +122,12 @@ class DigestTests(unittest.TestCase):
         self.assertEqual(self.v.check(answer(self.v), "POST", "/.well-known/est/simpleenroll", {}), "bad")
 
 
-class NonceCountStoreTests(unittest.TestCase):
+class NonceCountStoreTests(StoreBackend, unittest.TestCase):
     """Counts kept in the store: two connections to one file stand for two
     workers (or two nodes), a reopened one for a restart."""
 
     def setUp(self):
-        self.path = Path(self.mktemp()) / "est.sqlite"
+        self.path = self.store_location()
         self.worker_a, self.worker_b = Store(self.path), Store(self.path)
         self.addCleanup(self.worker_a.close)
         self.addCleanup(self.worker_b.close)
@@ -160,3 +161,6 @@ class NonceCountStoreTests(unittest.TestCase):
                                              claims.claim("n1", 2)])
         self.assertEqual(results, [True, False, True, True])
         self.assertEqual((self.worker_b.nonce_counts.nonce_count("n1"), self.worker_b.nonce_counts.nonce_count("n2")), (2, 5))
+
+
+NonceCountStoreTestsOnPostgres = on_postgres(NonceCountStoreTests)

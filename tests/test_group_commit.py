@@ -9,6 +9,7 @@ from twisted.trial import unittest
 
 from estappliance.store import AlreadyIssued, DuplicateSerial, Store, on_store_thread
 from estappliance.store.group import GroupCommitter
+from tests.store_backends import StoreBackend, on_postgres
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -18,9 +19,9 @@ def item(serial, **kw):
                 client="alice", der=b"\x30\x00", **kw)
 
 
-class GroupCommitTests(unittest.TestCase):
+class GroupCommitTests(StoreBackend, unittest.TestCase):
     def setUp(self):
-        self.store = Store(Path(self.mktemp()) / "s.sqlite")
+        self.store = Store(self.store_location())
         self.addCleanup(lambda: on_store_thread(self.store.close))
 
     def test_batch_items_stand_alone(self):
@@ -81,3 +82,6 @@ class GroupCommitTests(unittest.TestCase):
         self.assertIsInstance(results[2], DuplicateSerial)
         self.assertEqual(self.store.certificates.count_certificates(), 2)
         self.assertEqual(len([e for e in self.store.audit.events(10) if e.operation == "issue"]), 2)
+
+
+GroupCommitTestsOnPostgres = on_postgres(GroupCommitTests)

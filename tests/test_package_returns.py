@@ -16,15 +16,16 @@ from estappliance.pki import firmware, signeddata, symkeys, tamp
 from estappliance.pki.asn1 import rfc7191
 from estappliance.store import Store
 from estappliance.store.package_tables import NotOffered
+from tests.store_backends import StoreBackend, on_postgres
 
 from .distribution_support import certificate
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
-class ReturnsCase(unittest.TestCase):
+class ReturnsCase(StoreBackend, unittest.TestCase):
     def setUp(self):
-        self.store = Store(Path(self.mktemp()) / "est.sqlite")
+        self.store = Store(self.store_location())
         self.addCleanup(self.store.close)
         for name in ("alice", "bob"):
             self.store.clients.add_client(name, "x", ["default"])
@@ -265,3 +266,9 @@ class OfferedNotDownloadedTests(ReturnsCase):
                               tamp.read(answer), None)
         self.assertNothingRecorded(package)
         self.assertEqual(self.store.tamp.client_anchors("alice"), [])
+
+
+KeyPackageReturnTestsOnPostgres = on_postgres(KeyPackageReturnTests)
+FirmwareReportTestsOnPostgres = on_postgres(FirmwareReportTests)
+TampAnswerTestsOnPostgres = on_postgres(TampAnswerTests)
+OfferedNotDownloadedTestsOnPostgres = on_postgres(OfferedNotDownloadedTests)

@@ -4,7 +4,6 @@ error); returns naming packages never offered; durability across reopening;
 and the PAL package type registry."""
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from twisted.internet import defer
@@ -13,6 +12,8 @@ from twisted.trial import unittest
 from estappliance.distribution import (NotOffered, PackageQueue, UnknownPalType, next_offer, pal_type, types_for)
 from estappliance.pki.pal_types import DERIVED, PAL_TYPES
 from estappliance.store import Store
+from estappliance.store.database import ConstraintViolation
+from tests.store_backends import StoreBackend, on_postgres
 
 
 class RegistryTests(unittest.TestCase):
@@ -44,9 +45,9 @@ class RegistryTests(unittest.TestCase):
         self.assertIn("0025", DERIVED)
 
 
-class StoreCase(unittest.TestCase):
+class StoreCase(StoreBackend, unittest.TestCase):
     def setUp(self):
-        self.path = Path(self.mktemp()) / "est.sqlite"
+        self.path = self.store_location()
         self.store = self.open()
         for name, labels in (("alice", ["default"]), ("bob", ["default", "iot"]), ("carol", ["*"]),
                              ("dave", ["iot"])):
@@ -254,12 +255,10 @@ class DeliveryTests(StoreCase):
         self.assertEqual(list(self.store.packages.delivered_results([4, 5])), [4])
 
     def test_tables_and_constraints(self):
-        db = sqlite3.connect(self.path)
-        self.addCleanup(db.close)
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        db = self.store.db
         self.assertTrue({"packages", "deliveries", "client_groups", "standing_downloads",
-                         "enrollment_results"} <= tables)
-        with self.assertRaises(sqlite3.IntegrityError):
+                         "enrollment_results"} <= db.tables())
+        with self.assertRaises(ConstraintViolation):  # the CHECK on target_kind: an integrity error too
             db.execute("INSERT INTO packages (label, pal_type, target_kind, target, size, created_at)"
                        " VALUES ('default', '0026', 'nobody', 'x', 0, 'now')")
 
@@ -283,3 +282,9 @@ class PackageQueueTests(StoreCase):
         self.assertEqual(d.state, "error")
         with self.assertRaises(NotOffered):
             yield packages.record_receipt(p.id, "bob")
+
+
+QueueTestsOnPostgres = on_postgres(QueueTests)
+VisibilityTestsOnPostgres = on_postgres(VisibilityTests)
+DeliveryTestsOnPostgres = on_postgres(DeliveryTests)
+PackageQueueTestsOnPostgres = on_postgres(PackageQueueTests)

@@ -15,6 +15,7 @@ from estappliance.store.keygen_tables import DuplicateKek
 from estappliance.token import on_token_thread, symmetric
 
 from . import support
+from tests.store_backends import StoreBackend, on_postgres
 
 
 class SymmetricTokenTests(support.TokenLabels, unittest.TestCase):
@@ -78,9 +79,9 @@ class SymmetricTokenTests(support.TokenLabels, unittest.TestCase):
         self.assertEqual(again, b"the secret")
 
 
-class ServerKeygenStoreTests(unittest.TestCase):
+class ServerKeygenStoreTests(StoreBackend, unittest.TestCase):
     def setUp(self):
-        self.store = Store(os.path.join(self.mktemp(), "s.sqlite"))
+        self.store = Store(self.store_location())
         self.addCleanup(self.store.close)
 
     def test_package_life(self):
@@ -136,3 +137,6 @@ class ServerKeygenStoreTests(unittest.TestCase):
         self.assertEqual(self.store.keygen.pkcs12_password("alice"), b"sealed")
         self.assertTrue(self.store.keygen.clear_pkcs12_password("alice"))
         self.assertIsNone(self.store.keygen.pkcs12_password("alice"))
+
+
+ServerKeygenStoreTestsOnPostgres = on_postgres(ServerKeygenStoreTests)

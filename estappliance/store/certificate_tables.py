@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .database import UniqueViolation
+from .database import ConstraintViolation
 from .audit_tables import AuditRow, insert_audit, insert_audits
 from .tables import Repository, now_text, present
 
@@ -95,7 +95,7 @@ class CertificateTables(Repository):
                 with self._writing():
                     self._insert_all(now, items)
                 return [None] * len(items)
-            except UniqueViolation:
+            except ConstraintViolation:
                 pass  # a serial taken: find which, item by item
         results: list[Exception | None] = []
         with self._writing():
@@ -103,9 +103,9 @@ class CertificateTables(Repository):
                 self._db.execute("SAVEPOINT one")
                 try:
                     self._insert_certificate(now, **item)
-                except (UniqueViolation, AlreadyIssued) as e:
+                except (ConstraintViolation, AlreadyIssued) as e:
                     self._db.execute("ROLLBACK TO one")
-                    results.append(DuplicateSerial(item["serial"]) if isinstance(e, UniqueViolation) else e)
+                    results.append(DuplicateSerial(item["serial"]) if isinstance(e, ConstraintViolation) else e)
                 else:
                     results.append(None)
                 self._db.execute("RELEASE one")
@@ -129,7 +129,7 @@ class CertificateTables(Repository):
                 with self._writing():
                     self._db.executemany(sql, chunk)
                     insert_audit(self._db, 'import', 'ok', detail=f'{len(chunk)} certificates', at=now_text())
-            except UniqueViolation:
+            except ConstraintViolation:
                 seen: set[str] = set()  # the serial taken, in the store or earlier in the batch
                 for key, *_ in chunk:
                     if key in seen or self.certificate(int(key, 16)) is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .database import UniqueViolation
+from .database import ConstraintViolation
 from .tables import Repository, now_text
 
 
@@ -33,7 +33,7 @@ class ClientTables(Repository):
             self._db.execute("INSERT INTO clients (name, password_hash, labels, created_at, digest_ha1_sha256,"
                              " digest_ha1_md5) VALUES (?, ?, ?, ?, ?, ?)",
                              (name, password_hash, ",".join(labels), now_text(), ha1.get("SHA-256"), ha1.get("MD5")))
-        except UniqueViolation:
+        except ConstraintViolation:
             raise DuplicateClient(name) from None
 
     def set_client_password(self, name: str, password_hash: str, digest_ha1: dict[str, str] | None = None) -> bool:

@@ -38,8 +38,8 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-class UniqueViolation(Exception):
-    """A row with that key exists (the driver's IntegrityError, either database)."""
+class ConstraintViolation(Exception):
+    """A row breaks a constraint: its key exists, a CHECK fails (either driver's IntegrityError)."""
 
 
 class SchemaMismatch(Exception):

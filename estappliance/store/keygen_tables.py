@@ -24,7 +24,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from .database import UniqueViolation
+from .database import ConstraintViolation
 from .audit_tables import insert_audit
 from .tables import Repository, now_text
 
@@ -176,7 +176,7 @@ class ServerKeygenTables(Repository):
                 self._db.execute("INSERT INTO skg_keks VALUES (?, ?, ?, ?, ?)",
                                  (key_id.hex(), client, token_label, size, now_text()))
                 insert_audit(self._db, 'kek', 'added', client=client, detail=f'KEK {key_id.hex()}', at=now_text())
-        except UniqueViolation:
+        except ConstraintViolation:
             raise DuplicateKek(key_id.hex()) from None
 
     def kek(self, key_id: bytes) -> KekRecord | None:

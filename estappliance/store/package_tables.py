@@ -250,7 +250,7 @@ class PackageTables(Repository):
                 for package_id in fresh:
                     self._db.execute("INSERT INTO deliveries (package_id, client, offered_at) VALUES (?, ?, ?)"
                                      " ON CONFLICT (package_id, client) DO UPDATE SET offered_at=excluded.offered_at"
-                                     " WHERE offered_at IS NULL", (package_id, client, now))
+                                     " WHERE deliveries.offered_at IS NULL", (package_id, client, now))
             deliveries = self._deliveries_of(client, [p.id for p in packages])
         return [Offer(p, deliveries[p.id]) for p in packages]
 
@@ -303,7 +303,7 @@ class PackageTables(Repository):
         with self._writing():
             self._db.execute("INSERT INTO deliveries (package_id, client, content, key_package_id) VALUES (?, ?, ?, ?)"
                              " ON CONFLICT (package_id, client) DO UPDATE SET content=excluded.content,"
-                             " key_package_id=COALESCE(excluded.key_package_id, key_package_id)",
+                             " key_package_id=COALESCE(excluded.key_package_id, deliveries.key_package_id)",
                              (package_id, client, content, key_package_id))
 
     def mark_downloaded(self, package_id: int, client: str, *, content: bytes | None = None,

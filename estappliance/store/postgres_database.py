@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from ..errors import StoreUnavailable
-from .database import Cursor, Database, Params, UniqueViolation
+from .database import Cursor, Database, Params, ConstraintViolation
 from .dialect import POSTGRESQL
 
 CONNECT_TIMEOUT = 5  # seconds: a server that does not answer is down
@@ -54,7 +54,7 @@ class PostgresDatabase(Database):
         try:
             yield
         except psycopg.IntegrityError as e:
-            raise UniqueViolation(_first_line(e)) from None
+            raise ConstraintViolation(_first_line(e)) from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             # A server going away (shutdown, restart, network) or refusing
             # work for now (admin shutdown, timeouts): retry later.

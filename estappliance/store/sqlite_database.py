@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from pathlib import Path
 
-from .database import Cursor, Database, Params, UniqueViolation
+from .database import Cursor, Database, Params, ConstraintViolation
 from .dialect import SQLITE
 from .writelock import WriterLock
 
@@ -39,13 +39,13 @@ class SqliteDatabase(Database):
         try:
             return self._db.execute(sql, params)
         except sqlite3.IntegrityError as e:
-            raise UniqueViolation(str(e)) from None
+            raise ConstraintViolation(str(e)) from None
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             self._db.executemany(sql, rows)
         except sqlite3.IntegrityError as e:
-            raise UniqueViolation(str(e)) from None
+            raise ConstraintViolation(str(e)) from None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
