@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
 from .ca import generations
 from .ca.crl import CrlSchedule
+from .ca.lease import LeaseKeeper
 from .ca.generations import CaCrls, CaWatch, LiveGeneration
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
@@ -208,14 +209,20 @@ def batch_scheduling() -> bool:
     return True
 
 
+CRL_SCHEDULE_LEASE = "crl-schedule"
+
+
 class ApplianceService(service.MultiService):
     def __init__(self, appliance: Appliance) -> None:
         super().__init__()
         self.appliance = appliance
         if appliance.primary:
+            # One node of those sharing the store runs the CRL schedule: the lease's holder.
             c = appliance.config.crl
-            CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours),
-                        c.check_minutes).setServiceParent(self)
+            schedule = CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours), c.check_minutes)
+            schedule.lease = LeaseKeeper(appliance.store, CRL_SCHEDULE_LEASE, schedule.check)
+            schedule.lease.setServiceParent(self)
+            schedule.setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
 
     def startService(self) -> None:

@@ -64,6 +64,16 @@ def token() -> Token:
     return Token(SOFTHSM_LIB, TOKEN_LABEL, lambda: USER_PIN, base / "softhsm2.conf")
 
 
+def store_section() -> dict:
+    """The tests' [store]: a SQLite file in the test's state directory, or
+    with EST_TEST_STORE=postgresql a fresh database on the suite's own
+    PostgreSQL server (to run any test module on PostgreSQL)."""
+    if os.environ.get("EST_TEST_STORE") == "postgresql":
+        from tests.postgres_server import shared_server
+        return {"path": "est.sqlite", "url": shared_server().create_database()}
+    return {"path": "est.sqlite"}
+
+
 def config(state: Path, **sections) -> Config:
     """A config whose state lives in ``state``; ``sections`` override tables."""
     base = hsm_dir()
@@ -74,7 +84,7 @@ def config(state: Path, **sections) -> Config:
                   "softhsm2_conf": str(base / "softhsm2.conf")},
         "ca": {"key_label": f"ca-{uuid.uuid4().hex[:12]}", "key_type": "ec-p256",
                "subject": "CN=Test EST CA,O=estappliance tests"},
-        "store": {"path": "est.sqlite"},
+        "store": store_section(),
     }
     for name, table in sections.items():
         raw[name] = {**raw.get(name, {}), **table}

@@ -135,7 +135,7 @@ class PalTests(DistributionCase):
         self.assertEqual(resp.status, 404)
         resp = yield self.raw("POST", f"{EST}/pal", self.basic())
         self.assertEqual((resp.status, resp.header("allow")), (405, "GET"))
-        events = yield on_store_thread(self.server.store.audit_events, 10)
+        events = yield on_store_thread(self.server.store.audit.events, 10)
         refused = [(e.operation, e.outcome, e.client) for e in events if e.operation == "pal"]
         self.assertIn(("pal", "refused: NotAuthorized", "carol"), refused)
 
@@ -200,7 +200,7 @@ class PalTests(DistributionCase):
         entries = yield support.in_thread(get_pal, client)
         self.assertEqual([e.type for e in entries], STANDING)
         # the device acts for the client that enrolled it: alice's packages
-        yield on_store_thread(self.server.store.queue_package, label="default", pal_type="0026",
+        yield on_store_thread(self.server.store.packages.queue_package, label="default", pal_type="0026",
                               target_kind="client", target="alice", content=b"\x30\x00")
         entries = yield support.in_thread(get_pal, client)
         self.assertIn("0026", [e.type for e in entries])
@@ -208,12 +208,12 @@ class PalTests(DistributionCase):
     @defer.inlineCallbacks
     def test_one_client_never_sees_anothers_packages(self):
         store = self.server.store
-        mine = yield on_store_thread(store.queue_package, label="default", pal_type="0026", target_kind="client",
+        mine = yield on_store_thread(store.packages.queue_package, label="default", pal_type="0026", target_kind="client",
                                      target="alice", content=b"\x30\x00", receipt_requested=True)
-        yield on_store_thread(store.add_to_group, "lab", ["bob"])
-        theirs = yield on_store_thread(store.queue_package, label="default", pal_type="0024",
+        yield on_store_thread(store.groups.add_to_group, "lab", ["bob"])
+        theirs = yield on_store_thread(store.packages.queue_package, label="default", pal_type="0024",
                                        target_kind="group", target="lab", content=b"\x30\x00")
-        everyone = yield on_store_thread(store.queue_package, label="default", pal_type="0030",
+        everyone = yield on_store_thread(store.packages.queue_package, label="default", pal_type="0030",
                                          target_kind="label", target="default", content=b"\x30\x00")
         alice = yield self.pal("alice")
         bob = yield self.pal("bob")
@@ -221,14 +221,14 @@ class PalTests(DistributionCase):
         self.assertEqual([e.type for e in bob], STANDING + ["0024", "0030"])
         carol = yield self.pal("carol", label="iot")
         self.assertEqual([e.type for e in carol], STANDING)
-        alice_offered = yield on_store_thread(store.delivery, mine.id, "alice")
+        alice_offered = yield on_store_thread(store.packages.delivery, mine.id, "alice")
         self.assertEqual(alice_offered.state, "offered")
-        bob_row = yield on_store_thread(store.delivery, mine.id, "bob")
+        bob_row = yield on_store_thread(store.packages.delivery, mine.id, "bob")
         self.assertIsNone(bob_row)
         for package, client in ((theirs, "alice"), (mine, "bob")):
-            row = yield on_store_thread(store.delivery, package.id, client)
+            row = yield on_store_thread(store.packages.delivery, package.id, client)
             self.assertIsNone(row)
-        shared = yield on_store_thread(store.deliveries, everyone.id)
+        shared = yield on_store_thread(store.packages.deliveries, everyone.id)
         self.assertEqual(sorted(d.client for d in shared), ["alice", "bob"])
 
 
@@ -238,7 +238,7 @@ class PagingTests(DistributionCase):
     @defer.inlineCallbacks
     def test_pages_and_the_client_follows_them(self):
         for n in range(5):
-            yield on_store_thread(self.server.store.queue_package, label="default", pal_type="0026",
+            yield on_store_thread(self.server.store.packages.queue_package, label="default", pal_type="0026",
                                   target_kind="client", target="alice", content=b"\x30\x01" + bytes([n]))
         first = yield self.pal()
         self.assertEqual([e.type for e in first], ["0002", "0004", "0005", "0001"])
@@ -317,7 +317,7 @@ class CrlTests(DistributionCase):
         _, cert = yield self.enroll("CN=to-revoke")
         before = self.split(self.crls_of((yield self.raw("GET", f"{EST}/crls"))))[0]
         self.assertIsNone(before.get_revoked_certificate_by_serial_number(cert.serial_number))
-        yield on_store_thread(self.server.store.revoke, cert.serial_number, "keyCompromise")
+        yield on_store_thread(self.server.store.certificates.revoke, cert.serial_number, "keyCompromise")
         after = self.split(self.crls_of((yield self.raw("GET", f"{EST}/crls"))))[0]
         entry = after.get_revoked_certificate_by_serial_number(cert.serial_number)
         self.assertIsNotNone(entry)
@@ -349,15 +349,15 @@ class CrlTests(DistributionCase):
         crls = self.server.appliance.crls
         schedule = CrlSchedule(crls, datetime.timedelta(hours=6), 10)
         yield schedule.check()
-        first = yield on_store_thread(self.server.store.latest_crl, "crl")
-        first_arl = yield on_store_thread(self.server.store.latest_crl, "arl")
+        first = yield on_store_thread(self.server.store.crls.latest_crl, "crl")
+        first_arl = yield on_store_thread(self.server.store.crls.latest_crl, "arl")
         yield schedule.check()
-        again = yield on_store_thread(self.server.store.latest_crl, "crl")
+        again = yield on_store_thread(self.server.store.crls.latest_crl, "crl")
         self.assertEqual(again.number, first.number)  # not due yet
         due = CrlSchedule(crls, datetime.timedelta(hours=30), 10)  # validity is 24 h: always due
         yield due.check()
-        renewed = yield on_store_thread(self.server.store.latest_crl, "crl")
-        renewed_arl = yield on_store_thread(self.server.store.latest_crl, "arl")
+        renewed = yield on_store_thread(self.server.store.crls.latest_crl, "crl")
+        renewed_arl = yield on_store_thread(self.server.store.crls.latest_crl, "arl")
         self.assertEqual((renewed.number, renewed_arl.number), (first.number + 1, first_arl.number + 1))
         self.assertEqual(schedule.step, 600)
 
@@ -393,7 +393,7 @@ class CrlTests(DistributionCase):
         crls = self.server.appliance.crls
         records = yield defer.gatherResults([crls.current("arl") for _ in range(4)])
         self.assertEqual({r.number for r in records}, {1})
-        latest = yield on_store_thread(self.server.store.latest_crl, "arl")
+        latest = yield on_store_thread(self.server.store.crls.latest_crl, "arl")
         self.assertEqual(latest.number, 1)
 
     @defer.inlineCallbacks
@@ -494,7 +494,7 @@ class EeCertTests(DistributionCase):
         self.assertIn("may not use label", err)
         code, out, err = yield self.estctl("publish", "eecert", str(path), "--client", "alice", "--label", "nope")
         self.assertEqual(code, 1)
-        packages = yield on_store_thread(self.server.store.packages)
+        packages = yield on_store_thread(self.server.store.packages.packages)
         self.assertEqual(packages, [])
         resp = yield self.raw("GET", f"{EST}/eecerts", self.basic())
         self.assertEqual(resp.status, 404)
@@ -540,7 +540,7 @@ class EnrollmentResultTests(DistributionCase):
         resp = yield self.raw("GET", f"{EST}/manual/simpleenroll", self.basic())
         self.assertEqual(resp.status, 202)  # still waiting: same answer as the POST
         self.assertEqual(resp.header("retry-after"), "7")
-        [request] = yield on_store_thread(self.server.store.pending_requests)
+        [request] = yield on_store_thread(self.server.store.certificates.pending_requests)
         code, out, err = yield self.estctl("pending", "approve", str(request.id))
         self.assertEqual(code, 0, err)
         announced = yield self.results()
@@ -551,9 +551,9 @@ class EnrollmentResultTests(DistributionCase):
         [cert] = read_certs_only(decode_body(resp.body))
         self.assertEqual(cert.public_key(), key.public_key())
         cert.verify_directly_issued_by(self.server.ca_cert)
-        record = yield on_store_thread(self.server.store.certificate, cert.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, cert.serial_number)
         self.assertEqual((record.client, record.label), ("alice", "manual"))
-        done = yield on_store_thread(self.server.store.pending, request.id)
+        done = yield on_store_thread(self.server.store.certificates.pending, request.id)
         self.assertEqual((done.state, done.serial), ("issued", cert.serial_number))
         announced = yield self.results()
         self.assertEqual(announced, [])
@@ -568,7 +568,7 @@ class EnrollmentResultTests(DistributionCase):
     @defer.inlineCallbacks
     def test_rejection_announced_once_fetched(self):
         yield self.post(make_csr(new_key("ec-p256"), "CN=unwanted"), 202)
-        [request] = yield on_store_thread(self.server.store.pending_requests)
+        [request] = yield on_store_thread(self.server.store.certificates.pending_requests)
         code, out, err = yield self.estctl("pending", "reject", str(request.id))
         self.assertEqual(code, 0, err)
         announced = yield self.results()
@@ -585,8 +585,8 @@ class EnrollmentResultTests(DistributionCase):
     def test_rejection_learnt_by_repeating_the_post_is_not_announced_again(self):
         csr = make_csr(new_key("ec-p256"), "CN=unwanted-too")
         yield self.post(csr, 202)
-        [request] = yield on_store_thread(self.server.store.pending_requests)
-        yield on_store_thread(self.server.store.decide_pending, request.id, False)
+        [request] = yield on_store_thread(self.server.store.certificates.pending_requests)
+        yield on_store_thread(self.server.store.certificates.decide_pending, request.id, False)
         announced = yield self.results()
         self.assertEqual([t for t, _ in announced], ["0009"])
         yield self.post(csr, 403)  # the RFC 7030 way: ask again
@@ -596,8 +596,8 @@ class EnrollmentResultTests(DistributionCase):
     @defer.inlineCallbacks
     def test_get_needs_authentication_and_sees_only_own_results(self):
         yield self.post(make_csr(new_key("ec-p256"), "CN=alices"), 202)
-        [request] = yield on_store_thread(self.server.store.pending_requests)
-        yield on_store_thread(self.server.store.decide_pending, request.id, True)
+        [request] = yield on_store_thread(self.server.store.certificates.pending_requests)
+        yield on_store_thread(self.server.store.certificates.decide_pending, request.id, True)
         resp = yield self.raw("GET", f"{EST}/manual/simpleenroll")
         self.assertEqual(resp.status, 401)
         yield self.server.add_client("mallory", PASSWORD, labels=("manual",))
@@ -614,7 +614,7 @@ class EnrollmentResultTests(DistributionCase):
 class CommandTests(DistributionCase):
     @defer.inlineCallbacks
     def test_est_pal(self):
-        yield on_store_thread(self.server.store.queue_package, label="default", pal_type="0026",
+        yield on_store_thread(self.server.store.packages.queue_package, label="default", pal_type="0026",
                               target_kind="client", target="alice", content=b"\x30\x00", receipt_requested=True)
         code, out, err = yield self.est("pal")
         self.assertEqual(code, 0, err)
@@ -639,7 +639,7 @@ class CommandTests(DistributionCase):
         self.assertEqual(out.strip(), "field\talice, bob")
         code, out, err = yield self.estctl("group", "remove", "field", "bob")
         self.assertEqual(code, 0, err)
-        members = yield on_store_thread(self.server.store.group_members, "field")
+        members = yield on_store_thread(self.server.store.groups.group_members, "field")
         self.assertEqual(members, ["alice"])
         code, out, err = yield self.estctl("group", "remove", "nothing")
         self.assertEqual(code, 1)

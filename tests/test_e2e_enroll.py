@@ -78,7 +78,7 @@ class EnrollTests(unittest.TestCase):
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.assertEqual(san.get_values_for_type(x509.DNSName), ["device-1.example"])
         self.assertGreaterEqual(cert.serial_number.bit_length(), 64)
-        record = yield support.in_thread(self.server.store.certificate, cert.serial_number)
+        record = yield support.in_thread(self.server.store.certificates.certificate, cert.serial_number)
         self.assertEqual(record.client, "alice")
         self.assertEqual(record.der, cert.public_bytes(serialization.Encoding.DER))
 
@@ -113,7 +113,7 @@ class EnrollTests(unittest.TestCase):
         cert = yield support.in_thread(client.simpleenroll, make_csr(new_key(), "CN=device-2b"))
         client.close()
         cert.verify_directly_issued_by(self.server.ca_cert)
-        record = yield support.in_thread(self.server.store.certificate, cert.serial_number)
+        record = yield support.in_thread(self.server.store.certificates.certificate, cert.serial_number)
         self.assertEqual(record.client, "bob")  # the device acts for its enroller
 
     @defer.inlineCallbacks
@@ -181,7 +181,7 @@ class EnrollTests(unittest.TestCase):
         if status == 401:  # empty (Bouncy Castle closes a 401 unread); the reason is audited
             self.assertEqual((resp.body, resp.header("content-length")), (b"", "0"))
             if reason:
-                events = yield support.in_thread(self.server.store.audit_events, 1)
+                events = yield support.in_thread(self.server.store.audit.events, 1)
                 self.assertIn(reason, events[0].detail)
         else:
             self.assertTrue(resp.header("content-type", "").startswith("text/plain"))
@@ -297,7 +297,7 @@ class EnrollTests(unittest.TestCase):
     def test_refusals_are_audited_with_identity(self):
         yield self.assertRefused(403, "POST", "/.well-known/est/iot/simpleenroll", self.enroll_headers(),
                                  base64.b64encode(csr_der()))
-        events = yield support.in_thread(self.server.store.audit_events, 5)
+        events = yield support.in_thread(self.server.store.audit.events, 5)
         self.assertEqual((events[0].client, events[0].label, events[0].operation),
                          ("alice", "iot", "simpleenroll"))
         self.assertIn("refused", events[0].outcome)

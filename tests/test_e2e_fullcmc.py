@@ -152,7 +152,7 @@ class FullCmcTests(unittest.TestCase):
                          key.public_key().public_bytes(serialization.Encoding.DER,
                                                        serialization.PublicFormat.SubjectPublicKeyInfo))
         cert.verify_directly_issued_by(self.server.ca_cert)
-        record = yield on_store_thread(self.server.store.certificate, cert.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, cert.serial_number)
         self.assertEqual((record.client, record.label), ("alice", "default"))
 
     @defer.inlineCallbacks
@@ -215,7 +215,7 @@ class FullCmcTests(unittest.TestCase):
         self.assertEqual(second.failures, {})
         cert2 = second.certificates[1]
         self.assertNotEqual(cert2.serial_number, cert1.serial_number)
-        record = yield on_store_thread(self.server.store.certificate, cert2.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, cert2.serial_number)
         self.assertEqual((record.replaces, record.client), (cert1.serial_number, "alice"))
         # Re-key: a new key, the request signed with the renewed certificate.
         key3 = new_key("ec-p256")
@@ -223,7 +223,7 @@ class FullCmcTests(unittest.TestCase):
         third = yield support.in_thread(rekeyer.enroll, [CertRequestSpec(key3, "CN=renew-me", ("renew.example",))])
         cert3 = third.certificates[1]
         self.assertEqual(cert3.public_key(), key3.public_key())
-        record = yield on_store_thread(self.server.store.certificate, cert3.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, cert3.serial_number)
         self.assertEqual(record.replaces, cert2.serial_number)
         # The subjectAltName of a renewal must stay.
         changed = yield support.in_thread(rekeyer.enroll, [CertRequestSpec(key3, "CN=renew-me", ("other.example",))])
@@ -249,7 +249,7 @@ class FullCmcTests(unittest.TestCase):
         self.assertIsNotNone(entry)
         self.assertEqual(entry.extensions.get_extension_for_class(x509.CRLReason).value.reason,
                          x509.ReasonFlags.key_compromise)
-        record = yield on_store_thread(self.server.store.certificate, cert.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, cert.serial_number)
         self.assertEqual((record.status, record.revocation_reason), ("revoked", "keyCompromise"))
         latest = yield self.server.appliance.crls.current("crl")
         self.assertIsNotNone(x509.load_der_x509_crl(latest.der).get_revoked_certificate_by_serial_number(
@@ -321,7 +321,7 @@ class FullCmcTests(unittest.TestCase):
         self.assertEqual(status.status, "pending")
         self.assertEqual(len(status.pend_token), 8)
         self.assertGreater(status.pend_time, datetime.datetime.now(datetime.timezone.utc))
-        waiting = yield on_store_thread(self.server.store.pending_requests)
+        waiting = yield on_store_thread(self.server.store.certificates.pending_requests)
         self.assertEqual([(p.subject, p.operation, p.client) for p in waiting], [("CN=waits", "fullcmc", "alice")])
         query = cmc.pki_data([cmc.control(9, "query_pending", status.pend_token)])
         # Still waiting: the same token again.
@@ -332,7 +332,7 @@ class FullCmcTests(unittest.TestCase):
         resp, answer = yield self.post_raw(cmc.sign_request(query, key), user="dave", label="manual")
         self.assertEqual((resp.status, answer.status_for(9).status_string),
                          (400, "no request of yours has this pendToken"))
-        yield on_store_thread(self.server.store.decide_pending, waiting[0].id, True)
+        yield on_store_thread(self.server.store.certificates.decide_pending, waiting[0].id, True)
         resp, answer = yield self.post_raw(cmc.sign_request(query, key), label="manual")
         self.assertEqual((resp.status, answer.status_for(9).status), (200, "success"))
         cert = next(c for c in answer.certificates if c.subject.rfc4514_string() == "CN=waits")
@@ -356,7 +356,7 @@ class FullCmcTests(unittest.TestCase):
         d = support.in_thread(client.enroll, [CertRequestSpec(key, "CN=rejected-one")], max_polls=1)
         result = yield d
         self.assertEqual(result.failures[1].status, "pending")
-        yield on_store_thread(self.server.store.decide_pending, approve_next[0], False)
+        yield on_store_thread(self.server.store.certificates.decide_pending, approve_next[0], False)
         result = yield support.in_thread(client.enroll, [CertRequestSpec(key, "CN=rejected-one")], max_polls=0)
         self.assertEqual(result.failures[1].fail_info, "bad_request")
         self.assertIn("rejected", result.failures[1].status_string)
@@ -371,7 +371,7 @@ class FullCmcTests(unittest.TestCase):
         # No TLS credentials: identification + identityProofV2 authenticate.
         proving = self.cmc_client(user=None, secret=SECRET, identification="carol")
         result = yield support.in_thread(proving.enroll, [CertRequestSpec(key, "CN=carol-device")])
-        record = yield on_store_thread(self.server.store.certificate, result.certificates[1].serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, result.certificates[1].serial_number)
         self.assertEqual(record.client, "carol")
         # A wrong secret is refused with badIdentity.
         wrong = self.cmc_client(user=None, secret=b"not the secret", identification="carol")
@@ -409,7 +409,7 @@ class FullCmcTests(unittest.TestCase):
         subjects = {c.subject.rfc4514_string(): c for c in answer.certificates}
         self.assertEqual(subjects["CN=device-a"].public_key(), dev_key.public_key())
         self.assertEqual(subjects["CN=device-b"].public_key(), other_key.public_key())
-        record = yield on_store_thread(self.server.store.certificate, subjects["CN=device-a"].serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, subjects["CN=device-a"].serial_number)
         self.assertEqual((record.client, record.label), ("ra-1", "ra"))
         # The RA may revoke the label's certificates (cmc_ra_revoke).
         ca = asn1_x509.Name.load(self.server.ca_cert.subject.public_bytes())
@@ -435,7 +435,7 @@ class FullCmcTests(unittest.TestCase):
         self.assertEqual(resp.status, 200, answer.statuses)
         self.assertEqual(sorted(map(repr, answer.statuses[0].body_list)), sorted(map(repr, (1, (7, 4)))))
         renewed = next(c for c in answer.certificates if c.public_key() == new_dev_key.public_key())
-        record = yield on_store_thread(self.server.store.certificate, renewed.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, renewed.serial_number)
         self.assertEqual(record.replaces, dev_cert.serial_number)
         # Not an RA: the same nesting is refused, raVerified too.
         plain_cert, plain_key = yield self.issue_direct(PLAIN_PROFILE, "CN=just a device", "alice", label="ra")
@@ -454,9 +454,9 @@ class FullCmcTests(unittest.TestCase):
         self.assertEqual(resp.status, 202)
         status = answer.status_for((5, 1))
         self.assertEqual(status.status, "pending")
-        waiting = yield on_store_thread(self.server.store.pending_requests)
+        waiting = yield on_store_thread(self.server.store.certificates.pending_requests)
         self.assertEqual([(p.client, p.subject) for p in waiting], [("ra-3", "CN=device-w")])
-        yield on_store_thread(self.server.store.decide_pending, waiting[0].id, True)
+        yield on_store_thread(self.server.store.certificates.decide_pending, waiting[0].id, True)
         query = cmc.pki_data([cmc.control(1, "query_pending", status.pend_token)])
         resp, answer = yield self.post_raw(cmc.sign_request(query, ra_key, ra_cert), user=None, label="manual-ra")
         self.assertEqual((resp.status, answer.status_for(1).status), (200, "success"))
@@ -590,7 +590,7 @@ class FullCmcTests(unittest.TestCase):
         resp, renewed = yield self.post_raw((tmp / "request.der").read_bytes(), user=None)
         self.assertEqual((resp.status, renewed.transaction_id), (200, 99))
         new = next(c for c in renewed.certificates if c.subject == cert.subject and c != cert)
-        record = yield on_store_thread(self.server.store.certificate, new.serial_number)
+        record = yield on_store_thread(self.server.store.certificates.certificate, new.serial_number)
         self.assertEqual(record.replaces, cert.serial_number)
 
     # -- the est command ------------------------------------------------------------------------

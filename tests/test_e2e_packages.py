@@ -162,10 +162,10 @@ class SyncTests(PackagesCase):
             self.assertIsNotNone(d.receipt_at)
             self.assertIsNotNone(d.return_der)
         # TAMP confirms moved alice's trust anchor record.
-        anchors = yield on_store_thread(self.server.store.client_anchors, "alice")
+        anchors = yield on_store_thread(self.server.store.tamp.client_anchors, "alice")
         self.assertIn(tamp.key_id_of_cert(new_root[1]), [a.key_id for a in anchors])
         self.assertIn(tamp.key_id_of_cert(self.server.ca_cert), [a.key_id for a in anchors])
-        tamp_state = yield on_store_thread(self.server.store.client_tamp_state, "alice")
+        tamp_state = yield on_store_thread(self.server.store.tamp.client_tamp_state, "alice")
         self.assertEqual(tamp_state.communities, ("1.3.6.1.4.1.99999.5.1",))
 
         # Nothing new: the PAL asks for nothing, and validates against the corrected XSD.
@@ -199,7 +199,7 @@ class SyncTests(PackagesCase):
             report = yield support.in_thread(sync, c, device)
         self.assertTrue(all(o.ok for o in report.outcomes), [o.summary for o in report.outcomes])
         self.assertNotIn(tamp.key_id_of_cert(self.vendor_root[1]), [a.key_id for a in device.anchors()])
-        record = yield on_store_thread(self.server.store.client_anchors, "alice")
+        record = yield on_store_thread(self.server.store.tamp.client_anchors, "alice")
         apexes = [a for a in record if a.apex]
         self.assertEqual([a.key_id for a in apexes], [tamp.key_id_of_cert(apex[1])])
         self.assertNotIn(tamp.key_id_of_cert(self.vendor_root[1]), [a.key_id for a in record])
@@ -271,7 +271,7 @@ class WireTests(PackagesCase):
         self.assertEqual(code, 0, out)
         resp = yield self.raw("GET", f"{EST}/pal", who=self.alice)
         self.assertEqual(resp.status, 200, resp.body)
-        packages = yield on_store_thread(self.server.store.package_report, client="alice")
+        packages = yield on_store_thread(self.server.store.packages.package_report, client="alice")
         (report,) = packages
         pkg_id = report.package.key_package_id
         mine = yield self.deliveries("alice")
@@ -309,7 +309,7 @@ class WireTests(PackagesCase):
         resp = yield self.raw("POST", f"{EST}/tamp/return", {"Content-Type": "application/tamp-status-response"},
                               base64.b64encode(answer), who=self.alice)
         self.assertEqual(resp.status, 204, resp.body)
-        record = yield on_store_thread(self.server.store.client_anchors, "alice")
+        record = yield on_store_thread(self.server.store.tamp.client_anchors, "alice")
         self.assertEqual([a.key_id for a in record], [tamp.key_id_of_cert(self.server.ca_cert)])
 
     @defer.inlineCallbacks
@@ -356,7 +356,7 @@ class WireTests(PackagesCase):
         resp = yield self.raw("POST", f"{EST}/firmware/return", {"Content-Type": "application/pkcs10"}, b"MAo=",
                               who=self.alice)
         self.assertEqual(resp.status, 415)
-        audit = yield on_store_thread(self.server.store.audit_events, 20)
+        audit = yield on_store_thread(self.server.store.audit.events, 20)
         self.assertTrue(any(e.operation == "firmware/return" and e.outcome.startswith("refused") for e in audit))
 
 
@@ -374,7 +374,7 @@ class PublishTests(PackagesCase):
         code, out = yield self.estctl("publish", "firmware", str(self.tmp / "tampered.der"), "--all")
         self.assertNotEqual(code, 0)
         self.assertIn("signature check failed", out)
-        packages = yield on_store_thread(self.server.store.packages)
+        packages = yield on_store_thread(self.server.store.packages.packages)
         self.assertEqual(packages, [])
 
     @defer.inlineCallbacks
@@ -383,7 +383,7 @@ class PublishTests(PackagesCase):
         code, out = yield self.estctl("publish", "symmetric-key", "--client", "carol")
         self.assertNotEqual(code, 0)
         self.assertIn("no key to receive a symmetric key", out)
-        packages = yield on_store_thread(self.server.store.packages)
+        packages = yield on_store_thread(self.server.store.packages.packages)
         self.assertEqual(packages, [])
         labels = yield on_token_thread(self.server.appliance.token.key_labels, "symkey-")
         self.assertEqual(labels, [])
@@ -415,7 +415,7 @@ class PublishTests(PackagesCase):
     @defer.inlineCallbacks
     def test_form_follows_what_each_client_declared(self):
         # alice once asked /serverkeygen for an Encrypted Key Package (RFC 8295 8.1): she declared support.
-        yield on_store_thread(self.server.store.key_package_started, pkg_id=b"\x01" * 16, client="alice",
+        yield on_store_thread(self.server.store.keygen.key_package_started, pkg_id=b"\x01" * 16, client="alice",
                               label="default", key_label="skg-test", form="encrypted-key-package",
                               receipt_requested=False)
         code, out = yield self.estctl("publish", "symmetric-key", "--all", "--key-id", "auto-form")
@@ -450,7 +450,7 @@ class PublishTests(PackagesCase):
         for _ in range(3):
             code, out = yield self.estctl("publish", "tamp", "sequence-adjust", "--all")
             self.assertEqual(code, 0, out)
-        packages = yield on_store_thread(self.server.store.packages)
+        packages = yield on_store_thread(self.server.store.packages.packages)
         seqs = [p.details["seq_num"] for p in packages]
         self.assertEqual(seqs, sorted(set(seqs)))
         self.assertEqual(len(seqs), 3)

@@ -181,9 +181,9 @@ class RaTestCase(unittest.TestCase):
         self.server = yield support.start_server(self, labels=LABELS, profiles=PROFILES)
         self.realm = self.server.appliance.config.server.realm
         store = self.server.store
-        yield on_store_thread(store.add_client, "alice", hash_password(PASSWORD), ["*"],
+        yield on_store_thread(store.clients.add_client, "alice", hash_password(PASSWORD), ["*"],
                               ha1_all("alice", self.realm, PASSWORD))
-        yield on_store_thread(store.add_client, "bob", hash_password(PASSWORD), ["default"],
+        yield on_store_thread(store.clients.add_client, "bob", hash_password(PASSWORD), ["default"],
                               ha1_all("bob", self.realm, PASSWORD))
 
     # -- helpers ------------------------------------------------------------------
@@ -214,7 +214,7 @@ class RaTestCase(unittest.TestCase):
         return self.server.count_certificates()
 
     def record(self, serial):
-        return on_store_thread(self.server.store.certificate, serial)
+        return on_store_thread(self.server.store.certificates.certificate, serial)
 
     @defer.inlineCallbacks
     def issue(self, subject, dns_names=(), key=None, label=None):
@@ -230,7 +230,7 @@ class RaTestCase(unittest.TestCase):
         the reason only in the audit), audited with the client name, no
         certificate and no pending request recorded."""
         before = yield self.count()
-        pending_before = yield self.on_store(self.server.store.pending_requests, None)
+        pending_before = yield self.on_store(self.server.store.certificates.pending_requests, None)
         resp = yield self.raw(method, path, headers, body, **kw)
         self.assertEqual(resp.status, status, resp.body)
         if status == 401:
@@ -244,10 +244,10 @@ class RaTestCase(unittest.TestCase):
                 self.assertIn(reason, text)
         after = yield self.count()
         self.assertEqual(after, before, "a refused request changed the certificate count")
-        pending_after = yield self.on_store(self.server.store.pending_requests, None)
+        pending_after = yield self.on_store(self.server.store.certificates.pending_requests, None)
         self.assertEqual(pending_after, pending_before, "a refused request changed the pending table")
         if client is not None:
-            events = yield self.on_store(self.server.store.audit_events, 1)
+            events = yield self.on_store(self.server.store.audit.events, 1)
             self.assertTrue(events[0].outcome.startswith("refused"), events[0])
             if isinstance(client, (set, frozenset)):
                 self.assertIn(events[0].client, client)
@@ -381,7 +381,7 @@ class ReenrollTests(RaTestCase):
         err = yield self.assertFailure(support.in_thread(client.simplereenroll, make_csr(key, "CN=slow-renew")),
                                        EnrollmentPending)
         self.assertEqual(err.retry_after, 7)
-        rows = yield self.on_store(self.server.store.pending_requests, "pending")
+        rows = yield self.on_store(self.server.store.certificates.pending_requests, "pending")
         self.assertEqual([(r.operation, r.client) for r in rows], [("simplereenroll", "alice")])
         code, _, err_text = yield self.estctl("pending", "approve", str(rows[0].id))
         self.assertEqual(code, 0, err_text)
@@ -412,7 +412,7 @@ class ReenrollTests(RaTestCase):
                                             client_cert=[first], client_key=key)
             self.assertTrue(resp.header("www-authenticate"))
         # Store.revoke (what estctl calls) on the renewed one, over TLS 1.3.
-        yield self.on_store(self.server.store.revoke, renewed.serial_number, "superseded")
+        yield self.on_store(self.server.store.certificates.revoke, renewed.serial_number, "superseded")
         yield self.assertRefused(401, "POST", self.path("certonly", "simplereenroll"),
                                  {"Content-Type": "application/pkcs10"}, b64csr(csr),
                                  reason="client certificate revoked", client={"alice", "CN=dev-rev"},
@@ -721,7 +721,7 @@ class CsrAttrsTests(RaTestCase):
 class ApprovalTests(RaTestCase):
 
     def pending_rows(self, state=None):
-        return self.on_store(self.server.store.pending_requests, state)
+        return self.on_store(self.server.store.certificates.pending_requests, state)
 
     @defer.inlineCallbacks
     def post_manual(self, csr, expect):
@@ -745,7 +745,7 @@ class ApprovalTests(RaTestCase):
                          ("manual", "alice", "simpleenroll", "CN=waiting,O=Example", "pending"))
         self.assertEqual(row.request, der(first_csr))
         self.assertEqual((yield self.count()), before)
-        events = yield self.on_store(self.server.store.audit_events, 1)
+        events = yield self.on_store(self.server.store.audit.events, 1)
         self.assertEqual((events[0].client, events[0].outcome), ("alice", "pending"))
 
         # Asking again before a decision: still 202, no second row.
@@ -805,7 +805,7 @@ class ApprovalTests(RaTestCase):
         key = new_key()
         yield self.post_manual(make_csr(key, "CN=one"), 202)
         rows = yield self.pending_rows()
-        yield self.on_store(self.server.store.decide_pending, rows[0].id, True)
+        yield self.on_store(self.server.store.certificates.decide_pending, rows[0].id, True)
         yield self.post_manual(make_csr(key, "CN=two"), 202)  # not covered by the approval of CN=one
         rows = yield self.pending_rows(None)
         self.assertEqual([(r.subject, r.state) for r in rows], [("CN=one", "approved"), ("CN=two", "pending")])
@@ -820,7 +820,7 @@ class ApprovalTests(RaTestCase):
         yield self.post_manual(make_csr(key, "CN=second-subject"), 202)
         rows = yield self.pending_rows()
         first = next(r for r in rows if r.subject == "CN=first-subject")
-        yield self.on_store(self.server.store.decide_pending, first.id, True)
+        yield self.on_store(self.server.store.certificates.decide_pending, first.id, True)
         yield self.post_manual(make_csr(key, "CN=first-subject"), 200)
         rows = yield self.pending_rows(None)
         self.assertEqual(len(rows), 2, [(r.id, r.subject, r.state) for r in rows])
@@ -832,10 +832,10 @@ class ApprovalTests(RaTestCase):
 
         def approve_meanwhile(seconds):
             sleeps.append(seconds)
-            rows = threads.blockingCallFromThread(reactor, on_store_thread, store.pending_requests, "pending")
+            rows = threads.blockingCallFromThread(reactor, on_store_thread, store.certificates.pending_requests, "pending")
             for r in rows:
                 if r.subject == "CN=patient":
-                    threads.blockingCallFromThread(reactor, on_store_thread, store.decide_pending, r.id, True)
+                    threads.blockingCallFromThread(reactor, on_store_thread, store.certificates.decide_pending, r.id, True)
 
         for version in VERSIONS:
             del sleeps[:]
@@ -865,7 +865,7 @@ class ApprovalTests(RaTestCase):
         key = new_key()
         yield self.post_manual(make_csr(key, "CN=racing"), 202)
         rows = yield self.pending_rows()
-        yield self.on_store(self.server.store.decide_pending, rows[0].id, True)
+        yield self.on_store(self.server.store.certificates.decide_pending, rows[0].id, True)
         ca = self.server.appliance.ca
         issue = ca.issue
         ca.issue = lambda req: task.deferLater(reactor, 0.3, issue, req)
@@ -1007,7 +1007,7 @@ class DigestTests(RaTestCase):
         err = yield self.assertFailure(support.in_thread(client.simpleenroll, make_csr(new_key(), "CN=x")),
                                        EstClientError)
         self.assertEqual(err.status, 401)
-        events = yield self.on_store(self.server.store.audit_events, 1)
+        events = yield self.on_store(self.server.store.audit.events, 1)
         self.assertEqual(events[0].client, "alice")
         self.assertIn("wrong username or password", events[0].detail)
         client = self.client(label="digest", auth=DigestAuth("mallory", PASSWORD))
@@ -1181,7 +1181,7 @@ class NamePolicyTests(RaTestCase):
                                        self.basic(), b64csr(csr))
         self.assertEqual(resp.status, 400, resp.body)
         self.assertIn(b"profile 'p384' requires the subjectAltName extension", resp.body)
-        events = yield self.on_store(self.server.store.audit_events, 1)
+        events = yield self.on_store(self.server.store.audit.events, 1)
         self.assertEqual(events[0].client, "alice")
 
     @defer.inlineCallbacks

@@ -171,7 +171,7 @@ class RobustnessTests(unittest.TestCase):
             profiles={"enc": {"key_usage": ["digitalSignature", "keyEncipherment", "keyAgreement"]}},
             distribution={"firmware_anchors": ["vendor"]})
         yield self.server.add_client("alice", PASSWORD, labels=("*",))
-        yield on_store_thread(self.server.store.add_client, "dora", hash_password(PASSWORD), ("*",),
+        yield on_store_thread(self.server.store.clients.add_client, "dora", hash_password(PASSWORD), ("*",),
                               digest_ha1=ha1_all("dora", REALM, PASSWORD))
         self.device = yield self.enroll("alice")
         self.stranger = certificate("CN=stranger")  # self-signed: no label trusts it

@@ -94,7 +94,7 @@ class CaLifeHelpers(support.ExactDecoding):
         return result
 
     def generations(self):
-        return on_store_thread(self.server.store.generations)
+        return on_store_thread(self.server.store.generations.generations)
 
     @defer.inlineCallbacks
     def wait_for_key(self, label: str):
@@ -225,7 +225,7 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
         self.assertIn("generation 1: current", shown)
         self.assertIn(f"generation {nxt.id}: next, key {nxt.key_label!r} (ec-p384)", shown)
         self.assertIn("links: NewWithOld and OldWithNew", shown)
-        audit = yield on_store_thread(store.audit_events, 50)
+        audit = yield on_store_thread(store.audit.events, 50)
         ceremony_steps = [e.detail for e in audit if e.operation == "ca"]
         self.assertTrue(any("NewWithNew issued" in d for d in ceremony_steps), ceremony_steps)
         self.assertTrue(any("links issued" in d for d in ceremony_steps), ceremony_steps)
@@ -245,7 +245,7 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
         self.assertEqual(aki(dev_b), key_identifier(old))
 
         # 4. The switch, killed right after its commit (before the TLS and signer certificates are re-issued):
-        yield on_store_thread(store.switch_generation, nxt.id, detail="switch (the process was killed after this)")
+        yield on_store_thread(store.generations.switch_generation, nxt.id, detail="switch (the process was killed after this)")
         yield self.wait_for_key(nxt.key_label)
         key_c, dev_c = yield self.enroll("device-after", [old])
         self.assertEqual(aki(dev_c), key_identifier(new))

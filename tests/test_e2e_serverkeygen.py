@@ -107,7 +107,7 @@ class ServerKeygenBase(unittest.TestCase):
         value = value or os.urandom(32)
         label = self.generator.kek_label(key_id)
         size = yield on_token_thread(symmetric.create_kek, self.token, label, value)
-        yield on_store_thread_call(self.server.store.add_kek, key_id, client, label, size)
+        yield on_store_thread_call(self.server.store.keygen.add_kek, key_id, client, label, size)
         return value
 
     @defer.inlineCallbacks
@@ -121,7 +121,7 @@ class ServerKeygenBase(unittest.TestCase):
         return on_token_thread(self.token.key_labels, f"{self.generator.key_prefix}-skg-")
 
     def packages(self, client=None):
-        return on_store_thread_call(self.server.store.key_packages, client)
+        return on_store_thread_call(self.server.store.keygen.key_packages, client)
 
     def openssl(self, *argv, input=None):
         return support.run_tool("openssl", *argv, input=input)
@@ -220,7 +220,7 @@ class KeyFormTests(ServerKeygenBase):
         self.assertEqual((record.state, record.form, record.serial, record.key_destroyed),
                          ("delivered", "pkcs8", cert.serial_number, True))
         self.assertEqual((yield self.token_keys()), [])
-        certificate = yield on_store_thread_call(self.server.store.certificate, cert.serial_number)
+        certificate = yield on_store_thread_call(self.server.store.certificates.certificate, cert.serial_number)
         self.assertEqual((certificate.client, certificate.revoked), ("alice", False))
 
     @defer.inlineCallbacks
@@ -324,7 +324,7 @@ class KeyFormTests(ServerKeygenBase):
                     .add_extension(x509.SubjectKeyIdentifier.from_public_key(enc_key.public_key()), False)
                     .sign(enc_key, hashes.SHA256()))
         ski = enc_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-        yield on_store_thread_call(self.server.store.add_recipient, ski, "alice",
+        yield on_store_thread_call(self.server.store.keygen.add_recipient, ski, "alice",
                                    enc_cert.public_bytes(serialization.Encoding.DER), "CN=alice vault",
                                    enc_cert.not_valid_after_utc.isoformat())
         csr = keygen_csr(asymmetric_decrypt_key_id=ski)
@@ -457,7 +457,7 @@ class KeyFormTests(ServerKeygenBase):
         self.assertIn("no PKCS#12 password is agreed for client 'alice'", str(err))
         self.assertEqual((yield self.counts()), before)
         yield on_token_thread(self.generator.set_pkcs12_password_blocking, "alice", secret)
-        sealed = yield on_store_thread_call(self.server.store.pkcs12_password, "alice")
+        sealed = yield on_store_thread_call(self.server.store.keygen.pkcs12_password, "alice")
         self.assertNotIn(secret, sealed)
         answer, delivered = yield self.keygen(keygen_csr(), user=None, label="certs", client_cert=[device_cert],
                                               client_key=device_key, password=secret)
@@ -496,9 +496,9 @@ class KeyFormTests(ServerKeygenBase):
             with self.client(label="escrow") as c:
                 skg.send_return(c, skg.receipt_for(delivered))
         yield support.in_thread(acknowledge)
-        record = yield on_store_thread_call(self.server.store.key_package, record.pkg_id)
+        record = yield on_store_thread_call(self.server.store.keygen.key_package, record.pkg_id)
         self.assertEqual(record.state, "confirmed")
-        [row] = yield on_store_thread_call(self.server.store.key_package_returns, record.pkg_id)
+        [row] = yield on_store_thread_call(self.server.store.keygen.key_package_returns, record.pkg_id)
         self.assertEqual(row[1:5], ("alice", "receipt", None, delivered.certificate.subject.rfc4514_string()))
 
 
@@ -512,17 +512,17 @@ class ApprovalTests(ServerKeygenBase):
         self.assertEqual(resp.header("retry-after"), "7")
         self.assertEqual((yield self.packages()), [])  # nothing made while it waits
         self.assertEqual((yield self.token_keys()), [])
-        [waiting] = yield on_store_thread_call(self.server.store.pending_requests)
+        [waiting] = yield on_store_thread_call(self.server.store.certificates.pending_requests)
         self.assertEqual((waiting.operation, waiting.subject), ("serverkeygen", "CN=waiting-device"))
         resp = yield self.post_csr(csr, path=path)
         self.assertEqual(resp.status, 202)
-        yield on_store_thread_call(self.server.store.decide_pending, waiting.id, True)
+        yield on_store_thread_call(self.server.store.certificates.decide_pending, waiting.id, True)
         resp = yield self.post_csr(csr, path=path)
         self.assertEqual(resp.status, 200, resp.body)
         parts = multipart.parse(resp.header("content-type"), resp.body)
         [cert] = read_certs_only(parts[1].der)
         self.assertEqual(cert.subject.rfc4514_string(), "CN=waiting-device")
-        done = yield on_store_thread_call(self.server.store.pending, waiting.id)
+        done = yield on_store_thread_call(self.server.store.certificates.pending, waiting.id)
         self.assertEqual((done.state, done.serial), ("issued", cert.serial_number))
         # the same request again: a key is delivered once
         resp = yield self.post_csr(csr, path=path)
@@ -582,7 +582,7 @@ class ReturnTests(ServerKeygenBase):
         resp = yield self.post_return(skg.receipt_for(delivered))
         self.assertEqual((resp.status, resp.body), (204, b""))
         self.assertIsNone(resp.header("content-length"))
-        record = yield on_store_thread_call(self.server.store.key_package, delivered.pkg_id)
+        record = yield on_store_thread_call(self.server.store.keygen.key_package, delivered.pkg_id)
         self.assertEqual(record.state, "confirmed")
         self.assertIsNotNone(record.returned_at)
 
@@ -595,13 +595,13 @@ class ReturnTests(ServerKeygenBase):
         self.assertEqual(int(decoded["errorCode"]["enum"]), 71)
         resp = yield self.post_return(unsigned)
         self.assertEqual(resp.status, 204, resp.body)
-        record = yield on_store_thread_call(self.server.store.key_package, delivered.pkg_id)
+        record = yield on_store_thread_call(self.server.store.keygen.key_package, delivered.pkg_id)
         self.assertEqual((record.state, record.error_code), ("error", "decryptFailure"))
         signed = keypackages.error_message(delivered.pkg_id, delivered.certificate.subject, 84, delivered.key,
                                            delivered.certificate)
         resp = yield self.post_return(signed)
         self.assertEqual(resp.status, 204, resp.body)
-        rows = yield on_store_thread_call(self.server.store.key_package_returns, delivered.pkg_id)
+        rows = yield on_store_thread_call(self.server.store.keygen.key_package_returns, delivered.pkg_id)
         self.assertEqual([(r[2], r[3]) for r in rows], [("error", "decryptFailure"), ("error", "badKeyPackage")])
         self.assertEqual(rows[1][4], delivered.certificate.subject.rfc4514_string())
 
@@ -652,10 +652,10 @@ class ReturnTests(ServerKeygenBase):
         tampered[-1] ^= 1
         resp = yield self.post_return(bytes(tampered))
         self.assertEqual(resp.status, 400)
-        rows = yield on_store_thread_call(self.server.store.key_package_returns)
+        rows = yield on_store_thread_call(self.server.store.keygen.key_package_returns)
         self.assertEqual(rows, [])
         for pkg in (delivered.pkg_id, bobs.pkg_id):
-            record = yield on_store_thread_call(self.server.store.key_package, pkg)
+            record = yield on_store_thread_call(self.server.store.keygen.key_package, pkg)
             self.assertEqual(record.state, "delivered")
 
     @defer.inlineCallbacks
@@ -667,15 +667,15 @@ class ReturnTests(ServerKeygenBase):
         self.assertEqual(resp.status, 400, resp.body)
         self.assertIn(b"none was delivered to this client", resp.body)
         pkg_id = os.urandom(16)
-        yield on_store_thread_call(self.server.store.key_package_started, pkg_id=pkg_id, client="bob",
+        yield on_store_thread_call(self.server.store.keygen.key_package_started, pkg_id=pkg_id, client="bob",
                                    label="default", key_label="never-made", form="enveloped",
                                    receipt_requested=True)
         for body in (unnamed, keypackages.error_message(pkg_id, x509.Name.from_rfc4514_string("CN=device-1"), 71)):
             resp = yield self.post_return(body, user="bob")
             self.assertEqual(resp.status, 400, resp.body)
-        rows = yield on_store_thread_call(self.server.store.key_package_returns)
+        rows = yield on_store_thread_call(self.server.store.keygen.key_package_returns)
         self.assertEqual(rows, [])
-        record = yield on_store_thread_call(self.server.store.key_package, pkg_id)
+        record = yield on_store_thread_call(self.server.store.keygen.key_package, pkg_id)
         self.assertEqual((record.state, record.returned_at), ("generating", None))
         delivered = yield self.delivered_key("bob")
         resp = yield self.post_return(unnamed, user="bob")
@@ -782,7 +782,7 @@ class FailureTests(ServerKeygenBase):
         has = yield on_token_thread(self.token.has_key, record.key_label)
         self.assertFalse(has)
         if record.serial is not None:
-            cert = yield on_store_thread_call(self.server.store.certificate, record.serial)
+            cert = yield on_store_thread_call(self.server.store.certificates.certificate, record.serial)
             self.assertTrue(cert.revoked)
             self.assertEqual(cert.revocation_reason, "cessationOfOperation")
         return record
@@ -815,7 +815,7 @@ class FailureTests(ServerKeygenBase):
         from estappliance.token import KEY_SPECS
         pkg_id = os.urandom(16)
         label = f"{self.generator.key_prefix}-skg-{pkg_id.hex()}"
-        yield on_store_thread_call(self.server.store.key_package_started, pkg_id=pkg_id, client="alice",
+        yield on_store_thread_call(self.server.store.keygen.key_package_started, pkg_id=pkg_id, client="alice",
                                    label="default", key_label=label, form="pkcs8", receipt_requested=False)
         yield on_token_thread(self.token.generate_keypair, label, KEY_SPECS["ec-p256"], extractable=True)
         # young: an in-flight request, left alone
@@ -827,7 +827,7 @@ class FailureTests(ServerKeygenBase):
                                    "UPDATE skg_packages SET created_at=? WHERE pkg_id=?", (old, pkg_id.hex()))
         self.assertEqual((yield self.generator.sweep()), 1)
         self.assertEqual((yield self.token_keys()), [])
-        record = yield on_store_thread_call(self.server.store.key_package, pkg_id)
+        record = yield on_store_thread_call(self.server.store.keygen.key_package, pkg_id)
         self.assertEqual((record.state, record.key_destroyed), ("failed", True))
 
 

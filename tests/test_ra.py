@@ -291,7 +291,7 @@ class IssuingCA:
             builder = builder.add_extension(req.san, critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         self.issued.append(req)
-        d = on_store_thread(self.store.record_certificate, serial=cert.serial_number,
+        d = on_store_thread(self.store.certificates.record_certificate, serial=cert.serial_number,
                             subject=req.subject.rfc4514_string(), not_before=NOW, not_after=NOW, label=req.label,
                             client=req.client, der=cert.public_bytes(Encoding.DER), replaces=req.replaces,
                             pending_id=req.pending_id)

@@ -19,6 +19,7 @@ from ..pki.certs import issuer_public_key
 from ..pki.rollover import authority_key_identifier
 from ..store import CrlRecord, Store, on_store_thread
 from ..token import on_token_thread
+from .lease import LeaseKeeper
 from .signer import TokenSigner
 
 _log = Logger()
@@ -159,16 +160,22 @@ class CrlIssuer:
 class CrlSchedule(TimerService):
     """Keeps the CRL and ARL current: every ``check_minutes`` it re-issues
     whichever is within ``reissue_before`` of its nextUpdate (or missing, or
-    missing a revocation). A token outage is logged and retried next time."""
+    missing a revocation). A token outage is logged and retried next time.
+    With a ``lease`` (several nodes on one store) it checks only while this
+    process holds it (lease.py)."""
 
-    def __init__(self, issuer: CrlIssuer, reissue_before: datetime.timedelta, check_minutes: int) -> None:
+    def __init__(self, issuer: CrlIssuer, reissue_before: datetime.timedelta, check_minutes: int,
+                 lease: LeaseKeeper | None = None) -> None:
         """``issuer``: a CrlIssuer, or the CaCrls of every CA generation."""
         super().__init__(check_minutes * 60, self.check)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.issuer = issuer
         self.reissue_before = reissue_before
+        self.lease = lease
 
     @defer.inlineCallbacks
     def check(self) -> Generator[defer.Deferred[Any], Any, None]:
+        if self.lease is not None and not self.lease.holding:
+            return
         for issuer in list(getattr(self.issuer, "issuers", [self.issuer])):
             for kind in ("crl", "arl"):
                 try:

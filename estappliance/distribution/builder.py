@@ -117,7 +117,7 @@ class _Group:
 class _Snapshot:
     standing: dict
     offers: list
-    expiring: list  # CertificateRecords ending soon (store.expiring_certificates)
+    expiring: list  # CertificateRecords ending soon (store.certificates.expiring_certificates)
     requests: list
     delivered: dict
     key_packages: list  # server-generated keys (/serverkeygen) delivered to the client
