@@ -74,6 +74,14 @@ def store_section() -> dict:
     return {"path": "est.sqlite"}
 
 
+def store_table(cfg: Config) -> dict:
+    """``cfg``'s [store] as a TOML table (for a config file a tool reads)."""
+    table: dict = {"path": cfg.store.path}
+    if cfg.store.url is not None:
+        table["url"] = cfg.store.url
+    return table
+
+
 def config(state: Path, **sections) -> Config:
     """A config whose state lives in ``state``; ``sections`` override tables."""
     base = hsm_dir()

@@ -119,10 +119,10 @@ class SampleConfigTests(ConfigTestCase):
         self.assertEqual(cfg.token.softhsm2_conf, expected(raw["token"]["softhsm2_conf"]))
         self.assertEqual(cfg.ca.cert_file, expected(raw["ca"]["cert_file"]))
         self.assertEqual(cfg.ca.chain_file, expected(raw["ca"]["chain_file"]))
-        self.assertEqual(cfg.store, expected(raw["store"]["path"]))
+        self.assertEqual(cfg.store.path, expected(raw["store"]["path"]))
         # The sample keeps its state in ../var/, next to etc/.
         var = (here / ".." / "var").resolve()
-        self.assertEqual(cfg.store, var / "est.sqlite")
+        self.assertEqual(cfg.store.path, var / "est.sqlite")
         self.assertEqual(cfg.ca.cert_file, var / "ca" / "ca.pem")
 
     def test_relative_paths_do_not_depend_on_the_working_directory(self):
@@ -136,12 +136,39 @@ class SampleConfigTests(ConfigTestCase):
             cfg = load(absolute)
         finally:
             os.chdir(cwd)
-        self.assertEqual(cfg.store, path.parent.resolve() / "state" / "est.sqlite")
+        self.assertEqual(cfg.store.path, path.parent.resolve() / "state" / "est.sqlite")
         self.assertEqual(cfg.token.pin_file, path.parent.resolve() / "token.pin")
 
     def test_absolute_paths_are_kept(self):
         cfg = self.load_tables(store={"path": "/srv/est/est.sqlite"})
-        self.assertEqual(cfg.store, Path("/srv/est/est.sqlite"))
+        self.assertEqual(cfg.store.path, Path("/srv/est/est.sqlite"))
+
+
+class StoreTests(ConfigTestCase):
+    def test_no_url_keeps_the_sqlite_file(self):
+        cfg = self.load_tables(store={"path": "state/est.sqlite"})
+        self.assertIsNone(cfg.store.url)
+        self.assertEqual(cfg.store.where, str(cfg.store.path))
+
+    def test_postgresql_url_with_password_from_file_or_environment(self):
+        secret = Path(self.mktemp()).resolve()
+        secret.write_text("s3cret\n")
+        cfg = self.load_tables(store={"url": "postgresql://est@db.example/est?sslmode=verify-full",
+                                      "password_file": str(secret)})
+        self.assertEqual(cfg.store.url, "postgresql://est@db.example/est?sslmode=verify-full")
+        self.assertEqual(cfg.store.password(), "s3cret")
+        os.environ["EST_CONFIG_TEST_DB_PASSWORD"] = "from-env"
+        self.addCleanup(os.environ.pop, "EST_CONFIG_TEST_DB_PASSWORD")
+        cfg = self.load_tables(store={"url": "postgresql://est@db.example/est",
+                                      "password_env": "EST_CONFIG_TEST_DB_PASSWORD"})
+        self.assertEqual(cfg.store.password(), "from-env")
+
+    def test_password_in_the_url_is_refused(self):
+        self.assertConfigError("store", "no password in the url", "password_file",
+                               store={"url": "postgresql://est:hunter2@db.example/est"})
+
+    def test_url_of_another_kind_is_refused(self):
+        self.assertConfigError("store", "postgresql://", store={"url": "mysql://db.example/est"})
 
 
 class DefaultsTests(ConfigTestCase):
@@ -158,7 +185,7 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(cfg.ca.key_type, "ec-p256")
         self.assertEqual(cfg.ca.validity_days, 3650)
         self.assertEqual(cfg.ca.cert_file, base / "ca" / "ca.pem")
-        self.assertEqual(cfg.store, base / "est.sqlite")
+        self.assertEqual(cfg.store.path, base / "est.sqlite")
         self.assertEqual(cfg.workers, 1)
         self.assertTrue(cfg.server.batch_scheduling)
         profile = cfg.profiles["default"]

@@ -150,7 +150,7 @@ def write_estctl_config(cfg, path) -> None:
                   "softhsm2_conf": hsm / "softhsm2.conf"},
         "ca": {"key_label": cfg.ca.key_label, "key_type": cfg.ca.key_type, "subject": cfg.ca.subject,
                "cert_file": cfg.ca.cert_file, "chain_file": cfg.ca.chain_file},
-        "store": {"path": cfg.store},
+        "store": support.store_table(cfg),
     }
     lines = []
     for name, table in tables.items():

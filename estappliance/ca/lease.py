@@ -76,14 +76,17 @@ class LeaseKeeper(TimerService):
             _log.warn("lease {name} lost to another node", name=self.lease_name)
 
     def stopService(self) -> defer.Deferred[None]:
+        """Stop renewing (a renewal under way finishes first), then give the
+        lease up so that another node takes it at its next try."""
         stopped: defer.Deferred[None] = defer.maybeDeferred(super().stopService)
-        if not self.held:
-            return stopped
-        self.held = False
 
         def release(_: object) -> defer.Deferred[None]:
+            if not self.held:
+                return defer.succeed(None)
+            self.held = False
             return on_store_thread(self.store.leases.release, self.lease_name, self.holder)
 
         def unreleased(failure: Failure) -> None:
             _log.warn("lease {name}: not released ({error})", name=self.lease_name, error=failure.getErrorMessage())
-        return stopped.addCallback(release).addErrback(unreleased)
+        released: defer.Deferred[None] = stopped.addCallback(release)
+        return released.addErrback(unreleased)
