@@ -40,6 +40,19 @@ class ConfigError(ValueError):
     """The configuration file is missing something or holds a bad value."""
 
 
+def read_secret(env: str | None, file: Path | None, what: str) -> str | None:
+    """A secret the config only points at: the environment variable ``env``
+    if set, else the file's first line; None when neither is configured."""
+    if env and os.environ.get(env):
+        return os.environ[env]
+    if file is not None:
+        try:
+            return file.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{what} file unreadable: {file}: {e.strerror}") from None
+    return None
+
+
 @dataclass(frozen=True)
 class TokenConfig:
     module: Path
@@ -51,14 +64,10 @@ class TokenConfig:
     call_timeout: float = 30.0
 
     def read_pin(self) -> str:
-        if self.pin_env and os.environ.get(self.pin_env):
-            return os.environ[self.pin_env]
-        if self.pin_file is not None:
-            try:
-                return self.pin_file.read_text().strip()
-            except OSError as e:
-                raise ConfigError(f"token PIN file unreadable: {self.pin_file}: {e.strerror}") from None
-        raise ConfigError("token: set pin_file or pin_env (the PIN is never stored in the config)")
+        pin = read_secret(self.pin_env, self.pin_file, "token PIN")
+        if pin is None:
+            raise ConfigError("token: set pin_file or pin_env (the PIN is never stored in the config)")
+        return pin
 
 
 @dataclass(frozen=True)
@@ -78,14 +87,7 @@ class StoreConfig:
         return self.url if self.url is not None else str(self.path)
 
     def password(self) -> str | None:
-        if self.password_env and os.environ.get(self.password_env):
-            return os.environ[self.password_env]
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text().strip()
-            except OSError as e:
-                raise ConfigError(f"store password file unreadable: {self.password_file}: {e.strerror}") from None
-        return None
+        return read_secret(self.password_env, self.password_file, "store password")
 
 
 def _store_config(raw: dict, base: Path) -> StoreConfig:
