@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 
 def read_secret(env: str | None, file: Path | None, what: str) -> str | None:
     """A secret the config only points at: the environment variable ``env``
-    if set, else the file's first line; None when neither is configured."""
+    if set, else the file's content (stripped); None when neither is configured."""
     if env and os.environ.get(env):
         return os.environ[env]
     if file is not None:
