@@ -24,6 +24,7 @@ from .nonces import NonceCountTables
 from .package_tables import PackageTables
 from .returns import ReturnLookups
 from .keygen_tables import ServerKeygenTables
+from .secret_tables import SecretTables
 from .tamp import TampTables
 from .writelock import WriterLock
 
@@ -203,7 +204,7 @@ def serial_key(serial: int) -> str:
 
 
 class Store(CrlTables, PackageTables, ServerKeygenTables, CmcTables, TampTables, ReturnLookups, GenerationTables,
-            NonceCountTables):
+            NonceCountTables, SecretTables):
     def __init__(self, path: str | Path, *, read_only: bool = False):
         """``read_only``: a second connection for lookups, used from its own
         thread so that reads never queue behind a commit's fsync (WAL lets
