@@ -46,12 +46,13 @@ from .ops.health import ReadinessProbe
 from .ops.logs import watch_audit
 from .ops.reload import ReloadOnHangup, reload_appliance
 from .web.health import routes as health_routes
+from .web.ticket_keys import SessionTicketKeys, TicketKeyRotation
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
 # Kept sealed in the store, the same in every worker and on every node (ca/shared_secrets.py):
-# the key of the Digest nonces' MAC.
-SHARED_SECRETS = ("digest",)
+# the key of the Digest nonces' MAC, the secret the TLS session-ticket keys derive from.
+SHARED_SECRETS = ("digest", "tls-ticket")
 
 T = TypeVar("T")
 
@@ -83,11 +84,14 @@ class Appliance:
     readiness: ReadinessProbe | None = None  # /readyz (set by build)
     secrets: SharedSecrets | None = None  # the secrets every node shares (set by build)
     secrets_later: list[str] = dataclasses.field(default_factory=list)  # not had at start: the token was away
+    ticket_keys: SessionTicketKeys | None = None  # TLS session tickets every worker and node opens (set by build)
 
     def use_shared_secret(self, name: str, secret: bytes) -> None:
         """A shared secret had after start (FetchLater) replaces this process's own key."""
         if name == "digest":
             self.registrar.authenticator.digest.use_secret(secret)
+        elif name == "tls-ticket" and self.ticket_keys is not None:
+            self.ticket_keys.use_secret(secret)
 
     def apply_generations(self, gens: list[LiveGeneration]) -> None:
         """A ceremony step changed the CA (ca/generations.py): sign with the
@@ -140,7 +144,8 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
     return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index,
                      packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer),
-                     readiness=ReadinessProbe(ca, store, config.ops.health), secrets=secrets, secrets_later=later)
+                     readiness=ReadinessProbe(ca, store, config.ops.health), secrets=secrets, secrets_later=later,
+                     ticket_keys=SessionTicketKeys(shared.get("tls-ticket")))
 
 
 def site(appliance: Appliance) -> IProtocolFactory:
@@ -170,7 +175,7 @@ def tls_factory(appliance: Appliance) -> ServerContextFactory:
     generations change: a switch re-issues the server certificate."""
     s = appliance.config.server
     anchors = appliance.registrar.authenticator.anchors.certificates
-    factory = ServerContextFactory(s.tls_key, s.tls_cert, anchors())
+    factory = ServerContextFactory(s.tls_key, s.tls_cert, anchors(), appliance.ticket_keys)
     appliance.ca_listeners.append(lambda: factory.reload(s.tls_key, s.tls_cert, anchors()))
     return factory
 
@@ -212,6 +217,8 @@ class ApplianceService(service.MultiService):
             CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours),
                         c.check_minutes).setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
+        if appliance.ticket_keys is not None:
+            TicketKeyRotation(appliance.ticket_keys).setServiceParent(self)
         if appliance.secrets is not None and appliance.secrets_later:
             FetchLater(appliance.secrets, {name: functools.partial(appliance.use_shared_secret, name)
                                            for name in appliance.secrets_later}).setServiceParent(self)
