@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.mechanisms import GCMParams
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
@@ -124,6 +126,35 @@ class SharedSecretTests(support.TokenLabels, unittest.TestCase):
         value = yield support.in_thread(self.secrets().fetch_blocking, "digest")
         self.assertEqual(value, old)
         self.assertEqual((yield self.secrets().fetch("digest")), old)
+
+    @defer.inlineCallbacks
+    def test_two_sealing_keys_made_by_processes_starting_together_both_work(self):
+        """PKCS#11 has no create-if-absent: two workers may each make the
+        sealing key. A secret sealed under either opens."""
+        label = sealing_key_label(self.prefix)
+
+        def make_one(session):
+            session.generate_key(KeyType.AES, 256, store=True, label=label, template={
+                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
+                Attribute.DECRYPT: True})
+        first = yield self.secrets().fetch("digest")
+        yield on_token_thread(self.token.run, make_one)  # a second key under the same label
+        yield on_token_thread(self.token.run, make_one)  # and a third
+        self.assertEqual((yield self.secrets().fetch("digest")), first)
+        other = Store(self.dir / "other.sqlite")
+        self.addCleanup(other.close)
+        value = yield self.secrets(store=other).fetch("digest")  # sealed under the first key listed
+        self.assertEqual((yield self.secrets(store=other).fetch("digest")), value)
+
+        def seal_with_last(session):  # what another process might have sealed with
+            keys = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+            self.assertEqual(len(keys), 3)
+            nonce = os.urandom(12)
+            return nonce + keys[-1].encrypt(b"k" * 32, mechanism=Mechanism.AES_GCM,
+                                            mechanism_param=GCMParams(nonce, b"ctx", 128))
+        sealed = yield on_token_thread(self.token.run, seal_with_last)
+        opened = yield on_token_thread(symmetric.unseal, self.token, label, sealed, b"ctx")
+        self.assertEqual(opened, b"k" * 32)
 
     @defer.inlineCallbacks
     def test_a_store_sealed_by_another_token_key_is_refused_clearly(self):
