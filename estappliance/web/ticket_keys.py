@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import struct
 import time
 from pathlib import Path
 from typing import Callable, cast
@@ -71,24 +72,49 @@ def _openssl_module() -> Path:
     return Path(_rust.__file__)
 
 
+_STT_FUNC = 2
+_ELF64_SYM = struct.Struct("<IBBHQQ")  # st_name, st_info, st_other, st_shndx, st_value, st_size
+
+
+def _function_offsets(path: Path, names: tuple[str, ...]) -> dict[str, int]:
+    """The offsets of the functions ``names`` in the symbol table of ``path``
+    (each must be there exactly once). pyelftools finds the sections; the
+    symbols are scanned with struct, since pyelftools' per-symbol parsing
+    took seconds for the module's 36,000 symbols."""
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            symbols = elf.get_section_by_name(".symtab")
+            if not isinstance(symbols, SymbolTableSection):
+                raise TicketKeysUnavailable(f"{path} has no symbol table (stripped)")
+            if elf.elfclass != 64 or not elf.little_endian or symbols["sh_entsize"] != _ELF64_SYM.size:
+                raise TicketKeysUnavailable(f"{path} is not a little-endian 64-bit ELF file")
+            strings = elf.get_section(symbols["sh_link"]).data()
+            table = symbols.data()
+    except (OSError, ELFError) as e:
+        raise TicketKeysUnavailable(f"cannot read the symbols of {path}: {e}") from None
+    wanted: dict[int, str] = {}  # string table offset -> name (a name may be stored more than once)
+    for name in names:
+        at = strings.find(name.encode() + b"\0")
+        while at >= 0:
+            wanted[at] = name
+            at = strings.find(name.encode() + b"\0", at + 1)
+    found: dict[str, list[int]] = {name: [] for name in names}
+    for st_name, st_info, _, _, st_value, _ in _ELF64_SYM.iter_unpack(table):
+        hit = wanted.get(st_name)
+        if hit is not None and st_info & 0xF == _STT_FUNC and st_value:
+            found[hit].append(st_value)
+    for name, values in found.items():
+        if len(values) != 1:
+            raise TicketKeysUnavailable(f"{path} has {len(values)} functions named {name}, not one")
+    return {name: values[0] for name, values in found.items()}
+
+
 @functools.cache
 def _ssl_ctx_ctrl() -> _SslCtxCtrl:
     """``SSL_CTX_ctrl`` of the OpenSSL inside cryptography's module; found once."""
     path = _openssl_module()
-    try:
-        with open(path, "rb") as f:
-            symbols = ELFFile(f).get_section_by_name(".symtab")
-            if not isinstance(symbols, SymbolTableSection):
-                raise TicketKeysUnavailable(f"{path} has no symbol table (stripped)")
-            offsets = {}
-            for name in ("SSL_CTX_ctrl", _EXPORTED):
-                found = [s for s in symbols.get_symbol_by_name(name) or ()
-                         if s["st_info"]["type"] == "STT_FUNC" and s["st_value"]]
-                if len(found) != 1:
-                    raise TicketKeysUnavailable(f"{path} has {len(found)} functions named {name}, not one")
-                offsets[name] = int(found[0]["st_value"])
-    except (OSError, ELFError) as e:
-        raise TicketKeysUnavailable(f"cannot read the symbols of {path}: {e}") from None
+    offsets = _function_offsets(path, ("SSL_CTX_ctrl", _EXPORTED))
     module = ctypes.PyDLL(str(path))  # already loaded: the same mapping, no second copy
     exported = ctypes.cast(getattr(module, _EXPORTED), ctypes.c_void_p).value
     if exported is None:
