@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 from pathlib import Path
 
 from cryptography import x509
@@ -201,6 +202,18 @@ class SessionTicketKeysTests(unittest.TestCase):
         self.assertNotEqual(own, tk.period_keys(self.secret, 10))  # OpenSSL's own meanwhile
         keys.use_secret(self.secret)
         self.assertEqual(tk.ticket_keys(factory.getContext()), tk.period_keys(self.secret, 10))
+
+    def test_a_module_file_other_than_the_loaded_one_is_not_used(self):
+        """Offsets read from another file (a copy, or an upgrade on disk) are
+        never applied to the module in memory."""
+        copy = Path(self.mktemp())
+        shutil.copyfile(tk._openssl_module(), copy)
+        self.patch(tk, "_openssl_module", lambda: copy)
+        tk._ssl_ctx_ctrl.cache_clear()
+        self.addCleanup(tk._ssl_ctx_ctrl.cache_clear)
+        with self.assertRaises(tk.TicketKeysUnavailable) as caught:
+            tk.set_ticket_keys(build_context(self.key_file, self.cert_file, []), os.urandom(80))
+        self.assertIn("not loaded in this process", str(caught.exception))
 
     def test_symbol_not_found_warns_once_and_keeps_opensslS_keys(self):
         fake = Path(self.mktemp())

@@ -14,8 +14,9 @@ does not bind ``SSL_CTX_ctrl``, and cryptography's wheel links OpenSSL
 statically into ``_rust.abi3.so`` without exporting it; its symbol table
 still lists it as a local function. So its address is the module's load base
 (an exported symbol's address, from ctypes, minus that symbol's offset) plus
-its offset, both read from the ELF symbol table with pyelftools; the call goes
-to the very OpenSSL that pyOpenSSL's contexts live in. Every key set is read
+its offset, both read from the ELF symbol table (pyelftools); /proc/self/maps
+must show that file mapped at that base. The call goes to the very OpenSSL
+that pyOpenSSL's contexts live in. Every key set is read
 back (``SSL_CTRL_GET_TLSEXT_TICKET_KEYS``); if the symbol is missing or the
 read-back differs, one warning is logged and OpenSSL's own per-context keys
 stay (resumption then works only on the same worker).
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import struct
 import time
 from pathlib import Path
@@ -76,13 +78,14 @@ _STT_FUNC = 2
 _ELF64_SYM = struct.Struct("<IBBHQQ")  # st_name, st_info, st_other, st_shndx, st_value, st_size
 
 
-def _function_offsets(path: Path, names: tuple[str, ...]) -> dict[str, int]:
+def _function_offsets(path: Path, names: tuple[str, ...]) -> tuple[dict[str, int], int]:
     """The offsets of the functions ``names`` in the symbol table of ``path``
-    (each must be there exactly once). pyelftools finds the sections; the
-    symbols are scanned with struct, since pyelftools' per-symbol parsing
-    took seconds for the module's 36,000 symbols."""
+    (each must be there exactly once), and the file's inode. pyelftools finds
+    the sections; the symbols are scanned with struct, since pyelftools'
+    per-symbol parsing took seconds for the module's 36,000 symbols."""
     try:
         with open(path, "rb") as f:
+            inode = os.fstat(f.fileno()).st_ino
             elf = ELFFile(f)
             symbols = elf.get_section_by_name(".symtab")
             if not isinstance(symbols, SymbolTableSection):
@@ -107,19 +110,40 @@ def _function_offsets(path: Path, names: tuple[str, ...]) -> dict[str, int]:
     for name, values in found.items():
         if len(values) != 1:
             raise TicketKeysUnavailable(f"{path} has {len(values)} functions named {name}, not one")
-    return {name: values[0] for name, values in found.items()}
+    return {name: values[0] for name, values in found.items()}, inode
+
+
+def _loaded_from(path: Path, base: int, inode: int) -> bool:
+    """Whether this process has the start of the file ``inode`` mapped at
+    ``base``: the module in memory is the file whose symbols were read (not
+    one replaced on disk since), and the base is right."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if (len(fields) == 6 and fields[5] == str(path) and int(fields[2], 16) == 0
+                and int(fields[4]) == inode and int(fields[0].partition("-")[0], 16) == base):
+            return True
+    return False
 
 
 @functools.cache
 def _ssl_ctx_ctrl() -> _SslCtxCtrl:
     """``SSL_CTX_ctrl`` of the OpenSSL inside cryptography's module; found once."""
-    path = _openssl_module()
-    offsets = _function_offsets(path, ("SSL_CTX_ctrl", _EXPORTED))
-    module = ctypes.PyDLL(str(path))  # already loaded: the same mapping, no second copy
+    path = _openssl_module().resolve()
+    offsets, inode = _function_offsets(path, ("SSL_CTX_ctrl", _EXPORTED))
+    try:  # the module already loaded (never a second copy of it)
+        module = ctypes.PyDLL(str(path), mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError as e:
+        raise TicketKeysUnavailable(f"{path} is not loaded in this process: {e}") from None
     exported = ctypes.cast(getattr(module, _EXPORTED), ctypes.c_void_p).value
     if exported is None:
         raise TicketKeysUnavailable(f"{_EXPORTED} has no address")
     base = exported - offsets[_EXPORTED]
+    if not _loaded_from(path, base, inode):
+        raise TicketKeysUnavailable(f"{path} on disk is not the module mapped in this process")
     prototype = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p)
     ctrl: _SslCtxCtrl = prototype(base + offsets["SSL_CTX_ctrl"])
     return ctrl
