@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import gc
 import os
 import signal
@@ -21,6 +22,7 @@ from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
 from .ca import generations
 from .ca.crl import CrlSchedule
 from .ca.lease import LeaseKeeper
+from .ca.shared_secrets import FetchLater, SharedSecrets, fetch_at_start
 from .ca.generations import CaCrls, CaWatch, LiveGeneration
 from .config import Config, ConfigError, load
 from .errors import TokenUnavailable
@@ -45,9 +47,13 @@ from .ops.health import ReadinessProbe
 from .ops.logs import watch_audit
 from .ops.reload import ReloadOnHangup, reload_appliance
 from .web.health import routes as health_routes
+from .web.ticket_keys import SessionTicketKeys, TicketKeyRotation
 
 log = Logger()
 DEFAULT_CONFIG = "etc/estappliance.toml"
+# Kept sealed in the store, the same in every worker and on every node (ca/shared_secrets.py):
+# the key of the Digest nonces' MAC, the secret the TLS session-ticket keys derive from.
+SHARED_SECRETS = ("digest", "tls-ticket")
 
 T = TypeVar("T")
 
@@ -77,6 +83,16 @@ class Appliance:
     # Called with nothing after a CA generation change was applied (e.g. the TLS context reload).
     ca_listeners: list = dataclasses.field(default_factory=list)
     readiness: ReadinessProbe | None = None  # /readyz (set by build)
+    secrets: SharedSecrets | None = None  # the secrets every node shares (set by build)
+    secrets_later: list[str] = dataclasses.field(default_factory=list)  # not had at start: the token was away
+    ticket_keys: SessionTicketKeys | None = None  # TLS session tickets every worker and node opens (set by build)
+
+    def use_shared_secret(self, name: str, secret: bytes) -> None:
+        """A shared secret had after start (FetchLater) replaces this process's own key."""
+        if name == "digest":
+            self.registrar.authenticator.digest.use_secret(secret)
+        elif name == "tls-ticket" and self.ticket_keys is not None:
+            self.ticket_keys.use_secret(secret)
 
     def apply_generations(self, gens: list[LiveGeneration]) -> None:
         """A ceremony step changed the CA (ca/generations.py): sign with the
@@ -117,7 +133,9 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     anchors = {"ca": generations.anchors(gens)}
     for name, path in config.trust_anchors.items():
         anchors[name] = load_pem_certs(path)
-    authenticator = Authenticator(store, TrustAnchors(anchors), config.server.realm, shared_secret(config, "digest"))
+    secrets = SharedSecrets(token, store, config.ca.key_label, legacy_dir=config.store.path.parent)
+    shared, later = fetch_at_start(secrets, SHARED_SECRETS)
+    authenticator = Authenticator(store, TrustAnchors(anchors), config.server.realm, shared.get("digest"))
     registrar = Registrar(config, authenticator, ca, store)
     content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
                                    ca.ca_certificates())
@@ -127,26 +145,8 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
     dist = Distribution(registrar, packages, standing, PalBuilder(store, standing, config.pal), config.pal)
     return Appliance(config, token, store, ca, registrar, content_signer, crls, worker_index=worker_index,
                      packages=packages, distribution=dist, keygen=KeygenRegistrar.build(registrar, content_signer),
-                     readiness=ReadinessProbe(ca, store, config.ops.health))
-
-
-def shared_secret(config: Config, name: str) -> bytes:
-    """A random key all worker processes share (e.g. to check each other's
-    Digest nonces), kept 0600 next to the store; made on first use."""
-    path = config.store.path.parent / f"{name}.key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        data = path.read_bytes()
-        if len(data) == 32:
-            return data
-        raise ConfigError(f"{path} is not a 32-byte key") from None
-    with os.fdopen(fd, "wb") as f:
-        secret = os.urandom(32)
-        f.write(secret)
-        f.flush()
-        os.fsync(f.fileno())
-    return secret
+                     readiness=ReadinessProbe(ca, store, config.ops.health), secrets=secrets, secrets_later=later,
+                     ticket_keys=SessionTicketKeys(shared.get("tls-ticket")))
 
 
 def site(appliance: Appliance) -> IProtocolFactory:
@@ -176,7 +176,7 @@ def tls_factory(appliance: Appliance) -> ServerContextFactory:
     generations change: a switch re-issues the server certificate."""
     s = appliance.config.server
     anchors = appliance.registrar.authenticator.anchors.certificates
-    factory = ServerContextFactory(s.tls_key, s.tls_cert, anchors())
+    factory = ServerContextFactory(s.tls_key, s.tls_cert, anchors(), appliance.ticket_keys)
     appliance.ca_listeners.append(lambda: factory.reload(s.tls_key, s.tls_cert, anchors()))
     return factory
 
@@ -224,6 +224,11 @@ class ApplianceService(service.MultiService):
             schedule.lease.setServiceParent(self)
             schedule.setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
+        if appliance.ticket_keys is not None:
+            TicketKeyRotation(appliance.ticket_keys).setServiceParent(self)
+        if appliance.secrets is not None and appliance.secrets_later:
+            FetchLater(appliance.secrets, {name: functools.partial(appliance.use_shared_secret, name)
+                                           for name in appliance.secrets_later}).setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()
@@ -268,7 +273,6 @@ def makeService(options: Options) -> service.IService:
         if config.workers > 1:
             if not config.ca.cert_file.exists():
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
-            shared_secret(config, "digest")  # made once here, before the workers race for it
             pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
             top = service.MultiService()
             pool.setServiceParent(top)

@@ -714,6 +714,7 @@ class ServiceStopTests(unittest.TestCase):
                                                  server=SimpleNamespace(batch_scheduling=False)),
             crls=SimpleNamespace(current=current), close=lambda: events.append("close"),
             ca_watch=lambda: Service(),  # the CA generation watch (a no-op here)
+            ticket_keys=None, secrets=None, secrets_later=[],  # no TLS here, every shared secret had
             ca=SimpleNamespace(check_key_matches=lambda: defer.succeed(True),
                                certificate=SimpleNamespace(subject=x509.Name([]))))
         top = ApplianceService(appliance)

@@ -118,7 +118,10 @@ class ServerKeygenBase(unittest.TestCase):
         return (yield support.in_thread(go))
 
     def token_keys(self):
-        return on_token_thread(self.token.key_labels, f"{self.generator.key_prefix}-skg-")
+        """Labels of the device keys in the token (the appliance's sealing key is not one)."""
+        d = on_token_thread(self.token.key_labels, f"{self.generator.key_prefix}-skg-")
+        return d.addCallback(lambda labels: [label for label in labels
+                                             if label != self.generator.sealing_key_label])
 
     def packages(self, client=None):
         return on_store_thread_call(self.server.store.keygen.key_packages, client)

@@ -42,6 +42,7 @@ from ..token import symmetric
 from ..token.policy import MechanismPolicy
 from .authority import CertificateAuthority, IssueRequest
 from .content import ContentSigner
+from .shared_secrets import sealing_key_label
 
 log = Logger()
 
@@ -118,7 +119,7 @@ class ServerKeyGenerator:
 
     @property
     def sealing_key_label(self) -> str:
-        return f"{self.key_prefix}-skg-sealing"
+        return sealing_key_label(self.key_prefix)
 
     def kek_label(self, key_id: bytes) -> str:
         return f"{self.key_prefix}-kek-{key_id.hex()[:48]}-{os.urandom(4).hex()}"

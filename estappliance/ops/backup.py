@@ -5,11 +5,15 @@ copied while the appliance serves, through SQLite's online backup API under
 one read transaction (WAL: writers go on, the copy is the snapshot of that
 moment, step by step without restarting); the configuration and the
 certificates (CA, chain, content/firmware/TAMP signers, TLS, trust anchors)
-and the shared secrets next to the store (Digest nonce key) are copied as
-files. The manifest lists each file with its role, where it came from, its
-size and SHA-256, and the CA certificate's key, so that a restore can check
-both the files and that the token holds that CA's key. The token itself is
-not in a backup (its keys never leave it): see the README.
+are copied as files. The secrets every node shares (the Digest nonce key, the
+TLS ticket secret) are in the store, sealed by the token (ca/shared_secrets.py),
+so they travel with it; a backup made by an older version carries them as
+``secret:NAME`` files, which a restore puts back next to the store, and the
+next start imports them into the store. The manifest lists each file with
+its role, where it came from, its size and SHA-256, and the CA certificate's
+key, so that a restore can check both the files and that the token holds that
+CA's key. The token itself is not in a backup (its keys never leave it, the
+key that seals the shared secrets included): see the README.
 
 Stores are backed up by a ``StoreBackup`` per kind (only SQLite today), so
 that another kind (PostgreSQL: pg_dump and pg_restore) is one more class.
@@ -127,8 +131,6 @@ def file_roles(config: Config) -> dict[str, Path]:
     }
     for name, path in config.trust_anchors.items():
         roles[f"trust_anchor:{name}"] = path
-    for path in sorted(config.store.path.parent.glob("*.key")):  # shared secrets (service.shared_secret)
-        roles[f"secret:{path.stem}"] = path
     return {role: path for role, path in roles.items() if path is not None and path.is_file()}
 
 
@@ -160,7 +162,7 @@ def backup(config: Config, dest: Path, progress: Progress) -> dict:
         raise BackupError("the CA is not initialised: nothing to back up")
     files = dest / "files"
     files.mkdir(parents=True, mode=0o700)
-    os.chmod(dest, 0o700)  # it holds the TLS key and the shared secrets
+    os.chmod(dest, 0o700)  # it holds the TLS key
     store = store_backup(config)
     store_name = f"store.{store.kind}"
     store.dump(files / store_name, progress)
@@ -267,7 +269,7 @@ def _targets(config: Config, entries: dict[str, Entry]) -> dict[str, Path]:
             continue
         if role.startswith("trust_anchor:"):
             path = config.trust_anchors.get(role.partition(":")[2])
-        elif role.startswith("secret:"):
+        elif role.startswith("secret:"):  # an older version's backup: imported at the next start
             path = config.store.path.parent / f"{role.partition(':')[2]}.key"
         else:
             path = where.get(role)

@@ -32,6 +32,11 @@ class DigestVerifier:
         self.realm = realm
         self._secret = secret or os.urandom(32)
 
+    def use_secret(self, secret: bytes) -> None:
+        """The key every process shares, once had (ca/shared_secrets.py): nonces
+        made with the process's own key until then come back stale."""
+        self._secret = secret
+
     def nonce(self, now: float | None = None) -> str:
         """time stamp, 8 random bytes (so no two challenges share a nonce), MAC."""
         body = str(int(now if now is not None else time.time())).encode() + b":" + os.urandom(8).hex().encode()

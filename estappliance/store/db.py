@@ -27,6 +27,7 @@ from .group_tables import GroupTables
 from .package_tables import PackageTables
 from .postgres_database import PostgresDatabase
 from .schema import prepare
+from .secret_tables import SecretTables
 from .sqlite_database import SqliteDatabase
 from .tamp import TampTables
 
@@ -61,6 +62,7 @@ class Store:
         self.generations = GenerationTables(self.db)
         self.nonce_counts = NonceCountTables(self.db)
         self.leases = LeaseTables(self.db)
+        self.secrets = SecretTables(self.db)
 
     def reader(self) -> Store:
         """A read-only connection to the same database, for lookups that must

@@ -236,6 +236,8 @@ CREATE TABLE IF NOT EXISTS tamp_sequence (
     last INTEGER NOT NULL
 );
 
+-- sealed shared secrets (secret_tables.py): sealed by the token, never in clear
+CREATE TABLE IF NOT EXISTS sealed_secrets (name TEXT PRIMARY KEY, sealed BLOB NOT NULL, created_at TEXT NOT NULL);
 -- leases (lease_tables.py): which node runs a job that exactly one may run (the CRL schedule)
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,

@@ -74,7 +74,11 @@ def has_secret_key(token: Token, label: str) -> bool:
 
 
 def ensure_sealing_key(token: Token, label: str) -> None:
-    """The AES-256 key that seals secrets for the store (made on first use)."""
+    """The AES-256 key that seals secrets for the store (made on first use).
+
+    PKCS#11 has no "create if absent": worker processes (or nodes) starting
+    together may each make one, so several keys under ``label`` are allowed:
+    ``seal`` uses the first the token lists, ``unseal`` tries each."""
     def op(session: pkcs11.Session) -> None:
         if not _secret_keys(session, label):
             session.generate_key(KeyType.AES, 256, store=True, label=label, template={
@@ -83,13 +87,20 @@ def ensure_sealing_key(token: Token, label: str) -> None:
     token.run(op)
 
 
+def _sealing_keys(session: pkcs11.Session, label: str) -> list[pkcs11.Object]:
+    keys = _secret_keys(session, label)
+    if not keys:
+        raise NoSuchKey(f"no secret key {label!r}")
+    return keys
+
+
 def seal(token: Token, label: str, plaintext: bytes, context: bytes) -> bytes:
     """AES-GCM in the token; ``context`` (e.g. the record's name) is bound as
     associated data, so a sealed value cannot be moved to another record."""
     nonce = os.urandom(_NONCE)
 
     def op(session: pkcs11.Session) -> bytes:
-        key = cast(EncryptMixin, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
+        key = cast(EncryptMixin, _sealing_keys(session, label)[0])
         # Bytes in, bytes out (an iterator only for an iterator of chunks).
         return nonce + cast(bytes, key.encrypt(plaintext, mechanism=Mechanism.AES_GCM,
                                          mechanism_param=GCMParams(nonce, context, _TAG_BITS)))
@@ -100,13 +111,14 @@ def unseal(token: Token, label: str, sealed: bytes, context: bytes) -> bytes:
     """The plaintext; ValueError if the sealed value was altered or belongs to
     another context (the token stays in use)."""
     def op(session: pkcs11.Session) -> bytes:
-        key = cast(DecryptMixin, session.get_key(object_class=ObjectClass.SECRET_KEY, label=label))
-        try:
-            return cast(bytes, key.decrypt(sealed[_NONCE:], mechanism=Mechanism.AES_GCM,
-                                     mechanism_param=GCMParams(sealed[:_NONCE], context, _TAG_BITS)))
-        except GeneralError:
-            # SoftHSM2 reports a failed GCM tag as a general error: if the
-            # token still answers, it was the data, not the token.
-            session.get_key(object_class=ObjectClass.SECRET_KEY, label=label)
-            raise ValueError("the sealed secret does not open (altered, or another record's)") from None
+        for key in _sealing_keys(session, label):
+            try:
+                return cast(bytes, cast(DecryptMixin, key).decrypt(
+                    sealed[_NONCE:], mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(sealed[:_NONCE], context, _TAG_BITS)))
+            except GeneralError:
+                # SoftHSM2 reports a failed GCM tag as a general error: if the
+                # token still answers, it was the data (or another of the keys).
+                _sealing_keys(session, label)
+        raise ValueError("the sealed secret does not open (altered, or another record's)")
     return token.run(op)

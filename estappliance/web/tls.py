@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
 from .. import metrics
+from .ticket_keys import SessionTicketKeys
 
 
 def _accept_any(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
@@ -36,15 +37,24 @@ class ServerContextFactory:
     ``reload`` (a new server certificate after a CA key switch) and
     ``replace`` (a configuration reload) swap in a new context for the
     connections that come next; a connection already open keeps the context
-    it was made with, so none is dropped."""
+    it was made with, so none is dropped. With ``ticket_keys``, every
+    context it holds gets the session-ticket key all workers and nodes share
+    (ticket_keys.py), again whenever that key changes."""
 
-    def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
+    def __init__(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate],
+                 ticket_keys: SessionTicketKeys | None = None) -> None:
+        self.ticket_keys = ticket_keys
         self._context = build_context(key_file, cert_file, client_cas)
+        if ticket_keys is not None:
+            ticket_keys.apply(self._context)
+            ticket_keys.listeners.append(lambda: ticket_keys.apply(self._context))
 
     def reload(self, key_file: Path, cert_file: Path, client_cas: list[x509.Certificate]) -> None:
         self.replace(build_context(key_file, cert_file, client_cas))
 
     def replace(self, context: SSL.Context) -> None:
+        if self.ticket_keys is not None:
+            self.ticket_keys.apply(context)
         self._context = context
 
     def getContext(self) -> SSL.Context:
