@@ -175,6 +175,7 @@ def make_old_backup(backup: Path, key: bytes) -> None:
     manifest = json.loads((backup / "manifest.json").read_text())
     db = sqlite3.connect(files / "store.sqlite")
     db.execute("DROP TABLE sealed_secrets")
+    db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
     db.commit()
     db.close()
     (files / "secret-digest.key").write_bytes(key)

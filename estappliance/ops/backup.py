@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..config import Config, ConfigError, load
 from ..progress import Progress
+from ..store import Store
 from ..token import Token
 
 MANIFEST = "manifest.json"
@@ -213,8 +214,9 @@ def read_manifest(src: Path, progress: Progress) -> tuple[dict, dict[str, Entry]
 def restore(config_path: Path, src: Path, progress: Progress, *, force: bool = False) -> Config:
     """Put a backup back: the configuration (if ``config_path`` is missing),
     then, once the token is seen to hold the backup's CA key, the store and
-    the files, each where the configuration says. Refuses to overwrite an
-    existing store or a differing file unless ``force``."""
+    the files, each where the configuration says, and brings the store's
+    schema up to this version. Refuses to overwrite an existing store or a
+    differing file unless ``force``."""
     manifest, entries = read_manifest(src, progress)
     files = src / "files"
     if not config_path.exists():
@@ -251,6 +253,7 @@ def restore(config_path: Path, src: Path, progress: Progress, *, force: bool = F
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(files / entries[role].name, path)
         _fsync_file(path)
+    Store(config.store, migrate=True).close()  # a backup of an older version: its schema brought up
     return config
 
 
