@@ -32,7 +32,7 @@ from .ca.identity_proofs import IdentityProofs
 from .ra.cmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
-from .store import READ_THREAD, STORE_THREAD, Store
+from .store import READ_THREAD, STORE_THREAD, SchemaMismatch, Store
 from .token import Token
 from .token.session import drop_all as drop_all_sessions
 from .token.call_thread import TOKEN_CALLS
@@ -262,6 +262,7 @@ def makeService(options: Options) -> service.IService:
             if not config.ca.cert_file.exists():
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
             shared_secret(config, "digest")  # made once here, before the workers race for it
+            Store(config.store).close()  # an older schema is refused here, not by each worker in turn
             pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
             top = service.MultiService()
             pool.setServiceParent(top)
@@ -270,7 +271,7 @@ def makeService(options: Options) -> service.IService:
         appliance = build(config)
         if config.ops.log.syslog:
             watch_audit(appliance.store)
-    except (ConfigError, OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError, SchemaMismatch) as e:
         sys.exit(f"est: {e}")
     top = ApplianceService(appliance)
     tls = tls_factory(appliance)
