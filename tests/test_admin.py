@@ -51,7 +51,7 @@ def write_toml(cfg, path: Path) -> None:
         "ca": {"key_label": cfg.ca.key_label, "key_type": cfg.ca.key_type, "subject": cfg.ca.subject,
                "validity_days": cfg.ca.validity_days, "cert_file": cfg.ca.cert_file,
                "chain_file": cfg.ca.chain_file},
-        "store": {"path": cfg.store},
+        "store": {k: v for k, v in vars(cfg.store).items() if v is not None},
     }
     lines = []
     for name, table in tables.items():
