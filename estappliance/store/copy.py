@@ -33,7 +33,7 @@ from ..progress import Progress
 from .database import Database, SchemaMismatch
 from .schema import SCHEMA_VERSION, TABLES, prepare, version
 
-BATCH = 5000  # rows per executemany (and per fetch from the source)
+BATCH = 5000  # rows per fetch from the source (and per executemany)
 # Tables whose rows the target's own schema already holds some of: the key to update them on.
 KEPT_ROWS = {"meta": "key"}  # schema_version (the same value: both are at SCHEMA_VERSION)
 
@@ -178,10 +178,11 @@ def _copy_table(source: Database, target: Database, table: str, batch: int, task
     task.update(description=f"copying {table}")
     columns = _columns(source, target, table)
     names = ", ".join(columns)
-    insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    insert = f"INSERT INTO {table} ({names}) VALUES "
+    conflict = ""
     if table in KEPT_ROWS:
         key = KEPT_ROWS[table]
-        insert += f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(
+        conflict = f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(
             f"{c} = excluded.{c}" for c in columns if c != key)
     query = f"SELECT {names} FROM {table}"
     digest = None
@@ -190,11 +191,24 @@ def _copy_table(source: Database, target: Database, table: str, batch: int, task
         query = _certificates_query(source, names)
         serial, der = columns.index("serial"), columns.index("der")
     for rows in scan(source, query, batch):
-        target.executemany(insert, rows)
+        _insert(target, insert, conflict, len(columns), rows)
         if digest is not None:
             _hash(digest, ((row[serial], row[der]) for row in rows))
         task.advance(len(rows))
     return None if digest is None else digest.hexdigest()
+
+
+def _insert(target: Database, insert: str, conflict: str, width: int, rows: list[Any]) -> None:
+    """``rows`` by executemany, several in each INSERT where the database gains by it."""
+    per = max(1, target.dialect.bulk_insert_variables // width)
+    values = "(" + ", ".join("?" * width) + ")"
+    full = len(rows) // per * per
+    if full:
+        target.executemany(insert + ", ".join([values] * per) + conflict,
+                           [[v for row in rows[i:i + per] for v in row] for i in range(0, full, per)])
+    if full < len(rows):
+        target.execute(insert + ", ".join([values] * (len(rows) - full)) + conflict,
+                       [v for row in rows[full:] for v in row])
 
 
 def _certificates_query(db: Database, columns: str) -> str:
