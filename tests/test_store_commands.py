@@ -42,11 +42,13 @@ def new_postgres_database() -> tuple[str, str]:
 
 
 def rows(db_or_store, table: str) -> list[tuple]:
-    """Every row of a table, its columns by name, in one order whatever the database."""
+    """Every row of a table, its columns by name, each value with its type (bytes stay
+    bytes, None stays None), in one order whatever the database."""
     db = getattr(db_or_store, "db", db_or_store)
     columns = sorted(db.columns(table))
-    return sorted((tuple(r) for r in db.execute(f"SELECT {', '.join(columns)} FROM {table}")),
-                  key=lambda r: [(v is None, type(v).__name__, v) for v in r])
+    return sorted((tuple((type(v).__name__, v) for v in r)
+                   for r in db.execute(f"SELECT {', '.join(columns)} FROM {table}")),
+                  key=lambda r: [(name == "NoneType", name, v if v is not None else 0) for name, v in r])
 
 
 def make_old(path: Path, old_version: str = "3") -> None:
@@ -132,7 +134,9 @@ class MigrateSqliteTests(EstctlTestCase):
     def test_no_store_yet_is_created(self):
         code, out, err = yield self.estctl("store", "migrate")
         self.assertEqual((code, out, err), (0, f"store {self.cfg.store.path}: created at version {SCHEMA_VERSION}\n", ""))
-        self.assertIn("leases", open_database(self.cfg.store.path).tables())
+        db = open_database(self.cfg.store.path)
+        self.addCleanup(db.close)
+        self.assertIn("leases", db.tables())
 
     @defer.inlineCallbacks
     def test_store_of_a_newer_release_is_left_alone(self):
@@ -164,7 +168,9 @@ class MigratePostgresTests(PostgresEstctlTestCase):
     def test_empty_database_gets_the_schema_then_stays(self):
         code, out, err = yield self.estctl("store", "migrate")
         self.assertEqual((code, out, err), (0, f"store {self.url}: created at version {SCHEMA_VERSION}\n", ""))
-        self.assertTrue(set(schema_tables()) <= open_database(self.url).tables())
+        db = open_database(self.url)
+        self.addCleanup(db.close)
+        self.assertTrue(set(schema_tables()) <= db.tables())
         code, out, err = yield self.estctl("store", "migrate")
         self.assertEqual((code, out, err), (0, f"store {self.url}: already at version {SCHEMA_VERSION}\n", ""))
 
@@ -179,8 +185,23 @@ class MigratePostgresTests(PostgresEstctlTestCase):
         self.assertEqual((code, out, err), (1, "", f"estctl: the store {self.url} is at schema version 3; {REFUSAL}\n"))
         code, out, err = yield self.estctl("store", "migrate")
         self.assertEqual((code, out, err), (0, f"store {self.url}: schema version 3 -> {SCHEMA_VERSION}\n", ""))
+        self.assertIn("leases", self.open_store().db.tables())
+
+
+class CopyFromPostgresTests(PostgresEstctlTestCase):
+    @defer.inlineCallbacks
+    def test_postgresql_into_a_new_sqlite_file(self):
+        """A store on PostgreSQL (read in a repeatable-read snapshot) copied back into a file."""
         store = self.open_store()
-        self.assertTrue(store.leases is not None and "leases" in store.db.tables())
+        fill(store)
+        target = self.state / "back" / "est.sqlite"
+        code, out, err = yield self.estctl("store", "copy", "--to", str(target))
+        self.assertEqual((code, err), (0, ""))
+        self.assertRegex(out, rf"copied \d+ rows of {re.escape(self.url)} into {target} in .* verified in")
+        copy = Store(target)
+        self.addCleanup(copy.close)
+        for table in schema_tables():
+            self.assertEqual(rows(copy, table), rows(store, table), table)
 
 
 class CopyTests(EstctlTestCase):
