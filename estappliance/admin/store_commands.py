@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import Config, StoreConfig
 from ..progress import Progress
-from ..store.copy import CopyRefused, CopyReport, copy_store
+from ..store.copy import CopyError, CopyReport, copy_store
 from ..store.db import open_database
 from ..store.schema import SCHEMA_VERSION, prepare
 
@@ -57,7 +57,7 @@ def cmd_copy(args: argparse.Namespace, config: Config) -> None:
         try:
             with Progress() as progress:
                 report = copy_store(source, destination, progress)
-        except CopyRefused as e:
+        except CopyError as e:
             raise SystemExit(f"estctl: {e}") from None
         finally:
             destination.close()

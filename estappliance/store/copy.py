@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from ..errors import StoreUnavailable
 from ..progress import Progress
 from .database import Database, SchemaMismatch
 from .schema import SCHEMA_VERSION, TABLES, prepare, version
@@ -47,8 +48,16 @@ class Task(Protocol):
                description: str | None = None) -> None: ...
 
 
-class CopyRefused(Exception):
+class CopyError(Exception):
+    """The copy failed; the message says how the target was left."""
+
+
+class CopyRefused(CopyError):
     """The copy cannot be made; the target was not changed."""
+
+
+class CopyUnverified(CopyError):
+    """The copy was made, but reading it back for the verification failed."""
 
 
 @dataclass(frozen=True)
@@ -88,15 +97,25 @@ def schema_tables() -> list[str]:
 def copy_store(source: Database, target: Database, progress: Progress, *, batch: int = BATCH) -> CopyReport:
     """Copy every table of ``source`` (best a read-only connection:
     ``open_database(..., read_only=True)``) into ``target``, then verify.
-    Raises CopyRefused (the target unchanged) when it cannot."""
+    Raises CopyRefused (the target unchanged) when it cannot, CopyUnverified
+    when the copy was made but could not be read back."""
+    started = time.perf_counter()
     try:
-        return _copy_store(source, target, progress, batch)
+        counts, source_digest = _copy(source, target, progress, batch)
     except (sqlite3.Error, psycopg.Error) as e:
         # What the store's own errors do not cover (a file that is no database, a missing privilege).
         raise CopyRefused(f"{_first_line(e)}; the target was not changed") from None
+    copied = time.perf_counter()
+    try:
+        copy_counts, copy_digest = _read_back(target, list(counts), progress, batch)
+    except (sqlite3.Error, psycopg.Error, StoreUnavailable) as e:
+        raise CopyUnverified(f"the copy was made but could not be verified: {_first_line(e)}") from None
+    return CopyReport([TableCount(t, counts[t], copy_counts[t]) for t in counts], source_digest, copy_digest,
+                      copied - started, time.perf_counter() - copied)
 
 
-def _copy_store(source: Database, target: Database, progress: Progress, batch: int) -> CopyReport:
+def _copy(source: Database, target: Database, progress: Progress, batch: int) -> tuple[dict[str, int], str]:
+    """The snapshot's row counts per table and certificates' digest, once copied and committed."""
     _check_target(target)
     started = time.perf_counter()
     with snapshot(source):
@@ -119,17 +138,19 @@ def _copy_store(source: Database, target: Database, progress: Progress, batch: i
                 source_digest = digest or source_digest
             for table, column in _identities(target):
                 target.execute(str(target.dialect.follow_identity(table, column)))
-    copied = time.perf_counter()
+    return counts, source_digest
+
+
+def _read_back(target: Database, tables: list[str], progress: Progress, batch: int) -> tuple[dict[str, int], str]:
+    """The copy's row counts and certificates' digest, through a new connection."""
     check = target.reader()
     try:
         with snapshot(check):
-            verify = progress.task("verifying", total=counts["certificates"])
             copy_counts = {table: _count(check, table) for table in tables}
-            copy_digest = _digest(check, batch, verify)
+            verify = progress.task("verifying", total=copy_counts["certificates"])
+            return copy_counts, _digest(check, batch, verify)
     finally:
         check.close()
-    return CopyReport([TableCount(t, counts[t], copy_counts[t]) for t in tables], source_digest, copy_digest,
-                      copied - started, time.perf_counter() - copied)
 
 
 @contextlib.contextmanager
