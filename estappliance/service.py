@@ -25,7 +25,7 @@ from .ca.lease import LeaseKeeper
 from .ca.shared_secrets import FetchLater, SharedSecrets, fetch_at_start
 from .ca.generations import CaCrls, CaWatch, LiveGeneration
 from .config import Config, ConfigError, load
-from .errors import TokenUnavailable
+from .errors import StoreUnavailable, TokenUnavailable
 from .distribution import PackageQueue
 from .distribution.builder import PalBuilder, StandingItems
 from .ra import Authenticator, Registrar, TrustAnchors
@@ -35,7 +35,7 @@ from .ca.identity_proofs import IdentityProofs
 from .ra.cmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
-from .store import READ_THREAD, STORE_THREAD, Store
+from .store import READ_THREAD, STORE_THREAD, SchemaMismatch, Store
 from .token import Token
 from .token.session import drop_all as drop_all_sessions
 from .token.call_thread import TOKEN_CALLS
@@ -273,6 +273,7 @@ def makeService(options: Options) -> service.IService:
         if config.workers > 1:
             if not config.ca.cert_file.exists():
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
+            Store(config.store).close()  # an older schema is refused here, not by each worker in turn
             pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
             top = service.MultiService()
             pool.setServiceParent(top)
@@ -281,7 +282,7 @@ def makeService(options: Options) -> service.IService:
         appliance = build(config)
         if config.ops.log.syslog:
             watch_audit(appliance.store)
-    except (ConfigError, OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError, SchemaMismatch, StoreUnavailable) as e:
         sys.exit(f"est: {e}")
     top = ApplianceService(appliance)
     tls = tls_factory(appliance)

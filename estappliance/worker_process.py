@@ -16,6 +16,8 @@ from .config import ConfigError, load
 from .handoff import MasterLink, counting_tls_factory
 from .ops import worker_setup
 from .service import ApplianceService, build, site, tls_factory
+from .errors import StoreUnavailable
+from .store import SchemaMismatch
 
 # The installed reactor, as the class whose run() takes installSignalHandlers.
 reactor = cast(ReactorBase, _reactor)
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load(args.config)
         worker_setup.begin(config)
         appliance = build(config, worker_index=args.index)
-    except (ConfigError, OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError, SchemaMismatch, StoreUnavailable) as e:
         print(f"est worker {args.index}: {e}", file=sys.stderr)
         return 2
     tls = tls_factory(appliance)

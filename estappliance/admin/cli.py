@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives import hashes
 
 from ..ca import setup
 from ..config import DEFAULT_LABEL, Config, ConfigError, load
-from ..errors import TokenUnavailable
+from ..errors import StoreUnavailable, TokenUnavailable
 from ..http_digest import ha1_all
 from ..ra.passwords import hash_password
-from ..store import DuplicateClient, Store
+from ..store import DuplicateClient, SchemaMismatch, Store
 from ..token import Token
 from . import (backup_commands, ca_commands, cmc_commands, distribution_commands, keygen_commands, package_commands,
-               token_commands)
+               store_commands, token_commands)
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -26,7 +26,7 @@ DEFAULT_CONFIG = os.environ.get("EST_CONFIG", "etc/estappliance.toml")
 # Modules adding their own sub-commands: each has register(subparsers); a
 # command's func(args, config) runs with the config loaded.
 COMMAND_MODULES = (package_commands, keygen_commands, distribution_commands, cmc_commands, token_commands,
-                   backup_commands)
+                   backup_commands, store_commands)
 
 
 
@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"estctl: {e}", file=sys.stderr)
         return 2
+    except (SchemaMismatch, StoreUnavailable) as e:  # an older schema: 'estctl store migrate'
+        print(f"estctl: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
