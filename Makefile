@@ -80,6 +80,7 @@ run: ca var/demo.password
 	@echo "      --data-binary @device.csr.b64 https://127.0.0.1:8443/.well-known/est/simpleenroll | base64 -d > device.p7"
 	@echo "  openssl pkcs7 -inform DER -in device.p7 -print_certs"
 	@echo ""
+	@$(BIN)/estctl -c $(CONFIG) store migrate
 	$(BIN)/twistd -n --pidfile= est -c $(CONFIG)
 
 test: deps test-system
