@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
 from .ca import generations
 from .ca.crl import CrlSchedule
+from .ca.digest_credentials import Ha1Opener
 from .ca.lease import LeaseKeeper
 from .ca.shared_secrets import FetchLater, SharedSecrets, fetch_at_start
 from .ca.generations import CaCrls, CaWatch, LiveGeneration
@@ -135,7 +136,8 @@ def build(config: Config, worker_index: int = 0) -> Appliance:
         anchors[name] = load_pem_certs(path)
     secrets = SharedSecrets(token, store, config.ca.key_label, legacy_dir=config.store.path.parent)
     shared, later = fetch_at_start(secrets, SHARED_SECRETS)
-    authenticator = Authenticator(store, TrustAnchors(anchors), config.server.realm, shared.get("digest"))
+    authenticator = Authenticator(store, TrustAnchors(anchors), config.server.realm, shared.get("digest"),
+                                  Ha1Opener(token, config.ca.key_label))
     registrar = Registrar(config, authenticator, ca, store)
     content_signer = ContentSigner(token, config.ca.signer_key_label, config.ca.signer_cert_file,
                                    ca.ca_certificates())

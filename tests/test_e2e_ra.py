@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import sys
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -917,6 +918,41 @@ class DigestTests(RaTestCase):
 
         nonce, resp = yield support.in_thread(find_and_answer)
         self.assertEqual(resp.status, 200, f"nonce {nonce}: {resp.body!r}")
+
+    @defer.inlineCallbacks
+    def test_credentials_from_estctl_are_sealed_and_answer_both_algorithms(self):
+        """``estctl client add``: the store holds the H(A1)s sealed by the
+        token, never in clear, and the server opens them to check a SHA-256
+        and an MD5 Digest answer; ``estctl client passwd`` changes them at once."""
+        secret = Path(self.mktemp())
+        secret.write_text("sealed-pass")
+        code, out, err = yield self.estctl("client", "add", "sealy", "--password-file", str(secret), "--labels", "*")
+        self.assertEqual(code, 0, err)
+        record = yield on_store_thread(self.server.store.clients.client, "sealy")
+        clear = ha1_all("sealy", self.realm, "sealed-pass")
+        self.assertEqual(set(record.digest_ha1), {"SHA-256", "MD5"})
+        for alg, stored in record.digest_ha1.items():
+            self.assertTrue(stored.startswith("sealed:"), stored)
+            self.assertNotIn(clear[alg], stored)
+        path = self.path("digest", "simpleenroll")
+
+        def answer(algorithm: str, password: str) -> int:
+            with HttpsConnection("127.0.0.1", self.server.port, anchors=[self.server.ca_cert]) as conn:
+                challenges = conn.request("POST", path, {"Content-Type": "application/pkcs10"}) \
+                    .header_values("www-authenticate")
+                auth = DigestAuth("sealy", password)
+                auth.use_challenge([c for c in challenges if c.startswith("Digest")
+                                    and ("algorithm=SHA-256" in c) == (algorithm == "SHA-256")])
+                return conn.request("POST", path, {"Authorization": auth.header("POST", path),
+                                                   "Content-Type": "application/pkcs10"},
+                                    b64csr(make_csr(new_key(), f"CN=sealed-{algorithm}"))).status
+        for alg in ("SHA-256", "MD5"):
+            self.assertEqual((yield support.in_thread(answer, alg, "sealed-pass")), 200, alg)
+        secret.write_text("new-pass")
+        code, out, err = yield self.estctl("client", "passwd", "sealy", "--password-file", str(secret))
+        self.assertEqual(code, 0, err)
+        self.assertEqual((yield support.in_thread(answer, "SHA-256", "sealed-pass")), 401)
+        self.assertEqual((yield support.in_thread(answer, "SHA-256", "new-pass")), 200)
 
     @defer.inlineCallbacks
     def test_client_digest_sha256(self):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import hashes
 
 from ..ca import setup
+from ..ca.digest_credentials import seal_ha1s
 from ..config import DEFAULT_LABEL, Config, ConfigError, load
 from ..errors import StoreUnavailable, TokenUnavailable
 from ..http_digest import ha1_all
@@ -103,15 +104,21 @@ def _print_ca(cert: x509.Certificate, config: Config) -> None:
     print(f"  TLS server certificate: {config.server.tls_cert}")
 
 
+def _sealed_ha1s(config: Config, name: str, password: str) -> dict[str, str]:
+    """The client's Digest H(A1)s as the store keeps them: sealed by the token."""
+    return seal_ha1s(Token.from_config(config.token), config.ca.key_label, name,
+                     ha1_all(name, config.server.realm, password))
+
+
 def cmd_client_add(args: argparse.Namespace, config: Config) -> None:
     labels = [x.strip() for x in args.labels.split(",") if x.strip()]
     for label in labels:
         if label != "*" and label not in config.labels:
             raise SystemExit(f"estctl: no label {label!r} in {config.path}")
     password = _read_password(args.password_file)
+    ha1s = _sealed_ha1s(config, args.name, password)
     try:
-        Store(config.store).clients.add_client(args.name, hash_password(password), labels,
-                                       ha1_all(args.name, config.server.realm, password))
+        Store(config.store).clients.add_client(args.name, hash_password(password), labels, ha1s)
     except DuplicateClient:
         raise SystemExit(f"estctl: client {args.name!r} already exists") from None
     print(f"client {args.name!r} added (labels: {', '.join(labels)})")
@@ -119,8 +126,8 @@ def cmd_client_add(args: argparse.Namespace, config: Config) -> None:
 
 def cmd_client_passwd(args: argparse.Namespace, config: Config) -> None:
     password = _read_password(args.password_file)
-    if not Store(config.store).clients.set_client_password(args.name, hash_password(password),
-                                                   ha1_all(args.name, config.server.realm, password)):
+    ha1s = _sealed_ha1s(config, args.name, password)
+    if not Store(config.store).clients.set_client_password(args.name, hash_password(password), ha1s):
         raise SystemExit(f"estctl: no client {args.name!r}")
     print(f"password of {args.name!r} changed")
 

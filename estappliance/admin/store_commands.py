@@ -1,5 +1,6 @@
-"""``estctl store migrate`` (estappliance.store.schema) and ``estctl store
-copy --to URL`` (estappliance.store.copy)."""
+"""``estctl store migrate`` (estappliance.store.schema; it also seals the
+Digest credentials an older version kept in clear, ca.digest_credentials)
+and ``estctl store copy --to URL`` (estappliance.store.copy)."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +9,13 @@ import urllib.parse
 from pathlib import Path
 
 from ..config import Config, StoreConfig
+from ..ca.digest_credentials import SEALED, seal_clear_ha1s
 from ..progress import Progress
+from ..store import Store
 from ..store.copy import CopyError, CopyReport, copy_store
 from ..store.db import open_database
 from ..store.schema import SCHEMA_VERSION, prepare
+from ..token import Token
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> None:
@@ -28,6 +32,13 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> None:
         print(f"store {where}: already at version {SCHEMA_VERSION}")
     else:
         print(f"store {where}: schema version {found} -> {SCHEMA_VERSION}")
+    store = Store(config.store)
+    try:
+        if any(not v.startswith(SEALED) for c in store.clients.clients() for v in c.digest_ha1.values()):
+            sealed = seal_clear_ha1s(Token.from_config(config.token), config.ca.key_label, store)
+            print(f"store {where}: Digest credentials of {sealed} client(s) sealed by the token")
+    finally:
+        store.close()
 
 
 def target_config(args: argparse.Namespace, config: Config) -> StoreConfig:

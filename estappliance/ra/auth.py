@@ -19,6 +19,7 @@ from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from ..ca.digest_credentials import Ha1Opener
 from ..config import Label
 from ..errors import AuthenticationRequired, EstError, NotAuthorized
 from ..pki.certs import ID_KP_CMC_RA
@@ -132,8 +133,12 @@ class TrustAnchors:
 
 
 class Authenticator:
-    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None) -> None:
+    def __init__(self, store: Store, anchors: TrustAnchors, realm: str, digest_secret: bytes | None = None,
+                 ha1_opener: Ha1Opener | None = None) -> None:
+        """``ha1_opener`` opens the sealed Digest H(A1)s (ca.digest_credentials);
+        without one only clear values (an older version's) can be checked."""
         self.store = store
+        self.ha1_opener = ha1_opener
         self.reads = store.reader()
         self.anchors = anchors
         self.realm = realm
@@ -213,7 +218,10 @@ class Authenticator:
         assert params is not None  # only called with Digest credentials
         username = params.get("username", "")
         record = yield on_read_thread(self.reads.clients.client, username)
-        verdict = self.digest.check(params, creds.method, creds.uri, record.digest_ha1 if record else {},
+        stored = record.digest_ha1 if record else {}
+        if self.ha1_opener is not None and record is not None:
+            stored = yield self.ha1_opener.open(record.name, stored)
+        verdict = self.digest.check(params, creds.method, creds.uri, stored,
                                     algorithms=label.digest_algorithms, uri_aliases=creds.digest_uri_aliases)
         if verdict == "stale":
             raise AuthenticationRequired("digest nonce expired; retry", stale=True)

@@ -42,6 +42,12 @@ class ClientTables(Repository):
                                " WHERE name=?", (password_hash, ha1.get("SHA-256"), ha1.get("MD5"), name))
         return cur.rowcount == 1
 
+    def set_digest_ha1(self, name: str, digest_ha1: dict[str, str]) -> bool:
+        """Replace the stored H(A1)s only (sealing an older version's clear ones)."""
+        cur = self._db.execute("UPDATE clients SET digest_ha1_sha256=?, digest_ha1_md5=? WHERE name=?",
+                               (digest_ha1.get("SHA-256"), digest_ha1.get("MD5"), name))
+        return cur.rowcount == 1
+
     def remove_client(self, name: str) -> bool:
         return self._db.execute("DELETE FROM clients WHERE name=?", (name,)).rowcount == 1
 
