@@ -29,7 +29,7 @@ from estappliance.pki import pal_format
 from estappliance.pki.cms import read_certs_only
 from estappliance.pki.crlsonly import read_crls_only
 from estappliance.pki.encoding import decode_body
-from estappliance.store import on_store_thread
+from estappliance.store import Store, on_store_thread
 
 from . import support
 from .test_admin import write_toml
@@ -698,11 +698,14 @@ class TwistdTests(InteropBase):
 
 
 class ServiceStopTests(unittest.TestCase):
+    @defer.inlineCallbacks
     def test_store_closes_after_a_crl_being_issued(self):
         from types import SimpleNamespace
         from estappliance.config import CrlConfig
         from twisted.application.service import Service
         from estappliance.service import ApplianceService
+        store = Store(Path(self.mktemp()) / "s.sqlite")
+        self.addCleanup(lambda: on_store_thread(store.close))
         issuing = defer.Deferred()
         events = []
 
@@ -713,14 +716,19 @@ class ServiceStopTests(unittest.TestCase):
             primary=True, config=SimpleNamespace(crl=CrlConfig(), ca=SimpleNamespace(key_label="k"),
                                                  server=SimpleNamespace(batch_scheduling=False)),
             crls=SimpleNamespace(current=current), close=lambda: events.append("close"),
+            store=store,  # the CRL schedule's lease is taken there
             ca_watch=lambda: Service(),  # the CA generation watch (a no-op here)
             ticket_keys=None, secrets=None, secrets_later=[],  # no TLS here, every shared secret had
             ca=SimpleNamespace(check_key_matches=lambda: defer.succeed(True),
                                certificate=SimpleNamespace(subject=x509.Name([]))))
         top = ApplianceService(appliance)
         top.startService()
+        for _ in range(200):  # the lease is taken (a store commit), then the schedule checks
+            if events:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
         stopped = top.stopService()
         self.assertEqual(events, ["issue crl"])  # still issuing: the store stays open
         issuing.callback(None)
+        yield stopped
         self.assertEqual(events, ["issue crl", "issue arl", "close"])
-        self.successResultOf(stopped)

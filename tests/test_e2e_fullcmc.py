@@ -347,7 +347,7 @@ class FullCmcTests(unittest.TestCase):
         approve_next = []
 
         def sleep(_seconds):
-            for p in self.server.store.reader().pending_requests():
+            for p in self.server.store.reader().certificates.pending_requests():
                 approve_next.append(p.id)
 
         client = self.cmc_client(label="manual")

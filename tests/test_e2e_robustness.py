@@ -240,10 +240,9 @@ class RobustnessTests(unittest.TestCase):
         token = self.server.appliance.token
 
         def tables():
-            db = store._db
-            names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                              " AND name != 'audit' ORDER BY name")]
-            return {n: db.execute(f"SELECT * FROM {n} ORDER BY rowid").fetchall() for n in names}
+            db = store.db
+            names = sorted(db.tables() - {"audit"})
+            return {n: sorted(db.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names}
 
         d = on_store_thread(tables)
 

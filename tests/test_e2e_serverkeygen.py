@@ -826,7 +826,7 @@ class FailureTests(ServerKeygenBase):
         self.assertEqual((yield self.token_keys()), [label])
         old = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)).isoformat(
             timespec="seconds")
-        yield on_store_thread_call(self.server.store._db.execute,
+        yield on_store_thread_call(self.server.store.db.execute,
                                    "UPDATE skg_packages SET created_at=? WHERE pkg_id=?", (old, pkg_id.hex()))
         self.assertEqual((yield self.generator.sweep()), 1)
         self.assertEqual((yield self.token_keys()), [])

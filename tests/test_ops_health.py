@@ -8,8 +8,12 @@ import json
 import os
 import time
 
+import psycopg
 from twisted.internet import defer, task, reactor
 from twisted.trial import unittest
+
+from estappliance.store.dialect import POSTGRESQL
+from estappliance.store.sqlite_database import SqliteDatabase
 
 from . import support
 
@@ -97,8 +101,7 @@ class HealthTests(unittest.TestCase):
         /readyz says so after timeout_seconds instead of hanging."""
         yield self.start()
         yield self.settle()
-        lock = os.open(f"{self.server.store.path}-writer.lock", os.O_RDWR)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        release = hold_the_writers_lock(self.server.store)
         try:
             started = time.monotonic()
             status, body = yield self.get("/readyz")
@@ -107,8 +110,7 @@ class HealthTests(unittest.TestCase):
             self.assertIn("did not answer within 1 s", body["checks"]["store"])
             self.assertEqual(body["checks"]["token"], "ok")
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            os.close(lock)
+            release()
         yield self.settle()
         status, body = yield self.get("/readyz")
         self.assertEqual(status, 200, body)
@@ -127,3 +129,25 @@ class HealthTests(unittest.TestCase):
         self.server = yield support.start_server(self, health=FAST)
         status, body = yield self.get("/readyz")
         self.assertEqual((status, body["checks"]["crl"]), (503, "no CRL issued yet"))
+
+
+def hold_the_writers_lock(store):
+    """What another process's long write transaction looks like to this one:
+    SQLite's writer file lock, or PostgreSQL's writer advisory lock, held
+    from another connection. Returns the function that lets it go."""
+    if isinstance(store.db, SqliteDatabase):
+        lock = os.open(f"{store.db.path}-writer.lock", os.O_RDWR)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        def release_file():
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+        return release_file
+    conn = psycopg.connect(store.db.url, autocommit=True)
+    conn.execute("BEGIN")
+    conn.execute(POSTGRESQL.writer_lock)
+
+    def release_transaction():
+        conn.execute("ROLLBACK")
+        conn.close()
+    return release_transaction
