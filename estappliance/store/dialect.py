@@ -16,6 +16,17 @@ WRITER_LOCK_KEY = 0x657374  # "est"
 
 class Dialect:
     name = "sqlite"
+    # Each connection's settings: WAL, synchronous=FULL (a commit is on disk
+    # before it returns), foreign keys; a cache that keeps the serial index of
+    # a big store in memory (32 MB for the writer, 16 MB for the reader).
+    connection_setup: tuple[str, ...] = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                        "PRAGMA cache_size=-32000")
+    reader_setup: tuple[str, ...] = ("PRAGMA cache_size=-16000",)
+    # The write transaction: BEGIN IMMEDIATE takes SQLite's write lock at once
+    # (the processes queue on the file lock before it, writelock.py).
+    begin_writing: tuple[str, ...] = ("BEGIN IMMEDIATE",)
+    # After a bulk load: the WAL's pages into the database file.
+    compact = "PRAGMA wal_checkpoint(TRUNCATE)"
     list_tables = "SELECT name FROM sqlite_master WHERE type='table'"
     list_columns = "SELECT name FROM pragma_table_info(?)"
     # A read transaction that sees one snapshot however long it runs (estctl
@@ -53,7 +64,11 @@ class PostgresDialect(Dialect):
     list_tables = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
     list_columns = ("SELECT column_name FROM information_schema.columns"
                     " WHERE table_schema = current_schema() AND table_name = ?")
-    begin = "BEGIN"
+    connection_setup = ()
+    reader_setup = ("SET default_transaction_read_only = on",)
+    # Writers of every node queue on one transaction-level advisory lock,
+    # taken first thing in each write transaction (released by its end;
+    # psycopg's transaction() says BEGIN and COMMIT).
     writer_lock = f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})"
     begin_snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ"
     bytewise = ' COLLATE "C"'

@@ -45,8 +45,8 @@ class PostgresDatabase(Database):
                 self._conn = psycopg.connect(self.url, autocommit=True, **options)
             except psycopg.OperationalError as e:
                 raise StoreUnavailable(f"the store database is unreachable: {_first_line(e)}") from None
-            if self.read_only:
-                self._conn.execute("SET default_transaction_read_only = on")
+            for statement in self.dialect.reader_setup if self.read_only else self.dialect.connection_setup:
+                self._conn.execute(statement)
         return self._conn
 
     @contextlib.contextmanager
@@ -76,8 +76,8 @@ class PostgresDatabase(Database):
     def _transaction(self) -> Iterator[None]:
         with self._errors():
             conn = self._connection()
-            with conn.transaction():
-                conn.execute(POSTGRESQL.writer_lock)
+            with conn.transaction():  # BEGIN ... COMMIT (ROLLBACK on an error)
+                conn.execute(self.dialect.writer_lock)
                 yield
 
     def reader(self) -> PostgresDatabase:

@@ -25,15 +25,14 @@ class SqliteDatabase(Database):
         if read_only:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
                                        isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA cache_size=-16000")
+            for statement in self.dialect.reader_setup:
+                self._db.execute(statement)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = WriterLock(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA cache_size=-32000")  # 32 MB: the serial index of a big store stays in memory
+        for statement in self.dialect.connection_setup:
+            self._db.execute(statement)
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         try:
@@ -52,14 +51,15 @@ class SqliteDatabase(Database):
         if self._write_lock is None:
             raise sqlite3.OperationalError("a read-only store connection does not write")
         with self._write_lock.held(), self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+            for statement in self.dialect.begin_writing:
+                self._db.execute(statement)
             yield
 
     def reader(self) -> SqliteDatabase:
         return SqliteDatabase(self.path, read_only=True)
 
     def compact(self) -> None:
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute(self.dialect.compact)
 
     def close(self) -> None:
         self._db.close()
