@@ -67,9 +67,7 @@ class Store:
     def reader(self) -> Store:
         """A read-only connection to the same database, for lookups that must
         never wait for a commit (used from its own thread)."""
-        reader = Store.__new__(Store)
-        Store.__init__(reader, self.db.reader())
-        return reader
+        return Store(self.db.reader())
 
     def certificate_and_enroller(self, serial: int) -> tuple[CertificateRecord | None, ClientRecord | None]:
         """A certificate's record and the client that enrolled it (if any), in one call."""
