@@ -100,15 +100,13 @@ class CertificateTables(Repository):
         results: list[Exception | None] = []
         with self._writing():
             for item in items:
-                self._db.execute("SAVEPOINT one")
                 try:
-                    self._insert_certificate(now, **item)
+                    with self._db.savepoint():
+                        self._insert_certificate(now, **item)
                 except (ConstraintViolation, AlreadyIssued) as e:
-                    self._db.execute("ROLLBACK TO one")
                     results.append(DuplicateSerial(item["serial"]) if isinstance(e, ConstraintViolation) else e)
                 else:
                     results.append(None)
-                self._db.execute("RELEASE one")
         return results
 
     def import_certificates(self, records: Iterable[CertificateRecord], batch: int = 50_000) -> int:
@@ -128,7 +126,7 @@ class CertificateTables(Repository):
             try:
                 with self._writing():
                     self._db.executemany(sql, chunk)
-                    insert_audit(self._db, 'import', 'ok', detail=f'{len(chunk)} certificates', at=now_text())
+                    insert_audit(self._db, "import", "ok", detail=f"{len(chunk)} certificates", at=now_text())
             except ConstraintViolation:
                 seen: set[str] = set()  # the serial taken, in the store or earlier in the batch
                 for key, *_ in chunk:
@@ -169,7 +167,7 @@ class CertificateTables(Repository):
             " replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (serial_key(serial), subject, not_before.isoformat(), not_after.isoformat(), label, client,
              now, der, None if replaces is None else serial_key(replaces)))
-        insert_audit(self._db, 'issue', 'ok', client=client, label=label, detail=audit_detail, at=now)
+        insert_audit(self._db, "issue", "ok", client=client, label=label, detail=audit_detail, at=now)
         if pending_id is not None:
             cur = self._db.execute("UPDATE pending SET state='issued', serial=? WHERE id=? AND state='approved'",
                                    (serial_key(serial), pending_id))
@@ -186,7 +184,8 @@ class CertificateTables(Repository):
             with self._writing():
                 self._db.execute("UPDATE certificates SET status='revoked', revoked_at=?, revocation_reason=?"
                                  " WHERE serial=?", (now_text(), reason, serial_key(serial)))
-                insert_audit(self._db, 'revoke', 'ok', client=record.client, label=record.label, detail=f'serial {serial_key(serial)}: {reason}', at=now_text())
+                insert_audit(self._db, "revoke", "ok", client=record.client, label=record.label,
+                             detail=f"serial {serial_key(serial)}: {reason}", at=now_text())
         return record
 
     def certificate(self, serial: int) -> CertificateRecord | None:
@@ -233,7 +232,8 @@ class CertificateTables(Repository):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (label, client, key_hash, subject, operation, request, kind,
                  None if replaces is None else serial_key(replaces), now_text()))
-            insert_audit(self._db, operation, 'pending', client=client, label=label, detail=f'request {request_id}: {subject}', at=now_text())
+            insert_audit(self._db, operation, "pending", client=client, label=label,
+                         detail=f"request {request_id}: {subject}", at=now_text())
         return present(self.pending(request_id), f"pending request {request_id}")
 
     def pending(self, request_id: int) -> PendingRequest | None:
@@ -274,7 +274,8 @@ class CertificateTables(Repository):
             if cur.rowcount != 1:
                 return None
             row = self._db.execute(_PENDING_SELECT + " WHERE id=?", (request_id,)).fetchone()
-            insert_audit(self._db, 'approval', state, client=row[2], label=row[1], detail=f'request {request_id}', at=now_text())
+            insert_audit(self._db, "approval", state, client=row[2], label=row[1], detail=f"request {request_id}",
+                         at=now_text())
         return _pending(row)
 
 

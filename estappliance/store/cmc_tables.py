@@ -15,13 +15,13 @@ class CmcTables(Repository):
         with self._writing():
             self._db.execute("INSERT INTO cmc_secrets (client, set_at) VALUES (?, ?)"
                              " ON CONFLICT (client) DO UPDATE SET set_at=excluded.set_at", (client, now_text()))
-            insert_audit(self._db, 'cmc-secret', 'set', client=client, at=now_text())
+            insert_audit(self._db, "cmc-secret", "set", client=client, at=now_text())
 
     def remove_cmc_secret(self, client: str) -> bool:
         with self._writing():
             removed = self._db.execute("DELETE FROM cmc_secrets WHERE client=?", (client,)).rowcount == 1
             if removed:
-                insert_audit(self._db, 'cmc-secret', 'removed', client=client, at=now_text())
+                insert_audit(self._db, "cmc-secret", "removed", client=client, at=now_text())
         return removed
 
     def has_cmc_secret(self, client: str) -> bool:

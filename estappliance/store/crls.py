@@ -24,7 +24,7 @@ class CrlTables(Repository):
     def record_crl(self, kind: str, number: int, this_update: str, next_update: str, der: bytes) -> None:
         with self._writing():
             self._db.execute("INSERT INTO crls VALUES (?, ?, ?, ?, ?)", (kind, number, this_update, next_update, der))
-            insert_audit(self._db, 'crl', 'ok', detail=f'{kind} number {number}', at=this_update)
+            insert_audit(self._db, "crl", "ok", detail=f"{kind} number {number}", at=this_update)
 
     def latest_crl(self, kind: str) -> CrlRecord | None:
         row = self._db.execute("SELECT kind, number, this_update, next_update, der FROM crls WHERE kind=?"

@@ -99,10 +99,10 @@ class GenerationTables(Repository):
     def audit_ca(self, outcome: str, detail: str) -> None:
         """An audit event of the key ceremony (operation 'ca')."""
         with self._writing():
-            insert_audit(self._db, 'ca', outcome, detail=detail, at=now_text())
+            insert_audit(self._db, "ca", outcome, detail=detail, at=now_text())
 
     def _audit_ca(self, detail: str) -> None:
-        insert_audit(self._db, 'ca', 'ok', detail=detail, at=now_text())
+        insert_audit(self._db, "ca", "ok", detail=detail, at=now_text())
 
     # -- what depends on a generation ---------------------------------------------------
 

@@ -107,7 +107,10 @@ class ServerKeygenTables(Repository):
                                    (pkg_id.hex(),)).fetchone()
             self._db.execute("UPDATE skg_packages SET state='delivered', delivered_at=?, escrowed=?,"
                              " key_destroyed=? WHERE pkg_id=?", (now, int(escrowed), int(not escrowed), pkg_id.hex()))
-            insert_audit(self._db, 'serverkeygen', 'delivered', client=row[0], label=row[1], detail=f'key package {pkg_id.hex()} ({row[2]}), certificate {row[3]}' + (', key escrowed in the token' if escrowed else ''), at=now)
+            insert_audit(self._db, "serverkeygen", "delivered", client=row[0], label=row[1],
+                         detail=f"key package {pkg_id.hex()} ({row[2]}), certificate {row[3]}"
+                         + (", key escrowed in the token" if escrowed else ""),
+                         at=now)
 
     def key_package_failed(self, pkg_id: bytes, reason: str, *, key_destroyed: bool) -> None:
         now = now_text()
@@ -117,7 +120,8 @@ class ServerKeygenTables(Repository):
             self._db.execute("UPDATE skg_packages SET state='failed', detail=?, key_destroyed=? WHERE pkg_id=?",
                              (reason, int(key_destroyed), pkg_id.hex()))
             if row is not None:
-                insert_audit(self._db, 'serverkeygen', 'failed', client=row[0], label=row[1], detail=f'key package {pkg_id.hex()}: {reason}', at=now)
+                insert_audit(self._db, "serverkeygen", "failed", client=row[0], label=row[1],
+                             detail=f"key package {pkg_id.hex()}: {reason}", at=now)
 
     def key_package_destroyed(self, pkg_id: bytes) -> None:
         self._db.execute("UPDATE skg_packages SET key_destroyed=1 WHERE pkg_id=?", (pkg_id.hex(),))
@@ -158,7 +162,7 @@ class ServerKeygenTables(Repository):
                                  (state, now, error_code, pkg_id.hex()))
                 row = self._db.execute("SELECT label FROM skg_packages WHERE pkg_id=?", (pkg_id.hex(),)).fetchone()
                 label = row[0] if row else None
-            insert_audit(self._db, 'serverkeygen/return', kind, client=client, label=label, detail=detail, at=now)
+            insert_audit(self._db, "serverkeygen/return", kind, client=client, label=label, detail=detail, at=now)
 
     def key_package_returns(self, pkg_id: bytes | None = None
                             ) -> list[tuple[str, str, str, int | None, str | None, str]]:
@@ -175,7 +179,7 @@ class ServerKeygenTables(Repository):
             with self._writing():
                 self._db.execute("INSERT INTO skg_keks VALUES (?, ?, ?, ?, ?)",
                                  (key_id.hex(), client, token_label, size, now_text()))
-                insert_audit(self._db, 'kek', 'added', client=client, detail=f'KEK {key_id.hex()}', at=now_text())
+                insert_audit(self._db, "kek", "added", client=client, detail=f"KEK {key_id.hex()}", at=now_text())
         except ConstraintViolation:
             raise DuplicateKek(key_id.hex()) from None
 
@@ -222,8 +226,9 @@ class ServerKeygenTables(Repository):
     def set_pkcs12_password(self, client: str, sealed: bytes) -> None:
         with self._writing():
             self._db.execute("INSERT INTO skg_pkcs12_passwords (client, sealed, set_at) VALUES (?, ?, ?)"
-                             " ON CONFLICT (client) DO UPDATE SET sealed=excluded.sealed, set_at=excluded.set_at", (client, sealed, now_text()))
-            insert_audit(self._db, 'pkcs12-password', 'set', client=client, at=now_text())
+                             " ON CONFLICT (client) DO UPDATE SET sealed=excluded.sealed, set_at=excluded.set_at",
+                             (client, sealed, now_text()))
+            insert_audit(self._db, "pkcs12-password", "set", client=client, at=now_text())
 
     def pkcs12_password(self, client: str) -> bytes | None:
         row = self._db.execute("SELECT sealed FROM skg_pkcs12_passwords WHERE client=?", (client,)).fetchone()

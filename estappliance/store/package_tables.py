@@ -198,7 +198,9 @@ class PackageTables(Repository):
             for client, body in (contents or {}).items():
                 self._db.execute("INSERT INTO deliveries (package_id, client, content) VALUES (?, ?, ?)",
                                  (package_id, client, body))
-            insert_audit(self._db, 'publish', 'ok', client=target if target_kind == 'client' else None, label=label, detail=f'package {package_id} type {code} for {target_kind} {target}: {name}'.rstrip(': '), at=now)
+            insert_audit(self._db, "publish", "ok", client=target if target_kind == "client" else None, label=label,
+                         detail=f"package {package_id} type {code} for {target_kind} {target}: {name}".rstrip(": "),
+                         at=now)
         return present(self.package(package_id), f"package {package_id}")
 
     def package(self, package_id: int) -> Package | None:
@@ -222,7 +224,7 @@ class PackageTables(Repository):
             cur = self._db.execute("UPDATE packages SET withdrawn_at=? WHERE id=? AND withdrawn_at IS NULL",
                                    (now, package_id))
             if cur.rowcount == 1:
-                insert_audit(self._db, 'withdraw', 'ok', detail=f'package {package_id}', at=now)
+                insert_audit(self._db, "withdraw", "ok", detail=f"package {package_id}", at=now)
         return cur.rowcount == 1
 
     # -- what a client sees ----------------------------------------------------------

@@ -125,7 +125,7 @@ class TampTables(Repository):
                 self._db.execute("INSERT INTO tamp_clients (client, communities, updated_at, source)"
                                  " VALUES (?, NULL, ?, ?) ON CONFLICT (client) DO UPDATE SET"
                                  " updated_at=excluded.updated_at, source=excluded.source", (client, now, source))
-            insert_audit(self._db, 'tamp', 'ok', client=client, detail=audit_detail or source, at=now)
+            insert_audit(self._db, "tamp", "ok", client=client, detail=audit_detail or source, at=now)
 
 
 __all__ = ["ClientAnchor", "ClientTampState", "TampTables"]
