@@ -220,7 +220,8 @@ class ApplianceService(service.MultiService):
             # One node of those sharing the store runs the CRL schedule: the lease's holder.
             c = appliance.config.crl
             schedule = CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours), c.check_minutes)
-            schedule.lease = LeaseKeeper(appliance.store, CRL_SCHEDULE_LEASE, schedule.check)
+            schedule.lease = LeaseKeeper(appliance.store, CRL_SCHEDULE_LEASE, schedule.check,
+                                         term=c.lease_seconds, renew_every=c.lease_seconds / 3)
             schedule.lease.setServiceParent(self)
             schedule.setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker
