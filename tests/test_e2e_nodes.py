@@ -300,3 +300,86 @@ class KilledNodeTests(NodesCase):
                         f"by {CLIENTS} clients in {took:.1f} s; node a killed after {KILL_AFTER} answers; "
                         f"{len(lost)} requests lost in flight, {len(orphans)} certificates recorded but not received")
         print("\n" + self.summary)
+
+
+# -- b) a pending request approved with the other node's estctl ------------------------------
+
+class PendingAcrossNodesTests(NodesCase):
+    workers = (1, 1)
+
+    @defer.inlineCallbacks
+    def test_request_made_on_a_approved_with_estctl_of_b_fetched_from_b_and_a(self):
+        a, b = self.nodes
+        key = new_key()
+        headers = {**basic(), "Content-Type": "application/pkcs10"}
+
+        def post(node):
+            return support.in_thread(node.request, "POST", f"{EST}/manual/simpleenroll", headers,
+                                     der_csr(key, "waiting-on-a"))
+        resp = yield post(a)
+        self.assertEqual(resp.status, 202, resp.body)
+        self.assertEqual(resp.header("retry-after"), "7")
+        listing = yield support.in_thread(b.estctl, "pending", "list")
+        waiting = [line.split("\t") for line in listing.stdout.decode().splitlines() if "CN=waiting-on-a" in line]
+        self.assertEqual(len(waiting), 1, listing.stdout)
+        self.assertEqual(waiting[0][1], "pending")
+        # Not yet approved: b says so too, and files no second request.
+        resp = yield post(b)
+        self.assertEqual(resp.status, 202, resp.body)
+        approved = yield support.in_thread(b.estctl, "pending", "approve", waiting[0][0])
+        self.assertIn("approved", approved.stdout.decode())
+        resp = yield post(b)
+        self.assertEqual(resp.status, 200, resp.body)
+        cert = issued_certificate(resp.body)
+        self.assertEqual(cert.subject.rfc4514_string(), "CN=waiting-on-a")
+        self.assertEqual(cert.public_key(), key.public_key())
+        cert.verify_directly_issued_by(a.anchor())
+        resp = yield post(a)
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(issued_certificate(resp.body), cert)
+        stored = rows(self.url, "SELECT serial FROM certificates WHERE subject=%s", ("CN=waiting-on-a",))
+        self.assertEqual(stored, [(format(cert.serial_number, "x"),)])
+        pending = rows(self.url, "SELECT state, serial FROM pending")
+        self.assertEqual(pending, [("issued", format(cert.serial_number, "x"))])
+
+
+# -- c) the CRL schedule's lease --------------------------------------------------------------
+
+class CrlLeaseTests(NodesCase):
+    workers = (2, 1)
+
+    def holder(self) -> tuple[str, float] | None:
+        found = rows(self.url, "SELECT holder, expires_at FROM leases WHERE name=%s", (CRL_SCHEDULE_LEASE,))
+        return (found[0][0], found[0][1]) if found else None
+
+    def node_of(self, holder: str) -> Node:
+        pid = int(holder.split(":")[1])
+        owners = [n for n in self.nodes if pid in n.pids()]
+        self.assertEqual(len(owners), 1, f"{holder} is no node's process")
+        return owners[0]
+
+    @defer.inlineCallbacks
+    def test_one_node_holds_the_lease_and_the_other_takes_over_when_it_dies(self):
+        first = yield support.in_thread(wait_for, self.holder, 2 * LEASE_SECONDS)
+        self.assertTrue(first, "no node took the CRL schedule's lease")
+        # Two renewals later: still one holder, the same one, and only its log
+        # says it took the lease (the other node tried and was refused).
+        yield support.in_thread(time.sleep, 2 * LEASE_SECONDS / 3 + 0.5)
+        holder, expires = yield support.in_thread(self.holder)
+        self.assertEqual(holder, first[0])
+        self.assertGreater(expires, first[1])  # renewed
+        owner = self.node_of(holder)
+        other = next(n for n in self.nodes if n is not owner)
+        self.assertEqual(owner.log().count("lease crl-schedule taken by"), 1)
+        self.assertNotIn("lease crl-schedule taken by", other.log())
+        yield support.in_thread(owner.kill)
+        killed = time.monotonic()
+        # The term runs out, and the other node's next renewal takes it.
+        taken = yield support.in_thread(
+            wait_for, lambda: (lambda h: h if h and h[0] != holder else None)(self.holder()), 60)
+        took = time.monotonic() - killed
+        self.assertTrue(taken, "the lease was not taken over within a minute")
+        self.assertIs(self.node_of(taken[0]), other)
+        self.assertLessEqual(took, LEASE_SECONDS + LEASE_SECONDS / 3 + 5)
+        self.assertIn("lease crl-schedule taken by", other.log())
+        print(f"\nCRL lease ({LEASE_SECONDS} s term) taken over {took:.1f} s after its holder was killed")
