@@ -383,3 +383,91 @@ class CrlLeaseTests(NodesCase):
         self.assertLessEqual(took, LEASE_SECONDS + LEASE_SECONDS / 3 + 5)
         self.assertIn("lease crl-schedule taken by", other.log())
         print(f"\nCRL lease ({LEASE_SECONDS} s term) taken over {took:.1f} s after its holder was killed")
+
+
+# -- d) the database going away ---------------------------------------------------------------
+
+class DatabaseAwayTests(NodesCase):
+    """On a PostgreSQL server of this test's own, stopped and started again."""
+
+    workers = (2, 1)
+
+    def database_url(self) -> str:
+        self.pg = PostgresServer()
+        self.pg.start()
+        self.addCleanup(support.in_thread, self.pg.destroy)
+        return self.pg.create_database()
+
+    def enroll(self, node: Node, cn: str):
+        return node.request("POST", f"{EST}/simpleenroll", {**basic(), "Content-Type": "application/pkcs10"},
+                            der_csr(new_key(), cn), timeout=30)
+
+    def ready(self, node: Node):
+        return node.request("GET", "/readyz", timeout=30)
+
+    def answers_within(self, node: Node, cn: str, status: int, deadline: float):
+        """Blocking: enroll until the answer has ``status`` (each try on a new
+        connection); (the answer, seconds it took)."""
+        started = time.monotonic()
+        while True:
+            resp = self.enroll(node, cn)
+            took = time.monotonic() - started
+            if resp.status == status or took > deadline:
+                return resp, took
+            time.sleep(0.2)
+
+    @defer.inlineCallbacks
+    def test_503_with_retry_after_while_the_database_is_down_then_service_resumes(self):
+        for node in self.nodes:
+            yield support.in_thread(wait_for, lambda: self.ready(node).status == 200, 2 * LEASE_SECONDS)
+            resp = yield support.in_thread(self.enroll, node, f"before-{node.name}")
+            self.assertEqual(resp.status, 200, resp.body)
+        # A clean shutdown of the database, then a crash (every session cut at once).
+        figures = []
+        for how, away in (("stopped", self.pg.stop), ("killed", self.pg.kill)):
+            yield support.in_thread(away)
+            figures += (yield self.database_down(how))
+            yield support.in_thread(self.pg.start)
+            figures += (yield self.database_back(how))
+        for node in self.nodes:
+            self.assertTrue(node.running)
+            self.assertNotIn("Traceback", node.log())
+        print("\n" + "\n".join(figures))
+
+    @defer.inlineCallbacks
+    def database_down(self, how: str):
+        figures = []
+        for node in self.nodes:
+            started = time.monotonic()
+            resp = yield support.in_thread(self.enroll, node, f"down-{how}-{node.name}")
+            took = time.monotonic() - started
+            self.assertEqual(resp.status, 503, resp.body)
+            self.assertEqual(resp.header("retry-after"), "7")
+            self.assertLess(took, 10)
+            self.assertEqual(resp.body.count(b"\n"), 1, resp.body)  # a one-line reason, no traceback
+            # Every worker of the node (new connections are spread over them).
+            for i in range(2 * node.workers):
+                again = yield support.in_thread(self.enroll, node, f"down-{how}-{node.name}-{i}")
+                self.assertEqual((again.status, again.header("retry-after")), (503, "7"), again.body)
+            ready = yield support.in_thread(wait_for, lambda: self.ready(node).status == 503, 10)
+            self.assertTrue(ready, f"node {node.name}: /readyz still ready with the database {how}")
+            body = (yield support.in_thread(self.ready, node)).body
+            self.assertIn(b'"store"', body)
+            figures.append(f"database {how}: node {node.name} answers 503 after {took:.2f} s")
+        return figures
+
+    @defer.inlineCallbacks
+    def database_back(self, how: str):
+        figures = []
+        restarted = time.monotonic()
+        for node in self.nodes:
+            resp, took = yield support.in_thread(self.answers_within, node, f"after-{how}-{node.name}", 200, 30)
+            self.assertEqual(resp.status, 200, resp.body)
+            for i in range(2 * node.workers):
+                again = yield support.in_thread(self.enroll, node, f"after-{how}-{node.name}-{i}")
+                self.assertEqual(again.status, 200, again.body)
+            ready = yield support.in_thread(wait_for, lambda: self.ready(node).status == 200, 10)
+            self.assertTrue(ready, f"node {node.name}: /readyz not ready again")
+            figures.append(f"database {how}, started again: node {node.name} enrolls after {took:.2f} s of"
+                           f" trying ({time.monotonic() - restarted:.2f} s after the start)")
+        return figures
