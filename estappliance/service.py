@@ -270,6 +270,9 @@ def makeService(options: Options) -> service.IService:
             if not config.ca.cert_file.exists():
                 raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
             shared_secret(config, "digest")  # made once here, before the workers race for it
+            # The schema is checked (an empty database given it) here, once: a
+            # store the workers cannot open stops the node, not them in a loop.
+            Store(config.store).close()
             pool = WorkerPool(str(config.path), config.workers, config.server.host, port)
             top = service.MultiService()
             pool.setServiceParent(top)
