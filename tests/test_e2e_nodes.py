@@ -471,3 +471,28 @@ class DatabaseAwayTests(NodesCase):
             figures.append(f"database {how}, started again: node {node.name} enrolls after {took:.2f} s of"
                            f" trying ({time.monotonic() - restarted:.2f} s after the start)")
         return figures
+
+
+# -- e) an older schema -----------------------------------------------------------------------
+
+class OlderSchemaTests(NodesCase):
+    workers = (1, 2)  # one process, and a master with workers
+
+    def _start(self) -> None:
+        self.nodes = make_nodes(self.base, self.url, self.workers, LEASE_SECONDS)
+        self.addCleanup(on_token_thread, destroy_ca_keys, self.nodes[0].ca_label)
+        for node in self.nodes:
+            self.addCleanup(node.shutdown)
+
+    @defer.inlineCallbacks
+    def test_a_node_on_an_older_schema_refuses_to_serve_and_says_migrate(self):
+        yield support.in_thread(rows, self.url, "UPDATE meta SET value='3' WHERE key='schema_version' RETURNING key")
+        for node in self.nodes:
+            proc = yield support.in_thread(node.spawn)
+            try:
+                status = yield support.in_thread(proc.wait, 60)
+            except Exception:
+                self.fail(f"node {node.name} ({node.workers} workers) still runs on an older schema:\n{node.log()}")
+            self.assertNotEqual(status, 0, node.log())
+            self.assertIn("estctl store migrate", node.log())
+            self.assertFalse(node.pids(), "a process of the refused node is left")
