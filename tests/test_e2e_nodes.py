@@ -317,9 +317,9 @@ class KilledNodeTests(NodesCase):
         print("\n" + self.summary)
 
 
-# -- b) a pending request approved with the other node's estctl ------------------------------
+# -- b) a pending request approved with the other node's estctl; one package, two nodes at once -
 
-class PendingAcrossNodesTests(NodesCase):
+class AcrossNodesTests(NodesCase):
     workers = (1, 1)
 
     @defer.inlineCallbacks
@@ -356,6 +356,39 @@ class PendingAcrossNodesTests(NodesCase):
         self.assertEqual(stored, [(format(cert.serial_number, "x"),)])
         pending = rows(self.url, "SELECT state, serial FROM pending")
         self.assertEqual(pending, [("issued", format(cert.serial_number, "x"))])
+
+
+    @defer.inlineCallbacks
+    def test_a_package_fetched_from_both_nodes_at_the_same_moment_is_one_delivery(self):
+        """The same client asks both nodes for its firmware at once (a device
+        retrying through the load balancer): both get the same package, and
+        the store has one delivery with both downloads counted."""
+        a, b = self.nodes
+        key = new_key()
+        resp = yield support.in_thread(a.request, "POST", f"{EST}/simpleenroll",
+                                       {**basic(), "Content-Type": "application/pkcs10"},
+                                       der_csr(key, "device-on-two-nodes"))
+        self.assertEqual(resp.status, 200, resp.body)
+        device = {"client_cert": [issued_certificate(resp.body)], "client_key": key}
+        store = yield support.in_thread(self.open_store)
+        self.addCleanup(store.close)
+        for n in range(5):
+            content = package_content("dev", 100 + n)
+            package = yield support.in_thread(store.packages.queue_package, label="default", pal_type="0026",
+                                              target_kind="client", target="dev", content=content)
+            barrier = threading.Barrier(2)
+
+            def fetch(node):
+                barrier.wait(10)
+                return node.request("GET", f"{EST}/firmware", **device)
+            answers = yield defer.gatherResults([support.in_thread(fetch, node) for node in (a, b)])
+            self.assertEqual([r.status for r in answers], [200, 200], [r.body for r in answers])
+            self.assertEqual([decode_body(r.body) for r in answers], [content, content])
+            delivered = rows(self.url, "SELECT client, downloads FROM deliveries WHERE package_id=%s", (package.id,))
+            self.assertEqual(delivered, [("dev", 2)])
+            downloads = rows(self.url, "SELECT count(*) FROM audit WHERE operation='download' AND detail LIKE %s",
+                             (f"package {package.id} %",))
+            self.assertEqual(downloads, [(2,)])
 
 
 # -- c) the CRL schedule's lease --------------------------------------------------------------
