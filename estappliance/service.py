@@ -33,7 +33,8 @@ from .ca.identity_proofs import IdentityProofs
 from .ra.cmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
-from .store import READ_THREAD, STORE_THREAD, Store
+from .store import READ_CALLS, READ_THREAD, STORE_CALLS, STORE_THREAD, Store
+from .store import deadline as store_deadline
 from .token import Token
 from .token.session import drop_all as drop_all_sessions
 from .token.call_thread import TOKEN_CALLS
@@ -107,6 +108,7 @@ class Appliance:
 def build(config: Config, worker_index: int = 0) -> Appliance:
     token = Token.from_config(config.token)
     TOKEN_CALLS.timeout, TOKEN_CALLS.on_recovered = config.token.call_timeout, drop_all_sessions
+    STORE_CALLS.timeout = READ_CALLS.timeout = store_deadline.SERVER_TIMEOUT  # a hung database: 503, not a hang
     store = Store(config.store)
     if not config.ca.cert_file.exists():
         raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
