@@ -10,8 +10,9 @@ points 2 and 3, end to end).
 - Exactly one node holds the CRL schedule's lease; when it dies the other
   takes it over within a term and a renewal (``[crl] lease_seconds``, short
   here).
-- The database going away gives 503 + Retry-After and a not-ready
-  ``/readyz`` within seconds; when it is back, service resumes by itself.
+- The database going away (stopped, killed, or hung: SIGSTOP) gives 503 +
+  Retry-After and a not-ready ``/readyz`` within seconds; when it is back,
+  service resumes by itself.
 - A database at an older schema version: the node refuses to start, exits
   non-zero and says ``estctl store migrate``.
 """
@@ -20,7 +21,8 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
-import hashlib
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -43,7 +45,7 @@ from estappliance.token import on_token_thread
 
 from . import support
 from .nodes_support import EST, Node, basic, destroy_ca_keys, make_nodes, wait_for
-from .postgres_server import PostgresMissing, PostgresServer, shared_server
+from .postgres_server import PostgresMissing, PostgresServer, _children_of, shared_server
 
 LEASE_SECONDS = 6  # [crl] lease_seconds of these nodes: renewed every 2 s
 
@@ -470,17 +472,33 @@ class DatabaseAwayTests(NodesCase):
             yield support.in_thread(wait_for, lambda: self.ready(node).status == 200, 2 * LEASE_SECONDS)
             resp = yield support.in_thread(self.enroll, node, f"before-{node.name}")
             self.assertEqual(resp.status, 200, resp.body)
-        # A clean shutdown of the database, then a crash (every session cut at once).
+        # A clean shutdown of the database, a crash (every session cut at
+        # once), and a database that holds every query without answering
+        # (SIGSTOP: as a server cut off behind a network that still accepts).
         figures = []
-        for how, away in (("stopped", self.pg.stop), ("killed", self.pg.kill)):
+        for how, away, back in (("stopped", self.pg.stop, self.pg.start), ("killed", self.pg.kill, self.pg.start),
+                                ("hung", self.freeze_database, self.thaw_database)):
             yield support.in_thread(away)
             figures += (yield self.database_down(how))
-            yield support.in_thread(self.pg.start)
+            yield support.in_thread(back)
             figures += (yield self.database_back(how))
         for node in self.nodes:
             self.assertTrue(node.running)
             self.assertNotIn("Traceback", node.log())
         print("\n" + "\n".join(figures))
+
+    def freeze_database(self) -> None:
+        self.frozen = [self.pg.pid, *_children_of(self.pg.pid)]
+        for pid in self.frozen:
+            os.kill(pid, signal.SIGSTOP)
+        self.addCleanup(self.thaw_database)
+
+    def thaw_database(self) -> None:
+        for pid in self.frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     @defer.inlineCallbacks
     def database_down(self, how: str):
