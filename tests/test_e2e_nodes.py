@@ -37,6 +37,7 @@ from estappliance.client import make_csr, new_key
 from estappliance.client.http import TLSError
 from estappliance.config import load
 from estappliance.pki.cms import read_certs_only
+from estappliance.pki.crlsonly import read_crls_only
 from estappliance.pki.encoding import decode_body
 from estappliance.ra.passwords import hash_password
 from estappliance.service import CRL_SCHEDULE_LEASE
@@ -65,6 +66,16 @@ def issued_certificate(body: bytes) -> x509.Certificate:
     certs = read_certs_only(decode_body(body))
     assert len(certs) == 1, certs
     return certs[0]
+
+
+def end_entity_crl(body: bytes) -> x509.CertificateRevocationList:
+    """The CRL (not the ARL: that one is limited to CA certificates) of a /crls answer."""
+    def is_arl(crl: x509.CertificateRevocationList) -> bool:
+        try:
+            return crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value.only_contains_ca_certs
+        except x509.ExtensionNotFound:
+            return False
+    return next(c for c in map(x509.load_der_x509_crl, read_crls_only(decode_body(body))) if not is_arl(c))
 
 
 def rows(url: str, sql: str, params: tuple = ()) -> list[tuple]:
@@ -391,6 +402,35 @@ class AcrossNodesTests(NodesCase):
             downloads = rows(self.url, "SELECT count(*) FROM audit WHERE operation='download' AND detail LIKE %s",
                              (f"package {package.id} %",))
             self.assertEqual(downloads, [(2,)])
+
+
+    @defer.inlineCallbacks
+    def test_a_revocation_made_with_estctl_of_b_is_listed_by_both_nodes_at_once(self):
+        """Both nodes re-issue a CRL that misses a revocation on demand; asked
+        at the same moment, they must not both take the next CRL number."""
+        a, b = self.nodes
+        resp = yield support.in_thread(a.request, "POST", f"{EST}/simpleenroll",
+                                       {**basic(), "Content-Type": "application/pkcs10"},
+                                       der_csr(new_key(), "to-be-revoked"))
+        self.assertEqual(resp.status, 200, resp.body)
+        serial = issued_certificate(resp.body).serial_number
+        yield support.in_thread(b.estctl, "cert", "revoke", format(serial, "x"), "--reason", "keyCompromise")
+        barrier = threading.Barrier(2)
+
+        def crls(node):
+            barrier.wait(10)
+            return node.request("GET", f"{EST}/crls")
+        answers = yield defer.gatherResults([support.in_thread(crls, node) for node in (a, b)])
+        numbers = []
+        for node, answer in zip((a, b), answers):
+            self.assertEqual(answer.status, 200, answer.body)
+            crl = end_entity_crl(answer.body)
+            self.assertIsNotNone(crl.get_revoked_certificate_by_serial_number(serial), node.name)
+            numbers.append(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+        stored = rows(self.url, "SELECT number, der FROM crls WHERE kind='crl'")
+        self.assertEqual(len({n for n, _ in stored}), len(stored))
+        for number in numbers:
+            self.assertIn(number, {n for n, _ in stored})
 
 
 # -- c) the CRL schedule's lease --------------------------------------------------------------
