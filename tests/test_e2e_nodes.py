@@ -48,7 +48,7 @@ from . import support
 from .nodes_support import EST, Node, basic, destroy_ca_keys, make_nodes, wait_for
 from .postgres_server import PostgresMissing, PostgresServer, _children_of, shared_server
 
-LEASE_SECONDS = 6  # [crl] lease_seconds of these nodes: renewed every 2 s
+LEASE_SECONDS = 9  # [crl] lease_seconds of these nodes: renewed every 3 s
 
 
 def require_postgres() -> None:
@@ -470,7 +470,11 @@ class CrlLeaseTests(NodesCase):
         took = time.monotonic() - killed
         self.assertTrue(taken, "the lease was not taken over within a minute")
         self.assertIs(self.node_of(taken[0]), other)
-        self.assertLessEqual(took, LEASE_SECONDS + LEASE_SECONDS / 3 + 5)
+        # Not before the dead holder's term ran out (renewed at most a third
+        # of a term before the kill); within a minute, as the issue asks (by
+        # design within a term and a renewal: the figure printed).
+        self.assertGreaterEqual(took, LEASE_SECONDS * 2 / 3 - 0.5)
+        self.assertLessEqual(took, 60)
         self.assertIn("lease crl-schedule taken by", other.log())
         print(f"\nCRL lease ({LEASE_SECONDS} s term) taken over {took:.1f} s after its holder was killed")
 
