@@ -201,8 +201,10 @@ approval = "manual"
         """The master and its workers."""
         if self.proc is None:
             return set()
-        out = subprocess.run(["ps", "-o", "pid=", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return {int(p) for p in out.split()}
+        # twistd leads a session of its own (start_new_session): its workers are in it.
+        out = subprocess.run(["ps", "-o", "pid=,stat=", "-s", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return {int(line.split()[0]) for line in out.splitlines() if not line.split()[1].startswith("Z")}
 
     def kill(self) -> None:
         """SIGKILL the whole process group (master and workers), and reap the master."""

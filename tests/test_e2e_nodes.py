@@ -268,6 +268,7 @@ class KilledNodeTests(NodesCase):
         self.assertEqual(load.errors, [])
         self.assertEqual(len(killed_at), 1, "the load ended before the kill point")
         self.assertFalse(a.running)
+        self.assertTrue(wait_for(lambda: not a.pids(), 10), "a process of the killed node is left")
 
         # What did not get an answer: only attempts on the killed node, at
         # most one per client (each goes on with node b after its first loss).
@@ -606,4 +607,4 @@ class OlderSchemaTests(NodesCase):
                 self.fail(f"node {node.name} ({node.workers} workers) still runs on an older schema:\n{node.log()}")
             self.assertNotEqual(status, 0, node.log())
             self.assertIn("estctl store migrate", node.log())
-            self.assertFalse(node.pids(), "a process of the refused node is left")
+            self.assertTrue(wait_for(lambda: not node.pids(), 10), "a process of the refused node is left")
