@@ -36,7 +36,8 @@ from .ca.identity_proofs import IdentityProofs
 from .ra.cmc import FullCmc
 from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
-from .store import READ_THREAD, STORE_THREAD, SchemaMismatch, Store
+from .store import READ_CALLS, READ_THREAD, STORE_CALLS, STORE_THREAD, SchemaMismatch, Store
+from .store import deadline as store_deadline
 from .token import Token
 from .token.session import drop_all as drop_all_sessions
 from .token.call_thread import TOKEN_CALLS
@@ -124,6 +125,7 @@ class Appliance:
 def build(config: Config, worker_index: int = 0) -> Appliance:
     token = Token.from_config(config.token)
     TOKEN_CALLS.timeout, TOKEN_CALLS.on_recovered = config.token.call_timeout, drop_all_sessions
+    STORE_CALLS.timeout = READ_CALLS.timeout = store_deadline.SERVER_TIMEOUT  # a hung database: 503, not a hang
     store = Store(config.store)
     if not config.ca.cert_file.exists():
         raise ConfigError(f"no CA certificate at {config.ca.cert_file}: run 'estctl init' first")
@@ -222,7 +224,8 @@ class ApplianceService(service.MultiService):
             # One node of those sharing the store runs the CRL schedule: the lease's holder.
             c = appliance.config.crl
             schedule = CrlSchedule(appliance.crls, datetime.timedelta(hours=c.reissue_before_hours), c.check_minutes)
-            schedule.lease = LeaseKeeper(appliance.store, CRL_SCHEDULE_LEASE, schedule.check)
+            schedule.lease = LeaseKeeper(appliance.store, CRL_SCHEDULE_LEASE, schedule.check,
+                                         term=c.lease_seconds, renew_every=c.lease_seconds / 3)
             schedule.lease.setServiceParent(self)
             schedule.setServiceParent(self)
         appliance.ca_watch().setServiceParent(self)  # every process: a switch reaches every worker

@@ -205,6 +205,12 @@ class DefaultsTests(ConfigTestCase):
             self.assertConfigError("[token]", "call_timeout", "seconds above 0",
                                    token={**MINIMAL_TOKEN, "call_timeout": bad})
 
+    def test_crl_lease_seconds(self):
+        """The CRL schedule's lease term (several nodes on one store)."""
+        self.assertEqual(self.load_tables().crl.lease_seconds, 45)
+        self.assertEqual(self.load_tables(crl={"lease_seconds": 6}).crl.lease_seconds, 6)
+        self.assertConfigError("[crl]", "lease_seconds", "at least 3", crl={"lease_seconds": 2})
+
     def test_default_label_always_present(self):
         cfg = self.load_tables(labels={"iot": {"auth": ["basic"]}})
         self.assertEqual(set(cfg.labels), {"iot", DEFAULT_LABEL})

@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..config import Config
+from ..errors import StoreUnavailable
 from ..pki.rollover import key_identifier
 from ..store import CrlRecord, Store, on_store_thread
 from ..store.generations import Generation
@@ -202,6 +203,7 @@ class CaWatch(TimerService):
         self.store = store
         self.apply = apply
         self.stamp: tuple[object, ...] | None = None
+        self.store_away = False  # the last check could not reach the store (said once per outage)
 
     def _stamp(self) -> tuple[object, ...]:
         files = [self.config.server.tls_cert, self.config.ca.signer_cert_file]
@@ -215,6 +217,9 @@ class CaWatch(TimerService):
     def check(self) -> Generator[defer.Deferred[Any], Any, bool]:
         try:
             stamp: tuple[object, ...] = yield on_store_thread(self._stamp)
+            if self.store_away:
+                self.store_away = False
+                _log.info("CA generations: the store answers again")
             if stamp == self.stamp:
                 return False
             found: list[Generation] = yield on_store_thread(records, self.config, self.store)
@@ -223,6 +228,13 @@ class CaWatch(TimerService):
             _log.info("CA generations reloaded: the current key is {label!r}",
                       label=next(g for g in found if g.state == "current").key_label)
             return True
+        except StoreUnavailable as e:
+            # The database is away (a PostgreSQL restart): no traceback every
+            # few seconds; the next check looks again.
+            if not self.store_away:
+                self.store_away = True
+                _log.warn("CA generations not checked while the store is unavailable: {error}", error=e)
+            return False
         except Exception:
             _log.failure("could not reload the CA generations")
             return False

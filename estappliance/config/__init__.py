@@ -192,6 +192,9 @@ class CrlConfig:
     validity_hours: int = 24  # thisUpdate to nextUpdate
     reissue_before_hours: int = 6  # the schedule re-issues this long before nextUpdate
     check_minutes: int = 10  # how often the schedule looks
+    # The schedule's lease (ca/lease.py): the holder renews it every third of
+    # this; another node takes over within this plus a third once it dies.
+    lease_seconds: int = 45
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ class PalConfig:
 def _crl_config(t: dict) -> CrlConfig:
     c = CrlConfig(validity_hours=_int(t, "validity_hours", 24, "crl", 1),
                   reissue_before_hours=_int(t, "reissue_before_hours", 6, "crl", 0),
-                  check_minutes=_int(t, "check_minutes", 10, "crl", 1))
+                  check_minutes=_int(t, "check_minutes", 10, "crl", 1),
+                  lease_seconds=_int(t, "lease_seconds", 45, "crl", 3))
     if c.reissue_before_hours >= c.validity_hours:
         raise ConfigError("[crl] reissue_before_hours must be less than validity_hours")
     return c
