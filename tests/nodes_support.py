@@ -140,6 +140,10 @@ profile = "default"
 auth = ["basic", "cert"]
 cert_anchors = ["ca"]
 
+[labels.digest]
+profile = "default"
+auth = ["digest"]
+
 [labels.manual]
 profile = "default"
 auth = ["basic", "cert"]

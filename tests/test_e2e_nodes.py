@@ -34,6 +34,8 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from estappliance.client import make_csr, new_key
+from estappliance.client.cmc import CertRequestSpec, FullCmcClient
+from estappliance.client.est import BasicAuth, DigestAuth, EstClient
 from estappliance.client.http import TLSError
 from estappliance.config import load
 from estappliance.pki.cms import read_certs_only
@@ -45,7 +47,7 @@ from estappliance.store import Store
 from estappliance.token import on_token_thread
 
 from . import support
-from .nodes_support import EST, Node, basic, destroy_ca_keys, make_nodes, wait_for
+from .nodes_support import EST, PASSWORD, USER, Node, basic, destroy_ca_keys, make_nodes, wait_for
 from .postgres_server import PostgresMissing, PostgresServer, _children_of, shared_server
 
 LEASE_SECONDS = 9  # [crl] lease_seconds of these nodes: renewed every 3 s
@@ -371,6 +373,45 @@ class AcrossNodesTests(NodesCase):
         pending = rows(self.url, "SELECT state, serial FROM pending")
         self.assertEqual(pending, [("issued", format(cert.serial_number, "x"))])
 
+
+    @defer.inlineCallbacks
+    def test_a_digest_challenge_of_a_is_answered_on_b_and_its_replay_refused_on_a(self):
+        """The Digest nonce key is shared (sealed in the database): b accepts
+        an answer to a's challenge; its nonce count is claimed in the
+        database: the same header sent to a again is a replay. The client's
+        H(A1)s were sealed by estctl and opened by each node in the token."""
+        a, b = self.nodes
+        path = f"{EST}/digest/simpleenroll"
+        csr_headers = {"Content-Type": "application/pkcs10"}
+        challenged = yield support.in_thread(a.request, "POST", path, csr_headers, b"")
+        self.assertEqual(challenged.status, 401)
+        auth = DigestAuth(USER, PASSWORD)
+        self.assertTrue(auth.use_challenge(challenged.header_values("www-authenticate")))
+        header = auth.header("POST", path)
+        resp = yield support.in_thread(b.request, "POST", path, {**csr_headers, "Authorization": header},
+                                       der_csr(new_key(), "digest-across"))
+        self.assertEqual(resp.status, 200, resp.body)
+        issued_certificate(resp.body).verify_directly_issued_by(a.anchor())
+        replay = yield support.in_thread(a.request, "POST", path, {**csr_headers, "Authorization": header},
+                                         der_csr(new_key(), "digest-replay"))
+        self.assertEqual(replay.status, 401)
+        stored = rows(self.url, "SELECT digest_ha1_sha256 FROM clients WHERE name=%s", (USER,))
+        self.assertTrue(stored[0][0].startswith("sealed:"), stored)
+
+    @defer.inlineCallbacks
+    def test_full_pki_requests_on_either_node_echo_their_nonces(self):
+        """/fullcmc on each node: the response echoes the request's
+        transactionId and senderNonce (the client checks), with a fresh
+        senderNonce of the server's: nothing per node to share."""
+        a, b = self.nodes
+        for node in (a, b):
+            est = EstClient(f"https://127.0.0.1:{node.port}", anchors=[node.anchor()], auth=BasicAuth(USER, PASSWORD))
+            self.addCleanup(est.close)
+            client = FullCmcClient(est, [node.anchor()], sleep=lambda s: None)
+            key = new_key()
+            result = yield support.in_thread(client.enroll, [CertRequestSpec(key, f"CN=cmc-on-{node.name}")])
+            self.assertEqual(result.failures, {})
+            result.certificates[1].verify_directly_issued_by(a.anchor())
 
     @defer.inlineCallbacks
     def test_a_package_fetched_from_both_nodes_at_the_same_moment_is_one_delivery(self):
