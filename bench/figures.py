@@ -42,6 +42,7 @@ class Figures:
     cpu_ms_per_enrollment: float | None
     rss_max_mib: float | None
     shares: CpuShares | None  # who kept the machine's CPUs busy during the load
+    prefill_seconds: float | None = None  # how long --prefill's import took (None: none this run)
 
 
 def cpu_shares(use: ServerUse | None, seconds: float, load_cpu_ms: float, cpus: int) -> CpuShares | None:

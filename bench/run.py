@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 
 from .enrollment import warm_up
 from .figures import Figures, figures
@@ -19,10 +20,11 @@ from .watch import ServerProcesses, ServerWatch
 def benchmark(target: Target, server: ServerProcesses | None, args: argparse.Namespace, processes: int) -> Figures:
     """Raw sign rate, warm-up, the timed load; prints the figures and returns them."""
     raw = raw_sign_figures(target, args.raw_seconds)
-    warm_up(target, args.timeout)
+    for node in target.nodes():
+        warm_up(node, args.timeout)
     csrs = args.csr_pool or max(64, math.ceil(args.clients * 32 / processes))
     plan = LoadPlan(target, args.clients, args.seconds, args.new_connection, args.auth, csrs, args.timeout)
-    watch = ServerWatch(server, target.port, args.seconds)
+    watch = ServerWatch(server, tuple(n.port for n in target.nodes()), args.seconds)
     results = run_load(plan, processes, watch.start, watch.stop)
     f = figures(results, raw, watch.use)
     if args.latency_log is not None:
@@ -36,5 +38,5 @@ def benchmark(target: Target, server: ServerProcesses | None, args: argparse.Nam
 def run_once(args: argparse.Namespace) -> Figures:
     processes = min(args.processes, args.clients)
     server = running_server(args) if args.config is not None else own_server(args)
-    with server as (target, procs):
-        return benchmark(target, procs, args, processes)
+    with server as (target, procs, prefill_seconds):
+        return replace(benchmark(target, procs, args, processes), prefill_seconds=prefill_seconds)
