@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import psycopg
+
 from .postgres import PostgresMissing, PostgresServer
 from .target import BenchError
 
@@ -46,3 +48,43 @@ def store_database(kind: str) -> Iterator[PostgresStore | None]:
         yield PostgresStore(url, server.pid, server.data_dir)
     finally:
         server.destroy()
+
+
+@dataclass(frozen=True)
+class DatabaseUse:
+    """What the database did during the timed load."""
+
+    write_transactions: int  # each one a durable commit (a WAL flush)
+    wal_bytes: int
+
+
+class DatabaseProbe:
+    """Counts the write transactions (transaction ids handed out) and the WAL
+    written between ``start`` and ``stop``: exact, unlike the statistics
+    views, which backends report only now and then."""
+
+    QUERY = "SELECT txid_current(), pg_current_wal_lsn()"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._before: tuple[int, str] | None = None
+        self.use: DatabaseUse | None = None
+
+    def _sample(self) -> tuple[int, str]:
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute(self.QUERY).fetchone()
+        assert row is not None
+        return int(row[0]), str(row[1])
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> None:
+        if self._before is None:
+            return
+        xid, lsn = self._sample()
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", (lsn, self._before[1])).fetchone()
+        assert row is not None
+        # Each sample takes a transaction id of its own: the first one's lies before the load.
+        self.use = DatabaseUse(xid - self._before[0] - 1, int(row[0]))

@@ -98,6 +98,17 @@ def wait_until_idle(server: ServerProcesses, workers: int, timeout: float) -> No
 
 
 @dataclass(frozen=True)
+class Running:
+    """What a run benchmarks: the Target, the server's processes (None: not
+    known), how long the prefill took, the PostgreSQL store's URL."""
+
+    target: Target
+    processes: ServerProcesses | None
+    prefill_seconds: float | None = None
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A run's state: each node's config, the Target (every node's port), how long the prefill took."""
 
@@ -127,7 +138,7 @@ def node_log(state: Path, node: int) -> Path:
 
 
 @contextlib.contextmanager
-def own_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcesses | None, float | None]]:
+def own_server(args: argparse.Namespace) -> Iterator[Running]:
     """Fresh twistd processes (``args.nodes``, each with ``args.workers``
     workers) on a prepared state and its database; also yields the prefill's seconds."""
     with state_directory(args.state, args.keep_state) as state, store_database(args.store) as database:
@@ -149,7 +160,8 @@ def own_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcess
                       + f", port {node.port}", flush=True)
             server = ServerProcesses(procs[0].pid, tuple(p.pid for p in procs[1:]),
                                      database.pid if database is not None else None)
-            yield prepared.target, server, prepared.prefill_seconds
+            yield Running(prepared.target, server, prepared.prefill_seconds,
+                          database.url if database is not None else None)
             for proc, log in zip(procs, logs):
                 if proc.poll() is not None:
                     raise BenchError(server_died(proc, log))
@@ -165,7 +177,7 @@ def own_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcess
 
 
 @contextlib.contextmanager
-def running_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcesses | None, float | None]]:
+def running_server(args: argparse.Namespace) -> Iterator[Running]:
     """The Target of a server someone else started; exit status 2 if it is not there."""
     target = target_from_config(args.config, args.user, password="")
     if not Path(target.ca_file).exists():
@@ -176,4 +188,4 @@ def running_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerPro
         raise BenchError(f"no EST server answers TLS on https://{HOST}:{target.port} ({e}).\n"
                          f"Start it first (make run), then run the benchmark again.", 2) from None
     server = ServerProcesses(args.server_pid) if args.server_pid else None
-    yield replace(target, password=read_password(args.password_file)), server, None
+    yield Running(replace(target, password=read_password(args.password_file)), server)
