@@ -99,6 +99,16 @@ def ratio_to(f: Figures, done: Done, number: int, name: str) -> Check:
                  fmt="{:.2f}")
 
 
+def cpu_ratio_to(f: Figures, done: Done, number: int) -> Check:
+    """Server CPU per enrollment (the database's included) as a multiple of
+    scenario ``number``'s: what the store costs, whoever else used the machine."""
+    other = done.get(number)
+    mine = f.cpu_ms_per_enrollment
+    theirs = other.cpu_ms_per_enrollment if other is not None else None
+    return check(f"CPU/enroll x ({number})", mine / theirs if mine is not None and theirs else None,
+                 f"(reported; ({number}) {theirs:.2f} ms)" if theirs else f"(reported; ({number}): n/a)", fmt="{:.2f}")
+
+
 def at_least(f: Figures, done: Done, number: int, factor: float) -> Check:
     """Enrollments/s against ``factor`` x scenario ``number``'s."""
     other = done.get(number)
@@ -119,19 +129,20 @@ def p99_beside(f: Figures, done: Done, number: int) -> Check:
 
 def checks_postgres(f: Figures, done: Done) -> list[Check]:
     """One node on PostgreSQL: at least 0.8 x the same load on SQLite (1)."""
-    return [at_least(f, done, 1, 0.8), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 1)]
+    return [at_least(f, done, 1, 0.8), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 1),
+            cpu_ratio_to(f, done, 1)]
 
 
 def checks_two_nodes(f: Figures, done: Done) -> list[Check]:
     """Two nodes on one PostgreSQL: no worse than one node (7); they share this machine's cores."""
     return [at_least(f, done, 7, 1.0), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 7),
-            check("starved clients", f.starved, "0", lambda v: v == 0, "{:.0f}")]
+            check("starved clients", f.starved, "0", lambda v: v == 0, "{:.0f}"), cpu_ratio_to(f, done, 7)]
 
 
 def checks_postgres_prefilled(f: Figures, done: Done) -> list[Check]:
     """1M certificates on PostgreSQL: within 10% of the empty database (7)."""
     return [at_least(f, done, 7, 0.9), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 7),
-            check("prefill s", f.prefill_seconds, "(reported)")]
+            cpu_ratio_to(f, done, 7), check("prefill s", f.prefill_seconds, "(reported)")]
 
 
 @dataclass(frozen=True)
