@@ -215,7 +215,7 @@ def summary_lines(rows: list[tuple[Scenario, list[Check] | str]]) -> list[str]:
 
 def run_suite(args: argparse.Namespace, scenarios: list[Scenario] | None = None) -> int:
     """Run ``scenarios`` (default: all); 0 when every one ran, whatever its figures."""
-    rows: list[tuple[Scenario, list[Check] | str]] = []
+    ran: list[tuple[Scenario, Figures | str]] = []
     done: Done = {}
     scenarios = chosen_scenarios(args) if scenarios is None else scenarios
     with Progress() as bars:  # on a terminal only
@@ -227,12 +227,14 @@ def run_suite(args: argparse.Namespace, scenarios: list[Scenario] | None = None)
                 f = run_once(parser().parse_args(argv))
             except BenchError as e:
                 print(f"bench: {e}", file=sys.stderr)
-                rows.append((scenario, str(e).splitlines()[0]))
+                ran.append((scenario, str(e).splitlines()[0]))
                 continue
             finally:
                 bar.advance()
             done[scenario.number] = f
-            rows.append((scenario, scenario.checks(f, done) + common_checks(f)))
+            ran.append((scenario, f))
+    # Checked once all ran: a scenario compared with another may run before it (--scenarios 8,7).
+    rows = [(s, f if isinstance(f, str) else s.checks(f, done) + common_checks(f)) for s, f in ran]
     print("\n".join(summary_lines(rows)))
     if args.plot is not None and done:
         plot.write_png(args.plot, [plot.ScenarioFigures(f"({s.number}) {s.title}", done[s.number].rate,
