@@ -97,7 +97,7 @@ def _bin_dir() -> Path:
             continue
     if not versions:
         raise PostgresMissing("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-                              "(run `make test`, which installs Debian's postgresql package)")
+                              "(run `make test` or `make bench`, which install Debian's postgresql package)")
     return max(versions)[1]
 
 
@@ -182,7 +182,7 @@ class PostgresServer:
                 self._account: pwd.struct_passwd | None = pwd.getpwnam(SERVER_USER)
             except KeyError:
                 raise PostgresMissing(f"no '{SERVER_USER}' system user to run PostgreSQL as "
-                                      "(run `make test`, which installs Debian's postgresql package)") from None
+                                      "(run `make test` or `make bench`, which install Debian's postgresql package)") from None
         else:
             self._account = None
         self._password = secrets.token_urlsafe(18)
