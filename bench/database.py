@@ -27,6 +27,14 @@ class PostgresStore:
     data_dir: Path
 
 
+def durability(url: str) -> str:
+    """The server's own word on it: ``fsync on, synchronous_commit on``."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        row = conn.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')").fetchone()
+    assert row is not None
+    return f"fsync {row[0]}, synchronous_commit {row[1]}"
+
+
 @contextlib.contextmanager
 def store_database(kind: str) -> Iterator[PostgresStore | None]:
     """None for ``sqlite``; for ``postgresql`` a running cluster with an empty database."""
@@ -44,7 +52,7 @@ def store_database(kind: str) -> Iterator[PostgresStore | None]:
             raise BenchError(f"PostgreSQL did not start: {e}") from None
         url = server.create_database(DATABASE_NAME)
         assert server.pid is not None
-        print(f"database: PostgreSQL (pid {server.pid}, fsync on, synchronous_commit on), {url}", flush=True)
+        print(f"database: PostgreSQL (pid {server.pid}, {durability(url)}), {url}", flush=True)
         yield PostgresStore(url, server.pid, server.data_dir)
     finally:
         server.destroy()
