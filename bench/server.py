@@ -140,12 +140,12 @@ def node_log(state: Path, node: int) -> Path:
 @contextlib.contextmanager
 def own_server(args: argparse.Namespace) -> Iterator[Running]:
     """Fresh twistd processes (``args.nodes``, each with ``args.workers``
-    workers) on a prepared state and its database; also yields the prefill's seconds."""
+    workers) on a prepared state and its database."""
     with state_directory(args.state, args.keep_state) as state, store_database(args.store) as database:
         prepared = prepared_configs(state, args, database)
         logs = [node_log(state, node) for node in range(1, len(prepared.configs) + 1)]
         procs: list[subprocess.Popen[bytes]] = []
-        workers: Workers = set()
+        workers: dict[int, Workers] = {}  # each master's
         try:
             for config, log in zip(prepared.configs, logs):
                 procs.append(start_server(config, state, log))
@@ -154,7 +154,7 @@ def own_server(args: argparse.Namespace) -> Iterator[Running]:
             for proc, node in zip(procs, prepared.target.nodes()):
                 wait_until_idle(ServerProcesses(proc.pid), args.workers, START_TIMEOUT)
                 started = {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)}
-                workers |= started
+                workers[proc.pid] = started
                 print(f"server: pid {proc.pid}, {args.workers} worker(s)"
                       + (f" (pids {' '.join(str(p) for p, _ in sorted(started))})" if started else "")
                       + f", port {node.port}", flush=True)
@@ -173,7 +173,8 @@ def own_server(args: argparse.Namespace) -> Iterator[Running]:
             raise
         finally:
             for proc in procs:
-                stop_server(proc, workers | {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)})
+                stop_server(proc, workers.get(proc.pid, set())
+                            | {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)})
 
 
 @contextlib.contextmanager
