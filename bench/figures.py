@@ -6,6 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from .database import DatabaseUse
 from .load import WorkerResult
 from .rawsign import RawSign
 from .watch import ServerUse
@@ -42,6 +43,14 @@ class Figures:
     cpu_ms_per_enrollment: float | None
     rss_max_mib: float | None
     shares: CpuShares | None  # who kept the machine's CPUs busy during the load
+    prefill_seconds: float | None = None  # how long --prefill's import took (None: none this run)
+    database: DatabaseUse | None = None  # PostgreSQL: its write transactions and WAL during the load
+
+    @property
+    def commits_per_enrollment(self) -> float | None:
+        if self.database is None or not self.enrollments:
+            return None
+        return self.database.write_transactions / self.enrollments
 
 
 def cpu_shares(use: ServerUse | None, seconds: float, load_cpu_ms: float, cpus: int) -> CpuShares | None:

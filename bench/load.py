@@ -42,7 +42,8 @@ def client_contexts(plan: LoadPlan, index: int, clients: int) -> list[ssl.SSLCon
 def load_worker(index: int, plan: LoadPlan, clients: int, messages: Queue[Message], go: Event) -> None:
     """One load process: make its CSRs (and certificates), say ready, wait for go, run its clients."""
     try:
-        t = plan.target
+        nodes = plan.target.nodes()
+        t = nodes[index % len(nodes)]  # several nodes: each load process sends to one
         authorization = {"basic": basic_authorization(t.user, t.password), "digest": DIGEST_SLOT}.get(plan.auth)
         requests = [enroll_request(der, t.port, authorization, plan.new_connection)
                     for der in make_csrs(plan.csrs_per_process, f"bench-{index}")]

@@ -27,6 +27,16 @@ def positive(kind: Callable[[str], N]) -> Callable[[str], N]:
     return parse
 
 
+def scenario_numbers(text: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scenario numbers separated by commas: {text}") from None
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"scenario numbers start at 1: {text}")
+    return numbers
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -64,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=positive(float), default=30.0, help="socket timeout in seconds (default 30)")
     p.add_argument("--prefill", type=int, default=0, metavar="N",
                    help="before starting the server, import certificates until N were prefilled")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="the started server's store: a SQLite file in the state (default), or a fresh PostgreSQL "
+                        "cluster (Debian's binaries, fsync and synchronous_commit on), made and removed by the run")
+    p.add_argument("--nodes", type=positive(int), default=1,
+                   help="with --store postgresql: twistd processes (nodes) on their own ports sharing the one "
+                        "database and token; load process i sends to node i %% N (default 1)")
     p.add_argument("--state", type=Path, metavar="DIR",
                    help="prepare the state (token, CA, client, prefilled store) in DIR and keep it, "
                         "or reuse it if DIR already holds one")
@@ -77,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --suite: draw enrollments/s and latency per scenario in this PNG")
     p.add_argument("--metrics", action="store_true",
                    help="the started server serves /metrics on an admin listener (metrics on)")
+    p.add_argument("--scenarios", type=scenario_numbers, default=None, metavar="N,N,...",
+                   help="with --suite: run only these scenarios, in this order (e.g. 1,7,8,9)")
     p.add_argument("--suite-prefill", type=positive(int), default=1_000_000,
                    help="with --suite: certificates prefilled for scenario 5 (default 1000000); "
                         "with --state, scenario 5 reuses that directory")
@@ -86,5 +104,13 @@ def parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     if args.config is not None and (args.prefill or args.state or args.suite):
         raise BenchError("--prefill, --state and --suite start their own server: not with --config", 2)
+    if args.nodes > 1 and args.store != "postgresql":
+        raise BenchError("--nodes > 1 needs --store postgresql (nodes share one database)", 2)
+    if args.nodes > args.processes:
+        raise BenchError(f"--nodes {args.nodes} needs at least as many --processes (each sends to one node)", 2)
+    if args.store == "postgresql" and args.state is not None:
+        raise BenchError("--state keeps a SQLite store; a PostgreSQL cluster lives for one run", 2)
+    if args.config is not None and (args.store != "sqlite" or args.nodes > 1):
+        raise BenchError("--store and --nodes configure the started server: not with --config", 2)
     if args.prefill < 0:
         raise BenchError("--prefill must not be negative", 2)

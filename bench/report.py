@@ -45,6 +45,16 @@ def print_server_use(plan: LoadPlan, f: Figures, use: ServerUse | None) -> None:
               f"(server {sh.server:.0%}, load generator {sh.load:.0%}, anything else {sh.others:.0%})")
 
 
+def print_database_use(f: Figures) -> None:
+    """PostgreSQL only: the durable commits the load cost, and the WAL it wrote."""
+    d = f.database
+    if d is None or f.commits_per_enrollment is None:
+        return
+    print(f"database during the load: {d.write_transactions} write transactions "
+          f"({f.commits_per_enrollment:.2f} per enrollment), {d.wal_bytes / 2**20:.1f} MiB of WAL "
+          f"({d.wal_bytes / max(f.enrollments, 1) / 1024:.1f} KiB per enrollment)")
+
+
 def latency_rows(workers: list[WorkerResult]) -> list[tuple[float, float, int, int]]:
     """Every successful enrollment in the order they finished: (seconds from
     the start of the load, latency ms, load process, client)."""

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -18,8 +18,9 @@ from estappliance.client import TLSError
 
 from . import procfs
 from .enrollment import probe_tls
-from .state import (BENCH_USER, PASSWORD_FILE, free_port, load_or_prepare_state, prefill, softhsm_env,
-                    state_directory, write_config)
+from .database import PostgresStore, store_database
+from .state import (BENCH_USER, CONFIG_FILE, PASSWORD_FILE, free_port, load_or_prepare_state, prefill, softhsm_env,
+                    state_directory, store_table, write_config)
 from .target import HOST, BenchError, Target, read_password, target_from_config
 from .watch import ServerProcesses
 
@@ -27,9 +28,9 @@ START_TIMEOUT = 60.0
 Workers = set[tuple[int, str | None]]  # (pid, start time): still ours while both match
 
 
-def start_server(config: Path, state: Path) -> subprocess.Popen[bytes]:
+def start_server(config: Path, state: Path, log_path: Path) -> subprocess.Popen[bytes]:
     twistd = Path(sys.executable).parent / "twistd"
-    with open(state / "server.log", "ab") as log:
+    with open(log_path, "ab") as log:
         return subprocess.Popen([str(twistd), "-n", "--pidfile=", "est", "-c", str(config)],
                                 env=softhsm_env(state), cwd=state, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
@@ -96,44 +97,88 @@ def wait_until_idle(server: ServerProcesses, workers: int, timeout: float) -> No
     print(f"bench: the server's {workers} workers did not settle within {timeout:.0f} s; going on", flush=True)
 
 
-def prepared_config(state: Path, args: argparse.Namespace) -> tuple[Path, Target]:
-    """A prepared (maybe reused, maybe prefilled) state; its config for this run."""
-    info = load_or_prepare_state(state, args.key_type)
+@dataclass(frozen=True)
+class Running:
+    """What a run benchmarks: the Target, the server's processes (None: not
+    known), how long the prefill took, the PostgreSQL store's URL."""
+
+    target: Target
+    processes: ServerProcesses | None
+    prefill_seconds: float | None = None
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run's state: each node's config, the Target (every node's port), how long the prefill took."""
+
+    configs: list[Path]
+    target: Target
+    prefill_seconds: float | None
+
+
+def prepared_configs(state: Path, args: argparse.Namespace, database: PostgresStore | None) -> Prepared:
+    """A prepared (maybe reused, maybe prefilled) state; a config per node for this run."""
+    url = database.url if database is not None else None
+    info = load_or_prepare_state(state, args.key_type, url)
+    seconds = None
     if args.prefill:
-        prefill(state, info, args.prefill)
-    config = write_config(state, free_port(), info.key_type, args.workers, free_port() if args.metrics else None)
-    return config, target_from_config(config, BENCH_USER, read_password(state / PASSWORD_FILE))
+        seconds = prefill(state, info, args.prefill, url, database.data_dir if database is not None else None)
+    configs = [write_config(state, free_port(), info.key_type, args.workers, free_port() if args.metrics else None,
+                            store=store_table(state, url, node), name=CONFIG_FILE if node == 1 else f"node-{node}.toml")
+               for node in range(1, args.nodes + 1)]
+    password = read_password(state / PASSWORD_FILE)
+    first, *others = [target_from_config(c, BENCH_USER, password) for c in configs]
+    target = replace(first, node_ports=(first.port, *(t.port for t in others))) if others else first
+    return Prepared(configs, target, seconds)
+
+
+def node_log(state: Path, node: int) -> Path:
+    return state / ("server.log" if node == 1 else f"server-node-{node}.log")
 
 
 @contextlib.contextmanager
-def own_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcesses | None]]:
-    """A fresh twistd with ``args.workers`` workers on a prepared state."""
-    with state_directory(args.state, args.keep_state) as state:
-        config, target = prepared_config(state, args)
-        log = state / "server.log"
-        proc = start_server(config, state)
-        server = ServerProcesses(proc.pid)
-        workers: Workers = set()
+def own_server(args: argparse.Namespace) -> Iterator[Running]:
+    """Fresh twistd processes (``args.nodes``, each with ``args.workers``
+    workers) on a prepared state and its database."""
+    with state_directory(args.state, args.keep_state) as state, store_database(args.store) as database:
+        prepared = prepared_configs(state, args, database)
+        logs = [node_log(state, node) for node in range(1, len(prepared.configs) + 1)]
+        procs: list[subprocess.Popen[bytes]] = []
+        workers: dict[int, Workers] = {}  # each master's
         try:
-            wait_until_serving(target, proc, log)
-            wait_until_idle(server, args.workers, START_TIMEOUT)
-            workers = {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)}
-            print(f"server: pid {proc.pid}, {args.workers} worker(s)"
-                  + (f" (pids {' '.join(str(p) for p, _ in sorted(workers))})" if workers else "")
-                  + f", port {target.port}", flush=True)
-            yield target, server
-            if proc.poll() is not None:
-                raise BenchError(server_died(proc, log))
+            for config, log in zip(prepared.configs, logs):
+                procs.append(start_server(config, state, log))
+            for proc, node, log in zip(procs, prepared.target.nodes(), logs):
+                wait_until_serving(node, proc, log)
+            for proc, node in zip(procs, prepared.target.nodes()):
+                wait_until_idle(ServerProcesses(proc.pid), args.workers, START_TIMEOUT)
+                started = {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)}
+                workers[proc.pid] = started
+                print(f"server: pid {proc.pid}, {args.workers} worker(s)"
+                      + (f" (pids {' '.join(str(p) for p, _ in sorted(started))})" if started else "")
+                      + f", port {node.port}", flush=True)
+            server = ServerProcesses(procs[0].pid, tuple(p.pid for p in procs[1:]),
+                                     database.pid if database is not None else None)
+            yield Running(prepared.target, server, prepared.prefill_seconds,
+                          database.url if database is not None else None)
+            for proc, log in zip(procs, logs):
+                if proc.poll() is not None:
+                    raise BenchError(server_died(proc, log))
         except Exception as e:
-            if proc.poll() is not None and not isinstance(e, BenchError):
-                print(f"bench: {server_died(proc, log)}", file=sys.stderr)
+            if not isinstance(e, BenchError):
+                for proc, log in zip(procs, logs):
+                    if proc.poll() is not None:
+                        print(f"bench: {server_died(proc, log)}", file=sys.stderr)
             raise
         finally:
-            stop_server(proc, workers | {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)})
+            for proc in procs:
+                stop_server(proc, workers.get(proc.pid, set())
+                            | {(pid, procfs.start_time(pid)) for pid in procfs.descendants(proc.pid)})
 
 
 @contextlib.contextmanager
-def running_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerProcesses | None]]:
+def running_server(args: argparse.Namespace) -> Iterator[Running]:
     """The Target of a server someone else started; exit status 2 if it is not there."""
     target = target_from_config(args.config, args.user, password="")
     if not Path(target.ca_file).exists():
@@ -144,4 +189,4 @@ def running_server(args: argparse.Namespace) -> Iterator[tuple[Target, ServerPro
         raise BenchError(f"no EST server answers TLS on https://{HOST}:{target.port} ({e}).\n"
                          f"Start it first (make run), then run the benchmark again.", 2) from None
     server = ServerProcesses(args.server_pid) if args.server_pid else None
-    yield replace(target, password=read_password(args.password_file)), server
+    yield Running(replace(target, password=read_password(args.password_file)), server)

@@ -54,7 +54,18 @@ def free_port() -> int:
         return port
 
 
-def config_table(state: Path, port: int, key_type: str, workers: int, admin_port: int | None = None) -> dict[str, Any]:
+def store_table(state: Path, url: str | None, node: int = 1) -> dict[str, str]:
+    """``[store]``: the SQLite file in ``state``; or the PostgreSQL database
+    at ``url``, each node's own files (its ``path``'s directory) in ``node-N/``."""
+    if url is None:
+        return {"path": str(state / STORE_FILE)}
+    node_dir = state / f"node-{node}"
+    node_dir.mkdir(exist_ok=True)
+    return {"path": str(node_dir / STORE_FILE), "url": url}
+
+
+def config_table(state: Path, port: int, key_type: str, workers: int, admin_port: int | None = None,
+                 store: dict[str, str] | None = None) -> dict[str, Any]:
     """The server's config as TOML tables, like etc/estappliance.toml, every path inside ``state``."""
     table: dict[str, Any] = {
         "server": {"host": HOST, "port": port, "workers": workers, "server_names": ["localhost", HOST],
@@ -65,7 +76,7 @@ def config_table(state: Path, port: int, key_type: str, workers: int, admin_port
         "ca": {"key_label": "est-ca", "key_type": key_type, "subject": "CN=estappliance bench CA,O=estappliance",
                "validity_days": 3650, "cert_file": str(state / "ca" / "ca.pem"),
                "chain_file": str(state / "ca" / "chain.pem")},
-        "store": {"path": str(state / STORE_FILE)},
+        "store": store or store_table(state, None),
         "profiles": {"default": {"validity_days": 365,
                                  "key_types": ["ec-p256", "ec-p384", "ec-p521", "rsa2048", "rsa3072", "rsa4096"],
                                  "key_usage": ["digitalSignature", "keyEncipherment"],
@@ -77,10 +88,11 @@ def config_table(state: Path, port: int, key_type: str, workers: int, admin_port
     return table
 
 
-def write_config(state: Path, port: int, key_type: str, workers: int, admin_port: int | None = None) -> Path:
-    """Write the config, checked first by the server's own loader."""
-    table = config_table(state, port, key_type, workers, admin_port)
-    path = state / CONFIG_FILE
+def write_config(state: Path, port: int, key_type: str, workers: int, admin_port: int | None = None,
+                 store: dict[str, str] | None = None, name: str = CONFIG_FILE) -> Path:
+    """Write the config (``state/name``), checked first by the server's own loader."""
+    table = config_table(state, port, key_type, workers, admin_port, store)
+    path = state / name
     try:
         from_dict(table, path)
     except ConfigError as e:
@@ -119,14 +131,14 @@ class StateInfo:
         (state / STATE_FILE).write_text(json.dumps({"key_type": self.key_type, "prefilled": self.prefilled}))
 
 
-def prepare_state(state: Path, key_type: str) -> StateInfo:
-    """Token, config, CA (which creates the store) and client 'bench'."""
+def prepare_state(state: Path, key_type: str, url: str | None = None) -> StateInfo:
+    """Token, config, CA (which creates the store: SQLite, or the database at ``url``) and client 'bench'."""
     init_token = subprocess.run(["bash", str(REPO / "softhsm" / "init-token.sh"), str(state), TOKEN_LABEL],
                                 cwd=REPO, capture_output=True, text=True)
     if init_token.returncode != 0:
         raise BenchError(f"softhsm/init-token.sh failed ({init_token.returncode}):\n"
                          f"{init_token.stderr or init_token.stdout}")
-    config = write_config(state, free_port(), key_type, workers=1)
+    config = write_config(state, free_port(), key_type, workers=1, store=store_table(state, url))
     password_file = state / PASSWORD_FILE
     password_file.touch(mode=0o600)
     password = secrets.token_hex(12)
@@ -141,8 +153,9 @@ def prepare_state(state: Path, key_type: str) -> StateInfo:
     return info
 
 
-def load_or_prepare_state(state: Path, key_type: str) -> StateInfo:
-    """Reuse a prepared directory (same CA key type), or prepare an empty one."""
+def load_or_prepare_state(state: Path, key_type: str, url: str | None = None) -> StateInfo:
+    """Reuse a prepared directory (same CA key type), or prepare an empty one
+    (its store in the PostgreSQL database at ``url`` if given)."""
     marker = state / STATE_FILE
     if marker.exists():
         saved = json.loads(marker.read_text())
@@ -155,7 +168,7 @@ def load_or_prepare_state(state: Path, key_type: str) -> StateInfo:
     if state.exists() and any(state.iterdir()):
         raise BenchError(f"{state} is not empty and was not prepared by this benchmark (no {STATE_FILE})", 2)
     state.mkdir(parents=True, exist_ok=True)
-    return prepare_state(state, key_type)
+    return prepare_state(state, key_type, url)
 
 
 @contextlib.contextmanager
@@ -190,13 +203,19 @@ def prefill_records(count: int, first: int, rng: random.Random) -> Iterator[Cert
 
 
 def store_size(path: Path) -> int:
-    """Bytes on disk, WAL included."""
+    """Bytes on disk: a SQLite file with its WAL, or every file under a directory (a PostgreSQL cluster)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-def prefill(state: Path, info: StateInfo, wanted: int) -> None:
-    """Bring the prefilled rows of the store up to ``wanted`` and print the figures."""
-    store = Store(state / STORE_FILE)
+def prefill(state: Path, info: StateInfo, wanted: int, url: str | None = None,
+            data_dir: Path | None = None) -> float | None:
+    """Bring the prefilled rows of the store (SQLite in ``state``, or the
+    PostgreSQL database at ``url`` whose cluster is ``data_dir``) up to
+    ``wanted`` and print the figures; returns how long the import took."""
+    store = Store(url or state / STORE_FILE)
+    seconds = None
     try:
         missing = wanted - info.prefilled
         if missing > 0:
@@ -212,5 +231,9 @@ def prefill(state: Path, info: StateInfo, wanted: int) -> None:
         count = store.certificates.count_certificates()
     finally:
         store.close()
-    print(f"store: {count} certificates, {store_size(state / STORE_FILE) / 2**20:.0f} MiB", flush=True)
+    where = "PostgreSQL cluster" if url else "SQLite"
+    size = store_size(data_dir or state / STORE_FILE) if url is None or data_dir is not None else None
+    print(f"store: {count} certificates" + (f", {size / 2**20:.0f} MiB ({where})" if size is not None else f" ({where})"),
+          flush=True)
+    return seconds
 

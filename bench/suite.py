@@ -1,6 +1,7 @@
-"""The issue 7 suite: each scenario is one run (``run.run_once``) against a
-fresh server, its figures checked against the issue's targets; then one
-summary table and, with ``--plot``, a picture. Nothing is asserted."""
+"""The suite: each scenario is one run (``run.run_once``) against a fresh
+server, its figures checked against the issues' targets (issue 7: 1-6;
+issue 13, the store on PostgreSQL and two nodes: 7-9); then one summary
+table and, with ``--plot``, a picture. Nothing is asserted."""
 from __future__ import annotations
 
 import argparse
@@ -89,6 +90,61 @@ def checks_prefilled(f: Figures, done: Done) -> list[Check]:
             check("p99 ms", f.p99, f"(reported; (1) had {empty.p99:.1f})" if empty.p99 else "(reported)")]
 
 
+def ratio_to(f: Figures, done: Done, number: int, name: str) -> Check:
+    """This scenario's enrollments/s as a multiple of scenario ``number``'s (reported)."""
+    other = done.get(number)
+    if other is None or not other.rate:
+        return check(f"x {name} ({number})", None, f"({number} did not run)")
+    return check(f"x {name} ({number})", f.rate / other.rate, f"(reported; ({number}) {other.rate:.0f}/s)",
+                 fmt="{:.2f}")
+
+
+def cpu_ratio_to(f: Figures, done: Done, number: int) -> Check:
+    """Server CPU per enrollment (the database's included) as a multiple of
+    scenario ``number``'s: what the store costs, whoever else used the machine."""
+    other = done.get(number)
+    mine = f.cpu_ms_per_enrollment
+    theirs = other.cpu_ms_per_enrollment if other is not None else None
+    return check(f"CPU/enroll x ({number})", mine / theirs if mine is not None and theirs else None,
+                 f"(reported; ({number}) {theirs:.2f} ms)" if theirs else f"(reported; ({number}): n/a)", fmt="{:.2f}")
+
+
+def at_least(f: Figures, done: Done, number: int, factor: float) -> Check:
+    """Enrollments/s against ``factor`` x scenario ``number``'s."""
+    other = done.get(number)
+    if other is None:
+        return check("enroll/s", f.rate, f">= {factor:g} x ({number}) (did not run)", fmt="{:.0f}")
+    floor = factor * other.rate
+    return check("enroll/s", f.rate, f">= {factor:g} x {other.rate:.0f} ({number}) = {floor:.0f}",
+                 lambda v: v >= floor, "{:.0f}")
+
+
+def p99_beside(f: Figures, done: Done, number: int) -> Check:
+    other = done.get(number)
+    return check("p99 ms", f.p99, f"(reported; ({number}) had {other.p99:.1f})"
+                 if other is not None and other.p99 is not None else "(reported)")
+
+
+# Issue 13: the store on PostgreSQL, several nodes. (1) is the same load on SQLite.
+
+def checks_postgres(f: Figures, done: Done) -> list[Check]:
+    """One node on PostgreSQL: at least 0.8 x the same load on SQLite (1)."""
+    return [at_least(f, done, 1, 0.8), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 1),
+            cpu_ratio_to(f, done, 1)]
+
+
+def checks_two_nodes(f: Figures, done: Done) -> list[Check]:
+    """Two nodes on one PostgreSQL: no worse than one node (7); they share this machine's cores."""
+    return [at_least(f, done, 7, 1.0), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 7),
+            check("starved clients", f.starved, "0", lambda v: v == 0, "{:.0f}"), cpu_ratio_to(f, done, 7)]
+
+
+def checks_postgres_prefilled(f: Figures, done: Done) -> list[Check]:
+    """1M certificates on PostgreSQL: within 10% of the empty database (7)."""
+    return [at_least(f, done, 7, 0.9), ratio_to(f, done, 1, "SQLite"), p99_beside(f, done, 7),
+            cpu_ratio_to(f, done, 7), check("prefill s", f.prefill_seconds, "(reported)")]
+
+
 @dataclass(frozen=True)
 class Scenario:
     number: int
@@ -108,7 +164,23 @@ def suite_scenarios(args: argparse.Namespace) -> list[Scenario]:
                  checks_prefilled),
         Scenario(6, "P-256, keep-alive, SHA-256 Digest (nonce counts in the store)", ("--auth", "digest"),
                  checks_reported),
+        Scenario(7, "as (1), one node on PostgreSQL", ("--store", "postgresql"), checks_postgres),
+        Scenario(8, "as (1), two nodes on one PostgreSQL", ("--store", "postgresql", "--nodes", "2"),
+                 checks_two_nodes),
+        Scenario(9, f"as (7), PostgreSQL prefilled ({args.suite_prefill})",
+                 ("--store", "postgresql", "--prefill", str(args.suite_prefill)), checks_postgres_prefilled),
     ]
+
+
+def chosen_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """Every scenario, or those ``--scenarios`` names in its order."""
+    every = {s.number: s for s in suite_scenarios(args)}
+    if not args.scenarios:
+        return list(every.values())
+    unknown = [n for n in args.scenarios if n not in every]
+    if unknown:
+        raise BenchError(f"no scenario {', '.join(map(str, unknown))} (there are 1 to {max(every)})", 2)
+    return [every[n] for n in args.scenarios]
 
 
 def scenario_argv(args: argparse.Namespace, scenario: Scenario) -> list[str]:
@@ -128,7 +200,8 @@ def scenario_argv(args: argparse.Namespace, scenario: Scenario) -> list[str]:
 
 def summary_lines(rows: list[tuple[Scenario, list[Check] | str]]) -> list[str]:
     head = f"{'scenario':<56} {'figure':<24} {'value':>9}  {'target':<36} verdict"
-    lines = ["", "== issue 7 summary (figures from this machine; nothing is asserted)", head, "-" * len(head)]
+    lines = ["", "== summary: issue 7 (1-6), issue 13 (7-9) (figures from this machine; nothing is asserted)", head,
+             "-" * len(head)]
     for scenario, checks in rows:
         name = f"({scenario.number}) {scenario.title}"
         if isinstance(checks, str):
@@ -142,9 +215,9 @@ def summary_lines(rows: list[tuple[Scenario, list[Check] | str]]) -> list[str]:
 
 def run_suite(args: argparse.Namespace, scenarios: list[Scenario] | None = None) -> int:
     """Run ``scenarios`` (default: all); 0 when every one ran, whatever its figures."""
-    rows: list[tuple[Scenario, list[Check] | str]] = []
+    ran: list[tuple[Scenario, Figures | str]] = []
     done: Done = {}
-    scenarios = suite_scenarios(args) if scenarios is None else scenarios
+    scenarios = chosen_scenarios(args) if scenarios is None else scenarios
     with Progress() as bars:  # on a terminal only
         bar = bars.task("bench scenarios", total=len(scenarios))
         for scenario in scenarios:
@@ -154,12 +227,14 @@ def run_suite(args: argparse.Namespace, scenarios: list[Scenario] | None = None)
                 f = run_once(parser().parse_args(argv))
             except BenchError as e:
                 print(f"bench: {e}", file=sys.stderr)
-                rows.append((scenario, str(e).splitlines()[0]))
+                ran.append((scenario, str(e).splitlines()[0]))
                 continue
             finally:
                 bar.advance()
             done[scenario.number] = f
-            rows.append((scenario, scenario.checks(f, done) + common_checks(f)))
+            ran.append((scenario, f))
+    # Checked once all ran: a scenario compared with another may run before it (--scenarios 8,7).
+    rows = [(s, f if isinstance(f, str) else s.checks(f, done) + common_checks(f)) for s, f in ran]
     print("\n".join(summary_lines(rows)))
     if args.plot is not None and done:
         plot.write_png(args.plot, [plot.ScenarioFigures(f"({s.number}) {s.title}", done[s.number].rate,

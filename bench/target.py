@@ -2,7 +2,7 @@
 client's credentials, and the config naming the token with the CA key."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from estappliance.config import ConfigError, load
@@ -30,7 +30,12 @@ class Target:
     key_type: str
     user: str
     password: str
-    workers: int  # the server's worker processes (1: a single process)
+    workers: int  # the server's worker processes (1: a single process), per node
+    node_ports: tuple[int, ...] = ()  # with several nodes: each one's port (``port`` is the first)
+
+    def nodes(self) -> list[Target]:
+        """One Target per node sharing the store (this one alone without ``node_ports``)."""
+        return [replace(self, port=port, node_ports=()) for port in self.node_ports] or [self]
 
 
 @dataclass(frozen=True)

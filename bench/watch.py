@@ -10,26 +10,44 @@ from . import procfs
 
 @dataclass(frozen=True)
 class ServerProcesses:
-    """The master's pid; its descendants (the workers) are looked up each time."""
+    """The master's pid (and, with several nodes, the other masters'); their
+    descendants (the workers) are looked up each time. ``database``: the
+    PostgreSQL postmaster the nodes share, whose processes (and their CPU) are
+    part of the server's, as SQLite's work is inside the workers."""
 
     master: int
+    other_masters: tuple[int, ...] = ()
+    database: int | None = None
+
+    @property
+    def masters(self) -> tuple[int, ...]:
+        return (self.master, *self.other_masters)
+
+    def appliance_pids(self) -> list[int]:
+        return [pid for m in self.masters for pid in (m, *procfs.descendants(m))]
+
+    def database_pids(self) -> list[int]:
+        return [] if self.database is None else [self.database, *procfs.descendants(self.database)]
 
     def pids(self) -> list[int]:
-        return [self.master, *procfs.descendants(self.master)]
+        return self.appliance_pids() + self.database_pids()
 
     def role(self, pid: int) -> str:
-        return "worker" if procfs.is_worker(pid) else "master" if pid == self.master else "child"
+        if pid in self.database_pids():
+            return "postgres"
+        return "worker" if procfs.is_worker(pid) else "master" if pid in self.masters else "child"
 
     def cpu(self) -> dict[int, int]:
         return {pid: t for pid in self.pids() if (t := procfs.cpu_ticks(pid)) is not None}
 
     def rss(self) -> dict[int, int]:
-        return {pid: r for pid in self.pids() if (r := procfs.rss_kib(pid)) is not None}
+        """The appliance's processes only: PostgreSQL's share its buffers (and has its own budget)."""
+        return {pid: r for pid in self.appliance_pids() if (r := procfs.rss_kib(pid)) is not None}
 
-    def connections(self, port: int) -> dict[int, int]:
+    def connections(self, ports: tuple[int, ...]) -> dict[int, int]:
         """Established client connections each process holds (how the kernel spread them)."""
-        established = procfs.established_inodes(port)
-        return {pid: sum(1 for i in procfs.socket_inodes(pid) if i in established) for pid in self.pids()}
+        established = set().union(*(procfs.established_inodes(port) for port in ports))
+        return {pid: sum(1 for i in procfs.socket_inodes(pid) if i in established) for pid in self.appliance_pids()}
 
 
 @dataclass
@@ -47,11 +65,12 @@ class ServerUse:
 class ServerWatch:
     """Samples the server's processes (and the machine) before and after the load."""
 
-    def __init__(self, server: ServerProcesses | None, port: int, seconds: float):
+    def __init__(self, server: ServerProcesses | None, ports: tuple[int, ...], seconds: float):
         self.server = server
-        self.port = port
+        self.ports = ports
         self.seconds = seconds
         self.before: dict[int, int] = {}
+        self.database_before: set[int] = set()
         self.machine_before = (0, 0)
         self.connections: dict[int, int] = {}
         self.use: ServerUse | None = None
@@ -59,6 +78,7 @@ class ServerWatch:
     def start(self) -> None:
         if self.server is not None:
             self.before, self.machine_before = self.server.cpu(), procfs.machine_ticks()
+            self.database_before = set(self.server.database_pids())
             # Connections are counted while the clients still hold them.
             timer = threading.Timer(0.9 * self.seconds, self._count_connections)
             timer.daemon = True
@@ -66,7 +86,7 @@ class ServerWatch:
 
     def _count_connections(self) -> None:
         if self.server is not None:
-            self.connections = self.server.connections(self.port)
+            self.connections = self.server.connections(self.ports)
 
     def stop(self) -> None:
         if self.server is None:
@@ -75,7 +95,9 @@ class ServerWatch:
         busy, total = (now - then for now, then in zip(procfs.machine_ticks(), self.machine_before))
         cpu = {p: procfs.ticks_to_ms(t - self.before.get(p, 0)) for p, t in after.items()}
         note = None
-        if after.keys() != self.before.keys():
+        # PostgreSQL starts and ends helpers (autovacuum workers) by itself: only the appliance's must stay.
+        database = self.database_before | set(self.server.database_pids())
+        if after.keys() - database != self.before.keys() - database:
             note = (f"server processes changed during the load (before {sorted(self.before)}, "
                     f"after {sorted(after)}): a process ended or restarted; CPU per enrollment not computed")
         self.use = ServerUse(cpu, {p: k / 1024 for p, k in rss.items()}, conns,

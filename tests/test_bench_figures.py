@@ -3,9 +3,17 @@ known list of latencies and CPU times, the enrollments/s, percentiles, CPU
 per enrollment and the suite's verdicts it prints must come out right."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
+from pathlib import Path
+
 from twisted.trial import unittest
 
 from bench import figures, report, suite
+from bench.database import DatabaseUse
+from bench.options import check_args, parser
+from bench.target import BenchError, Target
 from bench.load import WorkerResult
 from bench.loadgen import ClientResult
 from bench.rawsign import RawSign
@@ -67,10 +75,16 @@ class FiguresTests(unittest.TestCase):
 
 
 class SuiteVerdictTests(unittest.TestCase):
-    def figures(self, rate: float, p99: float) -> figures.Figures:
+    def figures(self, rate: float, p99: float, cpu_ms: float = 1.5, prefill_seconds: float | None = None,
+                starved: int = 0) -> figures.Figures:
         return figures.Figures(enrollments=int(rate * 5), seconds=5.0, rate=rate, p50=p99 / 2, p90=p99, p99=p99,
-                               max_ms=p99, errors=0, first_error=None, starved=0, raw=RAW, load_cpu_ms=0.0,
-                               cpu_ms_per_enrollment=1.5, rss_max_mib=80.0, shares=None)
+                               max_ms=p99, errors=0, first_error=None, starved=starved, raw=RAW, load_cpu_ms=0.0,
+                               cpu_ms_per_enrollment=cpu_ms, rss_max_mib=80.0, shares=None,
+                               prefill_seconds=prefill_seconds)
+
+    @staticmethod
+    def shown(checks: list[suite.Check]) -> list[tuple[str, str, str, bool | None]]:
+        return [(c.figure, c.shown, c.target, c.met) for c in checks]
 
     def test_scenario_one_targets(self):
         verdicts = [(c.figure, c.shown, c.met) for c in suite.checks_basic(self.figures(1200, 40.0), {})]
@@ -86,3 +100,92 @@ class SuiteVerdictTests(unittest.TestCase):
     def test_rsa_against_one_session_raw_rate(self):
         checks = suite.checks_rsa(self.figures(4600, 30.0), {})
         self.assertEqual([(c.shown, c.met) for c in checks], [("4600", True), ("0.92", None), ("0.57", None)])
+
+    # Issue 13: (7) one node on PostgreSQL, (8) two nodes, (9) PostgreSQL with 1M certificates.
+
+    def test_postgres_one_node_against_eight_tenths_of_sqlite(self):
+        done = {1: self.figures(1000, 40.0, cpu_ms=2.0)}
+        self.assertEqual(self.shown(suite.checks_postgres(self.figures(850, 45.0, cpu_ms=2.2), done)), [
+            ("enroll/s", "850", ">= 0.8 x 1000 (1) = 800", True),
+            ("x SQLite (1)", "0.85", "(reported; (1) 1000/s)", None),
+            ("p99 ms", "45.0", "(reported; (1) had 40.0)", None),
+            ("CPU/enroll x (1)", "1.10", "(reported; (1) 2.00 ms)", None)])
+        self.assertFalse(suite.checks_postgres(self.figures(790, 45.0), done)[0].met)
+
+    def test_two_nodes_no_worse_than_one(self):
+        done = {1: self.figures(1000, 40.0), 7: self.figures(900, 50.0, cpu_ms=2.0)}
+        checks = suite.checks_two_nodes(self.figures(900, 70.0, cpu_ms=2.5), done)
+        self.assertEqual(self.shown(checks), [
+            ("enroll/s", "900", ">= 1 x 900 (7) = 900", True),
+            ("x SQLite (1)", "0.90", "(reported; (1) 1000/s)", None),
+            ("p99 ms", "70.0", "(reported; (7) had 50.0)", None),
+            ("starved clients", "0", "0", True),
+            ("CPU/enroll x (7)", "1.25", "(reported; (7) 2.00 ms)", None)])
+        self.assertEqual([c.met for c in suite.checks_two_nodes(self.figures(899, 70.0, starved=3), done)],
+                         [False, None, None, False, None])
+
+    def test_postgres_prefilled_within_ten_percent_of_empty_with_the_prefill_time(self):
+        done = {1: self.figures(1000, 40.0), 7: self.figures(900, 50.0)}
+        checks = suite.checks_postgres_prefilled(self.figures(820, 55.0, prefill_seconds=93.25), done)
+        self.assertEqual(self.shown(checks)[0], ("enroll/s", "820", ">= 0.9 x 900 (7) = 810", True))
+        self.assertEqual(self.shown(checks)[-1], ("prefill s", "93.2", "(reported)", None))
+        self.assertFalse(suite.checks_postgres_prefilled(self.figures(800, 55.0), done)[0].met)
+
+    def test_postgres_checks_say_when_the_scenario_to_compare_with_did_not_run(self):
+        checks = suite.checks_two_nodes(self.figures(900, 70.0), {})
+        self.assertEqual(self.shown(checks)[:2], [("enroll/s", "900", ">= 1 x (7) (did not run)", None),
+                                                  ("x SQLite (1)", "n/a", "(1 did not run)", None)])
+
+    def test_the_database_line_counts_commits_per_enrollment(self):
+        f = dataclasses.replace(self.figures(100, 40.0), database=DatabaseUse(write_transactions=50,
+                                                                               wal_bytes=512 * 1024))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            report.print_database_use(f)
+        self.assertEqual(out.getvalue(), "database during the load: 50 write transactions (0.10 per enrollment), "
+                                         "0.5 MiB of WAL (1.0 KiB per enrollment)\n")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            report.print_database_use(self.figures(100, 40.0))  # SQLite: no line
+        self.assertEqual(out.getvalue(), "")
+
+
+class ScenarioChoiceTests(unittest.TestCase):
+    def args(self, *argv: str):
+        return parser().parse_args(["--suite", *argv])
+
+    def test_every_scenario_by_default_and_those_named_in_their_order(self):
+        self.assertEqual([s.number for s in suite.chosen_scenarios(self.args())], list(range(1, 10)))
+        self.assertEqual([s.number for s in suite.chosen_scenarios(self.args("--scenarios", "9,1,7"))], [9, 1, 7])
+
+    def test_an_unknown_scenario_is_refused(self):
+        with self.assertRaises(BenchError) as caught:
+            suite.chosen_scenarios(self.args("--scenarios", "1,12"))
+        self.assertIn("no scenario 12", str(caught.exception))
+
+    def test_the_postgres_scenarios_command_lines(self):
+        args = self.args("--suite-prefill", "5000")
+        lines = {s.number: suite.scenario_argv(args, s) for s in suite.suite_scenarios(args)}
+        self.assertEqual(lines[7][-2:], ["--store", "postgresql"])
+        self.assertEqual(lines[8][-4:], ["--store", "postgresql", "--nodes", "2"])
+        self.assertEqual(lines[9][-4:], ["--store", "postgresql", "--prefill", "5000"])
+        for number in (7, 8, 9):
+            check_args(parser().parse_args(lines[number]))  # each is a valid single run
+
+    def test_several_nodes_need_postgres_and_a_load_process_each(self):
+        for argv, reason in ((["--nodes", "2"], "needs --store postgresql"),
+                             (["--store", "postgresql", "--nodes", "3", "--processes", "2"], "at least as many"),
+                             (["--store", "postgresql", "--state", "/tmp/x"], "lives for one run")):
+            with self.assertRaises(BenchError) as caught:
+                check_args(parser().parse_args(argv))
+            self.assertIn(reason, str(caught.exception))
+
+
+class NodesTests(unittest.TestCase):
+    def test_each_node_is_a_target_on_its_own_port(self):
+        one = Target(config=Path("/x.toml"), port=1001, ca_file="ca.pem", key_type="ec-p256", user="bench",
+                     password="pw", workers=2)
+        self.assertEqual(one.nodes(), [one])
+        two = dataclasses.replace(one, node_ports=(1001, 1002))
+        self.assertEqual([(t.port, t.node_ports, t.user) for t in two.nodes()],
+                         [(1001, (), "bench"), (1002, (), "bench")])

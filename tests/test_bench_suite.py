@@ -50,6 +50,49 @@ class SuiteRunTests(unittest.TestCase):
         self.assertGreaterEqual(len(store.certificates.certificates("bench")), 300 + enrolled[1])
 
 
+class PostgresScenariosTests(unittest.TestCase):
+    """Scenarios 7-9 (issue 13) at tiny scale: a real PostgreSQL cluster per
+    scenario (bench/postgres.py, durable), one node, two nodes, a prefill."""
+
+    timeout = 400
+
+    def test_one_node_two_nodes_and_a_prefilled_database(self):
+        args = parser().parse_args(["--suite", "--suite-clients", "2", "--processes", "2", "--workers", "1",
+                                    "--seconds", "1", "--raw-seconds", "0.2", "--suite-prefill", "300"])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            status = suite.run_suite(args, [s for s in suite.suite_scenarios(args) if s.number in (7, 8, 9)])
+        text = out.getvalue()
+        self.assertEqual(status, 0, text)
+        clusters = re.findall(r"^database: PostgreSQL \(pid \d+, fsync on, synchronous_commit on\), "
+                              r"postgresql://est@/est\?host=(\S+)/sock&", text, re.M)
+        self.assertEqual(len(clusters), 3, text)
+        for cluster in clusters:  # each removed after its scenario
+            self.assertFalse(Path(cluster).exists(), cluster)
+        enrolled = [int(n) for n in re.findall(r"^enrollments: (\d+) in", text, re.M)]
+        self.assertEqual(len(enrolled), 3, text)
+        self.assertTrue(all(enrolled), text)
+        commits = [int(n) for n in re.findall(r"^database during the load: (\d+) write transactions", text, re.M)]
+        self.assertEqual(len(commits), 3, text)
+        self.assertTrue(all(commits), text)
+        # Scenario 8: two twistd on their own ports; each load process's client is connected to one of them.
+        two_nodes = text.split("== (8)")[1].split("== (9)")[0]
+        servers = re.findall(r"^server: pid (\d+), 1 worker\(s\), port (\d+)", two_nodes, re.M)
+        self.assertEqual(len(servers), 2, two_nodes)
+        self.assertNotEqual(servers[0][1], servers[1][1])
+        connections = re.search(r"^server connections near the end: (.*)$", two_nodes, re.M)
+        self.assertIsNotNone(connections, two_nodes)
+        for pid, _ in servers:
+            self.assertRegex(connections.group(1), rf"master {pid} [1-9]")
+        self.assertIn("clients that got nothing: 0", two_nodes)
+        self.assertRegex(text, r"prefill: 300 rows in \d+\.\d s")
+        for row in (r"\(7\) as \(1\), one node on PostgreSQL +enroll/s",
+                    r"\(8\) as \(1\), two nodes on one PostgreSQL +enroll/s +\d+  >= 1 x \d+ \(7\)",
+                    r"\(9\) as \(7\), PostgreSQL prefilled \(300\) +enroll/s +\d+  >= 0.9 x \d+ \(7\)",
+                    r"prefill s +\d+\.\d"):
+            self.assertRegex(text, row)
+
+
 class BuiltFromTheProjectsPartsTests(unittest.TestCase):
     def test_no_private_token_or_store_access(self):
         """The token only through estappliance.token, the store only through Store."""

@@ -39,6 +39,12 @@ class SharedServerTests(unittest.TestCase):
     def test_the_same_server_for_the_whole_process(self) -> None:
         self.assertIs(shared_server(), self.server)
 
+    def test_fast_for_tests_with_the_real_commit_semantics(self) -> None:
+        """fsync off (the benchmark's cluster turns it on: bench/database.py), synchronous_commit on."""
+        with psycopg.connect(self.database()) as conn:
+            self.assertEqual(conn.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
+                             .fetchone(), ("off", "on"))
+
     def test_tls_url_with_the_password_connects_over_tls(self) -> None:
         name = dbname(self.database())
         url = self.server.tls_url(name)

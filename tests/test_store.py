@@ -199,6 +199,10 @@ class ImportTests(StoreTestCase):
         self.assertEqual(self.store.certificates.certificates("bench"), records)
         if self.backend == "sqlite":
             self.assertEqual(Path(f"{self.path}-wal").stat().st_size, 0)  # checkpointed into the database file
+        else:  # vacuumed and analysed now, not by autovacuum later under load
+            vacuumed = self.store.db.execute("SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL"
+                                             " FROM pg_stat_user_tables WHERE relname = 'certificates'").fetchone()
+            self.assertEqual(tuple(vacuumed), (True, True))
         self.assertEqual(self.open().certificates.certificate(5), records[4])
 
     def test_one_audit_event_per_batch(self):

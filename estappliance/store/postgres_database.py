@@ -80,6 +80,12 @@ class PostgresDatabase(Database):
                 conn.execute(self.dialect.writer_lock)
                 yield
 
+    def compact(self) -> None:
+        """After a bulk load: VACUUM (ANALYZE) now, so that the planner knows
+        the new rows and autovacuum does not visit them later under load (it
+        would: a million inserted rows pass its insert threshold)."""
+        self.execute("VACUUM (ANALYZE)")
+
     def reader(self) -> PostgresDatabase:
         return PostgresDatabase(self.url, password=self._password, read_only=True)
 
