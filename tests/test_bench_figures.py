@@ -164,10 +164,12 @@ class ScenarioChoiceTests(unittest.TestCase):
         self.assertIn("no scenario 12", str(caught.exception))
 
     def test_the_postgres_scenarios_command_lines(self):
-        args = self.args("--suite-prefill", "5000")
+        args = self.args("--suite-prefill", "5000", "--workers", "4")
         lines = {s.number: suite.scenario_argv(args, s) for s in suite.suite_scenarios(args)}
         self.assertEqual(lines[7][-2:], ["--store", "postgresql"])
-        self.assertEqual(lines[8][-4:], ["--store", "postgresql", "--nodes", "2"])
+        # two nodes on the same cores: half the workers each, as many processes as (7)
+        self.assertEqual(lines[8][-6:], ["--store", "postgresql", "--nodes", "2", "--workers", "2"])
+        self.assertEqual(parser().parse_args(lines[8]).workers, 2)
         self.assertEqual(lines[9][-4:], ["--store", "postgresql", "--prefill", "5000"])
         for number in (7, 8, 9):
             check_args(parser().parse_args(lines[number]))  # each is a valid single run
