@@ -105,9 +105,16 @@ def _print_ca(cert: x509.Certificate, config: Config) -> None:
 
 
 def _sealed_ha1s(config: Config, name: str, password: str) -> dict[str, str]:
-    """The client's Digest H(A1)s as the store keeps them: sealed by the token."""
-    return seal_ha1s(Token.from_config(config.token), config.ca.key_label, name,
-                     ha1_all(name, config.server.realm, password))
+    """The client's Digest H(A1)s as the store keeps them: sealed by the
+    token. A token that cannot seal (no AES-GCM) gets none: the client
+    authenticates with Basic or a certificate, never with clear H(A1)s."""
+    token = Token.from_config(config.token)
+    problem = token.policy().sealing_problem()
+    if problem is not None:
+        print(f"estctl: no Digest credentials for {name!r}: the token cannot seal them ({problem});"
+              " Basic and certificates still authenticate it", file=sys.stderr)
+        return {}
+    return seal_ha1s(token, config.ca.key_label, name, ha1_all(name, config.server.realm, password))
 
 
 def cmd_client_add(args: argparse.Namespace, config: Config) -> None:

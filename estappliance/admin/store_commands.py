@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -34,9 +35,17 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> None:
         print(f"store {where}: schema version {found} -> {SCHEMA_VERSION}")
     store = Store(config.store)
     try:
-        if any(not v.startswith(SEALED) for c in store.clients.clients() for v in c.digest_ha1.values()):
-            sealed = seal_clear_ha1s(Token.from_config(config.token), config.ca.key_label, store)
-            print(f"store {where}: Digest credentials of {sealed} client(s) sealed by the token")
+        clear = sum(1 for c in store.clients.clients() if any(not v.startswith(SEALED) for v in c.digest_ha1.values()))
+        if clear:
+            token = Token.from_config(config.token)
+            problem = token.policy().sealing_problem()
+            if problem is None:
+                sealed = seal_clear_ha1s(token, config.ca.key_label, store)
+                print(f"store {where}: Digest credentials of {sealed} client(s) sealed by the token")
+            else:
+                print(f"store {where}: {clear} client(s) keep Digest credentials in clear: the token cannot seal"
+                      f" them ({problem}); 'estctl client passwd' removes them (Basic and"
+                      " certificates still authenticate)", file=sys.stderr)
     finally:
         store.close()
 
