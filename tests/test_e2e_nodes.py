@@ -47,7 +47,8 @@ from estappliance.store import Store
 from estappliance.token import on_token_thread
 
 from . import support
-from .nodes_support import EST, PASSWORD, USER, Node, basic, destroy_ca_keys, make_nodes, wait_for
+from .nodes_support import EST, PASSWORD, USER, Node, basic, destroy_ca_keys, make_nodes
+from .test_workers import wait_for
 from .postgres_server import PostgresMissing, PostgresServer, _children_of, shared_server
 
 LEASE_SECONDS = 9  # [crl] lease_seconds of these nodes: renewed every 3 s

@@ -57,7 +57,7 @@ class DeadlineTests(unittest.TestCase):
         with self.assertRaises(StoreUnavailable) as raised:
             yield self.calls.run(self.write, "while-stuck")
         self.assertLess(time.monotonic() - before, 0.2)  # not queued behind the stuck call
-        self.assertIn("has not answered", str(raised.exception))
+        self.assertIn("has not returned", str(raised.exception))
         self.release.set()
         for _ in range(50):
             if self.calls.stuck_since is None:

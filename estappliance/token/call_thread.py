@@ -26,95 +26,39 @@ restarted (a worker killed is restarted by the master).
 """
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, ParamSpec, TypeVar
+from typing import Callable
 
-from twisted.internet import defer, reactor
-from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from ..errors import TokenUnavailable
-from ..threads import SingleThread
+from ..threads import DeadlineCalls, SingleThread
 
 log = Logger()
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
-class _Job:
-    __slots__ = ("expired", "started", "finished")
+class TokenCalls(DeadlineCalls):
+    """Runs token calls on one thread, each answered within ``timeout`` s
+    (None: no deadline, for estctl, which blocks anyway)."""
 
-    def __init__(self) -> None:
-        self.expired = False
-        self.started: float | None = None
-        self.finished = False
-
-
-class _Abandoned(Exception):
-    """A queued call whose deadline passed before its turn: not run."""
-
-
-class TokenCalls:
-    """Runs token calls on one thread, each answered within ``timeout`` s."""
+    what = "token call"
 
     def __init__(self, thread: SingleThread, timeout: float | None = None) -> None:
-        self.thread = thread
-        self.timeout = timeout  # None: no deadline (estctl, which blocks anyway)
-        self.stuck_since: float | None = None
+        super().__init__(thread, TokenUnavailable, timeout)
         self.on_recovered: Callable[[], None] | None = None  # runs on the token thread after a stuck call
 
-    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> defer.Deferred[T]:
-        if self.stuck_since is not None:
-            return defer.fail(TokenUnavailable(
-                f"a token call has not returned for {time.monotonic() - self.stuck_since:.0f} s"))
-        if self.timeout is None:
-            return self.thread.run(fn, *args, **kwargs)
-        job = _Job()
-        answer: defer.Deferred[T] = defer.Deferred()
-        timer = reactor.callLater(self.timeout, self._expire, job, answer, getattr(fn, "__name__", "call"))
-        inner = self.thread.run(self._call, job, fn, args, kwargs)
-        inner.addBoth(self._returned, job, answer, timer)
-        return answer
+    def stuck(self, name: str) -> None:
+        log.error("token call {name} has not returned after {timeout} s: the token is marked unavailable"
+                  " until it does (then sessions are reopened)", name=name, timeout=self.timeout)
 
-    @staticmethod
-    def _call(job: _Job, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        """On the token thread."""
-        if job.expired:
-            raise _Abandoned()
-        job.started = time.monotonic()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            job.finished = True
-
-    def _expire(self, job: _Job, answer: defer.Deferred[Any], name: str) -> None:
-        job.expired = True
-        if job.started is not None and not job.finished and self.stuck_since is None:
-            self.stuck_since = job.started
-            log.error("token call {name} has not returned after {timeout} s: the token is marked unavailable"
-                      " until it does (then sessions are reopened)", name=name, timeout=self.timeout)
-        answer.errback(TokenUnavailable(f"token call did not finish within {self.timeout:g} s"))
-
-    def _returned(self, result: object, job: _Job, answer: defer.Deferred[Any], timer: IDelayedCall) -> None:
-        if not job.expired:
-            timer.cancel()
-            if isinstance(result, Failure):
-                answer.errback(result)
-            else:
-                answer.callback(result)
+    def stuck_call_returned(self, stuck_for: float) -> None:
+        recover = self.on_recovered
+        if recover is None:
+            self._unstuck(stuck_for)
             return
-        if isinstance(result, Failure):
-            result.trap(Exception)  # consumed: the caller was answered at the deadline
-        if self.stuck_since is not None and job.started is not None and job.started == self.stuck_since:
-            stuck_for = time.monotonic() - self.stuck_since
-            recover = self.on_recovered
-            if recover is not None:
-                # Before any other call: the session the stuck call used is suspect.
-                done = self.thread.run(recover)
-                done.addCallbacks(lambda _: self._unstuck(stuck_for), self._recover_failed)
-            else:
-                self._unstuck(stuck_for)
+        # Before any other call: the session the stuck call used is suspect.
+        done = self.thread.run(recover)
+        done.addCallbacks(lambda _: self._unstuck(stuck_for), self._recover_failed)
 
     def _unstuck(self, stuck_for: float) -> None:
         self.stuck_since = None
