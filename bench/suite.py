@@ -167,7 +167,7 @@ def suite_scenarios(args: argparse.Namespace) -> list[Scenario]:
         Scenario(7, "as (1), one node on PostgreSQL", ("--store", "postgresql"), checks_postgres),
         # The two nodes share this machine's cores, as one node's workers do:
         # each gets half of (7)'s workers, so both run as many processes.
-        Scenario(8, "as (1), two nodes on one PostgreSQL, half the workers each",
+        Scenario(8, "as (7), two nodes, half the workers each",
                  ("--store", "postgresql", "--nodes", "2", "--workers", str(max(1, args.workers // 2))),
                  checks_two_nodes),
         Scenario(9, f"as (7), PostgreSQL prefilled ({args.suite_prefill})",

@@ -87,8 +87,7 @@ class PostgresScenariosTests(unittest.TestCase):
         self.assertIn("clients that got nothing: 0", two_nodes)
         self.assertRegex(text, r"prefill: 300 rows in \d+\.\d s")
         for row in (r"\(7\) as \(1\), one node on PostgreSQL +enroll/s",
-                    r"\(8\) as \(1\), two nodes on one PostgreSQL, half the workers each"
-                    r" +enroll/s +\d+  >= 1 x \d+ \(7\)",
+                    r"\(8\) as \(7\), two nodes, half the workers each +enroll/s +\d+  >= 1 x \d+ \(7\)",
                     r"\(9\) as \(7\), PostgreSQL prefilled \(300\) +enroll/s +\d+  >= 0.9 x \d+ \(7\)",
                     r"prefill s +\d+\.\d"):
             self.assertRegex(text, row)
