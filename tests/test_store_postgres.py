@@ -122,6 +122,28 @@ class AwayTests(unittest.TestCase):
         self.server.stop()
         self.assert_away_then_back()
 
+    def test_a_restart_while_idle_costs_no_call(self):
+        """The server stops and starts between two calls: the first read and
+        the first write after it are served (the store notices its ended
+        session before using it), on the reader connection too."""
+        reader = self.store.db.reader()
+        self.addCleanup(reader.close)
+        self.assertEqual(reader.execute("SELECT count(*) FROM clients").fetchone()[0], 1)
+        self.server.restart()
+        self.assertEqual(self.store.clients.client("alice").name, "alice")
+        self.assertEqual(reader.execute("SELECT count(*) FROM clients").fetchone()[0], 1)
+        self.server.restart()
+        self.store.clients.add_client("bob", "hash", ["default"])
+        self.assertEqual([c.name for c in self.store.clients.clients()], ["alice", "bob"])
+
+    def test_a_session_ended_by_the_administrator_is_replaced(self):
+        other = Store(self.server.create_database()).db  # a superuser session; the call waits until the session has ended
+        self.addCleanup(other.close)
+        pid = self.store.db.execute("SELECT pg_backend_pid()").fetchone()[0]
+        self.assertTrue(other.execute("SELECT pg_terminate_backend(%s, 10000)" % int(pid)).fetchone()[0])
+        self.store.clients.add_client("bob", "hash", ["default"])
+        self.assertNotEqual(self.store.db.execute("SELECT pg_backend_pid()").fetchone()[0], pid)
+
     def test_a_transaction_cut_off_commits_nothing(self):
         """The server dies inside a write transaction: the caller hears
         StoreUnavailable and none of the transaction's rows exist."""

@@ -8,11 +8,15 @@ stays correct. A commit returns once the server has it on disk
 
 A lost connection (the server stopped, restarted or unreachable) raises
 ``StoreUnavailable`` (503 + Retry-After) and is dropped; the next call
-connects again, so service resumes by itself when the server is back.
+connects again, so service resumes by itself when the server is back. A
+connection the server ended while it sat idle (a restart between two calls,
+``pg_terminate_backend``) is noticed before it is used and replaced, so the
+first call after the server is back is served rather than refused.
 """
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,6 +40,9 @@ class PostgresDatabase(Database):
         self._connection()  # fail now, with the reason, if it cannot connect at all
 
     def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and _ended_while_idle(self._conn):
+            self._conn.close()
+            self._conn = None
         if self._conn is None or self._conn.closed:
             options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "estappliance",
                        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
@@ -93,6 +100,21 @@ class PostgresDatabase(Database):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _ended_while_idle(conn: psycopg.Connection[Any]) -> bool:
+    """Between calls (autocommit, no transaction open, nothing listened to)
+    a live session has nothing to say: anything readable on its socket is the
+    server's goodbye ("terminating connection due to administrator command")
+    or end of file. Inside a transaction nothing is checked: a transaction
+    cannot move to another connection, and its own statements will fail."""
+    if conn.closed:
+        return True
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _first_line(e: Exception) -> str:
