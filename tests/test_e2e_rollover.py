@@ -26,8 +26,9 @@ from estappliance.ca.setup import SetupError
 from estappliance.client import BasicAuth, EstClient, new_key
 from estappliance.client.cli import main as est_main
 from estappliance.client import HttpsConnection
+from estappliance.client import keygen_commands as skg
 from estappliance.client.distribution_commands import get_crls, get_pal
-from estappliance.pki import certs
+from estappliance.pki import certs, keygen_request
 from estappliance.service import build, site, tls_factory
 from estappliance.store import Store
 from estappliance.pki.rollover import authority_key_identifier, key_identifier
@@ -490,6 +491,78 @@ class SubordinateRenewalTests(CaLifeHelpers, unittest.TestCase):
         _, dev_d = yield self.enroll("device-same-key", [parent])
         dev_d.verify_directly_issued_by(again)
         renewed.verify_directly_issued_by(again)  # same name, same key: earlier certificates chain to it too
+
+
+class ServerKeysAcrossASwitchTests(CaLifeHelpers, unittest.TestCase):
+    """What the token keeps for server-side key generation is named after the
+    appliance, not after the CA key of the day: a PKCS#12 password the
+    operator set before a root key update still opens after the switch and a
+    restart of the server."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.server = yield support.start_server(self, labels={
+            "default": {"auth": ["basic", "cert"]},
+            "p12": {"auth": ["cert"], "serverkeygen_default": "pkcs12", "pkcs12_iterations": 10_000}})
+        yield self.server.add_client("alice", PASSWORD, labels=("*",))
+        self.watch = self.server.appliance.ca_watch()
+        self.watch.step = 0.2
+        self.watch.startService()
+        self.addCleanup(self.watch.stopService)
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir()
+
+    @defer.inlineCallbacks
+    def restart(self):
+        """A new server process on the same state: stop listening, build again."""
+        yield self.watch.stopService()
+        yield self.server.listener.stopListening()
+        appliance = build(self.server.appliance.config)
+        listener = reactor.listenSSL(0, site(appliance), tls_factory(appliance), interface="127.0.0.1")
+        self.server = support.RunningServer(appliance, listener.getHost().port, listener, self.server.ca_cert)
+        self.addCleanup(self.server.stop)
+
+    def p12_key(self, device_key, device_cert, anchors, secret: bytes):
+        def go():
+            csr = keygen_request.build_csr(x509.Name.from_rfc4514_string("CN=device-enc"), new_key())
+            with EstClient(self.server.url, anchors=anchors, label="p12", client_cert=[device_cert],
+                           client_key=device_key) as c:
+                answer = skg.request_key(c, csr)
+                return answer, skg.open_answer(answer, anchors=anchors, pkcs12_password=secret)
+        return support.in_thread(go)
+
+    @defer.inlineCallbacks
+    def test_a_pkcs12_password_set_before_a_key_update_opens_after_it(self):
+        old = self.server.ca_cert
+        device_key, device_cert = yield self.enroll("device-1", [old])
+        secret = b"operator-agreed-1"
+        (self.tmp / "pw").write_bytes(secret + b"\n")
+        code, out = yield self.estctl("serverkeygen", "pkcs12-password", "alice", "--password-file",
+                                      str(self.tmp / "pw"))
+        self.assertEqual(code, 0, out)
+        answer, delivered = yield self.p12_key(device_key, device_cert, [old], secret)
+        self.assertEqual(answer.form, "pkcs12")
+
+        for step in (("ca", "rollover"), ("ca", "switch")):
+            code, out = yield self.estctl(*step)
+            self.assertEqual(code, 0, out)
+        new_label = (yield self.generations())[-1].key_label
+        self.assertNotEqual(new_label, self.server.appliance.config.ca.key_label)
+        yield self.wait_for_key(new_label)
+        yield self.restart()
+        self.assertEqual(self.server.appliance.ca.signer.key_label, new_label)
+
+        answer, delivered = yield self.p12_key(device_key, device_cert, [old], secret)
+        self.assertEqual(answer.form, "pkcs12")
+        self.assertEqual(aki(delivered.certificate), key_identifier(x509.load_der_x509_certificate(
+            (yield self.generations())[-1].cert)))
+        self.assertEqual(delivered.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                                 serialization.PublicFormat.SubjectPublicKeyInfo),
+                         delivered.certificate.public_key().public_bytes(
+                             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+        # and estctl, which names keys as the server does, finds none of the server's keys abandoned
+        code, out = yield self.estctl("serverkeygen", "sweep")
+        self.assertEqual((code, out.strip()), (0, "0 abandoned key(s) destroyed"))
 
 
 class WorkersFollowASwitchTests(unittest.TestCase):

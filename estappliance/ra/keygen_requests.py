@@ -140,11 +140,13 @@ class KeygenRegistrar:
 
     @classmethod
     def build(cls, registrar: Registrar, content_signer: ContentSigner) -> "KeygenRegistrar":
-        """Wired to the registrar's CA, token and store; token labels of the
-        keys made here start with the CA key's label."""
+        """Wired to the registrar's CA, token and store. Token labels of the
+        keys made here (and of the sealing key) start with the configured CA
+        key label, as estctl's do: the appliance's name in the token, which a
+        CA key update does not change (the signing key's label does)."""
         ca = registrar.ca
         generator = ServerKeyGenerator(ca.signer.token, ca, content_signer, registrar.store,
-                                       key_prefix=ca.signer.key_label)
+                                       key_prefix=registrar.config.ca.key_label)
         return cls(registrar, generator, registrar.store)
 
     # -- /serverkeygen --------------------------------------------------------------
