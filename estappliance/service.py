@@ -19,7 +19,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from .ca import CertificateAuthority, ContentSigner, TokenSigner, load_pem_certs
-from .ca import generations
+from .ca import ceremony, generations
 from .ca.crl import CrlSchedule
 from .ca.digest_credentials import Ha1Opener
 from .ca.lease import LeaseKeeper
@@ -38,7 +38,7 @@ from .ra.results import EnrollmentResults
 from .ra.keygen_requests import KeygenRegistrar
 from .store import READ_CALLS, READ_THREAD, STORE_CALLS, STORE_THREAD, SchemaMismatch, Store
 from .store import deadline as store_deadline
-from .token import Token
+from .token import Token, on_token_thread
 from .token.session import drop_all as drop_all_sessions
 from .token.call_thread import TOKEN_CALLS
 from .web import ServerContextFactory, distribution_routes, enroll_routes, fullcmc_routes, make_site, serverkeygen_routes
@@ -108,9 +108,24 @@ class Appliance:
             listener()
 
     def ca_watch(self) -> CaWatch:
-        watch = CaWatch(self.config, self.token, self.store, self.apply_generations)
+        """Every process follows the CA's generations; the primary also keeps
+        this node's CA, TLS and signer files in line with them."""
+        watch = CaWatch(self.config, self.token, self.store, self.apply_generations,
+                        follow=self.update_node_files if self.primary else None)
         watch.prime()
         return watch
+
+    def update_node_files(self) -> defer.Deferred[bool]:
+        """ceremony.update_node_files on the token thread, as estctl runs it
+        (the token and its own connection to the store), without waiting for
+        another process of the node that is at it (False)."""
+        def run() -> bool:
+            store = Store(self.config.store)
+            try:
+                return ceremony.update_node_files(self.config, self.token, store, wait=False)
+            finally:
+                store.close()
+        return on_token_thread(run)
 
     @property
     def primary(self) -> bool:

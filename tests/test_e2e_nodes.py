@@ -13,6 +13,9 @@ points 2 and 3, end to end).
 - The database going away (stopped, killed, or hung: SIGSTOP) gives 503 +
   Retry-After and a not-ready ``/readyz`` within seconds; when it is back,
   service resumes by itself.
+- A CA key update made with ``estctl`` on one node: the other node's TLS
+  chain, TLS and content-signer certificates and CA certificate file follow
+  within seconds.
 - A database at an older schema version: the node refuses to start, exits
   non-zero and says ``estctl store migrate``.
 """
@@ -36,11 +39,12 @@ from twisted.trial import unittest
 from estappliance.client import make_csr, new_key
 from estappliance.client.cmc import CertRequestSpec, FullCmcClient
 from estappliance.client.est import BasicAuth, DigestAuth, EstClient
-from estappliance.client.http import TLSError
+from estappliance.client.http import HttpsConnection, TLSError
 from estappliance.config import load
 from estappliance.pki.cms import read_certs_only
 from estappliance.pki.crlsonly import read_crls_only
 from estappliance.pki.encoding import decode_body
+from estappliance.pki.rollover import authority_key_identifier as aki, key_identifier
 from estappliance.ra.passwords import hash_password
 from estappliance.service import CRL_SCHEDULE_LEASE
 from estappliance.store import Store
@@ -474,6 +478,82 @@ class AcrossNodesTests(NodesCase):
         self.assertEqual(len({n for n, _ in stored}), len(stored))
         for number in numbers:
             self.assertIn(number, {n for n, _ in stored})
+
+
+# -- b2) a CA key update made with estctl on one node, followed by the other ------------------
+
+class KeyUpdateAcrossNodesTests(NodesCase):
+    """``estctl ca rollover`` and ``switch`` run on one node; the other
+    node's files (its TLS certificate and the chain after it, the CA
+    certificate, the content signer) follow within seconds, without a
+    restart, and stay as they are through one."""
+
+    def _start(self) -> None:
+        super()._start()
+        self.addCleanup(on_token_thread, self.destroy_generation_keys)
+
+    def destroy_generation_keys(self) -> None:
+        token = support.token()
+        for (label,) in rows(self.url, "SELECT key_label FROM ca_generations WHERE key_label <> %s",
+                             (self.nodes[0].ca_label,)):
+            token.destroy_keypair(label)
+
+    @staticmethod
+    def tls_chain(node: Node, anchor: x509.Certificate) -> list[x509.Certificate]:
+        """Blocking: what the node's TLS server sends, verified against ``anchor`` alone."""
+        conn = HttpsConnection("127.0.0.1", node.port, anchors=[anchor], timeout=10)
+        try:
+            conn.connect()
+            return [c.to_cryptography() for c in conn._conn.get_peer_cert_chain()]
+        finally:
+            conn.close()
+
+    def reaches_with(self, node: Node, anchor: x509.Certificate) -> bool:
+        try:
+            self.tls_chain(node, anchor)
+            return True
+        except (TLSError, OSError):
+            return False
+
+    def test_a_key_update_made_on_one_node_reaches_the_other(self):
+        return support.in_thread(self._story)
+
+    def _story(self) -> None:
+        a, b = self.nodes
+        old = a.anchor()
+        # 1. The rollover, run on b: a's TLS chain gains OldWithNew (both of its workers),
+        #    so a device that already trusts only the new root reaches a.
+        b.estctl("ca", "rollover")
+        (new_der, old_with_new_der), = rows(self.url, "SELECT cert, old_with_new FROM ca_generations"
+                                                      " WHERE state='next'")
+        new, old_with_new = x509.load_der_x509_certificate(new_der), x509.load_der_x509_certificate(old_with_new_der)
+        self.assertFalse(self.reaches_with(a, new))  # a moment ago, a knew nothing of it
+        self.assertTrue(wait_for(lambda: all(self.reaches_with(a, new) for _ in range(2 * a.workers)), 20),
+                        a.log())
+        self.assertEqual(self.tls_chain(a, old)[1:], [old_with_new])
+        # 2. The switch, run on a: b's TLS server certificate is re-issued under the new key,
+        #    its CA certificate file is the new root, and b signs with the new key.
+        a.estctl("ca", "switch")
+        self.assertTrue(wait_for(lambda: key_identifier(new) == aki(self.tls_chain(b, new)[0]), 20), b.log())
+        self.assertEqual(b.anchor(), new)
+        resp = b.request("POST", f"{EST}/simpleenroll", {**basic(), "Content-Type": "application/pkcs10"},
+                         der_csr(new_key(), "after-the-switch-on-b"))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(aki(issued_certificate(resp.body)), key_identifier(new))
+        signer = x509.load_pem_x509_certificate((b.state / "ca" / "signer.pem").read_bytes())
+        self.assertEqual(aki(signer), key_identifier(new))
+        # a device that knows only the old root still reaches b (NewWithOld follows while the old key retires)
+        self.assertTrue(self.reaches_with(b, old))
+        # 3. b restarted: nothing is issued again; each node re-issued its own TLS certificate once.
+        b.shutdown()
+        b.start()
+        self.assertEqual(aki(self.tls_chain(b, new)[0]), key_identifier(new))
+        for node in (a, b):
+            tls = str(node.state / "tls" / "server.pem")
+            audited = rows(self.url, "SELECT count(*) FROM audit WHERE detail LIKE %s",
+                           (f"switch: TLS server certificate {tls} re-issued%",))
+            self.assertEqual(audited, [(1,)], node.name)
+            self.assertNotIn("Traceback", node.log())
 
 
 # -- c) the CRL schedule's lease --------------------------------------------------------------

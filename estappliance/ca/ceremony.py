@@ -6,7 +6,13 @@ again, or undone before the switch (``estctl ca rollover --abort``). Until
 the switch commits, every process keeps signing with the old key. New keys
 are made in the token sensitive and not extractable; none ever leaves it.
 
-Blocking code for ``estctl``; it runs without a reactor.
+Each step ends by bringing the node's own files (the CA certificate, the
+TLS server, content-signer and role certificates, the chain after the TLS
+certificate) in line with the store: ``update_node_files``. On every other
+node sharing the store, the server's watch runs the same function when it
+sees the step (``CaWatch.follow``), so ``estctl`` works on any node.
+
+Blocking code for ``estctl`` (and the server's token thread); it runs without a reactor.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..config import Config
-from ..files import write_atomically
+from ..files import exclusive, write_atomically
 from ..pki import certs
 from ..pki.rollover import authority_key_identifier, key_identifier, link, root_update_validity
 from ..store import Store
@@ -143,7 +149,7 @@ def rollover(config: Config, token: Token, store: Store, key_type: str | None = 
             nxt.id, f"rollover: links issued, NewWithOld serial {nwo.serial_number:x},"
                     f" OldWithNew serial {own.serial_number:x}",
             new_with_old=nwo.public_bytes(DER), old_with_new=own.public_bytes(DER))
-    _rewrite_tls_chain(config, store)  # OldWithNew follows the server certificate during the overlap
+    update_node_files(config, token, store)  # OldWithNew follows the server certificate during the overlap
     return nxt
 
 
@@ -155,7 +161,7 @@ def abort(config: Config, token: Token, store: Store) -> Generation:
     if nxt is None:
         raise SetupError("no rollover or renewal is under way (after 'estctl ca switch' there is nothing to abort)")
     store.generations.set_generation_state(nxt.id, "aborted", f"generation {nxt.id} aborted before its switch")
-    _rewrite_tls_chain(config, store)
+    update_node_files(config, token, store)
     _sweep_keys(token, store)
     return _generation(store, nxt.id)
 
@@ -197,12 +203,12 @@ def switch(config: Config, token: Token, store: Store) -> Generation:
                                 detail=f"switch: generation {nxt.id} (key {nxt.key_label!r}) signs from now on")
     elif not _needs_finishing(config, _current(gens)):
         raise SetupError("no rollover or renewal is ready to switch")
-    finish_switch(config, token, store)
+    update_node_files(config, token, store)
     return _current(store.generations.generations())
 
 
 def _needs_finishing(config: Config, cur: Generation) -> bool:
-    if not config.ca.cert_file.exists() or config.ca.cert_file.read_bytes() != _cert(cur.cert).public_bytes(PEM):
+    if not _holds(config.ca.cert_file, _cert(cur.cert)):
         return True
     return any(_issued_by_other(path, cur) for path in _service_cert_files(config))
 
@@ -218,32 +224,61 @@ def _issued_by_other(path: Path, cur: Generation) -> bool:
     return authority_key_identifier(cert) != key_identifier(_cert(cur.cert))
 
 
-def finish_switch(config: Config, token: Token, store: Store) -> None:
-    """After the state change (idempotent): the CA files, then the TLS
-    server, content-signer and role certificates under the current key."""
-    gens = store.generations.generations()
+def _holds(path: Path, cert: x509.Certificate) -> bool:
+    """The PEM file exists and its first certificate is ``cert``."""
+    if not path.exists():
+        return False
+    found = x509.load_pem_x509_certificates(path.read_bytes())
+    return bool(found) and found[0] == cert
+
+
+def node_files_lock(config: Config) -> Path:
+    """One process of a node at a time rewrites its CA files (beside the CA certificate)."""
+    return config.ca.cert_file.with_name(".ca-files.lock")
+
+
+def update_node_files(config: Config, token: Token, store: Store, *, wait: bool = True) -> bool:
+    """This node's files as the store's generations say (idempotent): the CA
+    certificate and chain files, then the TLS server, content-signer and role
+    certificates under the current key, then the chain that follows the TLS
+    certificate (running servers re-read both within seconds). Nothing
+    before any ceremony (no generation recorded: the files are estctl
+    init's). With ``wait=False`` it returns False at once, writing nothing,
+    while another process of this node is at it."""
+    with exclusive(node_files_lock(config), wait=wait) as held:
+        if not held:
+            return False
+        gens = store.generations.generations()
+        if gens:
+            _update_node_files(config, token, store, gens)
+        return True
+
+
+def _update_node_files(config: Config, token: Token, store: Store, gens: list[Generation]) -> None:
     cur = _current(gens)
     cert = _cert(cur.cert)
     chain = certs_pem(cur.chain)
     signer = TokenSigner(token, cur.key_label)
-    if not config.ca.cert_file.exists() or config.ca.cert_file.read_bytes() != cert.public_bytes(PEM):
+    if not _holds(config.ca.cert_file, cert):
         write_atomically(config.ca.cert_file, cert.public_bytes(PEM))
         if config.ca.chain_file is not None:
             write_atomically(config.ca.chain_file, b"".join(c.public_bytes(PEM) for c in chain))
         store.generations.audit_ca("ok", f"switch: {config.ca.cert_file} now holds generation {cur.id}'s certificate")
     if _issued_by_other(config.server.tls_cert, cur):
         setup.issue_tls_server(config, signer, cert, store, chain=_tls_chain(gens, cur))
-        store.generations.audit_ca("ok", "switch: TLS server certificate re-issued under the new key")
+        store.generations.audit_ca("ok", f"switch: TLS server certificate {config.server.tls_cert} re-issued"
+                                         " under the new key")
     if config.ca.signer_cert_file is not None and config.ca.signer_cert_file.exists() \
             and _issued_by_other(config.ca.signer_cert_file, cur):
         setup.issue_content_signer(config, token, signer, cert, store)
-        store.generations.audit_ca("ok", "switch: content-signer certificate re-issued under the new key")
+        store.generations.audit_ca("ok", f"switch: content-signer certificate {config.ca.signer_cert_file}"
+                                         " re-issued under the new key")
     for name in ("tamp", "firmware"):
         r = roles.role(config, name)
         if r.cert_file is not None and r.cert_file.exists() and _issued_by_other(r.cert_file, cur):
             roles.ensure(config, token, store, name, renew=True)
-            store.generations.audit_ca("ok", f"switch: {r.title} certificate re-issued under the new key")
-    _rewrite_tls_chain(config, store)  # e.g. a renewal with the same key: the new CA certificate follows
+            store.generations.audit_ca("ok", f"switch: {r.title} certificate {r.cert_file} re-issued under the new key")
+    _rewrite_tls_chain(config, gens)  # e.g. a renewal with the same key: the new CA certificate follows
 
 
 def _tls_chain(gens: list[Generation], cur: Generation) -> list[x509.Certificate]:
@@ -260,13 +295,12 @@ def _tls_chain(gens: list[Generation], cur: Generation) -> list[x509.Certificate
     return [_cert(cur.cert), *certs_pem(cur.chain)]
 
 
-def _rewrite_tls_chain(config: Config, store: Store) -> None:
+def _rewrite_tls_chain(config: Config, gens: list[Generation]) -> None:
     """The same TLS server certificate with the chain ``_tls_chain`` gives
     (running servers re-read the file within seconds)."""
     tls = config.server.tls_cert
     if not tls.exists():
         return
-    gens = store.generations.generations()
     found = x509.load_pem_x509_certificates(tls.read_bytes())
     data = found[0].public_bytes(PEM) + b"".join(c.public_bytes(PEM) for c in _tls_chain(gens, _current(gens)))
     if data != tls.read_bytes():
@@ -323,7 +357,7 @@ def retire(config: Config, token: Token, store: Store) -> list[Generation]:
         store.generations.set_generation_state(old.id, "retired", f"generation {old.id} (key {old.key_label!r}) retired")
         done.append(_generation(store, old.id))
     _sweep_keys(token, store)
-    _rewrite_tls_chain(config, store)  # NewWithOld no longer follows the server certificate
+    update_node_files(config, token, store)  # NewWithOld no longer follows the server certificate
     return done
 
 

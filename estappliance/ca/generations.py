@@ -193,15 +193,26 @@ def _file_stamp(paths: list[Path | None]) -> tuple[tuple[int, int, int] | None, 
 class CaWatch(TimerService):
     """Every ``WATCH_SECONDS``: has a ceremony step changed the generations
     (or rewritten the TLS or content-signer certificate)? Then rebuild the
-    CA's view and tell the listeners (anchors, TLS context, content signer)."""
+    CA's view and tell the listeners (anchors, TLS context, content signer).
+
+    With ``follow`` (one process per node): first, at the first check and
+    after each change of the generations, bring this node's own files in line
+    with them (``ceremony.update_node_files``): the step may have been run
+    with estctl on another node, or while this node was down. It fires with
+    False while another process of the node is at it (then it is tried again
+    at the next check)."""
 
     def __init__(self, config: Config, token: Token, store: Store, apply: Callable[[list[LiveGeneration]], None],
-                 interval: float = WATCH_SECONDS) -> None:
+                 interval: float = WATCH_SECONDS,
+                 follow: Callable[[], defer.Deferred[bool]] | None = None) -> None:
         super().__init__(interval, self.check)  # type: ignore[no-untyped-call]  # Twisted: unannotated
         self.config = config
         self.token = token
         self.store = store
         self.apply = apply
+        self.follow = follow
+        self.followed: object = None  # the generations the node's files were last brought to
+        self.follow_failing = False  # the last follow failed (said once until it works)
         self.stamp: tuple[object, ...] | None = None
         self.store_away = False  # the last check could not reach the store (said once per outage)
 
@@ -220,6 +231,11 @@ class CaWatch(TimerService):
             if self.store_away:
                 self.store_away = False
                 _log.info("CA generations: the store answers again")
+            if self.follow is not None and stamp[0] != self.followed:
+                done = yield self._follow()
+                if done:
+                    self.followed = stamp[0]
+                    stamp = yield on_store_thread(self._stamp)  # the files it rewrote
             if stamp == self.stamp:
                 return False
             found: list[Generation] = yield on_store_thread(records, self.config, self.store)
@@ -238,6 +254,22 @@ class CaWatch(TimerService):
         except Exception:
             _log.failure("could not reload the CA generations")
             return False
+
+    @defer.inlineCallbacks
+    def _follow(self) -> Generator[defer.Deferred[Any], Any, bool]:
+        assert self.follow is not None
+        try:
+            done: bool = yield self.follow()
+        except Exception as e:  # the token away, a file not writable: said once, tried again next check
+            if not self.follow_failing:
+                self.follow_failing = True
+                _log.warn("this node's CA files could not be brought up to date (tried again every"
+                          " {seconds:g} s): {error}", seconds=self.step, error=e)
+            return False
+        if done and self.follow_failing:
+            self.follow_failing = False
+            _log.info("this node's CA files are up to date again")
+        return done
 
 
 __all__ = ["CaCrls", "CaWatch", "LiveGeneration", "anchors", "cacerts", "crl_issuers", "crl_suffix", "from_files",
