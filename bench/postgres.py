@@ -37,7 +37,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from psycopg import sql
+
+from .ports import free_port
 
 SUPERUSER = "est"
 TLS_USER = "est_tls"
@@ -99,12 +100,6 @@ def _bin_dir() -> Path:
         raise PostgresMissing("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
                               "(run `make test` or `make bench`, which install Debian's postgresql package)")
     return max(versions)[1]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children_of(pid: int) -> list[int]:
@@ -375,7 +370,7 @@ class PostgresServer:
             raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
         (data / "pg_hba.conf").write_text("local all all trust\n"
                                           "hostssl all all 127.0.0.1/32 scram-sha-256\n")
-        self._port = _free_port()
+        self._port = free_port()
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(f"""
 # estappliance tests

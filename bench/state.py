@@ -17,7 +17,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,7 @@ from estappliance.ra.passwords import hash_password
 from estappliance.store import CertificateRecord, Store
 from estappliance.token import Token
 
+from .ports import free_port
 from .target import HOST, BenchError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,13 +45,6 @@ STATE_FILE = "bench-state.json"  # marks a prepared state directory
 CONFIG_FILE = "estappliance.toml"
 STORE_FILE = "est.sqlite"
 PASSWORD_FILE = "bench.password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def store_table(state: Path, url: str | None, node: int = 1) -> dict[str, str]:

@@ -24,6 +24,8 @@ from cryptography import x509
 from estappliance.client import HttpsConnection
 from estappliance.client.http import HttpResponse, TLSError
 
+from bench.ports import free_port
+
 from . import support
 
 BIN = Path(sys.executable).parent
@@ -40,13 +42,6 @@ def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
     import base64
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Node:

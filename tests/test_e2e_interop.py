@@ -35,6 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
+from bench.ports import free_port
+
 from . import support
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,12 +54,6 @@ def require_tools() -> None:
     missing = [t for t in TOOLS if not shutil.which(t)]
     if missing:
         raise unittest.SkipTest(f"needs {', '.join(missing)} on PATH")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _toml_str(value) -> str:
