@@ -3,7 +3,10 @@ real ``twistd est`` nodes on one store and one token, the first with two
 workers. A ticket from one worker resumes on the other (the connections are
 seen in /proc to be held by different workers); a session made with
 ``openssl s_client`` on one node resumes on the other node, TLS 1.2 and 1.3;
-the resumed handshakes are counted on /metrics."""
+the resumed handshakes are counted on /metrics. A device whose certificate
+comes from an intermediate CA (it sends the intermediate in the full
+handshake; a ticket keeps only its own certificate) is still authenticated
+when its session resumes on the other node."""
 from __future__ import annotations
 
 import socket
@@ -11,6 +14,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
 from twisted.trial import unittest
 
 from . import support
@@ -39,14 +43,34 @@ def second_node(first: OperatedServer, base: Path) -> OperatedServer:
     return node
 
 
+def manufacturer_pki(where: Path) -> tuple[Path, Path]:
+    """A root, an issuing CA under it and a device certificate from that CA
+    (files in ``where``): (the device's chain file, leaf then intermediate; its key)."""
+    from .test_ra import issue, issue_ca, make_ca
+    where.mkdir(parents=True)
+    root_key, root = make_ca("CN=Resumption Manufacturer Root")
+    inter_key, inter = issue_ca(root_key, root, "CN=Resumption Manufacturer Issuing CA")
+    device_key, device = issue(inter_key, inter, "CN=resuming-device")
+    pem = serialization.Encoding.PEM
+    (where / "root.pem").write_bytes(root.public_bytes(pem))
+    (where / "device-chain.pem").write_bytes(device.public_bytes(pem) + inter.public_bytes(pem))
+    (where / "device.key").write_bytes(device_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+    return where / "device-chain.pem", where / "device.key"
+
+
 class SessionResumptionTests(unittest.TestCase):
     timeout = 180
 
     def setUp(self):
         require_tools()
         base = Path(self.mktemp()).resolve()
+        self.device = manufacturer_pki(base / "mfr")
         self.a = OperatedServer(base / "a", workers=2,
-                                extra=f'\n[metrics]\ndir = "{base / "a" / "metrics"}"\n')
+                                extra=f'\n[metrics]\ndir = "{base / "a" / "metrics"}"\n'
+                                      f'\n[trust_anchors]\nmfr = "{base / "mfr" / "root.pem"}"\n'
+                                      '\n[labels.devices]\nprofile = "default"\nauth = ["cert"]\n'
+                                      'cert_anchors = ["mfr"]\n')
         self.addCleanup(self.a.shutdown)
         self.base = base
         return support.in_thread(self._start)
@@ -67,14 +91,15 @@ class SessionResumptionTests(unittest.TestCase):
         ctx.minimum_version = ctx.maximum_version = VERSIONS[version]
         return ctx
 
-    def connect(self, port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
+    def connect(self, port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None,
+                request: bytes = REQUEST) -> ssl.SSLSocket:
         """A connection with one request answered (so a TLS 1.3 client has read its tickets), left open."""
         conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), session=session)
-        conn.sendall(REQUEST.replace(b"1.0", b"1.1"))
+        conn.sendall(request.replace(b"1.0", b"1.1"))
         answer = b""
         while b"\r\n\r\n" not in answer:
             answer += conn.recv(65536)
-        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
         return conn
 
     def worker_of(self, conn: ssl.SSLSocket) -> int:
@@ -119,6 +144,27 @@ class SessionResumptionTests(unittest.TestCase):
                 finally:
                     first.close()
                     second.close()
+        return support.in_thread(run)
+
+    def test_a_device_certificate_from_an_intermediate_is_accepted_on_a_resumed_session(self):
+        """The resumed handshake carries no certificates: node b knows the
+        device's certificate from the ticket and completes its path with the
+        intermediate node a kept in the store."""
+        pal = b"GET /.well-known/est/devices/pal HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+
+        def run():
+            chain, key = self.device
+            for version in VERSIONS:
+                ctx = self.client_context(version)
+                ctx.load_cert_chain(chain, key)
+                first = self.connect(self.a.port, ctx, request=pal)
+                resumed = self.connect(self.b.port, ctx, first.session, request=pal)
+                try:
+                    self.assertFalse(first.session_reused)
+                    self.assertTrue(resumed.session_reused, version)
+                finally:
+                    first.close()
+                    resumed.close()
         return support.in_thread(run)
 
     def test_openssl_session_from_one_node_resumes_on_the_other(self):

@@ -50,6 +50,21 @@ def issue(ca_key, ca_cert, name, days=10):
     return key, cert
 
 
+def issue_ca(parent_key, parent, name):
+    """An intermediate CA certificate under ``parent``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(name)).issuer_name(parent.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=20))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(parent_key.public_key()),
+                           critical=False)
+            .sign(parent_key, hashes.SHA256()))
+    return key, cert
+
+
 PROFILE = Profile(name="p", validity_days=30, key_types=("ec-p256", "rsa2048"), key_usage=("digitalSignature",),
                   extended_key_usage=("clientAuth",), copy_san=True)
 
@@ -80,7 +95,7 @@ class TrustAnchorCacheTests(unittest.TestCase):
                 .not_valid_after(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5))
                 .sign(self.ca_key, hashes.SHA256()))
         self.assertEqual(self.anchors.verify((soon,)), "ca")
-        expires, _ = self.anchors._verified[(soon,)]
+        expires = self.anchors._verified[(soon,)][0]
         self.assertLessEqual(expires - time.monotonic(), 5)
 
     def test_a_chain_that_failed_is_not_remembered(self):
@@ -476,3 +491,83 @@ class RegistrarFlowTests(unittest.TestCase):
         self.assertEqual((hints.challenge_password, hints.key_type), (True, "ec-p384"))
         self.assertIsNone(reg.csrattrs("quiet"))
         self.assertRaises(NotFound, reg.csrattrs, "nope")
+
+
+class ResumedSessionIntermediateTests(unittest.TestCase):
+    """A TLS session resumed from a ticket shows the client's certificate
+    alone. Intermediates of chains that verified are kept (by the process,
+    and in the store for the other workers and nodes) and complete such a
+    path; kept or not, a path must end at an anchor."""
+
+    def setUp(self):
+        self.store = Store(Path(self.mktemp()) / "s.sqlite")
+        self.addCleanup(self.store.close)
+        self.root_key, self.root = make_ca("CN=Manufacturer Root")
+        self.inter_key, self.inter = issue_ca(self.root_key, self.root, "CN=Manufacturer Issuing CA 7")
+        _, self.device = issue(self.inter_key, self.inter, "CN=device-17")
+
+    def worker(self) -> Authenticator:
+        """Another process on the same store: nothing kept in memory."""
+        return Authenticator(self.store, TrustAnchors({"mfr": [self.root]}), "r")
+
+    def kept_rows(self):
+        return on_store_thread(lambda: self.store.db.execute("SELECT count(*) FROM client_intermediates").fetchone()[0])
+
+    @defer.inlineCallbacks
+    def test_a_lone_certificate_is_accepted_on_any_worker_once_its_chain_was_seen(self):
+        lbl = label(auth=("cert",), anchors=("mfr",))
+        first, other = self.worker(), self.worker()
+        yield self.assertFailure(other.authenticate(Credentials(peer_chain=(self.device,)), lbl),
+                                 AuthenticationRequired)
+        who = yield first.authenticate(Credentials(peer_chain=(self.device, self.inter)), lbl)
+        self.assertEqual((who.name, who.anchor), ("CN=device-17", "mfr"))
+        self.assertEqual((yield self.kept_rows()), 1)
+        # the resumed session lands on the other worker (or node): the store completes the path
+        who = yield other.authenticate(Credentials(peer_chain=(self.device,)), lbl)
+        self.assertEqual((who.name, who.method, who.anchor), ("CN=device-17", "cert", "mfr"))
+        who = yield first.authenticate(Credentials(peer_chain=(self.device,)), lbl)
+        self.assertEqual(who.name, "CN=device-17")
+        # seen again: kept once
+        yield first.authenticate(Credentials(peer_chain=(self.device, self.inter)), lbl)
+        self.assertEqual((yield self.kept_rows()), 1)
+
+    @defer.inlineCallbacks
+    def test_kept_intermediates_grant_nothing_without_an_anchor(self):
+        lbl = label(auth=("cert",), anchors=("mfr",))
+        auth = self.worker()
+        # a chain under a root nobody configured: refused, and its intermediate not kept
+        stranger_key, stranger = make_ca("CN=Manufacturer Root")  # the same name, another key
+        s_inter_key, s_inter = issue_ca(stranger_key, stranger, "CN=Manufacturer Issuing CA 7")
+        _, forged = issue(s_inter_key, s_inter, "CN=device-17")
+        yield self.assertFailure(auth.authenticate(Credentials(peer_chain=(forged, s_inter)), lbl),
+                                 AuthenticationRequired)
+        self.assertEqual((yield self.kept_rows()), 0)
+        # the genuine intermediate kept does not make the forged certificate (same issuer name) pass
+        yield auth.authenticate(Credentials(peer_chain=(self.device, self.inter)), lbl)
+        for a in (auth, self.worker()):
+            yield self.assertFailure(a.authenticate(Credentials(peer_chain=(forged,)), lbl), AuthenticationRequired)
+        # an anchor the label does not accept stays refused with a lone certificate too
+        who = yield self.assertFailure(self.worker().authenticate(Credentials(peer_chain=(self.device,)),
+                                                                  label(auth=("cert",), anchors=("ca",))),
+                                       NotAuthorized)
+        self.assertIn("'mfr'", str(who))
+
+    @defer.inlineCallbacks
+    def test_a_store_that_cannot_keep_them_does_not_fail_the_request(self):
+        lbl = label(auth=("cert",), anchors=("mfr",))
+        auth = self.worker()
+        events = []
+        self.patch(auth_module, "_log", auth_module.Logger(observer=events.append))
+
+        def refuse(rows):
+            from estappliance.errors import StoreUnavailable
+            raise StoreUnavailable("the store database failed: connection lost")
+        self.patch(self.store.intermediates, "remember_intermediates", refuse)
+        who = yield auth.authenticate(Credentials(peer_chain=(self.device, self.inter)), lbl)
+        self.assertEqual(who.anchor, "mfr")
+        self.assertEqual(len(events), 1)
+        self.assertIn("not kept", events[0]["log_format"])
+        self.patch(self.store.intermediates, "remember_intermediates",
+                   type(self.store.intermediates).remember_intermediates.__get__(self.store.intermediates))
+        yield auth.authenticate(Credentials(peer_chain=(self.device, self.inter)), lbl)  # tried again
+        self.assertEqual((yield self.kept_rows()), 1)

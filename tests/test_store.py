@@ -285,6 +285,17 @@ INSERT INTO certificates (serial, subject, not_before, not_after, label, client,
 """
 
 
+class IntermediateTablesTests(StoreTestCase):
+    def test_kept_once_and_found_by_subject(self):
+        inter = self.store.intermediates
+        inter.remember_intermediates([(b"\x30\x01a", b"\x30\x02der-1"), (b"\x30\x01b", b"\x30\x02der-2")])
+        inter.remember_intermediates([(b"\x30\x01a", b"\x30\x02der-1"), (b"\x30\x01a", b"\x30\x02der-3")])
+        self.assertEqual(sorted(inter.intermediates_named(b"\x30\x01a")), [b"\x30\x02der-1", b"\x30\x02der-3"])
+        self.assertEqual(inter.intermediates_named(b"\x30\x01b"), [b"\x30\x02der-2"])
+        self.assertEqual(inter.intermediates_named(b"\x30\x01c"), [])
+        inter.remember_intermediates([])
+
+
 class UpgradeTests(unittest.TestCase):
     def test_store_written_by_the_first_release_still_opens(self):
         """An appliance's existing est.sqlite keeps working after an upgrade:
@@ -311,6 +322,21 @@ class UpgradeTests(unittest.TestCase):
         store.certificates.record_certificate(serial=0xBEEF, subject="CN=new", not_before=NOT_BEFORE, not_after=NOT_AFTER,
                                  label="default", client="bob", der=b"\x30\x00")
         self.assertEqual(store.certificates.count_certificates(), 2)
+
+    def test_version_4_gains_the_client_intermediates_table(self):
+        path = Path(self.mktemp()) / "est.sqlite"
+        Store(path).close()
+        db = sqlite3.connect(path)
+        db.executescript("DROP TABLE client_intermediates; UPDATE meta SET value = '4' WHERE key = 'schema_version';")
+        db.commit()
+        db.close()
+        with self.assertRaises(SchemaMismatch) as refused:
+            Store(path)
+        self.assertIn("version 4", str(refused.exception))
+        store = Store(path, migrate=True)
+        self.addCleanup(store.close)
+        store.intermediates.remember_intermediates([(b"\x30\x00", b"\x30\x01x")])
+        self.assertEqual(store.intermediates.intermediates_named(b"\x30\x00"), [b"\x30\x01x"])
 
     def test_fullcmc_requests_waiting_in_their_own_table_move_into_pending(self):
         """Version 2 kept /fullcmc's waiting requests' kind and renewed serial
@@ -348,3 +374,4 @@ CertificateTestsOnPostgres = on_postgres(CertificateTests)
 ImportTestsOnPostgres = on_postgres(ImportTests)
 AuditTestsOnPostgres = on_postgres(AuditTests)
 ReopenTestsOnPostgres = on_postgres(ReopenTests)
+IntermediateTablesTestsOnPostgres = on_postgres(IntermediateTablesTests)

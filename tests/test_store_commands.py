@@ -463,7 +463,7 @@ class CopyRoundTripTests(unittest.TestCase):
         self.addCleanup(destination.close)
         with self.assertRaises(CopyRefused) as refused:
             copy_store(source, destination, Progress(enabled=False))
-        self.assertIn("schema version 3, not 4: run 'estctl store migrate' first", str(refused.exception))
+        self.assertIn(f"schema version 3, not {SCHEMA_VERSION}: run 'estctl store migrate' first", str(refused.exception))
         self.assertEqual(destination.tables(), set())
 
 

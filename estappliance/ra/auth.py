@@ -5,6 +5,12 @@ trust anchors the label accepts, so an untrusted certificate earns a clear 401
 (and a chance to use a password) rather than a failed handshake. A
 certificate from this appliance's own CA must also be on record here and not
 revoked.
+
+A TLS session resumed from a ticket carries the client's certificate alone,
+not the intermediates it sent in the full handshake. Intermediates of every
+chain that verified are kept (in the process and in the store, for every
+worker and node), and a lone certificate's path is completed from them;
+they are never trusted for being kept: the path must end at an anchor.
 """
 from __future__ import annotations
 
@@ -12,18 +18,21 @@ import datetime
 import hashlib
 import time
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, Callable, Generator
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store as TrustStore, VerificationError
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..ca.digest_credentials import Ha1Opener
 from ..config import Label
 from ..errors import AuthenticationRequired, EstError, NotAuthorized
 from ..pki.certs import ID_KP_CMC_RA
-from ..store import ClientRecord, Store, on_read_thread
+from ..store import ClientRecord, Store, on_read_thread, on_store_thread
 from ..store.nonce_claims import NonceCountClaims
 from ..threads import SingleThread
 from .digest import NONCE_LIFETIME, DigestVerifier, nonce_count
@@ -41,6 +50,9 @@ OWN_CA = "ca"
 # still read from the store each time.
 CHAIN_CACHE_SECONDS = 30.0
 CHAIN_CACHE_MAX = 10000
+# How many CA certificates a path completed from kept intermediates may add.
+INTERMEDIATE_DEPTH = 4
+_log = Logger()
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,8 @@ class TrustAnchors:
     def __init__(self, anchors: dict[str, list[x509.Certificate]]) -> None:
         self._set(anchors)
 
+        self._intermediates: dict[x509.Name, list[x509.Certificate]] = {}  # kept, by subject
+
     def _set(self, anchors: dict[str, list[x509.Certificate]]) -> None:
         by_cert = {}
         for name, certs in anchors.items():
@@ -97,7 +111,8 @@ class TrustAnchors:
         self._anchors = anchors
         self._store = TrustStore(list(by_cert)) if by_cert else None
         self._by_cert = by_cert
-        self._verified: dict[tuple[x509.Certificate, ...], tuple[float, str]] = {}
+        self._anchor_names = {c.subject for c in by_cert}
+        self._verified: dict[tuple[x509.Certificate, ...], tuple[float, str, tuple[x509.Certificate, ...]]] = {}
 
     def set_anchor(self, name: str, certs: list[x509.Certificate]) -> None:
         """Replace one named anchor's certificates (the CA's generations after a key update)."""
@@ -108,28 +123,84 @@ class TrustAnchors:
 
     def verify(self, chain: tuple[x509.Certificate, ...]) -> str | None:
         """The anchor name the chain leads to, or None if it leads nowhere we trust."""
+        found = self.verify_path(chain)
+        return None if found is None else found[0]
+
+    def verify_path(self, chain: tuple[x509.Certificate, ...]
+                    ) -> tuple[str, tuple[x509.Certificate, ...]] | None:
+        """(the anchor name, the intermediates of the path found), or None.
+        A lone certificate's path may be completed from kept intermediates."""
         if not chain or self._store is None:
             return None
         clock = time.monotonic()
         cached = self._verified.get(chain)
         if cached is not None and cached[0] > clock:
-            return cached[1]
+            return cached[1], cached[2]
         now = datetime.datetime.now(datetime.timezone.utc)
         verifier = (PolicyBuilder().store(self._store).time(now)
                     .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(),
                                         ee_policy=ExtensionPolicy.permit_all())
                     .build_client_verifier())
+        extra = self.kept_issuers(chain[0]) if len(chain) == 1 else []
         try:
-            verified = verifier.verify(chain[0], list(chain[1:]))
+            verified = verifier.verify(chain[0], list(chain[1:]) + extra)
         except VerificationError:
             return None
         anchor = self._by_cert.get(verified.chain[-1])
-        if anchor is not None:
-            valid_for = min(c.not_valid_after_utc for c in verified.chain) - now
-            if len(self._verified) >= CHAIN_CACHE_MAX:
-                self._verified.clear()
-            self._verified[chain] = (clock + min(CHAIN_CACHE_SECONDS, valid_for.total_seconds()), anchor)
-        return anchor
+        if anchor is None:
+            return None
+        intermediates = tuple(verified.chain[1:-1])
+        valid_for = min(c.not_valid_after_utc for c in verified.chain) - now
+        if len(self._verified) >= CHAIN_CACHE_MAX:
+            self._verified.clear()
+        self._verified[chain] = (clock + min(CHAIN_CACHE_SECONDS, valid_for.total_seconds()), anchor, intermediates)
+        return anchor, intermediates
+
+    # -- kept intermediates ---------------------------------------------------------
+
+    def kept_issuers(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """Kept intermediates that may lie on the way from ``cert`` to an anchor."""
+        found: list[x509.Certificate] = []
+        names = [cert.issuer]
+        for _ in range(INTERMEDIATE_DEPTH):
+            step = [c for name in names for c in self._intermediates.get(name, ()) if c not in found]
+            found += step
+            names = [c.issuer for c in step if c.issuer not in self._anchor_names and c.issuer != c.subject]
+            if not names:
+                break
+        return found
+
+    def missing_issuer(self, cert: x509.Certificate) -> x509.Name | None:
+        """The first name on the way up from ``cert`` that is neither an
+        anchor's nor a kept intermediate's (to look for in the store)."""
+        name = cert.issuer
+        for _ in range(INTERMEDIATE_DEPTH):
+            if name in self._anchor_names:
+                return None
+            kept = self._intermediates.get(name)
+            if not kept:
+                return name
+            parent = kept[0].issuer
+            if parent == name:
+                return None
+            name = parent
+        return None
+
+    def forget(self, certs: Iterable[x509.Certificate]) -> None:
+        for c in certs:
+            same = self._intermediates.get(c.subject, [])
+            if c in same:
+                same.remove(c)
+
+    def keep(self, certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+        """Keep these intermediates; returns those that were new here."""
+        new = []
+        for c in certs:
+            same = self._intermediates.setdefault(c.subject, [])
+            if c not in same:
+                same.append(c)
+                new.append(c)
+        return new
 
 
 class Authenticator:
@@ -189,10 +260,16 @@ class Authenticator:
     def _certificate(self, chain: tuple[x509.Certificate, ...], label: Label
                      ) -> Generator[defer.Deferred[Any], Any, tuple[Identity | None, EstError | None]]:
         """(Identity, None) if the chain is good for this label, else (None, refusal)."""
-        anchor = self.anchors.verify(chain)
+        found = self.anchors.verify_path(chain)
+        if found is None and len(chain) == 1 and (yield self._fetch_kept_issuers(chain[0])):
+            found = self.anchors.verify_path(chain)  # a session resumed from a ticket: the leaf alone
         leaf = chain[0]
-        if anchor is None:
+        if found is None:
             return None, AuthenticationRequired("client certificate not trusted")
+        anchor, intermediates = found
+        new = self.anchors.keep(intermediates)
+        if new:
+            yield self._store_intermediates(new)
         if anchor not in label.cert_anchors:
             return None, NotAuthorized(f"certificates from anchor {anchor!r} are not accepted under this label")
         name = leaf.subject.rfc4514_string() or f"serial:{leaf.serial_number:x}"
@@ -211,6 +288,33 @@ class Authenticator:
                     return None, refusal
                 name = record.client
         return Identity(name=name, method="cert", certificate=leaf, anchor=anchor), None
+
+    @defer.inlineCallbacks
+    def _fetch_kept_issuers(self, cert: x509.Certificate) -> Generator[defer.Deferred[Any], Any, bool]:
+        """Intermediates another worker or node kept, on the way up from
+        ``cert``, read into this process; True if any was found."""
+        found_any = False
+        for _ in range(INTERMEDIATE_DEPTH):
+            name = self.anchors.missing_issuer(cert)
+            if name is None:
+                break
+            ders: list[bytes] = yield on_read_thread(self.reads.intermediates.intermediates_named, name.public_bytes())
+            if not self.anchors.keep(x509.load_der_x509_certificate(der) for der in ders):
+                break
+            found_any = True
+        return found_any
+
+    @defer.inlineCallbacks
+    def _store_intermediates(self, certs: list[x509.Certificate]) -> Generator[defer.Deferred[Any], Any, None]:
+        """Keep newly seen intermediates for every worker and node. The
+        request does not depend on it: a store that cannot take them now is
+        logged, and the next full handshake with them tries again."""
+        rows = [(c.subject.public_bytes(), c.public_bytes(Encoding.DER)) for c in certs]
+        try:
+            yield on_store_thread(self.store.intermediates.remember_intermediates, rows)
+        except Exception as e:
+            self.anchors.forget(certs)
+            _log.warn("client intermediates not kept in the store: {error}", error=e)
 
     @defer.inlineCallbacks
     def _check_digest(self, creds: Credentials, label: Label) -> Generator[defer.Deferred[Any], Any, ClientRecord]:

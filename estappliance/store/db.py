@@ -20,6 +20,7 @@ from .cmc_tables import CmcTables
 from .crls import CrlTables
 from .database import Database
 from .generations import GenerationTables
+from .intermediate_tables import IntermediateTables
 from .keygen_tables import ServerKeygenTables
 from .lease_tables import LeaseTables
 from .nonces import NonceCountTables
@@ -63,6 +64,7 @@ class Store:
         self.nonce_counts = NonceCountTables(self.db)
         self.leases = LeaseTables(self.db)
         self.secrets = SecretTables(self.db)
+        self.intermediates = IntermediateTables(self.db)
 
     def reader(self) -> Store:
         """A read-only connection to the same database, for lookups that must

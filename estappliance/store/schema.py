@@ -8,7 +8,8 @@ never writes rows an older one cannot read, or the other way round.
 
 Versions: 1 first release; 2 Digest H(A1) columns, certificates.replaces;
 3 one ``pending`` table (cmc_pending merged in); 4 sealed shared secrets and
-leases (several nodes).
+leases (several nodes); 5 client intermediates (TLS sessions resumed from a
+ticket).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import re
 
 from .database import Database, SchemaMismatch
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -245,11 +246,19 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_at REAL NOT NULL,
     taken_at REAL NOT NULL
 );
+-- client intermediates (intermediate_tables.py): CA certificates clients sent between theirs and an anchor
+CREATE TABLE IF NOT EXISTS client_intermediates (
+    fingerprint TEXT PRIMARY KEY,
+    subject BLOB NOT NULL,
+    der BLOB NOT NULL,
+    seen_at TEXT NOT NULL
+);
 """
 # After the column migrations below (they may index new columns).
 INDEXES = """
 DROP INDEX IF EXISTS certificates_client;  -- version 1's, replaced by certificates_client_expiry
 CREATE INDEX IF NOT EXISTS certificates_replaces ON certificates(replaces) WHERE replaces IS NOT NULL;
+CREATE INDEX IF NOT EXISTS client_intermediates_subject ON client_intermediates(subject);
 """
 # Columns added since version 1 (SQLite files only: PostgreSQL starts at 4).
 COLUMNS_ADDED = [
