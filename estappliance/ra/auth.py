@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import time
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Callable, Generator
 
 from cryptography import x509
@@ -99,9 +99,8 @@ class TrustAnchors:
     """Named anchors: 'ca' (this appliance's CA) plus configured outside CAs."""
 
     def __init__(self, anchors: dict[str, list[x509.Certificate]]) -> None:
-        self._set(anchors)
-
         self._intermediates: dict[x509.Name, list[x509.Certificate]] = {}  # kept, by subject
+        self._set(anchors)
 
     def _set(self, anchors: dict[str, list[x509.Certificate]]) -> None:
         by_cert = {}
@@ -187,6 +186,7 @@ class TrustAnchors:
         return None
 
     def forget(self, certs: Iterable[x509.Certificate]) -> None:
+        """Drop these from memory (the store could not keep them: the next full handshake tries again)."""
         for c in certs:
             same = self._intermediates.get(c.subject, [])
             if c in same:
