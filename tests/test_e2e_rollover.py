@@ -97,6 +97,16 @@ class CaLifeHelpers(support.ExactDecoding):
     def generations(self):
         return on_store_thread(self.server.store.generations.generations)
 
+    def start_watch(self) -> None:
+        """The running server follows the store like ApplianceService does,
+        only faster; and a temporary directory for the story's files."""
+        self.watch = self.server.appliance.ca_watch()
+        self.watch.step = 0.2
+        self.watch.startService()
+        self.addCleanup(self.watch.stopService)
+        self.tmp = Path(self.mktemp())
+        self.tmp.mkdir(exist_ok=True)
+
     @defer.inlineCallbacks
     def wait_for_key(self, label: str):
         """Until the running server signs with ``label`` (the watch's interval, not a restart)."""
@@ -133,13 +143,7 @@ class RolloverTests(CaLifeHelpers, unittest.TestCase):
     def setUp(self):
         self.server = yield support.start_server(self, labels={"default": {"auth": ["basic", "cert"]}})
         yield self.server.add_client("alice", PASSWORD)
-        # The running server follows the store like ApplianceService does, only faster.
-        self.watch = self.server.appliance.ca_watch()
-        self.watch.step = 0.2
-        self.watch.startService()
-        self.addCleanup(self.watch.stopService)
-        self.tmp = Path(self.mktemp())
-        self.tmp.mkdir()
+        self.start_watch()
         self.old_root = self.server.ca_cert
         self.old_label = self.server.appliance.config.ca.key_label
 
@@ -508,12 +512,7 @@ class ServerKeysAcrossASwitchTests(CaLifeHelpers, unittest.TestCase):
             "default": {"auth": ["basic", "cert"]},
             "p12": {"auth": ["cert"], "serverkeygen_default": "pkcs12", "pkcs12_iterations": 10_000}})
         yield self.server.add_client("alice", PASSWORD, labels=("*",))
-        self.watch = self.server.appliance.ca_watch()
-        self.watch.step = 0.2
-        self.watch.startService()
-        self.addCleanup(self.watch.stopService)
-        self.tmp = Path(self.mktemp())
-        self.tmp.mkdir()
+        self.start_watch()
 
     @defer.inlineCallbacks
     def restart(self):

@@ -9,9 +9,11 @@ handshake; a ticket keeps only its own certificate) is still authenticated
 when its session resumes on the other node."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -102,6 +104,22 @@ class SessionResumptionTests(unittest.TestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
         return conn
 
+    @contextlib.contextmanager
+    def resumed(self, ctx: ssl.SSLContext, first_port: int, second_port: int, request: bytes = REQUEST
+                ) -> Iterator[tuple[ssl.SSLSocket, ssl.SSLSocket]]:
+        """A new session on ``first_port``, then one offering its ticket on
+        ``second_port`` (each with ``request`` answered 200); both closed after."""
+        first = self.connect(first_port, ctx, request=request)
+        try:
+            self.assertFalse(first.session_reused)
+            second = self.connect(second_port, ctx, first.session, request=request)
+            try:
+                yield first, second
+            finally:
+                second.close()
+        finally:
+            first.close()
+
     def worker_of(self, conn: ssl.SSLSocket) -> int:
         """The pid of node a's worker holding ``conn`` (its socket in /proc)."""
         port = conn.getsockname()[1]
@@ -133,17 +151,10 @@ class SessionResumptionTests(unittest.TestCase):
     def test_a_session_resumes_on_the_other_worker(self):
         def run():
             for version in VERSIONS:
-                ctx = self.client_context(version)
-                first = self.connect(self.a.port, ctx)
                 # The master hands a newcomer to the worker holding fewer: the other one.
-                second = self.connect(self.a.port, ctx, first.session)
-                try:
+                with self.resumed(self.client_context(version), self.a.port, self.a.port) as (first, second):
                     self.assertNotEqual(self.worker_of(first), self.worker_of(second))
-                    self.assertFalse(first.session_reused)
                     self.assertTrue(second.session_reused, version)
-                finally:
-                    first.close()
-                    second.close()
         return support.in_thread(run)
 
     def test_a_device_certificate_from_an_intermediate_is_accepted_on_a_resumed_session(self):
@@ -157,14 +168,8 @@ class SessionResumptionTests(unittest.TestCase):
             for version in VERSIONS:
                 ctx = self.client_context(version)
                 ctx.load_cert_chain(chain, key)
-                first = self.connect(self.a.port, ctx, request=pal)
-                resumed = self.connect(self.b.port, ctx, first.session, request=pal)
-                try:
-                    self.assertFalse(first.session_reused)
+                with self.resumed(ctx, self.a.port, self.b.port, pal) as (_, resumed):
                     self.assertTrue(resumed.session_reused, version)
-                finally:
-                    first.close()
-                    resumed.close()
         return support.in_thread(run)
 
     def test_openssl_session_from_one_node_resumes_on_the_other(self):
