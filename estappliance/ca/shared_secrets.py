@@ -57,6 +57,16 @@ _TOKEN, _STORE = "token", "store"
 _Step = tuple[str, Callable[..., Any], tuple[Any, ...]]
 
 
+def _advance(steps: Generator[_Step, Any, bytes], result: Any) -> _Step | bytes:
+    """The next step (where, what, arguments) given the last one's result,
+    or the secret once the steps are done (one driver awaits, one blocks)."""
+    try:
+        return steps.send(result)
+    except StopIteration as done:
+        value: bytes = done.value
+        return value
+
+
 def sealing_key_label(key_prefix: str) -> str:
     """The token's AES key that seals secrets kept in the store (PKCS#12
     passwords, shared secrets); ``key_prefix`` is the CA key's label."""
@@ -94,27 +104,21 @@ class SharedSecrets:
 
     async def _fetch(self, name: str) -> bytes:
         steps = self._steps(name)
-        result: Any = None
-        while True:
-            try:
-                where, fn, args = steps.send(result)
-            except StopIteration as done:
-                value: bytes = done.value
-                return value
+        step = _advance(steps, None)
+        while not isinstance(step, bytes):
+            where, fn, args = step
             run = on_token_thread if where == _TOKEN else on_store_thread
-            result = await run(fn, *args)
+            step = _advance(steps, await run(fn, *args))
+        return step
 
     def fetch_blocking(self, name: str) -> bytes:
         """For start-up (before serving) and commands: blocks the calling thread."""
         steps = self._steps(name)
-        result: Any = None
-        while True:
-            try:
-                where, fn, args = steps.send(result)
-            except StopIteration as done:
-                value: bytes = done.value
-                return value
-            result = _wait_on_token_thread(fn, *args) if where == _TOKEN else fn(*args)
+        step = _advance(steps, None)
+        while not isinstance(step, bytes):
+            where, fn, args = step
+            step = _advance(steps, _wait_on_token_thread(fn, *args) if where == _TOKEN else fn(*args))
+        return step
 
     # -- token steps (on the token thread) ---------------------------------------------
 
